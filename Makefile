@@ -1,0 +1,40 @@
+# The two commands of the README:   make demo   (install + the main job)   make test   (install + tests)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup data test test-all demo lint clean
+
+setup: $(STAMP) data
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c requirements.lock -e ".[dev,demo]"
+	touch $(STAMP)
+
+# Fashion-MNIST's original files from Debian (no internet needed); skipped where apt is missing.
+data:
+	@if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
+	  echo "Fashion-MNIST: /usr/share/datasets/fashion-mnist"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  $(SUDO) apt-get install -y -q dataset-fashion-mnist || \
+	  ( $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist ); \
+	else echo "apt-get not found: put the Fashion-MNIST *-ubyte.gz files in \$$CNNEDGE_DATA"; fi
+
+test: setup
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+test-all: setup
+	$(BIN)/python -m pytest -q tests
+
+demo: setup
+	$(BIN)/cnnedge data info fashion-mnist
+
+lint: setup
+	$(BIN)/ruff check toolkit tests recipes edge_demo
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

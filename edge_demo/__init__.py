@@ -1,0 +1,1 @@
+"""Edge demo (issue 6)."""

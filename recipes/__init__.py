@@ -1,0 +1,1 @@
+"""Recipes: typed training configurations (see cnnedge.recipe)."""

@@ -1,0 +1,187 @@
+"""The `cnnedge` command line: a thin typer layer over library functions.
+
+Every command below calls one public function (``cnnedge.data.describe``, ``cnnedge.train.train``
+...) that users can call from Python too. Errors: a :class:`CnnedgeError` prints one ``error:``
+line and exits 2; anything unexpected prints one line and exits 1; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from cnnedge import __version__
+from cnnedge.errors import CnnedgeError
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="cnnedge",
+    help="Compact strided-conv GMP CNNs from data to device: data, train, eval (QAT/export/bench/demo follow the pipeline).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+data_app = typer.Typer(help="Inspect, preview, pack and benchmark datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+_DEBUG = False
+
+
+def _version_cb(value: bool):
+    if value:
+        console.print(f"cnnedge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_cb, is_eager=True,
+                                 help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and TensorFlow logs."),
+):
+    """cnnedge: train, quantize, export and benchmark compact CNNs."""
+    global _DEBUG
+    _DEBUG = debug
+    if debug:
+        os.environ["CNNEDGE_DEBUG"] = "1"
+
+
+DataDir = typer.Option(None, "--data-dir", help="Folder holding the dataset files (searched first).")
+
+
+# ----------------------------------------------------------------------------- data
+@data_app.command("info")
+def data_info(
+    dataset: str = typer.Argument(..., help="fashion-mnist, cifar10, or a path (image folder, "
+                                  "cifar-10-batches-*, packed TFRecords)."),
+    data_dir: Optional[Path] = DataDir,
+    val_fraction: float = typer.Option(0.0, help="Carve this fraction of train as 'val'."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+):
+    """Splits, counts, classes, image sizes and class balance of a dataset."""
+    from cnnedge import data
+
+    src = data.open_dataset(dataset, data_dir=data_dir, val_fraction=val_fraction)
+    info = data.describe(src)
+    if json_out:
+        import json
+
+        console.print_json(json.dumps(info))
+        return
+    _print_info(info)
+
+
+def _print_info(info: dict):
+    from rich.table import Table
+
+    console.print(f"[bold]{info['name']}[/bold]  format={info['format']}  source={info['source']}")
+    console.print(f"classes ({len(info['class_names'])}): {', '.join(info['class_names'])}")
+    table = Table("split", "images", "image sizes (H×W×C)", "class balance (min–max per class)")
+    for split, s in info["splits"].items():
+        counts = s["class_counts"]
+        sizes = ", ".join(f"{k} ({v})" for k, v in list(s["sizes"].items())[:4])
+        if len(s["sizes"]) > 4:
+            sizes += f", … {len(s['sizes'])} sizes"
+        table.add_row(split, f"{s['count']:,}", sizes, f"{min(counts):,}–{max(counts):,}")
+    console.print(table)
+
+
+@data_app.command("preview")
+def data_preview(
+    dataset: str = typer.Argument(..., help="Dataset name or path."),
+    out: Path = typer.Option(Path("preview.png"), "-o", "--out", help="PNG file to write."),
+    split: str = typer.Option("train", help="Split to sample."),
+    n: int = typer.Option(36, "-n", help="Number of images in the grid."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+    data_dir: Optional[Path] = DataDir,
+):
+    """Write a labelled grid of sample images to a PNG."""
+    from cnnedge import data
+
+    src = data.open_dataset(dataset, data_dir=data_dir)
+    path = data.preview(src, out, split=split, n=n, seed=seed)
+    console.print(f"wrote {path}")
+
+
+@data_app.command("pack")
+def data_pack(
+    dataset: str = typer.Argument(..., help="Dataset name or path."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (local or any tf.io.gfile path)."),
+    shards: int = typer.Option(8, help="Number of TFRecord shards per split."),
+    data_dir: Optional[Path] = DataDir,
+    overwrite: bool = typer.Option(False, help="Replace an existing packed folder."),
+):
+    """Pack a dataset into sharded TFRecord files for fast streaming."""
+    from cnnedge import data
+
+    src = data.open_dataset(dataset, data_dir=data_dir)
+    path = data.pack(src, str(out), shards=shards, overwrite=overwrite, progress=True)
+    console.print(f"packed into {path}\nnext: cnnedge data info {path}")
+
+
+@data_app.command("bench")
+def data_bench(
+    dataset: str = typer.Argument(..., help="Dataset name or path."),
+    split: str = typer.Option("train", help="Split to stream."),
+    batch_size: int = typer.Option(128, help="Batch size."),
+    epochs: int = typer.Option(2, help="Full passes to time (the first warms the file cache)."),
+    shuffle: bool = typer.Option(True, help="Shuffle as training does."),
+    data_dir: Optional[Path] = DataDir,
+):
+    """Streaming throughput (images/s) of the training input pipeline."""
+    from cnnedge import data
+
+    src = data.open_dataset(dataset, data_dir=data_dir)
+    res = data.benchmark(src, split=split, batch_size=batch_size, epochs=epochs, shuffle=shuffle)
+    console.print_json(data=res)
+
+
+# ----------------------------------------------------------------------------- entry point
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("CNNEDGE_DEBUG", "") not in ("", "0")
+    try:
+        app(args=argv, prog_name="cnnedge", standalone_mode=False)
+        return 0
+    except CnnedgeError as e:
+        if debug:
+            raise
+        err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        return e.exit_code
+    except (typer.Exit, SystemExit) as e:
+        code = getattr(e, "exit_code", None)
+        if code is None:
+            code = e.code if isinstance(e, SystemExit) else 0
+        return int(code or 0)
+    except typer.Abort:
+        err_console.print("aborted", markup=False)
+        return 130
+    except KeyboardInterrupt:
+        err_console.print("interrupted", markup=False)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the CLI never shows a traceback without --debug
+        if hasattr(e, "show") and hasattr(e, "exit_code"):  # click's usage errors (typer vendors click)
+            e.show()
+            return int(e.exit_code)
+        if debug:
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        err_console.print(f"error: {type(e).__name__}: {msg} (run with --debug for details)",
+                          markup=False, highlight=False, soft_wrap=True)
+        return 1
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,113 @@
+"""`cnnedge eval`: accuracy, per-class accuracy and the confusion matrix of a model on a split.
+
+    ev = evaluate_run("runs/fashion_mnist/exp", split="test")
+    ev = evaluate(model, cnnedge.data.open_dataset("fashion-mnist"), split="test")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from cnnedge.errors import CnnedgeError
+from cnnedge.utils import atomic_path
+
+
+def evaluate(model, src, *, split: str = "test", batch_size: int = 256,
+             take: Optional[int] = None) -> dict:
+    """Run ``model`` over a split; returns accuracy, per-class accuracy and confusion counts."""
+    from cnnedge import models
+    from cnnedge.backend import tf
+
+    k = len(src.info.class_names)
+    if model.output_shape[-1] != k:
+        raise CnnedgeError(f"model has {model.output_shape[-1]} outputs but dataset "
+                           f"{src.info.name} has {k} classes")
+    ds = src.pipeline(split, batch_size=batch_size, take=take)
+
+    @tf.function(reduce_retracing=True)
+    def logits_of(x):
+        return model(tf.cast(x, tf.float32), training=False)
+
+    conf = np.zeros((k, k), dtype=np.int64)
+    checked = False
+    for x, y in ds:
+        if not checked:
+            models.check_input_size(model, tuple(x.shape[1:]))
+            checked = True
+        pred = tf.argmax(logits_of(x), axis=-1).numpy()
+        np.add.at(conf, (y.numpy(), pred), 1)
+    n = int(conf.sum())
+    if n == 0:
+        raise CnnedgeError(f"split '{split}' of {src.info.name} is empty")
+    per_class = (np.diag(conf) / np.maximum(conf.sum(1), 1)).tolist()
+    return {"split": split, "n": n, "accuracy": float(np.trace(conf) / n),
+            "per_class_accuracy": per_class, "confusion": conf.tolist()}
+
+
+def evaluate_run(run_or_model, *, split: str = "test", dataset: Optional[str] = None,
+                 data_dir: Optional[str] = None, batch_size: int = 256,
+                 take: Optional[int] = None, out: Optional[Path] = None) -> dict:
+    """Evaluate a run directory (its best.keras on its recipe's data) or a .keras file."""
+    from cnnedge import data, models
+    from cnnedge.recipe import load_yaml
+
+    path = Path(run_or_model)
+    if path.is_dir():
+        model_path = path / "best.keras"
+        if not model_path.is_file():
+            raise CnnedgeError(f"{path} has no best.keras (is it a finished cnnedge run?)")
+        recipe = load_yaml(path / "recipe.yaml")
+        spec = dataset or recipe.data.dataset
+        src = data.open_dataset(spec, data_dir=data_dir or recipe.data.data_dir,
+                                val_fraction=recipe.data.val_fraction, seed=recipe.train.seed,
+                                image_size=tuple(recipe.data.image_size)
+                                if recipe.data.image_size else None,
+                                keep_size=recipe.data.keep_size)
+    elif path.is_file():
+        if dataset is None:
+            raise CnnedgeError("evaluating a model file needs --data <dataset name or path>")
+        model_path = path
+        src = data.open_dataset(dataset, data_dir=data_dir)
+    else:
+        raise CnnedgeError(f"no run directory or model file at {path}")
+    model = models.load_model(model_path, compile=False)
+    ev = evaluate(model, src, split=split, batch_size=batch_size, take=take)
+    ev["class_names"] = list(src.info.class_names)
+    ev["model"] = str(model_path)
+    if out is not None:
+        from cnnedge.utils import atomic_write_json
+
+        atomic_write_json(out, ev)
+        plot_confusion(ev, src.info.class_names, Path(out).with_suffix(".png"))
+    return ev
+
+
+def plot_confusion(ev: dict, class_names: Sequence[str], out: Path) -> Path:
+    """Row-normalised confusion matrix (true class per row) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    conf = np.asarray(ev["confusion"], dtype=np.float64)
+    norm = conf / np.maximum(conf.sum(1, keepdims=True), 1)
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            if norm[i, j] >= 0.005:
+                ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), class_names, fontsize=8)
+    ax.set(xlabel="predicted", ylabel="true",
+           title=f"{ev['split']} accuracy {ev['accuracy']:.4f} (n={ev['n']})")
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return Path(out)

@@ -1,0 +1,296 @@
+"""Typed training recipes: plain dataclasses, overridable from the command line.
+
+A recipe is a Python module in ``recipes/`` (installed as ``cnnedge.recipes``) that defines
+``RECIPE = Recipe(...)``. ``load_recipe("fashion_mnist")`` imports it; a path to a ``.py`` file
+works too. ``apply_overrides(recipe, ["train.epochs=3"])`` sets fields with type checks:
+no ``eval``, values are parsed by the field's declared type (dict fields take a YAML mapping).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import importlib.util
+import pkgutil
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Tuple
+
+import yaml
+
+from cnnedge.errors import CnnedgeError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "fashion-mnist"  # a name (fashion-mnist, cifar10) or a path
+    data_dir: Optional[str] = None  # searched first for the dataset's files
+    val_fraction: float = 0.1  # carved from train; checkpoints are chosen on it
+    image_size: Optional[Tuple[int, int]] = None  # resize (H, W); None keeps the source size
+    keep_size: bool = False  # variable-size images batched by padding (GMP models accept any H×W)
+    cache: bool = False  # cache decoded images in memory after the first epoch
+
+
+@dataclass
+class ModelConfig:
+    name: str = "gmp_s"  # a name from `cnnedge models` / cnnedge.models.list_models()
+    kwargs: Dict[str, Any] = field(default_factory=dict)  # builder keyword arguments
+
+
+@dataclass
+class AugmentConfig:
+    ops: Tuple[str, ...] = ()  # e.g. ("flip", "pad_crop:2"); see cnnedge.data.augment
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.0  # decoupled (adamw) or L2-free; ignored by adam
+    momentum: float = 0.9  # sgd only (Nesterov)
+    schedule: Literal["constant", "cosine"] = "cosine"
+    warmup_epochs: float = 0.0  # linear warm-up before the cosine decay
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    label_smoothing: float = 0.0
+    seed: int = 0
+    steps_per_epoch: Optional[int] = None  # None: one pass over train; set it for smoke runs
+    eval_images: Optional[int] = None  # None: the whole val/test split
+
+
+@dataclass
+class QATConfig:
+    enabled: bool = False  # run quantization-aware fine-tuning as the last phase of `train`
+    epochs: int = 2
+    lr: float = 1e-4
+    calibration_images: int = 500  # representative images (class-balanced) for int8 conversion
+
+
+@dataclass
+class Recipe:
+    name: str
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    qat: QATConfig = field(default_factory=QATConfig)
+
+
+# ----------------------------------------------------------------------------- lookup
+def list_recipes() -> List[str]:
+    import cnnedge.recipes as pkg
+
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    """A shipped recipe by name (``fashion_mnist``) or a user's ``.py`` file defining RECIPE."""
+    path = Path(name_or_path)
+    if name_or_path.endswith(".py"):
+        if not path.is_file():
+            raise CnnedgeError(f"recipe file not found: {path}")
+        spec = importlib.util.spec_from_file_location(f"cnnedge_user_recipe_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:  # a user's file: report, don't crash
+            raise CnnedgeError(f"recipe file {path} failed to import: {type(e).__name__}: {e}")
+    else:
+        key = name_or_path.replace("-", "_")
+        names = list_recipes()
+        if key not in names:
+            hint = difflib.get_close_matches(key, names, n=1)
+            did = f"did you mean '{hint[0]}'? " if hint else ""
+            raise CnnedgeError(f"unknown recipe '{name_or_path}'; {did}available: {', '.join(names)}")
+        module = importlib.import_module(f"cnnedge.recipes.{key}")
+    recipe = getattr(module, "RECIPE", None)
+    if not isinstance(recipe, Recipe):
+        raise CnnedgeError(f"recipe module {name_or_path} does not define RECIPE = Recipe(...)")
+    return dataclasses.replace(recipe)
+
+
+# ----------------------------------------------------------------------------- (de)serialise
+def to_dict(recipe: Recipe) -> dict:
+    return _plain(dataclasses.asdict(recipe))
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def from_dict(d: dict) -> Recipe:
+    """Rebuild a Recipe from ``to_dict`` output (as saved in a run's recipe.yaml)."""
+    return _build(Recipe, d, "")
+
+
+def _build(cls, d, prefix):
+    if not isinstance(d, dict):
+        raise CnnedgeError(f"recipe section '{prefix or 'root'}' must be a mapping, got {d!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in d.items():
+        if key not in names:
+            raise CnnedgeError(_unknown_key(prefix + key, cls, prefix))
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(value, tp, prefix + key)
+    return cls(**kwargs)
+
+
+def save_yaml(recipe: Recipe, path: Path) -> None:
+    from cnnedge.utils import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(recipe), sort_keys=False))
+
+
+def load_yaml(path: Path) -> Recipe:
+    try:
+        d = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise CnnedgeError(f"cannot read recipe {path}: {e}")
+    return from_dict(d)
+
+
+# ----------------------------------------------------------------------------- overrides
+def apply_overrides(recipe: Recipe, overrides: List[str]) -> Recipe:
+    """Apply ``section.field=value`` strings; values are checked against the field's type."""
+    recipe = from_dict(to_dict(recipe))  # deep copy
+    for item in overrides:
+        if "=" not in item:
+            raise CnnedgeError(f"--set expects key=value, got '{item}'")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        parts = key.split(".")
+        obj, cls = recipe, Recipe
+        for i, part in enumerate(parts):
+            if isinstance(obj, dict):  # model.kwargs.<name>=value: a free-form builder argument
+                obj[".".join(parts[i:])] = _parse_scalar(raw)
+                break
+            names = [f.name for f in dataclasses.fields(cls)]
+            if part not in names:
+                raise CnnedgeError(_unknown_key(key, cls, ".".join(parts[:i]) + "." if i else ""))
+            tp = typing.get_type_hints(cls)[part]
+            if i == len(parts) - 1:
+                if dataclasses.is_dataclass(tp):
+                    raise CnnedgeError(f"'{key}' is a section; set one of its fields, e.g. "
+                                       f"{key}.{dataclasses.fields(tp)[0].name}=...")
+                setattr(obj, part, _coerce(_parse_for_type(raw, tp, key), tp, key))
+            else:
+                obj = getattr(obj, part)
+                cls = type(obj) if dataclasses.is_dataclass(obj) else dict
+                if not dataclasses.is_dataclass(obj) and not isinstance(obj, dict):
+                    raise CnnedgeError(f"'{'.'.join(parts[:i + 1])}' is a value, not a section")
+    return recipe
+
+
+def _unknown_key(key: str, cls, prefix: str) -> str:
+    candidates = _all_keys(Recipe)
+    hint = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
+    did = f"; did you mean '{hint[0]}'?" if hint else ""
+    local = ", ".join(prefix + f.name for f in dataclasses.fields(cls))
+    return f"unknown recipe key '{key}'{did} (valid here: {local})"
+
+
+def _all_keys(cls, prefix="") -> List[str]:
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += _all_keys(hints[f.name], prefix + f.name + ".")
+        else:
+            out.append(prefix + f.name)
+    return out
+
+
+def _parse_scalar(raw: str):
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _parse_for_type(raw: str, tp, key: str):
+    """Strings stay strings for str fields ('none' is not None there); others parse as YAML."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is str or (origin is Literal and all(isinstance(a, str) for a in args)):
+        return raw
+    if raw.strip().lower() in ("none", "null", "~", ""):
+        return None
+    if origin in (tuple, list, Tuple, List) and "," in raw and not raw.strip().startswith("["):
+        raw = f"[{raw}]"  # train.image_size=32,32
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise CnnedgeError(f"cannot parse value for {key}: {raw!r} ({e.problem})")
+
+
+def _coerce(value, tp, key: str):
+    """Check (and losslessly convert) ``value`` against type ``tp``; raise on mismatch."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, getattr(types, "UnionType", ())):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except CnnedgeError as e:
+                errors.append(str(e))
+        raise CnnedgeError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise CnnedgeError(f"{key} must be one of {', '.join(map(str, args))}; got {value!r}")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise CnnedgeError(f"{key} must be true or false; got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise CnnedgeError(f"{key} must be an integer; got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise CnnedgeError(f"{key} must be a number; got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise CnnedgeError(f"{key} must be a string; got {value!r}")
+    if origin in (tuple, Tuple):
+        if not isinstance(value, (list, tuple)):
+            raise CnnedgeError(f"{key} must be a list; got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key) for v in value)
+        if len(value) != len(args):
+            raise CnnedgeError(f"{key} must have {len(args)} items; got {value!r}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise CnnedgeError(f"{key} must be a mapping; got {value!r}")
+        return dict(value)
+    return value

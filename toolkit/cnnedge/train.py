@@ -1,0 +1,353 @@
+"""`cnnedge train`: recipe -> run directory with checkpoints, metrics, plots and a summary.
+
+    run = train(load_recipe("fashion_mnist"))        # runs/fashion_mnist/exp/
+    run = train(resume="runs/fashion_mnist/exp")     # continue a killed run
+
+The run directory describes how to rebuild itself (nanoGPT style): ``recipe.yaml`` is the fully
+resolved recipe, ``state.json`` the resume point. Checkpoints are written atomically after every
+epoch (``last.keras`` with optimizer state, ``best.keras`` on a better validation accuracy), so a
+run killed by SIGINT or SIGKILL loses at most the epoch in progress.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from cnnedge.errors import CnnedgeError
+from cnnedge.recipe import Recipe, load_yaml, save_yaml
+from cnnedge.utils import atomic_path, atomic_write_json, atomic_write_text, environment
+
+METRIC_FIELDS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    summary: dict
+
+
+# ----------------------------------------------------------------------------- run directory
+def make_run_dir(recipe: Recipe, runs_dir="runs", name: Optional[str] = None,
+                 overwrite: bool = False) -> Path:
+    run_dir = Path(runs_dir) / recipe.name / (name or "exp")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise CnnedgeError(
+                f"run directory {run_dir} already exists; pick another --name, pass --overwrite, "
+                f"or continue it with: cnnedge train --resume {run_dir}")
+        import shutil
+
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def read_state(run_dir: Path) -> dict:
+    import json
+
+    path = Path(run_dir) / "state.json"
+    if not path.is_file():
+        raise CnnedgeError(f"{run_dir} is not a cnnedge run (no state.json); "
+                           f"start one with cnnedge train --recipe NAME")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CnnedgeError(f"cannot read {path}: {e}")
+
+
+# ----------------------------------------------------------------------------- building blocks
+def build_strategy(kind: str, logical_cpus: int = 0):
+    """'none' | 'mirrored' | 'multiworker' -> a tf.distribute strategy (or the default one)."""
+    from cnnedge.backend import tf
+
+    if logical_cpus:
+        cpus = tf.config.list_physical_devices("CPU")
+        try:
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
+        except RuntimeError as e:
+            raise CnnedgeError(f"--logical-cpus must be set before TensorFlow starts: {e}")
+    if kind == "none":
+        return tf.distribute.get_strategy()
+    if kind == "mirrored":
+        if tf.config.list_logical_devices("GPU"):
+            return tf.distribute.MirroredStrategy()
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=cpus)
+    if kind == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise CnnedgeError("--strategy multiworker needs TF_CONFIG describing the cluster "
+                               "(see tf.distribute.MultiWorkerMirroredStrategy)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise CnnedgeError(f"unknown strategy '{kind}'; choose none, mirrored or multiworker")
+
+
+def build_optimizer(recipe: Recipe, steps_per_epoch: int):
+    from cnnedge.backend import keras
+
+    o = recipe.optim
+    total = max(1, recipe.train.epochs * steps_per_epoch)
+    warmup = int(o.warmup_epochs * steps_per_epoch)
+    if o.schedule == "cosine":
+        if warmup:
+            lr = keras.optimizers.schedules.CosineDecay(
+                0.0, max(1, total - warmup), warmup_target=o.lr, warmup_steps=warmup)
+        else:
+            lr = keras.optimizers.schedules.CosineDecay(o.lr, total)
+    else:
+        lr = o.lr
+    if o.name == "adam":
+        return keras.optimizers.Adam(lr)
+    if o.name == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=o.weight_decay)
+    return keras.optimizers.SGD(lr, momentum=o.momentum, nesterov=True)
+
+
+def compile_model(model, recipe: Recipe, steps_per_epoch: int, optimizer=None):
+    from cnnedge.backend import keras
+
+    model.compile(
+        optimizer=optimizer or build_optimizer(recipe, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=recipe.train.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+def open_data(recipe: Recipe):
+    from cnnedge import data
+
+    d = recipe.data
+    return data.open_dataset(d.dataset, data_dir=d.data_dir, val_fraction=d.val_fraction,
+                             seed=recipe.train.seed,
+                             image_size=tuple(d.image_size) if d.image_size else None,
+                             keep_size=d.keep_size)
+
+
+def datasets(src, recipe: Recipe):
+    """(train, val or None, steps_per_epoch): one-hot labels for the smoothed loss."""
+    from cnnedge.backend import tf
+    from cnnedge.data.augment import build_augment
+
+    t = recipe.train
+    k = len(src.info.class_names)
+    n_train = src.num_examples("train")
+    if n_train == 0:
+        raise CnnedgeError(f"dataset {src.info.name} has an empty train split")
+    if n_train < t.batch_size:
+        raise CnnedgeError(f"train split has {n_train} images, fewer than batch size "
+                           f"{t.batch_size}; lower train.batch_size")
+    steps = t.steps_per_epoch or n_train // t.batch_size
+    aug = build_augment(recipe.augment.ops, seed=t.seed) if recipe.augment.ops else None
+
+    def onehot(x, y):
+        return tf.cast(x, tf.float32), tf.one_hot(y, k)
+
+    train = src.pipeline("train", batch_size=t.batch_size, shuffle=True, seed=t.seed, augment=aug,
+                         cache=recipe.data.cache, repeat=True, drop_remainder=True)
+    train = train.map(onehot, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    val = None
+    if "val" in src.info.split_sizes and src.num_examples("val") > 0:
+        val = src.pipeline("val", batch_size=t.batch_size, cache=recipe.data.cache,
+                           take=t.eval_images)
+        val = val.map(onehot, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return train, val, steps
+
+
+# ----------------------------------------------------------------------------- callbacks
+def _make_checkpointer(run_dir: Path, state: dict, optimizer_lr):
+    from cnnedge.backend import keras
+
+    class RunCheckpoint(keras.callbacks.Callback):
+        """After each epoch: last.keras, best.keras (on val accuracy), metrics.csv, state.json."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = dict(logs or {})
+            row = {"epoch": epoch + 1, "seconds": round(time.time() - self.t0, 2),
+                   "lr": _current_lr(self.model.optimizer)}
+            row.update({k: logs.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")})
+            with atomic_path(run_dir / "last.keras") as tmp:
+                self.model.save(tmp)
+            score = row["val_accuracy"] if row["val_accuracy"] is not None else row["accuracy"]
+            if score is not None and score > state.get("best_score", -1.0):
+                with atomic_path(run_dir / "best.keras") as tmp:
+                    self.model.save(tmp, include_optimizer=False)
+                state.update(best_score=float(score), best_epoch=epoch + 1)
+            _append_metrics(run_dir / "metrics.csv", row)
+            state["epoch"] = epoch + 1
+            atomic_write_json(run_dir / "state.json", state)
+
+    return RunCheckpoint()
+
+
+def _current_lr(opt):
+    lr = opt.learning_rate
+    try:
+        if callable(lr):
+            return float(lr(opt.iterations))
+        return float(lr.numpy() if hasattr(lr, "numpy") else lr)
+    except Exception:  # noqa: BLE001 - a schedule we cannot evaluate is not worth a crash
+        return None
+
+
+def _append_metrics(path: Path, row: dict):
+    """Rewrite metrics.csv atomically, dropping rows at or after this epoch (resume repeats)."""
+    rows = read_metrics(path)
+    rows = [r for r in rows if int(r["epoch"]) < row["epoch"]] + [row]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _fmt(r.get(k)) for k in METRIC_FIELDS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _fmt(v):
+    if v is None or v == "":
+        return ""
+    return f"{float(v):.6g}" if not isinstance(v, str) else v
+
+
+def read_metrics(path: Path) -> List[dict]:
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ----------------------------------------------------------------------------- train
+def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[str] = None,
+          overwrite: bool = False, resume=None, strategy: str = "none", logical_cpus: int = 0,
+          verbose: Optional[int] = None, on_run_dir=None) -> TrainResult:
+    """Train ``recipe`` into ``runs_dir/<recipe>/<name>/`` or continue the run at ``resume``."""
+    if resume is not None:
+        run_dir = Path(resume)
+        state = read_state(run_dir)
+        recipe = load_yaml(run_dir / "recipe.yaml")
+        if state.get("finished"):
+            raise CnnedgeError(f"run {run_dir} already finished ({state['epoch']} epochs); "
+                               f"nothing to resume")
+        if not (run_dir / "last.keras").is_file():
+            state = {"epoch": 0}  # killed before the first epoch ended: start over in place
+    else:
+        if recipe is None:
+            raise CnnedgeError("train() needs a recipe or resume=<run dir>")
+        run_dir = make_run_dir(recipe, runs_dir, name, overwrite)
+        state = {"epoch": 0}
+    if on_run_dir:
+        on_run_dir(run_dir)
+
+    dist = build_strategy(strategy, logical_cpus)  # before any other TF op (logical CPUs)
+    from cnnedge import models
+    from cnnedge.backend import keras, set_seed
+
+    set_seed(recipe.train.seed + state["epoch"])
+    src = open_data(recipe)
+    info = src.info
+    train_ds, val_ds, steps = datasets(src, recipe)
+
+    if state["epoch"] == 0:
+        save_yaml(recipe, run_dir / "recipe.yaml")
+        atomic_write_json(run_dir / "env.json", {**environment(), "seed": recipe.train.seed,
+                                                 "strategy": strategy})
+        atomic_write_json(run_dir / "labels.json", list(info.class_names))
+        state.update(recipe=recipe.name, phase="float", finished=False)
+        atomic_write_json(run_dir / "state.json", state)
+
+    with dist.scope():
+        if state["epoch"] > 0:
+            model = models.load_model(run_dir / "last.keras", compile=True)
+        else:
+            model = models.create_model(recipe.model.name, num_classes=len(info.class_names),
+                                        channels=info.channels, **recipe.model.kwargs)
+            compile_model(model, recipe, steps)
+
+    if verbose is None:
+        verbose = 1 if os.isatty(1) else 2
+    callbacks = [
+        _make_checkpointer(run_dir, state, None),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / "tb"), update_freq="epoch",
+                                    profile_batch=0, write_graph=False),
+    ]
+    t0 = time.time()
+    if state["epoch"] < recipe.train.epochs:
+        model.fit(train_ds, epochs=recipe.train.epochs, initial_epoch=state["epoch"],
+                  steps_per_epoch=steps, validation_data=val_ds, callbacks=callbacks,
+                  verbose=verbose)
+    state["train_seconds"] = state.get("train_seconds", 0.0) + (time.time() - t0)
+    summary = finish_run(run_dir, recipe, src, state)
+    return TrainResult(run_dir, summary)
+
+
+def finish_run(run_dir: Path, recipe: Recipe, src, state: dict) -> dict:
+    """Evaluate best.keras on test, draw curves and the confusion matrix, write summary.json."""
+    from cnnedge import evaluate, models
+
+    best = models.load_model(run_dir / "best.keras", compile=False)
+    split = "test" if "test" in src.info.split_sizes else "val"
+    ev = evaluate.evaluate(best, src, split=split, batch_size=max(256, recipe.train.batch_size),
+                           take=recipe.train.eval_images)
+    h, w = src.info.image_size or (32, 32)
+    stats = models.summary_dict(best, (h, w, src.info.channels))
+    evaluate.plot_confusion(ev, src.info.class_names, run_dir / "confusion.png")
+    plot_curves(read_metrics(run_dir / "metrics.csv"), run_dir / "curves.png")
+    summary = {
+        "recipe": recipe.name,
+        "model": recipe.model.name,
+        "dataset": src.info.name,
+        "params": stats["params"],
+        "macs_per_image": stats["macs"],
+        "flops_per_image": 2 * stats["macs"],
+        "input_size": [h, w, src.info.channels],
+        "min_input_size": stats.get("min_input_size"),
+        "epochs": state["epoch"],
+        "best_epoch": state.get("best_epoch"),
+        "best_val_accuracy": state.get("best_score"),
+        "eval_split": split,
+        "test_accuracy": ev["accuracy"],
+        "test_images": ev["n"],
+        "per_class_accuracy": dict(zip(src.info.class_names, ev["per_class_accuracy"])),
+        "train_minutes": round(state.get("train_seconds", 0.0) / 60, 2),
+    }
+    atomic_write_json(run_dir / "summary.json", summary)
+    state["finished"] = True
+    atomic_write_json(run_dir / "state.json", state)
+    return summary
+
+
+def plot_curves(rows: List[dict], out: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ep = [int(r["epoch"]) for r in rows]
+
+    def col(k):
+        return [float(r[k]) if r.get(k) not in (None, "") else math.nan for r in rows]
+
+    a1.plot(ep, col("loss"), "o-", label="train")
+    a1.plot(ep, col("val_loss"), "o-", label="val")
+    a1.set(title="loss", xlabel="epoch")
+    a2.plot(ep, col("accuracy"), "o-", label="train")
+    a2.plot(ep, col("val_accuracy"), "o-", label="val")
+    a2.set(title="accuracy", xlabel="epoch")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.legend()
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,112 @@
+"""Small helpers shared by the pipeline stages: atomic writes, run metadata."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+from cnnedge.errors import CnnedgeError
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix: str | None = None):
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+
+    Keeps the file's extension (Keras picks the format from it). On any error the temporary
+    file is removed and the old ``path`` is left untouched. A full disk becomes a CnnedgeError.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix if suffix is None else suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)  # writers create it themselves (some refuse existing files)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        _cleanup(tmp)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise CnnedgeError(f"no space left on device writing {path}; the previous "
+                               f"version (if any) was kept") from e
+        raise
+    except BaseException:
+        _cleanup(tmp)
+        raise
+
+
+def _cleanup(tmp):
+    with contextlib.suppress(OSError):
+        if os.path.isdir(tmp):
+            import shutil
+
+            shutil.rmtree(tmp)
+        else:
+            os.unlink(tmp)
+
+
+def atomic_write_text(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+
+
+def atomic_write_json(path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:
+        pass
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def git_sha(cwd=None) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=cwd or Path(__file__).parent, timeout=5)
+        sha = out.stdout.strip()
+        if out.returncode != 0 or not sha:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], capture_output=True,
+                               text=True, cwd=cwd or Path(__file__).parent, timeout=5).stdout
+        return sha + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict:
+    """Versions and machine facts recorded next to every result."""
+    from importlib import metadata
+
+    import cnnedge
+
+    env = {
+        "cnnedge": cnnedge.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "git_sha": git_sha(),
+    }
+    for pkg in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "tf2onnx", "onnx",
+                "onnxruntime", "onnxruntime-gpu", "ai-edge-litert", "numpy"):
+        try:
+            env[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return env

@@ -224,7 +224,7 @@ def models_cmd():
     from cnnedge import models
 
     for m in models.list_models():
-        console.print(f"{m:24s} {models.model_help(m)}", markup=False)
+        console.print(f"{m:24s} {models.model_help(m)}", markup=False, soft_wrap=True)
 
 
 @app.command("recipes")
@@ -234,7 +234,7 @@ def recipes_cmd():
 
     for name_ in rc.list_recipes():
         r = rc.load_recipe(name_)
-        console.print(f"{name_:28s} {r.description}", markup=False)
+        console.print(f"{name_:32s} {r.description}", markup=False, soft_wrap=True)
 
 
 # ----------------------------------------------------------------------------- entry point

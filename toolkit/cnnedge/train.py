@@ -182,7 +182,7 @@ def _make_checkpointer(run_dir: Path, state: dict, optimizer_lr):
             score = row["val_accuracy"] if row["val_accuracy"] is not None else row["accuracy"]
             if score is not None and score > state.get("best_score", -1.0):
                 with atomic_path(run_dir / "best.keras") as tmp:
-                    self.model.save(tmp, include_optimizer=False)
+                    self.model.save(tmp)
                 state.update(best_score=float(score), best_epoch=epoch + 1)
             _append_metrics(run_dir / "metrics.csv", row)
             state["epoch"] = epoch + 1

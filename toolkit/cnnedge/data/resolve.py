@@ -1,0 +1,199 @@
+"""``open_dataset``: turn a name or a path into a :class:`Source`.
+
+Names: ``fashion-mnist`` (``fashion_mnist``) and ``cifar10`` (``cifar-10``). They are searched in
+``data_dir``, ``$CNNEDGE_DATA``, ``~/.keras/datasets``, then the machine-wide locations
+(``/usr/share/datasets`` for the Debian package ``dataset-fashion-mnist``; ``../shared/datasets``
+beside the working directory and beside the repository for CIFAR-10). Paths: an IDX folder, a
+``cifar-10-batches-bin|py`` folder, a packed TFRecord folder (``dataset.json``, any gfile URL) or
+an image folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from cnnedge.data import cifar, idx
+from cnnedge.data.folder import FolderSource
+from cnnedge.data.records import RecordSource, is_packed, looks_partial
+from cnnedge.errors import CnnedgeError
+
+FASHION_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+# sha256 of the original Fashion-MNIST files (zalandoresearch; same bytes as the Keras mirror)
+FASHION_SHA256 = {
+    "train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+    "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+    "t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+    "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+}
+FASHION_NAMES = ("fashion-mnist", "fashion_mnist", "fashionmnist")
+CIFAR_NAMES = ("cifar10", "cifar-10", "cifar_10")
+CIFAR_DIRS = ("cifar-10-batches-bin", "cifar-10-batches-py", "cifar10-images", "cifar10")
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def _base_dirs(data_dir) -> list[Path]:
+    dirs = []
+    if data_dir:
+        dirs.append(Path(data_dir).expanduser())
+    if os.environ.get("CNNEDGE_DATA"):
+        dirs.append(Path(os.environ["CNNEDGE_DATA"]).expanduser())
+    dirs.append(Path.home() / ".keras" / "datasets")
+    return dirs
+
+
+def _fashion_dirs(data_dir) -> list[Path]:
+    out = []
+    for d in _base_dirs(data_dir):
+        out += [d, d / "fashion-mnist"]
+    out.append(Path("/usr/share/datasets/fashion-mnist"))
+    return out
+
+
+def _cifar_bases(data_dir) -> list[Path]:
+    bases = _base_dirs(data_dir)
+    bases += [Path.cwd().parent / "shared" / "datasets", REPO_ROOT.parent / "shared" / "datasets"]
+    seen, out = set(), []
+    for b in bases:
+        key = str(b.resolve()) if b.exists() else str(b)
+        if key not in seen:
+            seen.add(key)
+            out.append(b)
+    return out
+
+
+def download_fashion(dest: Path, searched: list[Path]) -> Path:
+    """Fetch the four files into ``dest`` (temp file + rename, SHA-256 checked)."""
+    missing_msg = (f"Fashion-MNIST files not found in {', '.join(str(s) for s in searched)}; "
+                   "install the Debian package dataset-fashion-mnist (apt-get install "
+                   "dataset-fashion-mnist) or put the four *-ubyte.gz files in $CNNEDGE_DATA")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        for name, sha in FASHION_SHA256.items():
+            target = dest / name
+            if target.is_file() and _sha256(target) == sha:
+                continue
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=dest)
+            try:
+                h = hashlib.sha256()
+                with os.fdopen(fd, "wb") as f, urllib.request.urlopen(FASHION_URL + name,
+                                                                      timeout=60) as r:
+                    while chunk := r.read(1 << 20):
+                        h.update(chunk)
+                        f.write(chunk)
+                if h.hexdigest() != sha:
+                    raise CnnedgeError(f"downloaded {FASHION_URL + name} has sha256 "
+                                       f"{h.hexdigest()}, expected {sha}")
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+    except CnnedgeError:
+        raise
+    except Exception:  # noqa: BLE001 - offline, DNS, HTTP, disk: one clear message
+        raise CnnedgeError(missing_msg) from None
+    return dest
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _open_fashion(data_dir, download, kw):
+    searched = _fashion_dirs(data_dir)
+    for d in searched:
+        if d.is_dir() and idx.has_idx(d):
+            return idx.open_idx(d, fashion=True, **kw)
+    if not download:
+        raise CnnedgeError(
+            f"Fashion-MNIST files not found in {', '.join(str(s) for s in searched)}; install "
+            "the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
+            "or put the four *-ubyte.gz files in $CNNEDGE_DATA")
+    dest = download_fashion(Path.home() / ".keras" / "datasets" / "fashion-mnist", searched)
+    return idx.open_idx(dest, fashion=True, **kw)
+
+
+def _open_cifar(data_dir, kw):
+    searched = []
+    for b in _cifar_bases(data_dir):
+        for d in (b, *(b / n for n in CIFAR_DIRS)):
+            searched.append(d)
+            if d.is_dir():
+                src = _open_dir(d, kw, name="cifar10", cifar_only=True)
+                if src is not None:
+                    return src
+    bases = ", ".join(str(b) for b in _cifar_bases(data_dir))
+    raise CnnedgeError(f"CIFAR-10 not found: none of {', '.join(CIFAR_DIRS)} in {bases}; put "
+                       "one there, set $CNNEDGE_DATA, or pass the folder's path")
+
+
+def _open_dir(d: Path, kw, *, name=None, cifar_only=False):
+    folder_kw = {k: v for k, v in kw.items() if k not in ("keep_size",)}
+    if cifar.is_cifar_bin(d):
+        return cifar.CifarBinSource(d, name=name or "cifar10", **folder_kw)
+    if cifar.is_cifar_py(d):
+        return cifar.CifarPySource(d, name=name or "cifar10", **folder_kw)
+    for sub in ("cifar-10-batches-bin", "cifar-10-batches-py"):
+        if (d / sub).is_dir():
+            return _open_dir(d / sub, kw, name=name)
+    if cifar_only:
+        if d.name in ("cifar10-images", "cifar10") or (d / "train" / "airplane").is_dir():
+            if is_packed(str(d)):
+                return RecordSource(str(d), name=name, **kw)
+            return FolderSource(d, name=name, **kw)
+        return None
+    if is_packed(str(d)):
+        return RecordSource(str(d), name=name, **kw)
+    if looks_partial(str(d)):
+        raise CnnedgeError(f"{d}: TFRecord files without dataset.json (an interrupted pack?); "
+                           "pack it again")
+    if idx.has_idx(d):
+        return idx.open_idx(d, fashion="fashion" in str(d).lower(), name=name, **folder_kw)
+    return FolderSource(d, name=name, **kw)
+
+
+def open_dataset(spec, *, data_dir=None, val_fraction: float = 0.0, seed: int = 0,
+                 image_size=None, keep_size: bool = False, batch_mode: str = "pad",
+                 download: bool = True):
+    """Open a dataset by name or path; nothing is read beyond headers and labels."""
+    if batch_mode not in ("pad", "bucket"):
+        raise CnnedgeError(f"batch_mode must be 'pad' or 'bucket', got {batch_mode!r}")
+    if image_size is not None:
+        try:
+            image_size = (int(image_size[0]), int(image_size[1]))
+            ok = len(image_size) == 2 and min(image_size) > 0
+        except (TypeError, ValueError, IndexError):
+            ok = False
+        if not ok:
+            raise CnnedgeError(f"image_size must be (height, width) > 0, got {image_size!r}")
+    kw = {"val_fraction": float(val_fraction), "seed": int(seed), "resize": image_size,
+          "keep_size": bool(keep_size), "batch_mode": batch_mode}
+    spec = str(spec)
+    key = spec.strip().lower()
+    if key in FASHION_NAMES:
+        return _open_fashion(data_dir, download, {k: v for k, v in kw.items() if k != "keep_size"})
+    if key in CIFAR_NAMES:
+        return _open_cifar(data_dir, kw)
+    if "://" in spec:
+        from cnnedge.backend import tf
+
+        if not tf.io.gfile.exists(spec.rstrip("/") + "/dataset.json"):
+            raise CnnedgeError(f"{spec}: no dataset.json (only packed datasets are read from URLs)")
+        return RecordSource(spec, **kw)
+    candidates = [Path(spec).expanduser()]
+    if data_dir and not Path(spec).is_absolute():
+        candidates.insert(0, Path(data_dir).expanduser() / spec)
+    for p in candidates:
+        if p.is_dir():
+            return _open_dir(p.resolve(), kw)
+        if p.is_file():
+            raise CnnedgeError(f"{p}: is a file; pass the folder that holds the dataset")
+    raise CnnedgeError(f"dataset {spec!r} not found: not a known name ({FASHION_NAMES[0]}, "
+                       f"{CIFAR_NAMES[0]}) and no such directory")

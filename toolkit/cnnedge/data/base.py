@@ -100,7 +100,10 @@ def select_positions(ds, n_base: int, positions: np.ndarray):
     mask = np.zeros(n_base, bool)
     mask[positions] = True
     flags = tf.data.Dataset.from_tensor_slices(mask)
-    return tf.data.Dataset.zip((ds, flags)).filter(lambda x, keep: keep).map(lambda x, keep: x)
+    # vectorized: mask whole chunks (a per-element filter predicate costs ~25 us per element)
+    chunks = tf.data.Dataset.zip((ds, flags)).batch(1024)
+    return chunks.map(lambda x, keep: tf.nest.map_structure(lambda t: tf.boolean_mask(t, keep), x)
+                      ).unbatch()
 
 
 class Source:
@@ -122,7 +125,7 @@ class Source:
         self.info = DatasetInfo(
             name=name, source=str(source), format=format,
             class_names=tuple(class_names), channels=int(channels),
-            image_size=tuple(image_size) if image_size else None,
+            image_size=tuple(int(v) for v in image_size) if image_size else None,
             split_sizes={k: len(v.labels) for k, v in splits.items()},
         )
 

@@ -155,7 +155,7 @@ def _open_dir(d: Path, kw, *, name=None, cifar_only=False):
         raise CnnedgeError(f"{d}: TFRecord files without dataset.json (an interrupted pack?); "
                            "pack it again")
     if idx.has_idx(d):
-        return idx.open_idx(d, fashion="fashion" in str(d).lower(), name=name, **folder_kw)
+        return idx.open_idx(d, fashion="fashion" in d.name.lower(), name=name, **folder_kw)
     return FolderSource(d, name=name, **kw)
 
 

@@ -22,6 +22,6 @@ RECIPE = Recipe(
     augment=AugmentConfig(ops=("flip", "pad_crop:2")),
     optim=OptimConfig(name="adamw", lr=3e-3, weight_decay=5e-4, schedule="cosine",
                       warmup_epochs=1.0),
-    train=TrainConfig(epochs=20, batch_size=128, label_smoothing=0.1, seed=0),
+    train=TrainConfig(epochs=40, batch_size=128, label_smoothing=0.1, seed=0),
     qat=QATConfig(enabled=True, epochs=2, lr=1e-4, calibration_images=500),
 )

@@ -242,8 +242,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("CNNEDGE_DEBUG", "") not in ("", "0")
     try:
-        app(args=argv, prog_name="cnnedge", standalone_mode=False)
-        return 0
+        rv = app(args=argv, prog_name="cnnedge", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0  # click returns typer.Exit's code here
     except CnnedgeError as e:
         if debug:
             raise

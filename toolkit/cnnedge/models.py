@@ -89,7 +89,7 @@ def _input(channels: int, size: tuple[int, int] | None = None):
 def _conv_bn_relu(x, filters: int, stride: int, name: str, residual: bool = False):
     y = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
                             name=f"{name}_conv")(x)
-    y = keras.layers.BatchNormalization(name=f"{name}_bn")(y)
+    y = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(y)
     if residual:
         y = keras.layers.Add(name=f"{name}_add")([x, y])
     return keras.layers.ReLU(name=f"{name}_relu")(y)

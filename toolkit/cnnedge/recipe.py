@@ -233,7 +233,8 @@ def _parse_for_type(raw: str, tp, key: str):
         return raw
     if raw.strip().lower() in ("none", "null", "~", ""):
         return None
-    if origin in (tuple, list, Tuple, List) and "," in raw and not raw.strip().startswith("["):
+    inner = [typing.get_origin(a) for a in args] if origin is typing.Union else [origin]
+    if any(o in (tuple, list) for o in inner) and "," in raw and not raw.strip().startswith("["):
         raw = f"[{raw}]"  # train.image_size=32,32
     try:
         return yaml.safe_load(raw)

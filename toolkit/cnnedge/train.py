@@ -89,6 +89,13 @@ def build_strategy(kind: str, logical_cpus: int = 0):
     raise CnnedgeError(f"unknown strategy '{kind}'; choose none, mirrored or multiworker")
 
 
+def _devices(dist) -> List[str]:
+    try:
+        return list(dist.extended.worker_devices)
+    except RuntimeError:  # the default (no-op) strategy
+        return []
+
+
 def build_optimizer(recipe: Recipe, steps_per_epoch: int):
     from cnnedge.backend import keras
 
@@ -259,8 +266,10 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
 
     if state["epoch"] == 0:
         save_yaml(recipe, run_dir / "recipe.yaml")
-        atomic_write_json(run_dir / "env.json", {**environment(), "seed": recipe.train.seed,
-                                                 "strategy": strategy})
+        atomic_write_json(run_dir / "env.json", {
+            **environment(), "seed": recipe.train.seed, "strategy": strategy,
+            "replicas": dist.num_replicas_in_sync,
+            "devices": _devices(dist)})
         atomic_write_json(run_dir / "labels.json", list(info.class_names))
         state.update(recipe=recipe.name, phase="float", finished=False)
         atomic_write_json(run_dir / "state.json", state)
@@ -275,6 +284,9 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
 
     if verbose is None:
         verbose = 1 if os.isatty(1) else 2
+    if verbose and dist.num_replicas_in_sync > 1:
+        print(f"{type(dist).__name__}: {dist.num_replicas_in_sync} replicas "
+              f"({', '.join(_devices(dist))})", flush=True)
     callbacks = [
         _make_checkpointer(run_dir, state, None),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "tb"), update_freq="epoch",

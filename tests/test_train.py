@@ -1,0 +1,193 @@
+"""`cnnedge train` / `cnnedge eval`: run directory, refusal, resume after SIGKILL and SIGINT,
+tf.distribute strategies, CLI errors. Trains on a small generated IDX dataset (seconds)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnedge.cli import main
+from cnnedge.errors import CnnedgeError
+from cnnedge.recipe import apply_overrides, load_recipe
+from test_data_helpers import idx_bytes
+
+RUN_FILES = ["recipe.yaml", "env.json", "labels.json", "metrics.csv", "best.keras", "last.keras",
+             "state.json", "curves.png", "confusion.png", "summary.json", "tb"]
+
+
+@pytest.fixture(scope="module")
+def easy_idx(tmp_path_factory):
+    """A learnable 28×28 IDX dataset: class k has brightness 30 + 70k (4 classes used)."""
+    folder = tmp_path_factory.mktemp("easy_idx")
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 1200), ("t10k", 200)):
+        labels = rng.integers(0, 4, n).astype(np.uint8)
+        base = 30 + 70 * labels.astype(np.int32)
+        images = np.clip(base[:, None, None] + rng.integers(-12, 13, (n, 28, 28)), 0, 255)
+        img, lab = idx_bytes(images.astype(np.uint8), labels)
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(img)
+        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(lab)
+    return folder
+
+
+def small_recipe(data_dir, **over):
+    sets = [f"data.dataset={data_dir}", "model.name=gmp_xs", "train.epochs=2",
+            "train.batch_size=32", "train.steps_per_epoch=20", "train.eval_images=none",
+            "augment.ops=[]", "optim.lr=0.01", "optim.warmup_epochs=0", "qat.enabled=false"]
+    sets += [f"{k}={v}" for k, v in over.items()]
+    return apply_overrides(load_recipe("fashion_mnist_tiny"), sets)
+
+
+def cli(*args, env=None, **kw):
+    return subprocess.run([sys.executable, "-m", "cnnedge", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, **kw)
+
+
+def test_train_writes_run_directory(easy_idx, tmp_path):
+    from cnnedge.train import train
+
+    res = train(small_recipe(easy_idx), runs_dir=tmp_path, name="t1", verbose=0)
+    run = res.run_dir
+    assert run == tmp_path / "fashion_mnist_tiny" / "t1"
+    for f in RUN_FILES:
+        assert (run / f).exists(), f
+    s = json.loads((run / "summary.json").read_text())
+    assert s["params"] == 24283 and s["macs_per_image"] > 0
+    assert s["test_images"] == 200 and s["epochs"] == 2
+    assert s["test_accuracy"] > 0.6  # 4 brightness classes: far above chance (0.25)
+    assert json.loads((run / "labels.json").read_text()) == [str(i) for i in range(10)]
+    rows = (run / "metrics.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("epoch,loss,accuracy,val_loss,val_accuracy") and len(rows) == 3
+    state = json.loads((run / "state.json").read_text())
+    assert state["finished"] and state["epoch"] == 2
+    env = json.loads((run / "env.json").read_text())
+    assert env["tensorflow"].startswith("2.21") and env["seed"] == 0
+
+    # the run refuses to be overwritten by accident, and finished runs are not resumed
+    with pytest.raises(CnnedgeError, match="already exists"):
+        train(small_recipe(easy_idx), runs_dir=tmp_path, name="t1", verbose=0)
+    with pytest.raises(CnnedgeError, match="already finished"):
+        train(resume=run, verbose=0)
+
+    # eval of the run reproduces the summary's accuracy
+    from cnnedge.evaluate import evaluate_run
+
+    ev = evaluate_run(run, split="test")
+    assert ev["accuracy"] == pytest.approx(s["test_accuracy"])
+    assert np.asarray(ev["confusion"]).sum() == 200
+
+
+def test_eval_cli_and_errors(easy_idx, tmp_path, capsys):
+    from cnnedge.train import train
+
+    run = train(small_recipe(easy_idx, **{"train.epochs": 1}), runs_dir=tmp_path,
+                verbose=0).run_dir
+    assert main(["eval", str(run), "-o", str(tmp_path / "ev.json")]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and (tmp_path / "ev.png").is_file()
+    assert main(["eval", str(run / "best.keras")]) == 2
+    assert "needs --data" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "nope")]) == 2
+    # a 10-class model against a 3-class dataset
+    from test_data_helpers import write_folder
+
+    write_folder(tmp_path / "three", classes=("a", "b", "c"), per_class=3, size=(28, 28))
+    assert main(["eval", str(run / "best.keras"), "--data", str(tmp_path / "three"),
+                 "--split", "train"]) == 2
+    assert "10 outputs but dataset" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--recipe", "fashion_minst"], "did you mean 'fashion_mnist'"),
+    (["train", "--recipe", "fashion_mnist", "--set", "train.epochs=x"], "must be an integer"),
+    (["train", "--recipe", "fashion_mnist", "--set", "model.name=gmp_z"], "unknown model"),
+    (["train"], "give --recipe"),
+    (["train", "--resume", "/nonexistent/run"], "not a cnnedge run"),
+    (["train", "--recipe", "fashion_mnist", "--set", "data.dataset=/nonexistent/dir"], "error:"),
+    (["train", "--recipe", "fashion_mnist", "--strategy", "multiworker"], "TF_CONFIG"),
+])
+def test_train_cli_errors(args, message, tmp_path, capsys):
+    rc = main([*args, "--runs-dir", str(tmp_path)] if args[-1] != "train" else args)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def _wait_for_epoch(path: Path, epoch: int, proc, timeout=120):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended early: {proc.stdout.read()}")
+        try:
+            if json.loads(path.read_text()).get("epoch", 0) >= epoch:
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for an epoch checkpoint")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_resume_after_kill(easy_idx, tmp_path, sig):
+    args = ["train", "--recipe", "fashion_mnist_tiny", "--runs-dir", str(tmp_path),
+            "--set", f"data.dataset={easy_idx}", "--set", "model.name=gmp_xs",
+            "--set", "train.epochs=6", "--set", "train.steps_per_epoch=30",
+            "--set", "train.batch_size=32", "--set", "qat.enabled=false"]
+    run = tmp_path / "fashion_mnist_tiny" / "exp"
+    proc = subprocess.Popen([sys.executable, "-m", "cnnedge", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    _wait_for_epoch(run / "state.json", 1, proc)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, out
+        assert f"cnnedge train --resume {run}" in out
+        assert "Traceback" not in out
+    state = json.loads((run / "state.json").read_text())
+    done = state["epoch"]
+    assert 1 <= done < 6 and not state.get("finished")
+    # last.keras is a complete, loadable checkpoint (atomic write), with optimizer state
+    from cnnedge.models import load_model
+
+    m = load_model(run / "last.keras", compile=True)
+    assert int(m.optimizer.iterations.numpy()) == 30 * done
+
+    r = cli("train", "--resume", str(run))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"Epoch {done + 1}/6" in r.stdout and f"Epoch {done}/6" not in r.stdout
+    rows = (run / "metrics.csv").read_text().strip().splitlines()[1:]
+    assert [int(x.split(",")[0]) for x in rows] == [1, 2, 3, 4, 5, 6]
+    assert json.loads((run / "state.json").read_text())["finished"]
+    assert not list(run.glob(".*.tmp*")), "temporary checkpoint files left behind"
+
+
+def test_mirrored_strategy_two_logical_cpus(easy_idx, tmp_path):
+    r = cli("train", "--recipe", "fashion_mnist_tiny", "--runs-dir", str(tmp_path),
+            "--strategy", "mirrored", "--logical-cpus", "2",
+            "--set", f"data.dataset={easy_idx}", "--set", "train.epochs=1",
+            "--set", "train.steps_per_epoch=10", "--set", "train.batch_size=32",
+            "--set", "qat.enabled=false")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "MirroredStrategy: 2 replicas" in r.stdout
+    run = tmp_path / "fashion_mnist_tiny" / "exp"
+    env = json.loads((run / "env.json").read_text())
+    assert env["replicas"] == 2 and [d[-5:] for d in env["devices"]] == ["CPU:0", "CPU:1"]
+    assert (run / "summary.json").is_file()
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian package dataset-fashion-mnist not installed")
+def test_tiny_recipe_on_real_fashion_mnist(tmp_path):
+    r = cli("train", "--recipe", "fashion_mnist_tiny", "--runs-dir", str(tmp_path),
+            "--set", "qat.enabled=false")
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((tmp_path / "fashion_mnist_tiny/exp/summary.json").read_text())
+    assert s["test_images"] == 1000 and s["dataset"] == "fashion-mnist"
+    assert "next: cnnedge" in r.stdout

@@ -184,11 +184,30 @@ def train_cmd(
     console.print(f"[bold green]done[/]: {s['recipe']} {s['model']} params={s['params']:,} "
                   f"MACs/image={s['macs_per_image']:,} {s['eval_split']} accuracy="
                   f"{s['test_accuracy']:.4f} ({s['test_images']:,} images), "
-                  f"{s['train_minutes']} min")
+                  f"{s['train_minutes']} min", soft_wrap=True)
+    if "qat_test_accuracy" in s:
+        console.print(f"QAT ({s['qat_epochs']} epochs): {s['eval_split']} accuracy "
+                      f"{s['qat_test_accuracy']:.4f} -> qat.h5", soft_wrap=True)
     d = res.run_dir
     console.print(f"run: {d}/  (best.keras, last.keras, metrics.csv, curves.png, confusion.png, "
                   f"summary.json)", soft_wrap=True)
     console.print(f"next: cnnedge eval {d}", soft_wrap=True)
+
+
+@app.command("quantize")
+def quantize_cmd(
+    run: Path = typer.Argument(..., help="A finished run directory (with best.keras)."),
+    epochs: Optional[int] = typer.Option(None, help="QAT epochs (default: the recipe's qat.epochs)."),
+    lr: Optional[float] = typer.Option(None, help="QAT learning rate (default: recipe's qat.lr)."),
+):
+    """Quantization-aware fine-tuning of a trained run (writes qat.h5)."""
+    from cnnedge.quantize import fine_tune_qat
+
+    s = fine_tune_qat(run, epochs=epochs, lr=lr)
+    console.print(f"QAT: {s['qat_epochs']} epochs, best val {s['qat_best_val_accuracy']:.4f}, "
+                  f"test accuracy {s['qat_test_accuracy']:.4f} (float "
+                  f"{s.get('test_accuracy', float('nan')):.4f}) -> {Path(run) / 'qat.h5'}",
+                  soft_wrap=True)
 
 
 @app.command("eval")

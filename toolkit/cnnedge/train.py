@@ -274,31 +274,44 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
         state.update(recipe=recipe.name, phase="float", finished=False)
         atomic_write_json(run_dir / "state.json", state)
 
-    with dist.scope():
-        if state["epoch"] > 0:
-            model = models.load_model(run_dir / "last.keras", compile=True)
-        else:
-            model = models.create_model(recipe.model.name, num_classes=len(info.class_names),
-                                        channels=info.channels, **recipe.model.kwargs)
-            compile_model(model, recipe, steps)
+    if not state.get("float_done"):
+        with dist.scope():
+            if state["epoch"] > 0:
+                model = models.load_model(run_dir / "last.keras", compile=True)
+            else:
+                model = models.create_model(recipe.model.name, num_classes=len(info.class_names),
+                                            channels=info.channels, **recipe.model.kwargs)
+                compile_model(model, recipe, steps)
+        if verbose is None:
+            verbose = 1 if os.isatty(1) else 2
+        if verbose and dist.num_replicas_in_sync > 1:
+            print(f"{type(dist).__name__}: {dist.num_replicas_in_sync} replicas "
+                  f"({', '.join(_devices(dist))})", flush=True)
+        callbacks = [
+            _make_checkpointer(run_dir, state, None),
+            keras.callbacks.TensorBoard(log_dir=str(run_dir / "tb"), update_freq="epoch",
+                                        profile_batch=0, write_graph=False),
+        ]
+        t0 = time.time()
+        if state["epoch"] < recipe.train.epochs:
+            with src.guard("train"):
+                model.fit(train_ds, epochs=recipe.train.epochs, initial_epoch=state["epoch"],
+                          steps_per_epoch=steps, validation_data=val_ds, callbacks=callbacks,
+                          verbose=verbose)
+        state["train_seconds"] = state.get("train_seconds", 0.0) + (time.time() - t0)
+        summary = finish_run(run_dir, recipe, src, state)
+    else:
+        import json
 
-    if verbose is None:
-        verbose = 1 if os.isatty(1) else 2
-    if verbose and dist.num_replicas_in_sync > 1:
-        print(f"{type(dist).__name__}: {dist.num_replicas_in_sync} replicas "
-              f"({', '.join(_devices(dist))})", flush=True)
-    callbacks = [
-        _make_checkpointer(run_dir, state, None),
-        keras.callbacks.TensorBoard(log_dir=str(run_dir / "tb"), update_freq="epoch",
-                                    profile_batch=0, write_graph=False),
-    ]
-    t0 = time.time()
-    if state["epoch"] < recipe.train.epochs:
-        model.fit(train_ds, epochs=recipe.train.epochs, initial_epoch=state["epoch"],
-                  steps_per_epoch=steps, validation_data=val_ds, callbacks=callbacks,
-                  verbose=verbose)
-    state["train_seconds"] = state.get("train_seconds", 0.0) + (time.time() - t0)
-    summary = finish_run(run_dir, recipe, src, state)
+        summary = json.loads((run_dir / "summary.json").read_text())
+    if recipe.qat.enabled:
+        from cnnedge.quantize import fine_tune_qat
+
+        state["phase"] = "qat"  # a run killed during QAT redoes the (short) QAT phase
+        atomic_write_json(run_dir / "state.json", state)
+        summary = fine_tune_qat(run_dir, verbose=verbose)
+    state.update(finished=True, phase="done")
+    atomic_write_json(run_dir / "state.json", state)
     return TrainResult(run_dir, summary)
 
 
@@ -333,7 +346,7 @@ def finish_run(run_dir: Path, recipe: Recipe, src, state: dict) -> dict:
         "train_minutes": round(state.get("train_seconds", 0.0) / 60, 2),
     }
     atomic_write_json(run_dir / "summary.json", summary)
-    state["finished"] = True
+    state["float_done"] = True
     atomic_write_json(run_dir / "state.json", state)
     return summary
 

@@ -1,0 +1,214 @@
+"""Quantization-aware training (tfmot) and the calibration data for post-training quantization.
+
+    qat = apply_qat(model)                         # tfmot.quantization.keras.quantize_model
+    run = fine_tune_qat("runs/fashion_mnist/exp")  # QAT phase: writes qat.h5, updates summary
+    images = representative_images(src, 500)      # class-balanced uint8 images for PTQ/int8
+
+QAT models are saved as HDF5 (``qat.h5``): tfmot 0.8.1 cannot reload its wrappers from the
+``.keras`` format ("quantize_layer expected 5 variables"); ``load_qat`` reloads them under
+``quantize_scope``. The QAT input quantizer is pinned to [0, 255] so that the int8 model's input
+has scale 1 and zero point -128: a uint8 pixel p becomes the int8 value p - 128, exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from cnnedge.errors import CnnedgeError
+from cnnedge.utils import atomic_path, atomic_write_json
+
+PIXEL_MIN, PIXEL_MAX = 0.0, 255.0
+
+
+def apply_qat(model):
+    """Wrap a float tf_keras model for QAT; a clear error for layers tfmot cannot quantize."""
+    from cnnedge.backend import get_tfmot, keras
+
+    if not isinstance(model, keras.Model):
+        raise CnnedgeError("QAT needs a tf_keras (Keras 2) model; Keras 3 models are not "
+                           "supported by tfmot -- build it with cnnedge.models")
+    tfmot = get_tfmot()
+    try:
+        qat = tfmot.quantization.keras.quantize_model(model)
+    except (RuntimeError, ValueError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise CnnedgeError(f"tfmot cannot quantize model '{model.name}': {first} -- use "
+                           f"Conv2D/DepthwiseConv2D/BatchNormalization/ReLU/Dense layers, or "
+                           f"export int8 with post-training quantization (no QAT)") from e
+    pin_input_range(qat)
+    return qat
+
+
+def pin_input_range(qat_model, lo: float = PIXEL_MIN, hi: float = PIXEL_MAX) -> None:
+    """Set the QAT input quantizer's range to the pixel range (scale 1, zero point -128)."""
+    found = False
+    for layer in qat_model.layers:
+        if type(layer).__name__ != "QuantizeLayer":
+            continue
+        for v in layer.weights:
+            if v.name.split("/")[-1].startswith("input_min") or v.name.endswith("min:0"):
+                v.assign(lo)
+                found = True
+            elif v.name.split("/")[-1].startswith("input_max") or v.name.endswith("max:0"):
+                v.assign(hi)
+    if not found:
+        raise CnnedgeError("QAT model has no input quantizer to pin (unexpected tfmot graph)")
+
+
+def input_range(qat_model):
+    """(min, max) of the QAT input quantizer."""
+    for layer in qat_model.layers:
+        if type(layer).__name__ == "QuantizeLayer":
+            vals = {v.name.split("/")[-1].split(":")[0]: float(v.numpy()) for v in layer.weights}
+            lo = next(v for k, v in vals.items() if k.endswith("min"))
+            hi = next(v for k, v in vals.items() if k.endswith("max"))
+            return lo, hi
+    raise CnnedgeError("model has no QuantizeLayer (is it a QAT model?)")
+
+
+def save_qat(model, path) -> Path:
+    """Save a QAT model as .h5 atomically."""
+    path = Path(path)
+    if path.suffix != ".h5":
+        raise CnnedgeError(f"QAT models are saved as .h5 (tfmot cannot reload .keras): {path}")
+    import warnings
+
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "HDF5 is legacy": deliberate, see above
+        model.save(tmp)
+    return path
+
+
+def load_qat(path):
+    """Reload a QAT model saved by :func:`save_qat`."""
+    from cnnedge.backend import get_tfmot, keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise CnnedgeError(f"no QAT model at {path}")
+    try:
+        with get_tfmot().quantization.keras.quantize_scope():
+            return keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise CnnedgeError(f"cannot load QAT model {path}: {str(e).splitlines()[0]}") from e
+
+
+# ----------------------------------------------------------------------------- calibration
+def representative_images(src, n: int = 500, *, seed: int = 0, split: str = "train") -> np.ndarray:
+    """``n`` uint8 images from ``split``, as class-balanced as the data allows (shuffled)."""
+    k = len(src.info.class_names)
+    if n < 1:
+        raise CnnedgeError(f"calibration needs at least 1 image, got {n}")
+    per_class = -(-n // k)
+    buckets = {c: [] for c in range(k)}
+    spare = []  # fills the quota of classes the split has too few images of
+    ds = src.pipeline(split, batch_size=256, shuffle=True, seed=seed)
+    with src.guard(split):
+        for x, y in ds:
+            for img, label in zip(x.numpy(), y.numpy()):
+                if len(buckets[int(label)]) < per_class:
+                    buckets[int(label)].append(img)
+                elif len(spare) < n:
+                    spare.append(img)
+            if all(len(b) >= per_class for b in buckets.values()):
+                break
+    images = [img for c in range(k) for img in buckets[c]]
+    images += spare[:max(0, n - len(images))]
+    if not images:
+        raise CnnedgeError(f"no calibration images in split '{split}' of {src.info.name}")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(images))[:n]
+    shapes = {images[i].shape for i in order}
+    if len(shapes) > 1:  # variable-size data: calibrate per image, keep a list
+        return [images[i] for i in order]
+    return np.stack([images[i] for i in order])
+
+
+# ----------------------------------------------------------------------------- QAT phase
+def fine_tune_qat(run_dir, *, epochs: Optional[int] = None, lr: Optional[float] = None,
+                  verbose: Optional[int] = None) -> dict:
+    """QAT phase of a finished float run: best.keras -> QAT fine-tune -> qat.h5 (best on val).
+
+    Writes ``qat_metrics.csv`` and adds ``qat_*`` fields to summary.json; returns the summary.
+    """
+    import json
+    import os
+
+    from cnnedge import evaluate, models
+    from cnnedge.backend import keras
+    from cnnedge.recipe import load_yaml
+    from cnnedge.train import compile_model, datasets, open_data
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "best.keras").is_file():
+        raise CnnedgeError(f"{run_dir} has no best.keras: train it first (cnnedge train)")
+    recipe = load_yaml(run_dir / "recipe.yaml")
+    epochs = recipe.qat.epochs if epochs is None else epochs
+    lr = recipe.qat.lr if lr is None else lr
+    if epochs < 1:
+        raise CnnedgeError(f"QAT needs at least 1 epoch, got {epochs}")
+    if lr <= 0:
+        raise CnnedgeError(f"QAT learning rate must be positive, got {lr}")
+    src = open_data(recipe)
+    train_ds, val_ds, steps = datasets(src, recipe)
+    qat = apply_qat(models.load_model(run_dir / "best.keras", compile=False))
+    sched = keras.optimizers.schedules.CosineDecay(lr, max(1, epochs * steps))
+    compile_model(qat, recipe, steps, optimizer=keras.optimizers.Adam(sched))
+
+    best = {"score": -1.0}
+    rows = []
+
+    class KeepBest(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            score = logs.get("val_accuracy", logs.get("accuracy", 0.0))
+            rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
+                         "seconds": round(time.time() - self.t0, 2)})
+            if score > best["score"]:
+                best.update(score=float(score), epoch=epoch + 1)
+                save_qat(self.model, run_dir / "qat.h5")
+
+    if verbose is None:
+        verbose = 1 if os.isatty(1) else 2
+    t0 = time.time()
+    qat.fit(train_ds, epochs=epochs, steps_per_epoch=steps, validation_data=val_ds,
+            callbacks=[KeepBest()], verbose=verbose)
+    seconds = time.time() - t0
+    _write_rows(run_dir / "qat_metrics.csv", rows)
+
+    qat = load_qat(run_dir / "qat.h5")
+    split = "test" if "test" in src.info.split_sizes else "val"
+    ev = evaluate.evaluate(qat, src, split=split, batch_size=256, take=recipe.train.eval_images)
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary.update({
+        "qat_epochs": epochs, "qat_lr": lr, "qat_best_epoch": best.get("epoch"),
+        "qat_best_val_accuracy": best["score"], "qat_test_accuracy": ev["accuracy"],
+        "qat_minutes": round(seconds / 60, 2),
+        "qat_input_range": list(input_range(qat)),
+    })
+    atomic_write_json(summary_path, summary)
+    return summary
+
+
+def _write_rows(path: Path, rows):
+    import csv
+    import io
+
+    if not rows:
+        return
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+    from cnnedge.utils import atomic_write_text
+
+    atomic_write_text(path, buf.getvalue())

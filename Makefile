@@ -30,8 +30,11 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q tests
 
+# The main job on real data: inspect Fashion-MNIST, train the quick recipe (+QAT), evaluate.
 demo: setup
 	$(BIN)/cnnedge data info fashion-mnist
+	$(BIN)/cnnedge train --recipe fashion_mnist_quick --name demo --overwrite
+	$(BIN)/cnnedge eval runs/fashion_mnist_quick/demo
 
 lint: setup
 	$(BIN)/ruff check toolkit tests recipes edge_demo

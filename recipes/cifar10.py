@@ -5,8 +5,15 @@ Flip + 4-pixel pad-and-crop is the standard CIFAR augmentation; SGD-free AdamW c
 the long schedule is hours on 2 CPU cores (see README for the measured time and a shorter one).
 """
 
-from cnnedge.recipe import (AugmentConfig, DataConfig, ModelConfig, OptimConfig, QATConfig,
-                            Recipe, TrainConfig)
+from cnnedge.recipe import (
+                            AugmentConfig,
+                            DataConfig,
+                            ModelConfig,
+                            OptimConfig,
+                            QATConfig,
+                            Recipe,
+                            TrainConfig,
+)
 
 RECIPE = Recipe(
     name="cifar10",

@@ -11,8 +11,15 @@ Choices (see README's results table for what they buy):
 - QAT fine-tunes the best float model for 2 epochs at a low LR before int8 export.
 """
 
-from cnnedge.recipe import (AugmentConfig, DataConfig, ModelConfig, OptimConfig, QATConfig,
-                            Recipe, TrainConfig)
+from cnnedge.recipe import (
+                            AugmentConfig,
+                            DataConfig,
+                            ModelConfig,
+                            OptimConfig,
+                            QATConfig,
+                            Recipe,
+                            TrainConfig,
+)
 
 RECIPE = Recipe(
     name="fashion_mnist",

@@ -4,8 +4,7 @@ Conv(32,s2)→Conv(64,s2)→Conv(128,s2)→Flatten→Dense(512)→Dense(10): ~36
 input, plain Adam, no augmentation, 5 epochs (the course's setting, about 88.8 %).
 """
 
-from cnnedge.recipe import (DataConfig, ModelConfig, OptimConfig, QATConfig, Recipe,
-                            TrainConfig)
+from cnnedge.recipe import DataConfig, ModelConfig, OptimConfig, QATConfig, Recipe, TrainConfig
 
 RECIPE = Recipe(
     name="fashion_mnist_baseline_flatten",

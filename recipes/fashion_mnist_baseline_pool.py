@@ -1,7 +1,6 @@
 """The conv→maxpool→conv→maxpool course variant on Fashion-MNIST (fixed 28×28), 5 epochs."""
 
-from cnnedge.recipe import (DataConfig, ModelConfig, OptimConfig, QATConfig, Recipe,
-                            TrainConfig)
+from cnnedge.recipe import DataConfig, ModelConfig, OptimConfig, QATConfig, Recipe, TrainConfig
 
 RECIPE = Recipe(
     name="fashion_mnist_baseline_pool",

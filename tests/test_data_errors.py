@@ -8,13 +8,14 @@ import struct
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_data_helpers import idx_bytes, write_cifar_bin, write_cifar_py, write_folder, write_idx
+
 from cnnedge import data
 from cnnedge.data.cifar import load_py_batch
 from cnnedge.data.idx import inspect_idx
 from cnnedge.errors import CnnedgeError
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from test_data_helpers import idx_bytes, write_cifar_bin, write_cifar_py, write_folder, write_idx
 
 FAST = settings(max_examples=30, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+
 from cnnedge.backend import tf
 
 

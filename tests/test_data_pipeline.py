@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_data_helpers import write_folder, write_idx
+
 from cnnedge import data
 from cnnedge.backend import tf
 from cnnedge.data.base import carve_val
 from cnnedge.errors import CnnedgeError
-from test_data_helpers import write_folder, write_idx
 
 
 @pytest.fixture(scope="module")

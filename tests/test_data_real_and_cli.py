@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_data_helpers import write_folder, write_idx
+
 from cnnedge import data
 from cnnedge.cli import main
-from test_data_helpers import write_folder, write_idx
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 CIFAR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifar10-images"

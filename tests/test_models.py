@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+
 from cnnedge import models
 from cnnedge.backend import get_tfmot, keras, tf
 from cnnedge.errors import CnnedgeError

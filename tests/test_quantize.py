@@ -5,11 +5,11 @@ import json
 
 import numpy as np
 import pytest
+from test_train import easy_idx, small_recipe  # noqa: F401  (fixture)
 
 from cnnedge import models, quantize
 from cnnedge.cli import main
 from cnnedge.errors import CnnedgeError
-from test_train import easy_idx, small_recipe  # noqa: F401  (fixture)
 
 
 def test_apply_qat_pins_input_range_and_roundtrips(tmp_path):

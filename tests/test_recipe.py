@@ -5,8 +5,16 @@ import dataclasses
 import pytest
 
 from cnnedge.errors import CnnedgeError
-from cnnedge.recipe import (Recipe, apply_overrides, from_dict, list_recipes, load_recipe,
-                            load_yaml, save_yaml, to_dict)
+from cnnedge.recipe import (
+    Recipe,
+    apply_overrides,
+    from_dict,
+    list_recipes,
+    load_recipe,
+    load_yaml,
+    save_yaml,
+    to_dict,
+)
 
 
 def test_shipped_recipes_exist():

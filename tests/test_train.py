@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_data_helpers import idx_bytes
 
 from cnnedge.cli import main
 from cnnedge.errors import CnnedgeError
 from cnnedge.recipe import apply_overrides, load_recipe
-from test_data_helpers import idx_bytes
 
 RUN_FILES = ["recipe.yaml", "env.json", "labels.json", "metrics.csv", "best.keras", "last.keras",
              "state.json", "curves.png", "confusion.png", "summary.json", "tb"]

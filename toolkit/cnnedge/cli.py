@@ -23,7 +23,7 @@ err_console = Console(stderr=True)
 
 app = typer.Typer(
     name="cnnedge",
-    help="Compact strided-conv GMP CNNs from data to device: data, train, eval (QAT/export/bench/demo follow the pipeline).",
+    help="Compact strided-conv GMP CNNs from data to device.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -55,6 +55,25 @@ def _root(
 
 
 DataDir = typer.Option(None, "--data-dir", help="Folder holding the dataset files (searched first).")
+ImageSize = typer.Option(None, "--image-size", help="Resize images to HxW, e.g. 32x32.")
+KeepSize = typer.Option(False, "--keep-size", help="Keep each image's own size (pad in batches).")
+ValFraction = typer.Option(0.0, "--val-fraction", help="Carve this fraction of train as 'val'.")
+
+
+def _size(text: Optional[str]):
+    if not text:
+        return None
+    parts = text.lower().replace(",", "x").split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise CnnedgeError(f"--image-size expects HxW like 32x32, got '{text}'")
+    return int(parts[0]), int(parts[1])
+
+
+def _open(dataset, data_dir, image_size=None, keep_size=False, val_fraction=0.0):
+    from cnnedge import data
+
+    return data.open_dataset(dataset, data_dir=data_dir, image_size=_size(image_size),
+                             keep_size=keep_size, val_fraction=val_fraction)
 
 
 # ----------------------------------------------------------------------------- data
@@ -63,13 +82,15 @@ def data_info(
     dataset: str = typer.Argument(..., help="fashion-mnist, cifar10, or a path (image folder, "
                                   "cifar-10-batches-*, packed TFRecords)."),
     data_dir: Optional[Path] = DataDir,
-    val_fraction: float = typer.Option(0.0, help="Carve this fraction of train as 'val'."),
+    val_fraction: float = ValFraction,
+    image_size: Optional[str] = ImageSize,
+    keep_size: bool = KeepSize,
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ):
     """Splits, counts, classes, image sizes and class balance of a dataset."""
     from cnnedge import data
 
-    src = data.open_dataset(dataset, data_dir=data_dir, val_fraction=val_fraction)
+    src = _open(dataset, data_dir, image_size, keep_size, val_fraction)
     info = data.describe(src)
     if json_out:
         import json
@@ -102,11 +123,14 @@ def data_preview(
     n: int = typer.Option(36, "-n", help="Number of images in the grid."),
     seed: int = typer.Option(0, help="Sampling seed."),
     data_dir: Optional[Path] = DataDir,
+    image_size: Optional[str] = ImageSize,
+    keep_size: bool = KeepSize,
+    val_fraction: float = ValFraction,
 ):
     """Write a labelled grid of sample images to a PNG."""
     from cnnedge import data
 
-    src = data.open_dataset(dataset, data_dir=data_dir)
+    src = _open(dataset, data_dir, image_size, keep_size, val_fraction)
     path = data.preview(src, out, split=split, n=n, seed=seed)
     console.print(f"wrote {path}")
 
@@ -117,12 +141,15 @@ def data_pack(
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (local or any tf.io.gfile path)."),
     shards: int = typer.Option(8, help="Number of TFRecord shards per split."),
     data_dir: Optional[Path] = DataDir,
+    image_size: Optional[str] = ImageSize,
+    keep_size: bool = KeepSize,
+    val_fraction: float = ValFraction,
     overwrite: bool = typer.Option(False, help="Replace an existing packed folder."),
 ):
     """Pack a dataset into sharded TFRecord files for fast streaming."""
     from cnnedge import data
 
-    src = data.open_dataset(dataset, data_dir=data_dir)
+    src = _open(dataset, data_dir, image_size, keep_size, val_fraction)
     path = data.pack(src, str(out), shards=shards, overwrite=overwrite, progress=True)
     console.print(f"packed into {path}\nnext: cnnedge data info {path}")
 
@@ -135,11 +162,13 @@ def data_bench(
     epochs: int = typer.Option(2, help="Full passes to time (the first warms the file cache)."),
     shuffle: bool = typer.Option(True, help="Shuffle as training does."),
     data_dir: Optional[Path] = DataDir,
+    image_size: Optional[str] = ImageSize,
+    keep_size: bool = KeepSize,
 ):
     """Streaming throughput (images/s) of the training input pipeline."""
     from cnnedge import data
 
-    src = data.open_dataset(dataset, data_dir=data_dir)
+    src = _open(dataset, data_dir, image_size, keep_size)
     res = data.benchmark(src, split=split, batch_size=batch_size, epochs=epochs, shuffle=shuffle)
     console.print_json(data=res)
 

@@ -266,6 +266,46 @@ def eval_cmd(
         console.print(f"wrote {out} and {Path(out).with_suffix('.png')}")
 
 
+@app.command("verify")
+def verify_cmd(
+    run: Path = typer.Argument(..., help="Run directory with exported models in export/."),
+    n: Optional[int] = typer.Option(None, "-n", help="Only the first N test images (default all)."),
+    min_int8: float = typer.Option(99.5, help="Minimum int8 top-1 agreement (%) with QAT Keras."),
+    min_fp32: float = typer.Option(99.9, help="Minimum fp32 top-1 agreement (%) with Keras."),
+    min_fp16: float = typer.Option(99.5, help="Minimum fp16 top-1 agreement (%) with Keras."),
+    threads: int = typer.Option(0, help="Runtime threads (0: all cores)."),
+):
+    """Parity report: every exported artifact against Keras float/QAT (verify.json, verify.md)."""
+    from cnnedge.verify import verify
+
+    rep = verify(run, n=n, threads=threads, thresholds={
+        "int8": min_int8 / 100, "fp32": min_fp32 / 100, "fp16": min_fp16 / 100})
+    _print_verify(rep)
+    console.print(f"wrote {Path(run) / 'verify.json'} and {Path(run) / 'verify.md'}", soft_wrap=True)
+    if not rep["passed"]:
+        bad = [r["artifact"] for r in rep["rows"] if r.get("passed") is False]
+        err_console.print(f"error: agreement under threshold for {', '.join(bad)}", markup=False,
+                          soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _print_verify(rep: dict):
+    from rich.table import Table
+
+    t = Table("artifact", "runtime", "accuracy", "reference", "agreement", "max |Δlogit|",
+              "mean |Δlogit|", "flips", "", title=f"parity on {rep['images']:,} {rep['split']} images")
+    for r in rep["rows"]:
+        ok = "" if "passed" not in r else ("✅" if r["passed"] else "❌")
+        t.add_row(r["artifact"], r["runtime"], f"{r['accuracy']:.4f}", r["reference"],
+                  f"{100 * r['agreement']:.2f} %", f"{r['max_abs_logit_diff']:.4f}",
+                  f"{r['mean_abs_logit_diff']:.4f}", str(r["flips"]), ok)
+    console.print(t)
+    for r in rep["rows"]:
+        for k, v in r.items():
+            if k.startswith("agreement_with_"):
+                console.print(f"{r['artifact']} vs {k[15:]}: {100 * v:.2f} % top-1 agreement")
+
+
 @app.command("models")
 def models_cmd():
     """List registered model architectures."""

@@ -1,0 +1,169 @@
+"""`cnnedge verify <run>`: the parity report — every exported artifact against its Keras reference.
+
+The same N test images go through the Keras float model, the Keras QAT model and every artifact
+in ``<run>/export/``. Per artifact: accuracy, top-1 agreement with its reference (int8 → the QAT
+Keras model when the run has one, else the float model; fp32/fp16 → the float model), max and
+mean |logit difference| (int8 outputs dequantized), per-class accuracy change vs float, and the
+images whose top-1 flips. ``verify.json`` + ``verify.md`` are written; ``passed`` is False when
+an agreement falls under its threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+
+from cnnedge.errors import CnnedgeError
+from cnnedge.utils import atomic_write_json, atomic_write_text
+
+DEFAULT_THRESHOLDS = {"fp32": 0.999, "fp16": 0.995, "int8": 0.995}
+MAX_FLIPS_LISTED = 50
+
+
+@dataclass
+class Reference:
+    name: str
+    logits: np.ndarray
+
+
+def _keras_logits(model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    from cnnedge.backend import tf
+
+    @tf.function(reduce_retracing=True)
+    def run(x):
+        return model(tf.cast(x, tf.float32), training=False)
+
+    out = [run(images[i:i + batch_size]).numpy() for i in range(0, len(images), batch_size)]
+    return np.concatenate(out).astype(np.float32)
+
+
+def load_test_images(run_dir: Path, n: Optional[int] = None, split: str = "test"):
+    """(images uint8 [N,H,W,C], labels int [N], class_names) of a run's evaluation split."""
+    from cnnedge.recipe import load_yaml
+    from cnnedge.train import open_data
+
+    recipe = load_yaml(run_dir / "recipe.yaml")
+    src = open_data(recipe)
+    if split not in src.info.split_sizes:
+        split = "val"
+    xs, ys = [], []
+    with src.guard(split):
+        for x, y in src.pipeline(split, batch_size=1024, take=n):
+            xs.append(x.numpy())
+            ys.append(y.numpy())
+    if not xs:
+        raise CnnedgeError(f"split '{split}' of {src.info.name} is empty")
+    return np.concatenate(xs), np.concatenate(ys), list(src.info.class_names), split
+
+
+def _compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray, float_pred, k: int) -> dict:
+    pred, ref_pred = logits.argmax(1), ref.argmax(1)
+    diff = np.abs(logits - ref)
+    flips = np.nonzero(pred != ref_pred)[0]
+    per_class = []
+    for c in range(k):
+        m = labels == c
+        if m.any():
+            per_class.append(float((pred[m] == c).mean() - (float_pred[m] == c).mean()))
+        else:
+            per_class.append(0.0)
+    return {
+        "accuracy": float((pred == labels).mean()),
+        "agreement": float((pred == ref_pred).mean()),
+        "max_abs_logit_diff": float(diff.max()),
+        "mean_abs_logit_diff": float(diff.mean()),
+        "per_class_accuracy_change_vs_float": per_class,
+        "flips": int(len(flips)),
+        "flipped": [{"index": int(i), "label": int(labels[i]), "pred": int(pred[i]),
+                     "ref_pred": int(ref_pred[i])} for i in flips[:MAX_FLIPS_LISTED]],
+    }
+
+
+def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
+           thresholds: Optional[Dict[str, float]] = None, threads: int = 0,
+           write: bool = True) -> dict:
+    """Compare every artifact of ``run_dir/export`` (or ``artifacts``) with the Keras models."""
+    from cnnedge import models, runtime
+    from cnnedge.quantize import load_qat
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "best.keras").is_file():
+        raise CnnedgeError(f"{run_dir} has no best.keras: verify takes a trained run directory")
+    th = dict(DEFAULT_THRESHOLDS, **(thresholds or {}))
+    if artifacts is None:
+        export_dir = run_dir / "export"
+        artifacts = sorted(p for p in export_dir.glob("*") if p.suffix in (".tflite", ".onnx"))
+        if not artifacts:
+            raise CnnedgeError(f"no exported models in {export_dir}; run: cnnedge export {run_dir}")
+    images, labels, class_names, split = load_test_images(run_dir, n)
+    k = len(class_names)
+
+    float_logits = _keras_logits(models.load_model(run_dir / "best.keras"), images)
+    float_pred = float_logits.argmax(1)
+    refs = {"keras-float": Reference("keras-float", float_logits)}
+    if (run_dir / "qat.h5").is_file():
+        refs["keras-qat"] = Reference("keras-qat", _keras_logits(load_qat(run_dir / "qat.h5"),
+                                                                  images))
+    rows = []
+    for name, ref in refs.items():
+        row = {"artifact": name, "format": "keras", "precision": "qat" if "qat" in name else "fp32",
+               "runtime": "keras", "reference": "keras-float"}
+        row.update(_compare(ref.logits, float_logits, labels, float_pred, k))
+        rows.append(row)
+
+    tflite_int8 = None
+    for path in artifacts:
+        path = Path(path)
+        meta = runtime.read_metadata(path)
+        runner = runtime.load(path, threads=threads or None)
+        logits = np.asarray(runner.predict(images), dtype=np.float32)
+        prec = meta.get("precision", "fp32")
+        ref = refs["keras-qat"] if prec == "int8" and "keras-qat" in refs else refs["keras-float"]
+        if prec == "int8" and meta.get("source") == "ptq":
+            ref = refs["keras-float"]
+        row = {"artifact": path.name, "format": meta.get("format"), "precision": prec,
+               "runtime": runner.runtime, "reference": ref.name}
+        row.update(_compare(logits, ref.logits, labels, float_pred, k))
+        row["threshold"] = th.get(prec)
+        row["passed"] = row["threshold"] is None or row["agreement"] >= row["threshold"]
+        if path.suffix == ".tflite" and prec == "int8" and "ptq" not in path.name:
+            tflite_int8 = (path.name, logits)
+        rows.append(row)
+        row["_logits"] = logits
+    # the int8 ONNX is also held against the int8 TFLite it should reproduce
+    for row in rows:
+        logits = row.pop("_logits", None)
+        if logits is not None and row["format"] == "onnx" and row["precision"] == "int8" \
+                and tflite_int8 is not None:
+            row["agreement_with_" + tflite_int8[0]] = float(
+                (logits.argmax(1) == tflite_int8[1].argmax(1)).mean())
+    report = {
+        "run": str(run_dir), "split": split, "images": int(len(labels)),
+        "class_names": class_names, "thresholds": th, "rows": rows,
+        "passed": all(r.get("passed", True) for r in rows),
+    }
+    if write:
+        atomic_write_json(run_dir / "verify.json", report)
+        atomic_write_text(run_dir / "verify.md", markdown(report))
+    return report
+
+
+def markdown(report: dict) -> str:
+    lines = [f"Parity on {report['images']:,} {report['split']} images of {report['run']}",
+             "",
+             "| artifact | runtime | accuracy | reference | top-1 agreement | max abs logit diff "
+             "| mean abs logit diff | flips | pass |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        ok = "" if "passed" not in r else ("✅" if r["passed"] else "❌")
+        lines.append(f"| {r['artifact']} | {r['runtime']} | {r['accuracy']:.4f} | {r['reference']} "
+                     f"| {100 * r['agreement']:.2f} % | {r['max_abs_logit_diff']:.4f} "
+                     f"| {r['mean_abs_logit_diff']:.4f} | {r['flips']} | {ok} |")
+    extra = [(r["artifact"], k, v) for r in report["rows"] for k, v in r.items()
+             if k.startswith("agreement_with_")]
+    for art, k, v in extra:
+        lines.append(f"\n{art} vs {k[len('agreement_with_'):]}: {100 * v:.2f} % top-1 agreement")
+    return "\n".join(lines) + "\n"

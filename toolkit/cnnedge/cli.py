@@ -18,7 +18,7 @@ from rich.console import Console
 from cnnedge import __version__
 from cnnedge.errors import CnnedgeError
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 app = typer.Typer(
@@ -266,6 +266,48 @@ def eval_cmd(
         console.print(f"wrote {out} and {Path(out).with_suffix('.png')}")
 
 
+@app.command("export")
+def export_cmd(
+    run: Path = typer.Argument(..., help="Run directory (best.keras, qat.h5) or a .keras/.h5 model."),
+    format_: str = typer.Option("all", "--format", "-f", help="tflite | onnx | all (comma list ok)."),
+    precision: str = typer.Option("all", "--precision", "-p", help="fp32 | fp16 | int8 | all."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output folder (default <run>/export)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Calibration dataset for a bare model file."),
+    int8_method: str = typer.Option("tflite", help="int8 ONNX route: tflite (from the int8 .tflite, "
+                                    "bit-exact with it) or qdq (onnxruntime quantize_static)."),
+    opset: int = typer.Option(17, help="ONNX opset."),
+    verify_n: int = typer.Option(512, "--verify", help="Quick parity check on N test images after "
+                                 "export (0 = skip; runs only for run directories)."),
+):
+    """Export a trained run to TFLite and ONNX (fp32, fp16, int8) with embedded metadata."""
+    from rich.table import Table
+
+    from cnnedge.export import export
+
+    results = export(run, formats=format_, precisions=precision, out_dir=out, calibration=data,
+                     opset=opset, int8_method=int8_method)
+    t = Table("file", "format", "precision", "from", "size")
+    for r in results:
+        t.add_row(str(r["path"]), r["format"], r["precision"], r["source"], _kb(r["bytes"]))
+    console.print(t)
+    is_run = Path(run).is_dir()
+    if verify_n and is_run:
+        from cnnedge.verify import verify
+
+        rep = verify(run, n=verify_n, artifacts=[r["path"] for r in results], write=False)
+        _print_verify(rep)
+        if not rep["passed"]:
+            err_console.print("warning: an artifact agrees less than its threshold; see the table "
+                              f"and run: cnnedge verify {run}", markup=False, soft_wrap=True)
+    target = run if is_run else " ".join(str(r["path"]) for r in results)
+    console.print(f"next: cnnedge verify {run}  |  cnnedge bench {target}" if is_run
+                  else f"next: cnnedge bench {target}", soft_wrap=True)
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n < 1024 * 1024 else f"{n / 2**20:.2f} MiB"
+
+
 @app.command("verify")
 def verify_cmd(
     run: Path = typer.Argument(..., help="Run directory with exported models in export/."),
@@ -323,6 +365,52 @@ def recipes_cmd():
     for name_ in rc.list_recipes():
         r = rc.load_recipe(name_)
         console.print(f"{name_:32s} {r.description}", markup=False, soft_wrap=True)
+
+
+# ----------------------------------------------------------------------------- demo
+@app.command("demo")
+def demo_cmd(
+    source: str = typer.Argument(..., help="Camera index (0), video file, image file or folder, "
+                                 "or an rtsp:// / http:// URL."),
+    model: Path = typer.Option(Path("runs/fashion_mnist/exp"), "--model", "-m",
+                               help="Exported .tflite/.onnx, or a run directory (prefers "
+                               "export/model_int8.tflite)."),
+    runtime: Optional[str] = typer.Option(None, help="litert | litert-ref | onnxruntime "
+                                          "(default: by file type)."),
+    threads: int = typer.Option(1, help="Inference threads (1 leaves the other cores to "
+                                "decoding and encoding)."),
+    roi: Optional[float] = typer.Option(None, help="Centred square ROI, fraction of the short "
+                                        "side (default 0.6; 1.0 for images)."),
+    invert: str = typer.Option("auto", help="auto | on | off: invert light-background ROIs "
+                               "(Fashion-MNIST is light on dark)."),
+    native_size: bool = typer.Option(False, "--native-size", help="Feed the ROI at its own "
+                                     "size to a dynamic-H×W (GMP) model instead of resizing."),
+    smooth: float = typer.Option(0.6, help="EMA weight of past frames' probabilities (0: off)."),
+    top_k: int = typer.Option(3, "--top-k", help="Classes shown and logged."),
+    headless: bool = typer.Option(False, "--headless", help="No window: write an annotated "
+                                  "video and a JSON-lines log."),
+    out: Path = typer.Option(Path("demo.mp4"), "--out", "-o", help="Annotated video (.mp4 "
+                             "mp4v, or .avi MJPG) in --headless mode."),
+    no_video: bool = typer.Option(False, "--no-video", help="Headless: write the log only."),
+    log: Optional[Path] = typer.Option(None, help="JSON-lines log (default with --headless: "
+                                       "<out>.jsonl)."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after N frames."),
+    snapshot_dir: Path = typer.Option(Path("."), help="Folder for snapshots (key s, "
+                                      "--snapshot-at)."),
+    snapshot_at: List[int] = typer.Option([], "--snapshot-at", help="Also save annotated "
+                                          "frame N as a PNG (repeatable)."),
+    reconnect: int = typer.Option(3, help="Reopen a lost camera/stream this many times."),
+):
+    """Live classification of a camera, video, images or stream with an exported model."""
+    from edge_demo import DemoConfig, format_summary, run_demo
+
+    summary = run_demo(DemoConfig(
+        source=source, model=str(model), runtime=runtime, threads=threads, roi=roi,
+        invert=invert, native_size=native_size, smooth=smooth, top_k=top_k, headless=headless,
+        out=str(out), no_video=no_video, log=str(log) if log else None, max_frames=max_frames,
+        snapshot_dir=str(snapshot_dir), snapshot_at=list(snapshot_at), reconnect=reconnect),
+        echo=lambda s: console.print(s, markup=False, soft_wrap=True))
+    console.print(format_summary(summary), markup=False, highlight=False, soft_wrap=True)
 
 
 # ----------------------------------------------------------------------------- entry point

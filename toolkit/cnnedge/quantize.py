@@ -59,6 +59,51 @@ def pin_input_range(qat_model, lo: float = PIXEL_MIN, hi: float = PIXEL_MAX) -> 
         raise CnnedgeError("QAT model has no input quantizer to pin (unexpected tfmot graph)")
 
 
+def calibrate_ranges(qat_model, float_model, images, batch_size: int = 128) -> dict:
+    """Start every activation quantizer at the float model's observed range on ``images``.
+
+    tfmot starts activation ranges at [-6, 6] and moves them with an EMA (decay 0.999): after
+    the short QAT phase ReLU outputs would still be quantized over [-5.7, 6] and the rescaled
+    input ([0, 1]) over about 22 levels. Calibrating first gives QAT sensible ranges to refine.
+    Returns {layer name: (min, max)} as assigned.
+    """
+    from cnnedge.backend import keras, tf
+
+    targets = {}  # float layer name -> (min var, max var)
+    for layer in qat_model.layers:
+        if type(layer).__name__ != "QuantizeWrapperV2":
+            continue
+        lo = [v for v in layer.weights if v.name.split("/")[-1].split(":")[0]
+              in ("post_activation_min", "output_min")]
+        hi = [v for v in layer.weights if v.name.split("/")[-1].split(":")[0]
+              in ("post_activation_max", "output_max")]
+        if lo and hi:
+            targets[layer.layer.name] = (lo[0], hi[0])
+    if not targets:
+        return {}
+    names = [n for n in targets if n in {l.name for l in float_model.layers}]
+    probe = keras.Model(float_model.inputs, [float_model.get_layer(n).output for n in names])
+    lows = {n: np.inf for n in names}
+    highs = {n: -np.inf for n in names}
+    images = np.asarray(images)
+    for i in range(0, len(images), batch_size):
+        outs = probe(tf.cast(images[i:i + batch_size], tf.float32), training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        for n, o in zip(names, outs):
+            o = o.numpy()
+            lows[n] = min(lows[n], float(o.min()))
+            highs[n] = max(highs[n], float(o.max()))
+    assigned = {}
+    for n in names:
+        lo, hi = min(0.0, lows[n]), max(0.0, highs[n])  # the range must contain 0
+        if hi - lo < 1e-6:
+            continue
+        targets[n][0].assign(lo)
+        targets[n][1].assign(hi)
+        assigned[n] = (lo, hi)
+    return assigned
+
+
 def input_range(qat_model):
     """(min, max) of the QAT input quantizer."""
     for layer in qat_model.layers:
@@ -155,7 +200,10 @@ def fine_tune_qat(run_dir, *, epochs: Optional[int] = None, lr: Optional[float] 
         raise CnnedgeError(f"QAT learning rate must be positive, got {lr}")
     src = open_data(recipe)
     train_ds, val_ds, steps = datasets(src, recipe)
-    qat = apply_qat(models.load_model(run_dir / "best.keras", compile=False))
+    float_model = models.load_model(run_dir / "best.keras", compile=False)
+    qat = apply_qat(float_model)
+    calibrate_ranges(qat, float_model, representative_images(
+        src, recipe.qat.calibration_images, seed=recipe.train.seed))
     sched = keras.optimizers.schedules.CosineDecay(lr, max(1, epochs * steps))
     compile_model(qat, recipe, steps, optimizer=keras.optimizers.Adam(sched))
 

@@ -49,7 +49,10 @@ def build_run(root: Path) -> dict:
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=loss)
     model.fit(xtr.astype(np.float32), ytr, batch_size=64, epochs=3, verbose=0)
-    qat = get_tfmot().quantization.keras.quantize_model(model)
+    from cnnedge.quantize import apply_qat, calibrate_ranges
+
+    qat = apply_qat(model)  # cnnedge's QAT path: pinned input range, calibrated activations
+    calibrate_ranges(qat, model, xtr[:256])
     qat.compile(optimizer=keras.optimizers.Adam(2e-4), loss=loss)
     qat.fit(xtr[:6000].astype(np.float32), ytr[:6000], batch_size=32, epochs=1, verbose=0)
 

@@ -1,0 +1,76 @@
+"""`cnnedge verify` and `cnnedge export` CLI on the exported tiny run of test_export."""
+
+import json
+import shutil
+
+import pytest
+
+from cnnedge.cli import main
+from cnnedge.errors import CnnedgeError
+from test_export import build_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return build_run(tmp_path_factory.mktemp("export_run"))["run"]
+
+
+def test_verify_report(run):
+    from cnnedge.verify import verify
+
+    rep = verify(run, n=300)
+    assert (run / "verify.json").is_file() and (run / "verify.md").is_file()
+    rows = {r["artifact"]: r for r in rep["rows"]}
+    assert {"keras-float", "keras-qat", "model_fp32.tflite", "model_int8.tflite",
+            "model_int8.onnx", "model_fp32.onnx", "model_fp16.tflite"} <= set(rows)
+    assert rep["images"] == 300 and rep["split"] == "test"
+    assert rows["model_fp32.tflite"]["agreement"] >= 0.999
+    assert rows["model_int8.tflite"]["reference"] == "keras-qat"
+    assert rows["model_int8_ptq.tflite"]["reference"] == "keras-float"
+    assert rows["model_int8.onnx"]["agreement_with_model_int8.tflite"] >= 0.99
+    for r in rep["rows"]:
+        assert 0 <= r["accuracy"] <= 1 and r["max_abs_logit_diff"] >= r["mean_abs_logit_diff"]
+        assert len(r["per_class_accuracy_change_vs_float"]) == 10
+        assert r["flips"] == round((1 - r["agreement"]) * 300)
+    md = (run / "verify.md").read_text()
+    assert "| model_int8.tflite | litert |" in md
+    assert json.loads((run / "verify.json").read_text())["passed"] == rep["passed"]
+
+
+def test_verify_cli_gate(run, capsys):
+    # an impossible threshold fails the gate with exit 1 and names the artifact
+    assert main(["verify", str(run), "-n", "200", "--min-fp16", "100.01"]) == 1
+    cap = capsys.readouterr()
+    assert "model_fp16.tflite" in cap.err and "❌" in cap.out
+    assert main(["verify", str(run), "-n", "200", "--min-int8", "0", "--min-fp16", "0",
+                 "--min-fp32", "0"]) == 0
+
+
+def test_verify_errors(run, tmp_path, capsys):
+    from cnnedge.verify import verify
+
+    with pytest.raises(CnnedgeError, match="no best.keras"):
+        verify(tmp_path)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in ("best.keras", "recipe.yaml"):
+        shutil.copy(run / f, bare / f)
+    with pytest.raises(CnnedgeError, match="no exported models"):
+        verify(bare)
+    (bare / "export").mkdir()
+    (bare / "export" / "model_int8.tflite").write_bytes(b"garbage")
+    assert main(["verify", str(bare)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "model_int8.tflite" in err and "Traceback" not in err
+
+
+def test_export_cli(run, tmp_path, capsys):
+    out = tmp_path / "onnx_only"
+    assert main(["export", str(run), "--format", "onnx", "--precision", "fp32", "-o", str(out),
+                 "--verify", "64"]) == 0
+    text = capsys.readouterr().out
+    assert "model_fp32.onnx" in text and "next: cnnedge verify" in text
+    assert [p.name for p in out.iterdir()] == ["model_fp32.onnx"]
+    assert main(["export", str(run), "--format", "coreml"]) == 2
+    assert "unknown export format" in capsys.readouterr().err
+    assert main(["export", str(run), "--precision", "int4"]) == 2

@@ -1,0 +1,330 @@
+"""Frame sources: camera index, video file, image file or folder, RTSP/HTTP URL.
+
+Two reading disciplines:
+
+* **live** (camera, URL): a capture thread keeps only the *newest* frame. When inference is
+  slower than the camera, old frames are dropped (counted in ``dropped``) instead of queueing
+  up, so what is shown is never more than one frame behind. A lost camera/stream is reopened
+  ``reconnect`` times (with a growing pause), then reading fails with a clear error.
+* **files** (video, images): every frame is read, in order. Decoding still runs ahead in a
+  thread (a small bounded queue), so it overlaps with inference, but nothing is dropped and
+  the result is deterministic (this is what the tests rely on).
+
+Only OpenCV and numpy are used here.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from cnnedge.errors import CnnedgeError
+
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # no V4L/FFmpeg warnings around our one-line errors
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402
+
+try:  # the environment variable only counts if cv2 was not imported before us
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+except AttributeError:
+    pass
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+URL_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+class Frame(NamedTuple):
+    image: object  # np.ndarray, BGR (or gray) uint8 as OpenCV decodes it
+    index: int  # position in the source (live: capture counter, so gaps = dropped frames)
+    t: float  # time.perf_counter() when it was decoded
+
+
+_END = object()
+
+
+class Source:
+    """Base: ``read()`` -> the next :class:`Frame`, or None at the end of a file source."""
+
+    live = False
+    kind = "?"
+    fps: float | None = None
+    frame_shape: tuple = ()  # shape of the first frame (read when the source is opened)
+
+    def __init__(self, spec: str):
+        self.spec = spec
+        self.dropped = 0
+
+    def read(self) -> Frame | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _OrderedSource(Source):
+    """Every frame, in order, decoded ahead by a thread into a bounded queue."""
+
+    def __init__(self, spec: str, depth: int = 8):
+        super().__init__(spec)
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _frames(self):  # generator of (image, index); runs in the reader thread
+        raise NotImplementedError
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name=f"read:{self.kind}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self):
+        try:
+            for img, idx in self._frames():
+                if not self._put(Frame(img, idx, time.perf_counter())):
+                    return
+            self._put(_END)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer thread
+            self._put(e)
+
+    def read(self) -> Frame | None:
+        item = self._q.get()
+        if item is _END:
+            self._q.put(_END)  # stay at the end for further reads
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+
+class VideoFileSource(_OrderedSource):
+    kind = "video"
+
+    def __init__(self, path: Path):
+        super().__init__(str(path))
+        self.path = path
+        self._cap = cv2.VideoCapture(str(path))
+        ok, first = (self._cap.read() if self._cap.isOpened() else (False, None))
+        if not ok or first is None:
+            self._cap.release()
+            raise CnnedgeError(f"cannot read video {path}: OpenCV/FFmpeg cannot decode it (not a "
+                               f"video, corrupt or empty); re-encode it, e.g. ffmpeg -i {path.name} "
+                               f"out.mp4")
+        self._first = first
+        self.frame_shape = first.shape
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 0 < fps < 1000 else None
+        self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+
+    def _frames(self):
+        cap, i = self._cap, 0
+        try:
+            yield self._first, 0
+            self._first = None
+            while not self._stop.is_set():
+                ok, img = cap.read()
+                if not ok:
+                    return
+                i += 1
+                yield img, i
+        finally:
+            cap.release()
+
+
+class ImageSource(_OrderedSource):
+    kind = "images"
+    fps = 2.0  # frame rate of the annotated video written for image sources
+
+    def __init__(self, path: Path):
+        super().__init__(str(path))
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+            if not files:
+                raise CnnedgeError(f"no images in folder {path} (looked for "
+                                   f"{', '.join(IMAGE_EXTS)})")
+        else:
+            files = [path]
+        self.files = files
+        self.frame_count = len(files)
+        first = self._imread(files[0])  # fail early on an unreadable first image
+        self._first = first
+        self.frame_shape = first.shape
+
+    @staticmethod
+    def _imread(p: Path):
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            raise CnnedgeError(f"cannot read image {p} (not an image OpenCV can decode, or corrupt)")
+        return img
+
+    def _frames(self):
+        for i, p in enumerate(self.files):
+            if self._stop.is_set():
+                return
+            if i == 0 and self._first is not None:
+                img, self._first = self._first, None
+            else:
+                img = self._imread(p)
+            yield img, i
+
+
+class LiveSource(Source):
+    """Camera index or stream URL: a capture thread that keeps only the newest frame."""
+
+    live = True
+
+    def __init__(self, spec: str, target, reconnect: int = 3, read_timeout: float = 10.0):
+        super().__init__(spec)
+        self.kind = "camera" if isinstance(target, int) else "stream"
+        self._target = target
+        self.reconnect = int(reconnect)
+        self.read_timeout = float(read_timeout)
+        self._cond = threading.Condition()
+        self._latest: Frame | None = None
+        self._seen = -1
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._cap = self._open()
+        ok, img = self._first_read(self._cap)
+        if not ok:
+            self._cap.release()
+            raise CnnedgeError(self._open_error())
+        self._latest = Frame(img, 0, time.perf_counter())
+        self.frame_shape = img.shape
+        self._count = 1
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 0 < fps < 1000 else None
+        self._thread = threading.Thread(target=self._run, name=f"capture:{self.kind}", daemon=True)
+
+    def _open(self):
+        cap = cv2.VideoCapture(self._target)
+        if isinstance(self._target, int) and cap.isOpened():
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # drivers that honour it queue 1 frame, not 4
+        return cap
+
+    @staticmethod
+    def _first_read(cap):
+        if not cap.isOpened():
+            return False, None
+        for _ in range(5):  # some cameras deliver a few empty frames while starting
+            ok, img = cap.read()
+            if ok and img is not None:
+                return True, img
+            time.sleep(0.05)
+        return False, None
+
+    def _open_error(self) -> str:
+        if self.kind == "camera":
+            return (f"cannot open camera {self._target} (no camera at that index, or it is busy); "
+                    f"check the device (ls /dev/video*) and try another --source index")
+        return (f"cannot open stream {self.spec} (unreachable, wrong URL/credentials, or a "
+                f"protocol this OpenCV build does not support)")
+
+    def start(self):
+        with self._cond:  # the frame read while opening counts from now, not from the open
+            self._latest = self._latest._replace(t=time.perf_counter())
+        self._thread.start()
+        return self
+
+    def _publish(self, img):
+        with self._cond:
+            self._latest = Frame(img, self._count, time.perf_counter())
+            self._count += 1
+            self._cond.notify_all()
+
+    def _run(self):
+        cap, failures = self._cap, 0
+        try:
+            while not self._stop.is_set():
+                ok, img = cap.read()
+                if ok and img is not None:
+                    failures = 0
+                    self._publish(img)
+                    continue
+                # lost: reopen a few times, pausing longer each time
+                cap.release()
+                failures += 1
+                if failures > self.reconnect:
+                    raise CnnedgeError(f"lost {self.kind} {self.spec}: no frames after "
+                                       f"{self.reconnect} reconnect attempts; check the "
+                                       f"{'cable/driver' if self.kind == 'camera' else 'network/URL'}"
+                                       f" and restart the demo")
+                self._stop.wait(0.5 * failures)
+                cap = self._cap = self._open()
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            with self._cond:
+                self._error = e
+                self._cond.notify_all()
+        finally:
+            cap.release()
+
+    def read(self) -> Frame | None:
+        with self._cond:
+            deadline = time.monotonic() + self.read_timeout
+            while (self._latest is None or self._latest.index <= self._seen) and self._error is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CnnedgeError(f"{self.kind} {self.spec} delivered no frame for "
+                                       f"{self.read_timeout:.0f} s")
+                self._cond.wait(left)
+            if self._error is not None:
+                raise self._error
+            f = self._latest
+            self.dropped += f.index - self._seen - 1
+            self._seen = f.index
+            return f
+
+    def close(self):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        else:
+            self._cap.release()
+
+
+def open_source(spec, reconnect: int = 3, start: bool = True) -> Source:
+    """A :class:`Source` for ``spec``: camera index ("0"), /dev/videoN, a URL, a video file, an
+    image file or a folder of images. Opening checks that a first frame can be read; ``start``
+    starts the reader thread (else call ``.start()``)."""
+    text = str(spec).strip()
+    if text.isdigit():
+        src: Source = LiveSource(text, int(text), reconnect=reconnect)
+    elif text.lower().startswith(URL_PREFIXES):
+        src = LiveSource(text, text, reconnect=reconnect)
+    elif text.startswith("/dev/video"):
+        src = LiveSource(text, text, reconnect=reconnect)
+    else:
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise CnnedgeError(f"no such file or folder: {text} (--source takes a camera index "
+                               f"like 0, a video, an image, a folder of images or a URL)")
+        if path.is_dir() or path.suffix.lower() in IMAGE_EXTS:
+            src = ImageSource(path)
+        else:
+            src = VideoFileSource(path)
+    return src.start() if start else src

@@ -1,0 +1,91 @@
+"""Outputs of a headless run: the annotated video (encoded in its own thread) and the JSON-lines log."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from pathlib import Path
+
+import cv2
+
+from cnnedge.errors import CnnedgeError
+
+FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
+
+
+class VideoSink:
+    """cv2.VideoWriter fed through a bounded queue by a writer thread (encoding overlaps the
+    next frame's inference). ``.mp4`` uses mp4v; if this OpenCV cannot write it, the video goes
+    to ``<name>.avi`` with MJPG instead (``path`` says which)."""
+
+    def __init__(self, path, fps: float, size: tuple[int, int], depth: int = 16):
+        path = Path(path)
+        if path.suffix.lower() not in FOURCC:
+            raise CnnedgeError(f"--out {path}: use a .mp4 (mp4v) or .avi (MJPG) file name")
+        if path.parent and not path.parent.exists():
+            raise CnnedgeError(f"--out {path}: folder {path.parent} does not exist")
+        self.size = size
+        w, h = size
+        fps = float(fps) if fps and fps > 0 else 30.0
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC[path.suffix.lower()]), fps,
+                                 (w, h))
+        if not writer.isOpened() and path.suffix.lower() != ".avi":
+            writer.release()
+            path.unlink(missing_ok=True)
+            path = path.with_suffix(".avi")
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+        if not writer.isOpened():
+            raise CnnedgeError(f"cannot write video {path}: this OpenCV build has no mp4v/MJPG "
+                               f"encoder; use --no-video (log only)")
+        self.path = path
+        self.frames = 0
+        self._w = writer
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._t = threading.Thread(target=self._run, name="video-writer", daemon=True)
+        self._t.start()
+
+    def _run(self):
+        try:
+            while True:
+                img = self._q.get()
+                if img is None:
+                    return
+                self._w.write(img)
+        except BaseException as e:  # noqa: BLE001 - reported by write()/close()
+            self._error = e
+            while self._q.get() is not None:  # keep draining so write() never blocks
+                pass
+
+    def write(self, img) -> None:
+        if self._error is not None:
+            raise CnnedgeError(f"writing {self.path} failed: {self._error}")
+        if img.shape[1::-1] != self.size:  # image sources: frames of other sizes
+            img = cv2.resize(img, self.size, interpolation=cv2.INTER_AREA)
+        self._q.put(img)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._t.is_alive():
+            self._q.put(None)
+            self._t.join()
+        self._w.release()
+
+
+class JsonLog:
+    """One JSON object per line; per-frame records, then a final ``{"summary": {...}}``."""
+
+    def __init__(self, path):
+        path = Path(path)
+        try:
+            self._f = open(path, "w", buffering=1 << 16)  # noqa: SIM115 - closed in close()
+        except OSError as e:
+            raise CnnedgeError(f"cannot write log {path}: {e.strerror}") from e
+        self.path = path
+
+    def write(self, rec: dict) -> None:
+        self._f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        self._f.close()

@@ -1,0 +1,132 @@
+"""Probabilities (softmax + EMA smoothing, top-k) and the on-frame overlay.
+
+Drawing uses only cheap OpenCV primitives (filled rectangles, Hershey text, one small
+nearest-neighbour inset), straight into the frame: no alpha blending, no full-frame copies.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+WHITE, GREY, BLACK, PANEL = (255, 255, 255), (170, 170, 170), (0, 0, 0), (48, 48, 48)
+GREEN, ORANGE, CYAN = (80, 220, 80), (0, 165, 255), (230, 200, 40)  # BGR
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64).ravel()
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+class Smoother:
+    """Exponential moving average of probability vectors: p = s * p_prev + (1 - s) * p_new."""
+
+    def __init__(self, smooth: float):
+        if not 0.0 <= float(smooth) < 1.0:
+            raise ValueError(f"--smooth must be in [0, 1), got {smooth}")
+        self.s = float(smooth)
+        self.p: np.ndarray | None = None
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        if self.p is None or self.s == 0.0:
+            self.p = p.copy()
+        else:
+            self.p *= self.s
+            self.p += (1.0 - self.s) * p
+        return self.p
+
+    def reset(self):
+        self.p = None
+
+
+def top_k(p: np.ndarray, k: int) -> list[tuple[int, float]]:
+    idx = np.argsort(-p, kind="stable")[:k]  # ties (int8 logits): lowest index, like argmax
+    return [(int(i), float(p[i])) for i in idx]
+
+
+class Overlay:
+    """Draws the ROI, top-k bars, latency/FPS line and the model-input inset onto a BGR frame."""
+
+    def __init__(self, class_names: list[str], label: str, keys_help: bool = False, inset: bool = True):
+        self.names = [n if len(n) <= 16 else n[:15] + "." for n in class_names]
+        self.label = label
+        self.keys_help = keys_help
+        self.inset = inset
+        self._geom_for = None
+        self._inset_buf: np.ndarray | None = None
+        self._inset_gray: np.ndarray | None = None
+
+    def _geometry(self, shape):
+        if shape[:2] != self._geom_for:
+            h, w = shape[:2]
+            f = max(0.45, min(w / 640.0, h / 480.0))  # text scale follows the frame size
+            self.fs, self.th = 0.5 * f, max(1, int(round(f)))
+            self.row, self.pad = int(26 * f), int(8 * f)
+            self.panel_w = int(250 * f)
+            self.bar_h = max(3, int(6 * f))
+            self.inset_side = int(84 * f)
+            self._geom_for = shape[:2]
+
+    def _inset(self, small: np.ndarray, n: int) -> np.ndarray:
+        """``small`` (H×W gray or H×W×3 RGB) enlarged to n×n BGR, in buffers reused per frame."""
+        if self._inset_buf is None or self._inset_buf.shape[0] != n:
+            self._inset_buf = np.empty((n, n, 3), np.uint8)
+            self._inset_gray = np.empty((n, n), np.uint8)
+        if small.ndim == 2:
+            cv2.resize(small, (n, n), dst=self._inset_gray, interpolation=cv2.INTER_NEAREST)
+            cv2.cvtColor(self._inset_gray, cv2.COLOR_GRAY2BGR, dst=self._inset_buf)
+        else:
+            big = cv2.resize(small, (n, n), interpolation=cv2.INTER_NEAREST)
+            cv2.cvtColor(big, cv2.COLOR_RGB2BGR, dst=self._inset_buf)
+        return self._inset_buf
+
+    def draw(self, img: np.ndarray, box, top: list[tuple[int, float]], *, infer_ms: float,
+             fps: float, inverted: bool, model_input: np.ndarray | None = None,
+             frozen: bool = False) -> np.ndarray:
+        self._geometry(img.shape)
+        h, w = img.shape[:2]
+        fs, th, row, pad = self.fs, self.th, self.row, self.pad
+        x, y, s = box
+        colour = ORANGE if inverted else GREEN
+        cv2.rectangle(img, (x, y), (x + s - 1, y + s - 1), colour, 2 * th)
+        tag = f"ROI {s}px" + (" inverted" if inverted else "")
+        ty = y + s + int(18 * fs * 2) if y + s + int(24 * fs * 2) < h else y + s - pad  # below the box
+        cv2.putText(img, tag, (x + 2, ty), FONT, fs, colour, th, cv2.LINE_AA)
+
+        # top-k panel: solid background, name + percentage, confidence bar
+        x0, y0, pw = pad, pad, self.panel_w
+        cv2.rectangle(img, (x0, y0), (x0 + pw, y0 + pad + row * len(top)), PANEL, -1)
+        for r, (i, p) in enumerate(top):
+            ty = y0 + row * r + int(row * 0.62)
+            cv2.putText(img, self.names[i] if i < len(self.names) else str(i), (x0 + pad, ty), FONT,
+                        fs, WHITE if r == 0 else GREY, th, cv2.LINE_AA)
+            cv2.putText(img, f"{100 * p:5.1f}%", (x0 + pw - int(62 * fs * 2), ty), FONT, fs,
+                        WHITE if r == 0 else GREY, th, cv2.LINE_AA)
+            by = ty + int(row * 0.18)
+            bw = pw - 2 * pad
+            cv2.rectangle(img, (x0 + pad, by), (x0 + pad + bw, by + self.bar_h), (90, 90, 90), -1)
+            cv2.rectangle(img, (x0 + pad, by), (x0 + pad + int(bw * min(1.0, p)), by + self.bar_h),
+                          GREEN if r == 0 else CYAN, -1)
+
+        # status line at the bottom
+        status = f"infer {infer_ms:.2f} ms  {fps:.0f} FPS  {self.label}"
+        if frozen:
+            status += "  [frozen]"
+        if self.keys_help:
+            status += "  q quit  s snapshot  space freeze"
+        (tw, tht), _ = cv2.getTextSize(status, FONT, fs, th)
+        cv2.rectangle(img, (0, h - tht - 2 * pad), (min(w - 1, tw + 2 * pad), h - 1), PANEL, -1)
+        cv2.putText(img, status, (pad, h - pad), FONT, fs, WHITE, th, cv2.LINE_AA)
+
+        # inset: what the model saw (after crop, colour, resize, inversion), top-right
+        if self.inset and model_input is not None:
+            n = self.inset_side
+            if w > n + 2 * pad + self.panel_w and h > n + 3 * pad:
+                xs, ys = w - n - pad, pad
+                img[ys:ys + n, xs:xs + n] = self._inset(model_input, n)
+                cv2.rectangle(img, (xs - 1, ys - 1), (xs + n, ys + n), WHITE, 1)
+                cv2.putText(img, "model input", (xs, ys + n + int(16 * fs * 2)), FONT, fs * 0.8,
+                            WHITE, th, cv2.LINE_AA)
+        return img

@@ -10,9 +10,7 @@ Use ``from cnnedge.backend import tf, keras`` -- both are imported on first attr
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 if os.environ.get("TF_USE_LEGACY_KERAS") != "1":  # a user exported 0: tfmot would reject models
@@ -23,27 +21,7 @@ if _QUIET:
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
 
 
-@contextlib.contextmanager
-def _stderr_silenced(enabled: bool):
-    """Send fd 2 to /dev/null while C++ code logs before absl is initialised."""
-    if not enabled:
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real fd 2 (e.g. some notebook frontends)
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
+from cnnedge.utils import quiet_stderr as _stderr_silenced  # noqa: E402
 
 _tf = None
 _keras = None

@@ -81,7 +81,7 @@ def calibrate_ranges(qat_model, float_model, images, batch_size: int = 128) -> d
             targets[layer.layer.name] = (lo[0], hi[0])
     if not targets:
         return {}
-    names = [n for n in targets if n in {l.name for l in float_model.layers}]
+    names = [n for n in targets if n in {layer.name for layer in float_model.layers}]
     probe = keras.Model(float_model.inputs, [float_model.get_layer(n).output for n in names])
     lows = {n: np.inf for n in names}
     highs = {n: -np.inf for n in names}

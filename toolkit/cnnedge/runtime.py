@@ -82,7 +82,7 @@ def tflite_metadata(buf: bytes, path="<bytes>") -> dict | None:
         raise
     except Exception as e:  # noqa: BLE001 - truncated/corrupt flatbuffer or bad JSON
         raise CnnedgeError(f"{path} is a corrupt TFLite file or has unreadable metadata: "
-                           f"{type(e).__name__}: {e}") from e
+                           f"{_one_line(e)}") from e
     return None
 
 
@@ -384,10 +384,14 @@ class _LiteRTRunner(Runner):
         self.metadata = _check_metadata(meta, self.path)
         resolver = (OpResolverType.AUTO if self.use_xnnpack
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        try:
-            self._it = Interpreter(model_content=buf, num_threads=self.threads,
-                                   experimental_op_resolver_type=resolver, **opts)
-            self._it.allocate_tensors()
+        from cnnedge.utils import quiet_stderr
+
+        try:  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" on fd 2
+            with quiet_stderr(os.environ.get("CNNEDGE_DEBUG", "") in ("", "0")):
+                self._it = Interpreter(model_content=buf, num_threads=self.threads,
+                                       experimental_op_resolver_type=resolver, **opts)
+                self._it.allocate_tensors()
+                self._it.invoke()  # the delegate is applied (and logs) on first invoke
         except (ValueError, RuntimeError) as e:
             raise CnnedgeError(f"LiteRT cannot load {self.path}: {_one_line(e)}") from e
         i, o = self._it.get_input_details()[0], self._it.get_output_details()[0]

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -39,6 +40,28 @@ def atomic_path(path, suffix: str | None = None):
     except BaseException:
         _cleanup(tmp)
         raise
+
+
+@contextlib.contextmanager
+def quiet_stderr(enabled: bool = True):
+    """Send fd 2 to /dev/null while C++ code logs before absl is initialised."""
+    if not enabled:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (e.g. some notebook frontends)
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _cleanup(tmp):

@@ -87,7 +87,7 @@ def data_info(
     keep_size: bool = KeepSize,
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ):
-    """Splits, counts, classes, image sizes and class balance of a dataset."""
+    """Splits, counts, classes, sizes and class balance."""
     from cnnedge import data
 
     src = _open(dataset, data_dir, image_size, keep_size, val_fraction)
@@ -127,7 +127,7 @@ def data_preview(
     keep_size: bool = KeepSize,
     val_fraction: float = ValFraction,
 ):
-    """Write a labelled grid of sample images to a PNG."""
+    """Write a labelled grid of sample images (PNG)."""
     from cnnedge import data
 
     src = _open(dataset, data_dir, image_size, keep_size, val_fraction)
@@ -146,7 +146,7 @@ def data_pack(
     val_fraction: float = ValFraction,
     overwrite: bool = typer.Option(False, help="Replace an existing packed folder."),
 ):
-    """Pack a dataset into sharded TFRecord files for fast streaming."""
+    """Pack a dataset into sharded TFRecord files."""
     from cnnedge import data
 
     src = _open(dataset, data_dir, image_size, keep_size, val_fraction)
@@ -165,7 +165,7 @@ def data_bench(
     image_size: Optional[str] = ImageSize,
     keep_size: bool = KeepSize,
 ):
-    """Streaming throughput (images/s) of the training input pipeline."""
+    """Streaming throughput (images/s) of a dataset."""
     from cnnedge import data
 
     src = _open(dataset, data_dir, image_size, keep_size)
@@ -188,7 +188,10 @@ def train_cmd(
     logical_cpus: int = typer.Option(0, help="Split the CPU into N logical devices (testing "
                                      "--strategy mirrored without GPUs)."),
 ):
-    """Train a model from a recipe into runs/<recipe>/<name>/ (resumable)."""
+    """Train a recipe into runs/<recipe>/<name>/.
+
+    Resumable (--resume), with QAT as the last phase when the recipe enables it.
+    """
     from cnnedge import recipe as rc
     from cnnedge import train as tr
 
@@ -229,7 +232,10 @@ def quantize_cmd(
     epochs: Optional[int] = typer.Option(None, help="QAT epochs (default: the recipe's qat.epochs)."),
     lr: Optional[float] = typer.Option(None, help="QAT learning rate (default: recipe's qat.lr)."),
 ):
-    """Quantization-aware fine-tuning of a trained run (writes qat.h5)."""
+    """Quantization-aware fine-tuning of a run.
+
+    Writes qat.h5 and adds qat_* fields to summary.json.
+    """
     from cnnedge.quantize import fine_tune_qat
 
     s = fine_tune_qat(run, epochs=epochs, lr=lr)
@@ -249,7 +255,10 @@ def eval_cmd(
     n: Optional[int] = typer.Option(None, "-n", help="Only the first N images."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write eval JSON (+ .png)."),
 ):
-    """Accuracy, per-class accuracy and confusion matrix of a run or model on a split."""
+    """Accuracy, per-class accuracy, confusion matrix.
+
+    Of a run directory (best.keras on its recipe's data) or a model file (--data).
+    """
     from rich.table import Table
 
     from cnnedge import evaluate
@@ -279,7 +288,10 @@ def export_cmd(
     verify_n: int = typer.Option(512, "--verify", help="Quick parity check on N test images after "
                                  "export (0 = skip; runs only for run directories)."),
 ):
-    """Export a trained run to TFLite and ONNX (fp32, fp16, int8) with embedded metadata."""
+    """Export a run to TFLite and ONNX (fp32/fp16/int8).
+
+    Metadata is embedded in every artifact; a quick parity check follows.
+    """
     from rich.table import Table
 
     from cnnedge.export import export
@@ -317,7 +329,10 @@ def verify_cmd(
     min_fp16: float = typer.Option(99.5, help="Minimum fp16 top-1 agreement (%) with Keras."),
     threads: int = typer.Option(0, help="Runtime threads (0: all cores)."),
 ):
-    """Parity report: every exported artifact against Keras float/QAT (verify.json, verify.md)."""
+    """Parity report: every artifact against Keras.
+
+    Writes verify.json and verify.md; exit 1 when an agreement is under its threshold.
+    """
     from cnnedge.verify import verify
 
     rep = verify(run, n=n, threads=threads, thresholds={
@@ -401,7 +416,10 @@ def demo_cmd(
                                           "frame N as a PNG (repeatable)."),
     reconnect: int = typer.Option(3, help="Reopen a lost camera/stream this many times."),
 ):
-    """Live classification of a camera, video, images or stream with an exported model."""
+    """Live classification from a camera, video or images.
+
+    Uses an exported model (TFLite or ONNX) and its embedded preprocessing metadata.
+    """
     from edge_demo import DemoConfig, format_summary, run_demo
 
     summary = run_demo(DemoConfig(
@@ -411,6 +429,58 @@ def demo_cmd(
         snapshot_dir=str(snapshot_dir), snapshot_at=list(snapshot_at), reconnect=reconnect),
         echo=lambda s: console.print(s, markup=False, soft_wrap=True))
     console.print(format_summary(summary), markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("bench")
+def bench_cmd(
+    targets: List[Path] = typer.Argument(..., help="A run directory, or artifact files "
+                                         "(.tflite, .onnx, .keras, .h5)."),
+    runtime: List[str] = typer.Option([], "--runtime", "-r",
+                                      help="Only these runtimes (repeatable or comma-separated): "
+                                      "keras-tf.function, keras-predict, keras (both), litert, "
+                                      "litert-ref, onnxruntime, onnxruntime-cuda, "
+                                      "onnxruntime-tensorrt."),
+    threads: Optional[str] = typer.Option(None, "--threads", "-t",
+                                          help="Thread counts, e.g. 1,2 (default: 1 and all cores)."),
+    n: Optional[int] = typer.Option(None, "-n", help="Test images for accuracy (default: all)."),
+    quick: bool = typer.Option(False, "--quick", help="Few timed runs: a smoke test, not numbers "
+                               "to report."),
+    batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes",
+                                              help="Throughput batch sizes (default 1,32,256)."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Folder for bench.json/.csv/.png "
+                                       "(default: the run directory)."),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="An earlier bench.json: print "
+                                           "p50 and throughput ratios of matching rows."),
+    fail_under: List[str] = typer.Option([], "--fail-under",
+                                         help="CI gate (repeatable): accuracy=0.92, speed=0.8 "
+                                         "(baseline p50 / p50, needs --compare), throughput=0.8."),
+):
+    """Latency, accuracy and memory on every runtime.
+
+    One row per artifact x runtime x threads: bench.json, bench.csv, bench.png.
+    """
+    from cnnedge import bench as bn
+
+    width = None if console.is_terminal else 200
+    rep = bn.bench(targets, runtimes=runtime, threads=threads, n=n, quick=quick, out=out,
+                   compare=compare, fail_under=fail_under, batch_sizes=batch_sizes,
+                   command=bn.command_line(targets, runtime=runtime, threads=threads, n=n,
+                                           quick=quick, batch_sizes=batch_sizes, out=out,
+                                           compare=compare, fail_under=fail_under),
+                   progress=lambda r: err_console.print(bn.progress_line(r), markup=False,
+                                                        highlight=False, soft_wrap=True))
+    console.print(bn.table(rep), width=width)
+    if rep["compare"]:
+        console.print(bn.compare_table(rep), width=width)
+    for line in rep["notes"]:
+        err_console.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
+    for line in bn.failure_lines(rep):
+        err_console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+    f = rep["files"]
+    console.print(f"wrote {Path(f['json']).name}, {Path(f['csv']).name}, {Path(f['png']).name} "
+                  f"to {rep['out_dir']}", markup=False, highlight=False, soft_wrap=True)
+    if rep["exit_code"]:
+        raise typer.Exit(rep["exit_code"])
 
 
 # ----------------------------------------------------------------------------- entry point

@@ -25,7 +25,7 @@ data:
 	else echo "apt-get not found: put the Fashion-MNIST *-ubyte.gz files in \$$CNNEDGE_DATA"; fi
 
 test: setup
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q tests
 
 test-all: setup
 	$(BIN)/python -m pytest -q tests

@@ -4,10 +4,10 @@ import json
 import shutil
 
 import pytest
+from test_export import build_run
 
 from cnnedge.cli import main
 from cnnedge.errors import CnnedgeError
-from test_export import build_run
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_verify_cli_gate(run, capsys):
     assert main(["verify", str(run), "-n", "200", "--min-fp16", "100.01"]) == 1
     cap = capsys.readouterr()
     assert "model_fp16.tflite" in cap.err and "❌" in cap.out
-    assert main(["verify", str(run), "-n", "200", "--min-int8", "0", "--min-fp16", "0",
+    assert main(["verify", str(run), "-n", "200", "--min-int8", "0", "--min-fp16", "0", "--min-int8-ptq", "0",
                  "--min-fp32", "0"]) == 0
 
 

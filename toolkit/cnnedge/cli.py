@@ -327,6 +327,8 @@ def verify_cmd(
     min_int8: float = typer.Option(99.5, help="Minimum int8 top-1 agreement (%) with QAT Keras."),
     min_fp32: float = typer.Option(99.9, help="Minimum fp32 top-1 agreement (%) with Keras."),
     min_fp16: float = typer.Option(99.5, help="Minimum fp16 top-1 agreement (%) with Keras."),
+    min_int8_ptq: float = typer.Option(98.0, help="Minimum agreement (%) of the PTQ int8 model "
+                                       "with Keras float."),
     threads: int = typer.Option(0, help="Runtime threads (0: all cores)."),
 ):
     """Parity report: every artifact against Keras.
@@ -336,7 +338,8 @@ def verify_cmd(
     from cnnedge.verify import verify
 
     rep = verify(run, n=n, threads=threads, thresholds={
-        "int8": min_int8 / 100, "fp32": min_fp32 / 100, "fp16": min_fp16 / 100})
+        "int8": min_int8 / 100, "fp32": min_fp32 / 100, "fp16": min_fp16 / 100,
+        "int8-ptq": min_int8_ptq / 100})
     _print_verify(rep)
     console.print(f"wrote {Path(run) / 'verify.json'} and {Path(run) / 'verify.md'}", soft_wrap=True)
     if not rep["passed"]:

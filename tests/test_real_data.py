@@ -1,0 +1,63 @@
+"""Real-data runs (marked slow): the quick Fashion-MNIST recipe end to end — train + QAT,
+export every artifact, verify parity, bench one row — and a CIFAR-10 JPEG-folder smoke run.
+
+`make test` runs them (about 4 minutes on 2 cores); `pytest -m "not slow"` skips them.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+CIFAR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifar10-images"
+
+
+def cli(*args, cwd):
+    r = subprocess.run([sys.executable, "-m", "cnnedge", *args], capture_output=True, text=True,
+                       cwd=cwd, env=dict(os.environ))
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    return r.stdout
+
+
+@pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").is_file(),
+                    reason="Debian package dataset-fashion-mnist not installed")
+def test_fashion_mnist_quick_end_to_end(tmp_path):
+    cli("train", "--recipe", "fashion_mnist_quick", "--runs-dir", "runs", cwd=tmp_path)
+    run = tmp_path / "runs" / "fashion_mnist_quick" / "exp"
+    s = json.loads((run / "summary.json").read_text())
+    assert s["params"] == 92059 and s["test_images"] == 10000
+    assert s["test_accuracy"] >= 0.88, s  # 3 epochs of the flagship model
+    assert abs(s["qat_test_accuracy"] - s["test_accuracy"]) < 0.01
+
+    out = cli("export", str(run), "--verify", "0", cwd=tmp_path)
+    assert "next: cnnedge verify" in out
+    sizes = {p.name: p.stat().st_size for p in (run / "export").iterdir()}
+    assert sizes["model_int8.tflite"] <= sizes["model_fp32.tflite"] / 3
+
+    cli("verify", str(run), "-n", "3000", cwd=tmp_path)
+    rep = json.loads((run / "verify.json").read_text())
+    rows = {r["artifact"]: r for r in rep["rows"]}
+    assert rep["passed"]
+    assert rows["model_int8.tflite"]["agreement"] >= 0.995
+    assert abs(rows["model_int8.tflite"]["accuracy"] - rows["keras-float"]["accuracy"]) <= 0.005
+    assert rows["model_int8.onnx"]["agreement_with_model_int8.tflite"] >= 0.995
+
+    cli("bench", str(run / "export" / "model_int8.tflite"), "-r", "litert", "-t", "1",
+        "--quick", "-o", str(tmp_path / "bench"), cwd=tmp_path)
+    b = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert b["rows"][0]["status"] == "ok" and b["rows"][0]["accuracy"] > 0.85
+
+
+@pytest.mark.skipif(not (CIFAR / "test").is_dir(), reason="../shared/datasets/cifar10-images absent")
+def test_cifar10_tiny_on_the_jpeg_folder(tmp_path):
+    cli("train", "--recipe", "cifar10_tiny", "--runs-dir", "runs", "--set",
+        f"data.dataset={CIFAR}", cwd=tmp_path)
+    s = json.loads((tmp_path / "runs/cifar10_tiny/exp/summary.json").read_text())
+    assert s["input_size"] == [32, 32, 3] and s["test_images"] == 1000
+    assert s["test_accuracy"] > 0.2  # 60 steps: above chance (0.1), not a benchmark

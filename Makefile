@@ -30,11 +30,15 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q tests
 
-# The main job on real data: inspect Fashion-MNIST, train the quick recipe (+QAT), evaluate.
+# The main job on real data, end to end: inspect Fashion-MNIST, train the quick recipe (+QAT),
+# export every format and precision, verify parity on the test set, benchmark at 1 thread.
+RUN := runs/fashion_mnist_quick/demo
 demo: setup
 	$(BIN)/cnnedge data info fashion-mnist
 	$(BIN)/cnnedge train --recipe fashion_mnist_quick --name demo --overwrite
-	$(BIN)/cnnedge eval runs/fashion_mnist_quick/demo
+	$(BIN)/cnnedge export $(RUN) --verify 0
+	$(BIN)/cnnedge verify $(RUN)
+	$(BIN)/cnnedge bench $(RUN) --threads 1
 
 lint: setup
 	$(BIN)/ruff check toolkit tests recipes edge_demo

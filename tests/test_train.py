@@ -191,3 +191,48 @@ def test_tiny_recipe_on_real_fashion_mnist(tmp_path):
     s = json.loads((tmp_path / "fashion_mnist_tiny/exp/summary.json").read_text())
     assert s["test_images"] == 1000 and s["dataset"] == "fashion-mnist"
     assert "next: cnnedge" in r.stdout
+
+
+def test_atomic_write_keeps_old_file_on_full_disk(tmp_path):
+    import errno
+
+    from cnnedge.utils import atomic_path
+
+    target = tmp_path / "best.keras"
+    target.write_bytes(b"previous checkpoint")
+    with pytest.raises(CnnedgeError, match="no space left on device writing .*best.keras"):
+        with atomic_path(target) as tmp:
+            Path(tmp).write_bytes(b"half a checkp")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert target.read_bytes() == b"previous checkpoint"
+    assert [p.name for p in tmp_path.iterdir()] == ["best.keras"]
+
+
+def test_disk_full_during_training_keeps_checkpoints(easy_idx, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from cnnedge.backend import keras
+    from cnnedge.models import load_model
+
+    real_save = keras.Model.save
+    calls = {"n": 0}
+
+    def save(self, path, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] > 2:  # epoch 1 writes last.keras + best.keras, then the disk is full
+            real_save(self, path, *a, **kw)  # a partial file lands in the temp path...
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, path, *a, **kw)
+
+    monkeypatch.setattr(keras.Model, "save", save)
+    rc = main(["train", "--recipe", "fashion_mnist_tiny", "--runs-dir", str(tmp_path),
+               "--set", f"data.dataset={easy_idx}", "--set", "train.epochs=3",
+               "--set", "train.steps_per_epoch=10", "--set", "train.batch_size=32",
+               "--set", "qat.enabled=false"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no space left on device" in err and "Traceback" not in err
+    run = tmp_path / "fashion_mnist_tiny" / "exp"
+    assert json.loads((run / "state.json").read_text())["epoch"] == 1
+    load_model(run / "best.keras")  # epoch 1's checkpoints are intact
+    load_model(run / "last.keras")
+    assert not list(run.glob(".*tmp*")), "temporary files left behind"

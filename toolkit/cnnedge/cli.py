@@ -223,7 +223,7 @@ def train_cmd(
     d = res.run_dir
     console.print(f"run: {d}/  (best.keras, last.keras, metrics.csv, curves.png, confusion.png, "
                   f"summary.json)", soft_wrap=True)
-    console.print(f"next: cnnedge eval {d}", soft_wrap=True)
+    console.print(f"next: cnnedge export {d}   (or: cnnedge eval {d})", soft_wrap=True)
 
 
 @app.command("quantize")

@@ -561,6 +561,12 @@ class KerasRunner(Runner):
         from cnnedge import models
         from cnnedge.backend import tf
 
+        try:  # only possible before TensorFlow's runtime starts (first op); else keep its pools
+            tf.config.threading.set_intra_op_parallelism_threads(int(self.threads))
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass
+        self.threads = tf.config.threading.get_intra_op_parallelism_threads() or self.threads
         try:
             self.model = models.load_model(self.path, compile=False)
         except CnnedgeError:

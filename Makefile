@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup data test test-all demo lint clean
+.PHONY: setup data test test-fast demo lint clean
 
 setup: $(STAMP) data
 
@@ -27,8 +27,8 @@ data:
 test: setup
 	$(BIN)/python -m pytest -q tests
 
-test-all: setup
-	$(BIN)/python -m pytest -q tests
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 # The main job on real data, end to end: inspect Fashion-MNIST, train the quick recipe (+QAT),
 # export every format and precision, verify parity on the test set, benchmark at 1 thread.

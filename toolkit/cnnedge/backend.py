@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-if os.environ.get("TF_USE_LEGACY_KERAS") != "1":  # a user exported 0: tfmot would reject models
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
-_QUIET = os.environ.get("CNNEDGE_DEBUG", "") in ("", "0")
-if _QUIET:
+from cnnedge.utils import debug_enabled
+from cnnedge.utils import quiet_stderr as _stderr_silenced
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # even if a user exported 0: tfmot would reject models
+if not debug_enabled():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
 
-
-from cnnedge.utils import quiet_stderr as _stderr_silenced  # noqa: E402
 
 _tf = None
 _keras = None
@@ -30,8 +28,7 @@ _keras = None
 def get_tf():
     global _tf
     if _tf is None:
-        quiet = os.environ.get("CNNEDGE_DEBUG", "") in ("", "0")
-        with _stderr_silenced(quiet):
+        with _stderr_silenced(not debug_enabled()):
             import tensorflow as tensorflow
 
             tensorflow.get_logger().setLevel("ERROR")
@@ -68,7 +65,7 @@ keras = _Lazy(get_keras)
 
 def get_tfmot():
     get_tf()
-    with _stderr_silenced(os.environ.get("CNNEDGE_DEBUG", "") in ("", "0")):
+    with _stderr_silenced(not debug_enabled()):
         import tensorflow_model_optimization as tfmot
     return tfmot
 

@@ -489,7 +489,9 @@ def bench_cmd(
 # ----------------------------------------------------------------------------- entry point
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv or os.environ.get("CNNEDGE_DEBUG", "") not in ("", "0")
+    from cnnedge.utils import debug_enabled
+
+    debug = "--debug" in argv or debug_enabled()
     try:
         rv = app(args=argv, prog_name="cnnedge", standalone_mode=False)
         return rv if isinstance(rv, int) else 0  # click returns typer.Exit's code here

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -53,6 +54,7 @@ def evaluate_run(run_or_model, *, split: str = "test", dataset: Optional[str] = 
     """Evaluate a run directory (its best.keras on its recipe's data) or a .keras file."""
     from cnnedge import data, models
     from cnnedge.recipe import load_yaml
+    from cnnedge.train import open_data
 
     path = Path(run_or_model)
     if path.is_dir():
@@ -60,12 +62,10 @@ def evaluate_run(run_or_model, *, split: str = "test", dataset: Optional[str] = 
         if not model_path.is_file():
             raise CnnedgeError(f"{path} has no best.keras (is it a finished cnnedge run?)")
         recipe = load_yaml(path / "recipe.yaml")
-        spec = dataset or recipe.data.dataset
-        src = data.open_dataset(spec, data_dir=data_dir or recipe.data.data_dir,
-                                val_fraction=recipe.data.val_fraction, seed=recipe.train.seed,
-                                image_size=tuple(recipe.data.image_size)
-                                if recipe.data.image_size else None,
-                                keep_size=recipe.data.keep_size)
+        if dataset or data_dir:
+            recipe.data = dataclasses.replace(recipe.data, dataset=dataset or recipe.data.dataset,
+                                              data_dir=data_dir or recipe.data.data_dir)
+        src = open_data(recipe)
     elif path.is_file():
         if dataset is None:
             raise CnnedgeError("evaluating a model file needs --data <dataset name or path>")

@@ -508,9 +508,9 @@ def onnx_int8_tflite(job: _Job, tflite_buf: bytes):
 
 @contextlib.contextmanager
 def _stderr_to_devnull():
-    from cnnedge.backend import _QUIET, _stderr_silenced
+    from cnnedge.utils import debug_enabled, quiet_stderr
 
-    with _stderr_silenced(_QUIET):
+    with quiet_stderr(not debug_enabled()):
         yield
 
 

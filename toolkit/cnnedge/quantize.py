@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from cnnedge.errors import CnnedgeError
-from cnnedge.utils import atomic_path, atomic_write_json
+from cnnedge.utils import atomic_path, atomic_write_csv, atomic_write_json
 
 PIXEL_MIN, PIXEL_MAX = 0.0, 255.0
 
@@ -229,7 +229,8 @@ def fine_tune_qat(run_dir, *, epochs: Optional[int] = None, lr: Optional[float] 
     qat.fit(train_ds, epochs=epochs, steps_per_epoch=steps, validation_data=val_ds,
             callbacks=[KeepBest()], verbose=verbose)
     seconds = time.time() - t0
-    _write_rows(run_dir / "qat_metrics.csv", rows)
+    atomic_write_csv(run_dir / "qat_metrics.csv", rows,
+                     list(dict.fromkeys(k for r in rows for k in r)))
 
     qat = load_qat(run_dir / "qat.h5")
     split = "test" if "test" in src.info.split_sizes else "val"
@@ -244,19 +245,3 @@ def fine_tune_qat(run_dir, *, epochs: Optional[int] = None, lr: Optional[float] 
     })
     atomic_write_json(summary_path, summary)
     return summary
-
-
-def _write_rows(path: Path, rows):
-    import csv
-    import io
-
-    if not rows:
-        return
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields)
-    w.writeheader()
-    w.writerows(rows)
-    from cnnedge.utils import atomic_write_text
-
-    atomic_write_text(path, buf.getvalue())

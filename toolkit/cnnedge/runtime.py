@@ -384,14 +384,13 @@ class _LiteRTRunner(Runner):
         self.metadata = _check_metadata(meta, self.path)
         resolver = (OpResolverType.AUTO if self.use_xnnpack
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        from cnnedge.utils import quiet_stderr
+        from cnnedge.utils import debug_enabled, quiet_stderr
 
         try:  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" on fd 2
-            with quiet_stderr(os.environ.get("CNNEDGE_DEBUG", "") in ("", "0")):
+            with quiet_stderr(not debug_enabled()):
                 self._it = Interpreter(model_content=buf, num_threads=self.threads,
                                        experimental_op_resolver_type=resolver, **opts)
                 self._it.allocate_tensors()
-                self._it.invoke()  # the delegate is applied (and logs) on first invoke
         except (ValueError, RuntimeError) as e:
             raise CnnedgeError(f"LiteRT cannot load {self.path}: {_one_line(e)}") from e
         i, o = self._it.get_input_details()[0], self._it.get_output_details()[0]

@@ -12,7 +12,6 @@ run killed by SIGINT or SIGKILL loses at most the epoch in progress.
 from __future__ import annotations
 
 import csv
-import io
 import math
 import os
 import time
@@ -22,7 +21,7 @@ from typing import List, Optional
 
 from cnnedge.errors import CnnedgeError
 from cnnedge.recipe import Recipe, load_yaml, save_yaml
-from cnnedge.utils import atomic_path, atomic_write_json, atomic_write_text, environment
+from cnnedge.utils import atomic_path, atomic_write_csv, atomic_write_json, environment
 
 METRIC_FIELDS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
 
@@ -170,7 +169,7 @@ def datasets(src, recipe: Recipe):
 
 
 # ----------------------------------------------------------------------------- callbacks
-def _make_checkpointer(run_dir: Path, state: dict, optimizer_lr):
+def _make_checkpointer(run_dir: Path, state: dict):
     from cnnedge.backend import keras
 
     class RunCheckpoint(keras.callbacks.Callback):
@@ -212,12 +211,8 @@ def _append_metrics(path: Path, row: dict):
     """Rewrite metrics.csv atomically, dropping rows at or after this epoch (resume repeats)."""
     rows = read_metrics(path)
     rows = [r for r in rows if int(r["epoch"]) < row["epoch"]] + [row]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS)
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: _fmt(r.get(k)) for k in METRIC_FIELDS})
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_csv(path, [{k: _fmt(r.get(k)) for k in METRIC_FIELDS} for r in rows],
+                     METRIC_FIELDS)
 
 
 def _fmt(v):
@@ -288,7 +283,7 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
             print(f"{type(dist).__name__}: {dist.num_replicas_in_sync} replicas "
                   f"({', '.join(_devices(dist))})", flush=True)
         callbacks = [
-            _make_checkpointer(run_dir, state, None),
+            _make_checkpointer(run_dir, state),
             keras.callbacks.TensorBoard(log_dir=str(run_dir / "tb"), update_freq="epoch",
                                         profile_batch=0, write_graph=False),
         ]

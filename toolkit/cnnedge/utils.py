@@ -42,6 +42,11 @@ def atomic_path(path, suffix: str | None = None):
         raise
 
 
+def debug_enabled() -> bool:
+    """``cnnedge --debug`` / ``CNNEDGE_DEBUG=1``: show tracebacks and library logs."""
+    return os.environ.get("CNNEDGE_DEBUG", "") not in ("", "0")
+
+
 @contextlib.contextmanager
 def quiet_stderr(enabled: bool = True):
     """Send fd 2 to /dev/null while C++ code logs before absl is initialised."""
@@ -81,6 +86,18 @@ def atomic_write_text(path, text: str) -> None:
 
 def atomic_write_json(path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def atomic_write_csv(path, rows, fields) -> None:
+    """Write dict rows as CSV (header ``fields``) atomically; missing keys become empty cells."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def _json_default(o):

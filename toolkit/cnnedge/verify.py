@@ -31,15 +31,11 @@ class Reference:
     logits: np.ndarray
 
 
-def _keras_logits(model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    from cnnedge.backend import tf
+def _keras_logits(path: Path, images: np.ndarray) -> np.ndarray:
+    """Logits of a .keras / QAT .h5 model through cnnedge's keras runtime."""
+    from cnnedge import runtime
 
-    @tf.function(reduce_retracing=True)
-    def run(x):
-        return model(tf.cast(x, tf.float32), training=False)
-
-    out = [run(images[i:i + batch_size]).numpy() for i in range(0, len(images), batch_size)]
-    return np.concatenate(out).astype(np.float32)
+    return runtime.load(path, runtime="keras").predict(images, batch_size=512).astype(np.float32)
 
 
 def load_test_images(run_dir: Path, n: Optional[int] = None, split: str = "test"):
@@ -88,8 +84,7 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
            thresholds: Optional[Dict[str, float]] = None, threads: int = 0,
            write: bool = True) -> dict:
     """Compare every artifact of ``run_dir/export`` (or ``artifacts``) with the Keras models."""
-    from cnnedge import models, runtime
-    from cnnedge.quantize import load_qat
+    from cnnedge import runtime
 
     run_dir = Path(run_dir)
     if not (run_dir / "best.keras").is_file():
@@ -103,12 +98,11 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
     images, labels, class_names, split = load_test_images(run_dir, n)
     k = len(class_names)
 
-    float_logits = _keras_logits(models.load_model(run_dir / "best.keras"), images)
+    float_logits = _keras_logits(run_dir / "best.keras", images)
     float_pred = float_logits.argmax(1)
     refs = {"keras-float": Reference("keras-float", float_logits)}
     if (run_dir / "qat.h5").is_file():
-        refs["keras-qat"] = Reference("keras-qat", _keras_logits(load_qat(run_dir / "qat.h5"),
-                                                                  images))
+        refs["keras-qat"] = Reference("keras-qat", _keras_logits(run_dir / "qat.h5", images))
     rows = []
     for name, ref in refs.items():
         row = {"artifact": name, "format": "keras", "precision": "qat" if "qat" in name else "fp32",

@@ -91,7 +91,7 @@ def test_too_small_input_is_a_clear_error():
 def test_min_input_size_values():
     assert {n: models.min_input_size(models.create_model(n, num_classes=3, channels=1))
             for n in FAMILY} == {"gmp_xs": 8, "gmp_s": 8, "gmp_32_64_128": 8, "gmp_4stage": 16,
-                                 "gmp_res8": 8}
+                                 "gmp_res8": 8, "gmp_res10": 4}
     # 'valid' layers: conv3 -> pool2 -> conv3 needs 8 (8→6→3→1); at 7 (7→5→2→?) CPU TF
     # silently returns a bogus 2×2 map instead of failing -- why the explicit check exists.
     x_in = keras.Input((None, None, 1))
@@ -165,6 +165,29 @@ def test_registry_errors(monkeypatch):
     assert "my_net" in models.list_models() and models.model_help("my_net") == "My net: one conv."
     assert models.count_params(models.create_model("my_net", num_classes=2, channels=1,
                                                    width=4)) > 0
+
+
+def test_gmp_resnet_structure():
+    m = models.gmp_resnet(10, 3, widths=(8, 16), blocks=(2, 1), stem=4)
+    names = [layer.name for layer in m.layers]
+    # stage 1 keeps the resolution (identity shortcuts, except stem 4 -> 8 needs a projection);
+    # stage 2 starts with a stride-2 block whose shortcut is a strided 1×1 conv, no pooling
+    assert "s1b1_proj_conv" in names and "s1b2_proj_conv" not in names
+    assert m.get_layer("s2b1_proj_conv").strides == (2, 2)
+    assert m.get_layer("s2b1a_conv").strides == (2, 2)
+    assert not any("pooling2d" in type(layer).__name__.lower() and "global" not in layer.name
+                   for layer in m.layers)
+    assert models.total_stride(m) == 2 and models.min_input_size(m) == 2
+    assert m(pixels(1, 9, 5, 3)).shape == (1, 10)  # odd sizes: 'same' padding rounds up
+    # params by hand: stem 27·4, s1b1 (9·4·8 + 9·8·8 + 4·8), s1b2 2·9·8·8, s2b1 (9·8·16 + 9·16·16
+    # + 8·16), BN 4 per channel, dense 16·10+10, rescale 3
+    convs = 27 * 4 + (288 + 576 + 32) + 2 * 576 + (1152 + 2304 + 128)
+    bn = 4 * (4 + 8 + 8 + 8 + 8 + 8 + 16 + 16 + 16)
+    assert models.count_params(m) == convs + bn + 170 + 3
+    for bad in (dict(widths=(8,), blocks=(0,)), dict(widths=(8, 16), blocks=(1,)),
+                dict(pool="sum"), dict(dropout=1.0)):
+        with pytest.raises(CnnedgeError):
+            models.gmp_resnet(10, 3, **bad)
 
 
 def test_options_change_the_head():

@@ -236,3 +236,22 @@ def test_disk_full_during_training_keeps_checkpoints(easy_idx, tmp_path, monkeyp
     load_model(run / "best.keras")  # epoch 1's checkpoints are intact
     load_model(run / "last.keras")
     assert not list(run.glob(".*tmp*")), "temporary files left behind"
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_optimizer_weight_decay_is_decoupled(name):
+    """One step with a zero gradient shrinks a weight by exactly lr · weight_decay."""
+    from cnnedge.backend import tf
+    from cnnedge.train import build_optimizer
+
+    recipe = apply_overrides(load_recipe("fashion_mnist_tiny"), [
+        f"optim.name={name}", "optim.lr=0.1", "optim.weight_decay=0.05",
+        "optim.schedule=constant"])
+    opt = build_optimizer(recipe, steps_per_epoch=10)
+    w = tf.Variable([2.0, -4.0])
+    opt.apply_gradients([(tf.zeros_like(w), w)])
+    np.testing.assert_allclose(w.numpy(), [2.0 * (1 - 0.005), -4.0 * (1 - 0.005)], rtol=1e-6)
+    none = build_optimizer(apply_overrides(recipe, ["optim.weight_decay=0"]), 10)
+    v = tf.Variable([2.0])
+    none.apply_gradients([(tf.zeros_like(v), v)])
+    assert v.numpy()[0] == 2.0

@@ -131,6 +131,55 @@ def gmp_cnn(num_classes: int, channels: int, widths: Sequence[int] = (32, 64, 12
     return keras.Model(x_in, out, name=name)
 
 
+def _basic_block(x, filters: int, stride: int, name: str):
+    """ResNet basic block: 3×3 (stride) conv-BN-ReLU -> 3×3 conv-BN, + shortcut, ReLU.
+
+    The shortcut is the identity, or a 1×1 strided conv-BN when the shape changes (the strided
+    conv still does the downsampling: no pooling anywhere)."""
+    y = _conv_bn_relu(x, filters, stride, f"{name}a")
+    y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}b_conv")(y)
+    y = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}b_bn")(y)
+    if stride != 1 or x.shape[-1] != filters:
+        x = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False,
+                                name=f"{name}_proj_conv")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_proj_bn")(x)
+    y = keras.layers.Add(name=f"{name}_add")([x, y])
+    return keras.layers.ReLU(name=f"{name}_relu")(y)
+
+
+def gmp_resnet(num_classes: int, channels: int, widths: Sequence[int] = (16, 32, 64),
+               blocks: Sequence[int] = (1, 1, 1), stem: int = 0, pool: str = "max",
+               dropout: float = 0.0, hidden: int = 0, name: str = "gmp_resnet"):
+    """Generic residual GMP CNN: stride-1 stem conv -> stages of basic blocks -> head.
+
+    Stage 1 keeps the input resolution; every later stage starts with a stride-2 block, so the
+    total stride is 2**(len(widths)-1). widths: filters per stage; blocks: basic blocks (two 3×3
+    convs each) per stage; stem: stem filters (0 = widths[0]); pool/dropout/hidden as gmp_cnn.
+    """
+    widths, blocks = tuple(int(w) for w in widths), tuple(int(b) for b in blocks)
+    if not widths or len(blocks) != len(widths) or min(blocks) < 1:
+        raise CnnedgeError(f"widths {widths} and blocks {blocks} must be non-empty, same length, "
+                           "blocks >= 1")
+    if pool not in ("max", "avg"):
+        raise CnnedgeError(f"pool must be 'max' or 'avg', got {pool!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise CnnedgeError(f"dropout must be in [0, 1), got {dropout}")
+    x_in, x = _input(channels)
+    x = _conv_bn_relu(x, int(stem) or widths[0], 1, "stem")
+    for i, (w, n) in enumerate(zip(widths, blocks), start=1):
+        for j in range(1, n + 1):
+            x = _basic_block(x, w, 2 if i > 1 and j == 1 else 1, f"s{i}b{j}")
+    pooling = keras.layers.GlobalMaxPooling2D if pool == "max" else keras.layers.GlobalAvgPool2D
+    x = pooling(name=f"global_{pool}_pool")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    if hidden:
+        x = keras.layers.Dense(hidden, name="hidden")(x)
+        x = keras.layers.ReLU(name="hidden_relu")(x)
+    out = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(x_in, out, name=name)
+
+
 # Params are for 10 classes: "1-ch" = 28×28×1, "3-ch" = 32×32×3 (params do not depend on H×W).
 @register_model
 def gmp_xs(num_classes, channels, pool="max", dropout=0.0, hidden=0):
@@ -186,6 +235,18 @@ def gmp_res8(num_classes, channels, pool="max", dropout=0.1, hidden=0):
     """
     return gmp_cnn(num_classes, channels, (32, 48, 88), (2, 1, 0), 16, pool, dropout, hidden,
                    residual=True, name="gmp_res8")
+
+
+@register_model
+def gmp_res10(num_classes, channels, pool="max", dropout=0.1, hidden=0):
+    """CIFAR-10 ResNet-10-like member: stem 16, basic blocks (2,1,1) at widths 16-32-72.
+
+    Two residual blocks at full resolution, then one stride-2 block per stage (<100k).
+    1-ch: 95,691 params, 13.56M MACs at 28×28. 3-ch: 95,981 params, 18.01M MACs at 32×32.
+    Total stride 4 (min input 4×4).
+    """
+    return gmp_resnet(num_classes, channels, (16, 32, 72), (2, 1, 1), 16, pool, dropout, hidden,
+                      name="gmp_res10")
 
 
 # ---------------------------------------------------------------------------------- baselines

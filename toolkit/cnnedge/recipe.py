@@ -49,7 +49,7 @@ class AugmentConfig:
 class OptimConfig:
     name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = 1e-3  # peak learning rate
-    weight_decay: float = 0.0  # decoupled (adamw) or L2-free; ignored by adam
+    weight_decay: float = 0.0  # decoupled: each step w -= lr * weight_decay * w (all optimizers)
     momentum: float = 0.9  # sgd only (Nesterov)
     schedule: Literal["constant", "cosine"] = "cosine"
     warmup_epochs: float = 0.0  # linear warm-up before the cosine decay

@@ -109,11 +109,13 @@ def build_optimizer(recipe: Recipe, steps_per_epoch: int):
             lr = keras.optimizers.schedules.CosineDecay(o.lr, total)
     else:
         lr = o.lr
+    # Decoupled weight decay (each step: w -= lr * weight_decay * w) for every optimizer.
     if o.name == "adam":
-        return keras.optimizers.Adam(lr)
+        return keras.optimizers.Adam(lr, weight_decay=o.weight_decay or None)
     if o.name == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=o.weight_decay)
-    return keras.optimizers.SGD(lr, momentum=o.momentum, nesterov=True)
+    return keras.optimizers.SGD(lr, momentum=o.momentum, nesterov=True,
+                                weight_decay=o.weight_decay or None)
 
 
 def compile_model(model, recipe: Recipe, steps_per_epoch: int, optimizer=None):

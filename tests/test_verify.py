@@ -74,3 +74,20 @@ def test_export_cli(run, tmp_path, capsys):
     assert main(["export", str(run), "--format", "coreml"]) == 2
     assert "unknown export format" in capsys.readouterr().err
     assert main(["export", str(run), "--precision", "int4"]) == 2
+
+
+def test_flips_within_one_output_step():
+    import numpy as np
+
+    from cnnedge.verify import _compare, flips_text
+
+    ref = np.array([[1.0, 0.96, 0.0],   # margin 0.04 ≤ step 0.05: a near-tie flip
+                    [1.0, 0.50, 0.0],   # margin 0.5: a real flip
+                    [0.0, 2.00, 0.0]], np.float32)
+    art = np.array([[1.0, 1.05, 0.0], [0.0, 1.00, 0.0], [0.0, 2.0, 0.0]], np.float32)
+    labels, float_pred = np.array([0, 0, 1]), ref.argmax(1)
+    row = _compare(art, ref, labels, float_pred, 3, output_step=0.05)
+    assert row["flips"] == 2 and row["flips_within_one_step"] == 1
+    assert flips_text(row) == "2 (1 ≤ 1 step)"
+    row = _compare(art, ref, labels, float_pred, 3)  # float artifacts: no step, plain count
+    assert row["flips_within_one_step"] is None and flips_text(row) == "2"

@@ -57,10 +57,18 @@ def load_test_images(run_dir: Path, n: Optional[int] = None, split: str = "test"
     return np.concatenate(xs), np.concatenate(ys), list(src.info.class_names), split
 
 
-def _compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray, float_pred, k: int) -> dict:
+def _compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray, float_pred, k: int,
+             output_step: Optional[float] = None) -> dict:
+    """Agreement and logit differences of ``logits`` against ``ref``. ``output_step``: the
+    artifact's output quantization step (int8 scale); flips where the reference itself ranks the
+    two classes within one step are counted as ``flips_within_one_step`` (a diagnostic only)."""
     pred, ref_pred = logits.argmax(1), ref.argmax(1)
     diff = np.abs(logits - ref)
     flips = np.nonzero(pred != ref_pred)[0]
+    near = None
+    if output_step:
+        margin = ref[flips, ref_pred[flips]] - ref[flips, pred[flips]]
+        near = int((margin <= output_step * 1.001).sum())
     per_class = []
     for c in range(k):
         m = labels == c
@@ -75,6 +83,7 @@ def _compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray, float_pred
         "mean_abs_logit_diff": float(diff.mean()),
         "per_class_accuracy_change_vs_float": per_class,
         "flips": int(len(flips)),
+        "flips_within_one_step": near,
         "flipped": [{"index": int(i), "label": int(labels[i]), "pred": int(pred[i]),
                      "ref_pred": int(ref_pred[i])} for i in flips[:MAX_FLIPS_LISTED]],
     }
@@ -123,7 +132,8 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
             ref, key = refs["keras-float"], "int8-ptq"
         row = {"artifact": path.name, "format": meta.get("format"), "precision": prec,
                "runtime": runner.runtime, "reference": ref.name}
-        row.update(_compare(logits, ref.logits, labels, float_pred, k))
+        step = runner.output_details.get("scale") if prec == "int8" else None
+        row.update(_compare(logits, ref.logits, labels, float_pred, k, output_step=step))
         row["threshold"] = th.get(key)
         row["passed"] = row["threshold"] is None or row["agreement"] >= row["threshold"]
         if path.suffix == ".tflite" and prec == "int8" and "ptq" not in path.name:
@@ -148,6 +158,14 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
     return report
 
 
+def flips_text(row: dict) -> str:
+    """"59" or, for int8 artifacts, "59 (57 ≤ 1 step)": flips the reference itself ranks
+    within one output quantization step."""
+    near = row.get("flips_within_one_step")
+    return f"{row['flips']}" if near is None or not row["flips"] else \
+        f"{row['flips']} ({near} ≤ 1 step)"
+
+
 def markdown(report: dict) -> str:
     lines = [f"Parity on {report['images']:,} {report['split']} images of {report['run']}",
              "",
@@ -158,9 +176,13 @@ def markdown(report: dict) -> str:
         ok = "" if "passed" not in r else ("✅" if r["passed"] else "❌")
         lines.append(f"| {r['artifact']} | {r['runtime']} | {r['accuracy']:.4f} | {r['reference']} "
                      f"| {100 * r['agreement']:.2f} % | {r['max_abs_logit_diff']:.4f} "
-                     f"| {r['mean_abs_logit_diff']:.4f} | {r['flips']} | {ok} |")
+                     f"| {r['mean_abs_logit_diff']:.4f} | {flips_text(r)} | {ok} |")
     extra = [(r["artifact"], k, v) for r in report["rows"] for k, v in r.items()
              if k.startswith("agreement_with_")]
     for art, k, v in extra:
         lines.append(f"\n{art} vs {k[len('agreement_with_'):]}: {100 * v:.2f} % top-1 agreement")
+    if any(r.get("flips_within_one_step") for r in report["rows"]):
+        lines.append("\n≤ 1 step: flips where the reference's own top-2 logits are within one "
+                     "int8 output quantization step of each other (near-ties, not counted as "
+                     "agreement).")
     return "\n".join(lines) + "\n"

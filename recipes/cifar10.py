@@ -20,12 +20,12 @@ from cnnedge.recipe import (
 
 RECIPE = Recipe(
     name="cifar10",
-    description="CIFAR-10 32×32×3, gmp_res8 (<100k params), flip + crop4, SGD cosine, QAT",
+    description="CIFAR-10 32×32×3, gmp_res10 (<100k params), flip + crop4, SGD cosine, QAT",
     data=DataConfig(dataset="cifar10", val_fraction=0.1, cache=True),
-    model=ModelConfig(name="gmp_res8", kwargs={"dropout": 0.1}),
+    model=ModelConfig(name="gmp_res10", kwargs={"dropout": 0.1}),
     augment=AugmentConfig(ops=("flip", "pad_crop:4")),
     optim=OptimConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-3, schedule="cosine",
                       warmup_epochs=2.0),
-    train=TrainConfig(epochs=150, batch_size=128, label_smoothing=0.1, seed=0),
+    train=TrainConfig(epochs=120, batch_size=128, label_smoothing=0.1, seed=0),
     qat=QATConfig(enabled=True, epochs=2, lr=1e-4, calibration_images=500),
 )

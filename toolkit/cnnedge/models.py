@@ -95,6 +95,25 @@ def _conv_bn_relu(x, filters: int, stride: int, name: str, residual: bool = Fals
     return keras.layers.ReLU(name=f"{name}_relu")(y)
 
 
+def _check_head(pool: str, dropout: float) -> None:
+    if pool not in ("max", "avg"):
+        raise CnnedgeError(f"pool must be 'max' or 'avg', got {pool!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise CnnedgeError(f"dropout must be in [0, 1), got {dropout}")
+
+
+def _head(x, num_classes: int, pool: str, dropout: float, hidden: int):
+    """Global max (or average) pool -> [Dropout] -> [Dense+ReLU] -> Dense "logits"."""
+    pooling = keras.layers.GlobalMaxPooling2D if pool == "max" else keras.layers.GlobalAvgPool2D
+    x = pooling(name=f"global_{pool}_pool")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    if hidden:
+        x = keras.layers.Dense(hidden, name="hidden")(x)
+        x = keras.layers.ReLU(name="hidden_relu")(x)
+    return keras.layers.Dense(num_classes, name="logits")(x)
+
+
 def gmp_cnn(num_classes: int, channels: int, widths: Sequence[int] = (32, 64, 128),
             extra: Sequence[int] = (0, 0, 0), stem: int = 0, pool: str = "max",
             dropout: float = 0.0, hidden: int = 0, residual: bool = False,
@@ -109,10 +128,7 @@ def gmp_cnn(num_classes: int, channels: int, widths: Sequence[int] = (32, 64, 12
     widths, extra = tuple(int(w) for w in widths), tuple(int(e) for e in extra)
     if not widths or len(extra) != len(widths):
         raise CnnedgeError(f"widths {widths} and extra {extra} must be non-empty, same length")
-    if pool not in ("max", "avg"):
-        raise CnnedgeError(f"pool must be 'max' or 'avg', got {pool!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise CnnedgeError(f"dropout must be in [0, 1), got {dropout}")
+    _check_head(pool, dropout)
     x_in, x = _input(channels)
     if stem:
         x = _conv_bn_relu(x, stem, 1, "stem")
@@ -120,15 +136,7 @@ def gmp_cnn(num_classes: int, channels: int, widths: Sequence[int] = (32, 64, 12
         x = _conv_bn_relu(x, w, 2, f"s{i}")
         for j in range(1, n + 1):
             x = _conv_bn_relu(x, w, 1, f"s{i}_x{j}", residual=residual)
-    pooling = keras.layers.GlobalMaxPooling2D if pool == "max" else keras.layers.GlobalAvgPool2D
-    x = pooling(name=f"global_{pool}_pool")(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
-    if hidden:
-        x = keras.layers.Dense(hidden, name="hidden")(x)
-        x = keras.layers.ReLU(name="hidden_relu")(x)
-    out = keras.layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(x_in, out, name=name)
+    return keras.Model(x_in, _head(x, num_classes, pool, dropout, hidden), name=name)
 
 
 def _basic_block(x, filters: int, stride: int, name: str):
@@ -160,24 +168,13 @@ def gmp_resnet(num_classes: int, channels: int, widths: Sequence[int] = (16, 32,
     if not widths or len(blocks) != len(widths) or min(blocks) < 1:
         raise CnnedgeError(f"widths {widths} and blocks {blocks} must be non-empty, same length, "
                            "blocks >= 1")
-    if pool not in ("max", "avg"):
-        raise CnnedgeError(f"pool must be 'max' or 'avg', got {pool!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise CnnedgeError(f"dropout must be in [0, 1), got {dropout}")
+    _check_head(pool, dropout)
     x_in, x = _input(channels)
     x = _conv_bn_relu(x, int(stem) or widths[0], 1, "stem")
     for i, (w, n) in enumerate(zip(widths, blocks), start=1):
         for j in range(1, n + 1):
             x = _basic_block(x, w, 2 if i > 1 and j == 1 else 1, f"s{i}b{j}")
-    pooling = keras.layers.GlobalMaxPooling2D if pool == "max" else keras.layers.GlobalAvgPool2D
-    x = pooling(name=f"global_{pool}_pool")(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
-    if hidden:
-        x = keras.layers.Dense(hidden, name="hidden")(x)
-        x = keras.layers.ReLU(name="hidden_relu")(x)
-    out = keras.layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(x_in, out, name=name)
+    return keras.Model(x_in, _head(x, num_classes, pool, dropout, hidden), name=name)
 
 
 # Params are for 10 classes: "1-ch" = 28×28×1, "3-ch" = 32×32×3 (params do not depend on H×W).

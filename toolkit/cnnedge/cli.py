@@ -352,20 +352,15 @@ def verify_cmd(
 def _print_verify(rep: dict):
     from rich.table import Table
 
-    from cnnedge.verify import flips_text
+    from cnnedge.verify import agreement_lines, row_cells
 
     t = Table("artifact", "runtime", "accuracy", "reference", "agreement", "max |Δlogit|",
               "mean |Δlogit|", "flips", "", title=f"parity on {rep['images']:,} {rep['split']} images")
     for r in rep["rows"]:
-        ok = "" if "passed" not in r else ("✅" if r["passed"] else "❌")
-        t.add_row(r["artifact"], r["runtime"], f"{r['accuracy']:.4f}", r["reference"],
-                  f"{100 * r['agreement']:.2f} %", f"{r['max_abs_logit_diff']:.4f}",
-                  f"{r['mean_abs_logit_diff']:.4f}", flips_text(r), ok)
+        t.add_row(*row_cells(r))
     console.print(t)
-    for r in rep["rows"]:
-        for k, v in r.items():
-            if k.startswith("agreement_with_"):
-                console.print(f"{r['artifact']} vs {k[15:]}: {100 * v:.2f} % top-1 agreement")
+    for line in agreement_lines(rep):
+        console.print(line)
 
 
 @app.command("models")

@@ -136,7 +136,7 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
         row.update(_compare(logits, ref.logits, labels, float_pred, k, output_step=step))
         row["threshold"] = th.get(key)
         row["passed"] = row["threshold"] is None or row["agreement"] >= row["threshold"]
-        if path.suffix == ".tflite" and prec == "int8" and "ptq" not in path.name:
+        if path.suffix == ".tflite" and key == "int8":
             tflite_int8 = (path.name, logits)
         rows.append(row)
         row["_logits"] = logits
@@ -159,11 +159,25 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
 
 
 def flips_text(row: dict) -> str:
-    """"59" or, for int8 artifacts, "59 (57 ≤ 1 step)": flips the reference itself ranks
-    within one output quantization step."""
+    """The flips cell: "59", or for int8 artifacts "59 (46 ≤ 1 step)", counting the flips the
+    reference itself ranks within one output quantization step."""
     near = row.get("flips_within_one_step")
     return f"{row['flips']}" if near is None or not row["flips"] else \
         f"{row['flips']} ({near} ≤ 1 step)"
+
+
+def row_cells(row: dict) -> list:
+    """One report row as table cells, shared by verify.md and the CLI table."""
+    ok = "" if "passed" not in row else ("✅" if row["passed"] else "❌")
+    return [row["artifact"], row["runtime"], f"{row['accuracy']:.4f}", row["reference"],
+            f"{100 * row['agreement']:.2f} %", f"{row['max_abs_logit_diff']:.4f}",
+            f"{row['mean_abs_logit_diff']:.4f}", flips_text(row), ok]
+
+
+def agreement_lines(report: dict) -> list:
+    """"<artifact> vs <other>: 100.00 % top-1 agreement" for the extra agreements (int8 ONNX)."""
+    return [f"{r['artifact']} vs {k[len('agreement_with_'):]}: {100 * v:.2f} % top-1 agreement"
+            for r in report["rows"] for k, v in r.items() if k.startswith("agreement_with_")]
 
 
 def markdown(report: dict) -> str:
@@ -172,15 +186,8 @@ def markdown(report: dict) -> str:
              "| artifact | runtime | accuracy | reference | top-1 agreement | max abs logit diff "
              "| mean abs logit diff | flips | pass |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for r in report["rows"]:
-        ok = "" if "passed" not in r else ("✅" if r["passed"] else "❌")
-        lines.append(f"| {r['artifact']} | {r['runtime']} | {r['accuracy']:.4f} | {r['reference']} "
-                     f"| {100 * r['agreement']:.2f} % | {r['max_abs_logit_diff']:.4f} "
-                     f"| {r['mean_abs_logit_diff']:.4f} | {flips_text(r)} | {ok} |")
-    extra = [(r["artifact"], k, v) for r in report["rows"] for k, v in r.items()
-             if k.startswith("agreement_with_")]
-    for art, k, v in extra:
-        lines.append(f"\n{art} vs {k[len('agreement_with_'):]}: {100 * v:.2f} % top-1 agreement")
+    lines += ["| " + " | ".join(row_cells(r)) + " |" for r in report["rows"]]
+    lines += ["\n" + line for line in agreement_lines(report)]
     if any(r.get("flips_within_one_step") for r in report["rows"]):
         lines.append("\n≤ 1 step: flips where the reference's own top-2 logits are within one "
                      "int8 output quantization step of each other (near-ties, not counted as "

@@ -74,6 +74,13 @@ class QATConfig:
 
 
 @dataclass
+class DistillConfig:
+    teachers: Tuple[str, ...] = ()  # run dirs (their best.keras) or .keras files; () = off
+    temperature: float = 4.0  # softens teacher and student logits in the KD term
+    alpha: float = 0.9  # weight of the KD term; 1 - alpha weighs the label cross-entropy
+
+
+@dataclass
 class Recipe:
     name: str
     description: str = ""
@@ -83,6 +90,7 @@ class Recipe:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     qat: QATConfig = field(default_factory=QATConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 # ----------------------------------------------------------------------------- lookup

@@ -118,15 +118,23 @@ def build_optimizer(recipe: Recipe, steps_per_epoch: int):
                                 weight_decay=o.weight_decay or None)
 
 
-def compile_model(model, recipe: Recipe, steps_per_epoch: int, optimizer=None):
+def compile_model(model, recipe: Recipe, steps_per_epoch: int, optimizer=None,
+                  distill: bool = False):
+    """Compile for one-hot targets, or for ``[one-hot | teacher logits]`` when ``distill``."""
     from cnnedge.backend import keras
 
-    model.compile(
-        optimizer=optimizer or build_optimizer(recipe, steps_per_epoch),
-        loss=keras.losses.CategoricalCrossentropy(
-            from_logits=True, label_smoothing=recipe.train.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
+    ls = recipe.train.label_smoothing
+    if distill:
+        from cnnedge.distill import DistillLoss, LabelAccuracy
+
+        k, d = model.output_shape[-1], recipe.distill
+        loss = DistillLoss(k, d.temperature, d.alpha, label_smoothing=ls)
+        metric = LabelAccuracy(k)
+    else:
+        loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=ls)
+        metric = keras.metrics.CategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=optimizer or build_optimizer(recipe, steps_per_epoch), loss=loss,
+                  metrics=[metric])
     return model
 
 
@@ -140,8 +148,9 @@ def open_data(recipe: Recipe):
                              keep_size=d.keep_size)
 
 
-def datasets(src, recipe: Recipe):
-    """(train, val or None, steps_per_epoch): one-hot labels for the smoothed loss."""
+def datasets(src, recipe: Recipe, teachers=None):
+    """(train, val or None, steps_per_epoch): one-hot labels for the smoothed loss, with the
+    ``teachers``' mean logits appended to them when distilling (cnnedge.distill)."""
     from cnnedge.backend import tf
     from cnnedge.data.augment import build_augment
 
@@ -161,12 +170,19 @@ def datasets(src, recipe: Recipe):
 
     train = src.pipeline("train", batch_size=t.batch_size, shuffle=True, seed=t.seed, augment=aug,
                          cache=recipe.data.cache, repeat=True, drop_remainder=True)
-    train = train.map(onehot, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    train = train.map(onehot, num_parallel_calls=tf.data.AUTOTUNE)
     val = None
     if "val" in src.info.split_sizes and src.num_examples("val") > 0:
         val = src.pipeline("val", batch_size=t.batch_size, cache=recipe.data.cache,
                            take=t.eval_images)
-        val = val.map(onehot, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        val = val.map(onehot, num_parallel_calls=tf.data.AUTOTUNE)
+    if teachers:
+        from cnnedge.distill import with_teacher_targets
+
+        train = with_teacher_targets(train, teachers)
+        val = with_teacher_targets(val, teachers) if val is not None else None
+    train = train.prefetch(tf.data.AUTOTUNE)
+    val = val.prefetch(tf.data.AUTOTUNE) if val is not None else None
     return train, val, steps
 
 
@@ -247,6 +263,10 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
     else:
         if recipe is None:
             raise CnnedgeError("train() needs a recipe or resume=<run dir>")
+        if recipe.distill.teachers:  # before the run directory exists
+            from cnnedge.distill import check_config
+
+            check_config(recipe.distill)
         run_dir = make_run_dir(recipe, runs_dir, name, overwrite)
         state = {"epoch": 0}
     if on_run_dir:
@@ -259,7 +279,12 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
     set_seed(recipe.train.seed + state["epoch"])
     src = open_data(recipe)
     info = src.info
-    train_ds, val_ds, steps = datasets(src, recipe)
+    teachers = None
+    if recipe.distill.teachers and not state.get("float_done"):
+        from cnnedge.distill import load_teachers
+
+        teachers = load_teachers(recipe.distill, len(info.class_names), info.channels)
+    train_ds, val_ds, steps = datasets(src, recipe, teachers)
 
     if state["epoch"] == 0:
         save_yaml(recipe, run_dir / "recipe.yaml")
@@ -278,7 +303,7 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
             else:
                 model = models.create_model(recipe.model.name, num_classes=len(info.class_names),
                                             channels=info.channels, **recipe.model.kwargs)
-                compile_model(model, recipe, steps)
+                compile_model(model, recipe, steps, distill=bool(teachers))
         if verbose is None:
             verbose = 1 if os.isatty(1) else 2
         if verbose and dist.num_replicas_in_sync > 1:

@@ -65,17 +65,29 @@ def test_teacher_targets_are_mean_logits_of_the_same_batch():
     np.testing.assert_allclose(target[:, 3:], (x * 2.0 + x + 1.0) / 2.0)
 
 
-def test_distilled_run_trains_and_resumes(easy_idx, tmp_path):  # noqa: F811
+def test_distilled_run_trains_and_resumes(easy_idx, tmp_path, monkeypatch):  # noqa: F811
+    import cnnedge.train
     from cnnedge import models
     from cnnedge.train import train
 
+    compiled = []  # distill flag of each compile: the float phase and QAT
+    real_compile = cnnedge.train.compile_model
+
+    def spy(*a, **kw):
+        compiled.append(kw.get("distill", False))
+        return real_compile(*a, **kw)
+
     teacher = train(small_recipe(easy_idx), runs_dir=tmp_path, name="teacher", verbose=0).run_dir
     recipe = apply_overrides(small_recipe(easy_idx), [
-        f"distill.teachers=[{teacher}]", "distill.temperature=2", "distill.alpha=0.7"])
+        f"distill.teachers=[{teacher}]", "distill.temperature=2", "distill.alpha=0.7",
+        "qat.enabled=true", "qat.epochs=1", "qat.calibration_images=64"])
+    monkeypatch.setattr(cnnedge.train, "compile_model", spy)
     res = train(recipe, runs_dir=tmp_path, name="student", verbose=0)
     run = res.run_dir
     assert res.summary["test_accuracy"] > 0.6  # 4 brightness classes: far above chance (0.25)
     assert "distill" in (run / "recipe.yaml").read_text()
+    # QAT fine-tunes with the same distillation loss
+    assert compiled == [True, True] and res.summary["qat_test_accuracy"] > 0.6
     last = models.load_model(run / "last.keras", compile=True)
     assert isinstance(last.loss, DistillLoss) and last.loss.alpha == 0.7
     # the student's best.keras is a plain model: no teacher inside it
@@ -89,6 +101,7 @@ def test_distilled_run_trains_and_resumes(easy_idx, tmp_path):  # noqa: F811
     res2 = train(resume=run, verbose=0)
     rows = (run / "metrics.csv").read_text().strip().splitlines()
     assert len(rows) == 3 and res2.summary["test_accuracy"] > 0.6
+    assert res2.summary["qat_test_accuracy"] > 0.6
 
 
 @pytest.mark.parametrize("sets,message", [

@@ -18,7 +18,7 @@ ordinary model: the teachers never become part of it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from cnnedge.backend import keras, tf
 from cnnedge.errors import CnnedgeError
@@ -98,6 +98,13 @@ def load_teachers(cfg, num_classes: int, channels: int) -> List:
         m.trainable = False
         teachers.append(m)
     return teachers
+
+
+def teachers_for(recipe, info) -> Optional[List]:
+    """The loaded teachers of ``recipe`` for a dataset with ``info``, or None when not distilling."""
+    if not recipe.distill.teachers:
+        return None
+    return load_teachers(recipe.distill, len(info.class_names), info.channels)
 
 
 def with_teacher_targets(ds, teachers: Sequence):

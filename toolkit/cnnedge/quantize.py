@@ -185,6 +185,7 @@ def fine_tune_qat(run_dir, *, epochs: Optional[int] = None, lr: Optional[float] 
 
     from cnnedge import evaluate, models
     from cnnedge.backend import keras
+    from cnnedge.distill import teachers_for
     from cnnedge.recipe import load_yaml
     from cnnedge.train import compile_model, datasets, open_data
 
@@ -199,13 +200,15 @@ def fine_tune_qat(run_dir, *, epochs: Optional[int] = None, lr: Optional[float] 
     if lr <= 0:
         raise CnnedgeError(f"QAT learning rate must be positive, got {lr}")
     src = open_data(recipe)
-    train_ds, val_ds, steps = datasets(src, recipe)
+    teachers = teachers_for(recipe, src.info)  # QAT fine-tunes with the training loss
+    train_ds, val_ds, steps = datasets(src, recipe, teachers)
     float_model = models.load_model(run_dir / "best.keras", compile=False)
     qat = apply_qat(float_model)
     calibrate_ranges(qat, float_model, representative_images(
         src, recipe.qat.calibration_images, seed=recipe.train.seed))
     sched = keras.optimizers.schedules.CosineDecay(lr, max(1, epochs * steps))
-    compile_model(qat, recipe, steps, optimizer=keras.optimizers.Adam(sched))
+    compile_model(qat, recipe, steps, optimizer=keras.optimizers.Adam(sched),
+                  distill=teachers is not None)
 
     best = {"score": -1.0}
     rows = []

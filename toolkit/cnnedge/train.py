@@ -280,10 +280,10 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
     src = open_data(recipe)
     info = src.info
     teachers = None
-    if recipe.distill.teachers and not state.get("float_done"):
-        from cnnedge.distill import load_teachers
+    if not state.get("float_done"):
+        from cnnedge.distill import teachers_for
 
-        teachers = load_teachers(recipe.distill, len(info.class_names), info.channels)
+        teachers = teachers_for(recipe, info)
     train_ds, val_ds, steps = datasets(src, recipe, teachers)
 
     if state["epoch"] == 0:

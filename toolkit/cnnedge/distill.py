@@ -22,6 +22,7 @@ from typing import List, Optional, Sequence
 
 from cnnedge.backend import keras, tf
 from cnnedge.errors import CnnedgeError
+from cnnedge.utils import model_file
 
 
 @keras.utils.register_keras_serializable(package="cnnedge")
@@ -73,14 +74,7 @@ def check_config(cfg) -> List[Path]:
         raise CnnedgeError(f"distill.alpha must be in [0, 1], got {cfg.alpha}")
     if cfg.temperature <= 0:
         raise CnnedgeError(f"distill.temperature must be > 0, got {cfg.temperature}")
-    files = []
-    for p in cfg.teachers:
-        path = Path(p) / "best.keras" if Path(p).is_dir() else Path(p)
-        if not path.is_file():
-            raise CnnedgeError(f"distill teacher {p}: no model at {path} (give a finished run "
-                               f"directory or a .keras file)")
-        files.append(path)
-    return files
+    return [model_file(p, "distill teacher") for p in cfg.teachers]
 
 
 def load_teachers(cfg, num_classes: int, channels: int) -> List:
@@ -107,12 +101,15 @@ def teachers_for(recipe, info) -> Optional[List]:
     return load_teachers(recipe.distill, len(info.class_names), info.channels)
 
 
-def with_teacher_targets(ds, teachers: Sequence):
-    """Map ``(x, onehot)`` batches to ``(x, [onehot | mean teacher logits])``."""
+def with_teacher_targets(ds, teachers: Sequence, flip: bool = False):
+    """Map ``(x, onehot)`` batches to ``(x, [onehot | mean teacher logits])``; with ``flip`` the
+    mean also runs over the horizontal mirror of each image (NHWC: axis 2 is the width)."""
     teachers = list(teachers)
 
     def add(x, y):
-        z = tf.add_n([t(x, training=False) for t in teachers]) / float(len(teachers))
+        views = [x, tf.reverse(x, axis=[2])] if flip else [x]
+        z = tf.add_n([t(v, training=False) for t in teachers for v in views])
+        z = z / float(len(teachers) * len(views))
         return x, tf.concat([y, tf.cast(z, y.dtype)], axis=-1)
 
     return ds.map(add, num_parallel_calls=1)

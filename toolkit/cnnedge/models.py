@@ -469,6 +469,23 @@ def quantize_scope():
     return get_tfmot().quantization.keras.quantize_scope()
 
 
+def init_weights(model, source) -> None:
+    """Copy the weights of ``source`` (a run dir or a .keras file of the same architecture) into
+    ``model``: the start point of a fine-tuning run (recipe ``model.weights``)."""
+    from cnnedge.utils import model_file
+
+    src = load_model(model_file(source, "model.weights"), compile=False)
+    mine = [(w.name, tuple(w.shape)) for w in model.weights]
+    theirs = [(w.name, tuple(w.shape)) for w in src.weights]
+    if [s for _, s in mine] != [s for _, s in theirs]:
+        diff = next(((a, b) for a, b in zip(mine, theirs) if a[1] != b[1]), None)
+        where = (f"first difference: {diff[0][0]} {diff[0][1]} vs {diff[1][1]}" if diff else
+                 f"{len(mine)} vs {len(theirs)} weight tensors")
+        raise CnnedgeError(f"model.weights {source}: {src.name} does not match {model.name} "
+                           f"({where})")
+    model.set_weights(src.get_weights())
+
+
 def load_model(path, compile: bool = False):
     """Load a model written by cnnedge: float (.keras/.h5) or QAT (.h5 or SavedModel: tfmot
     0.8.1 cannot reload its quantizer variables from the .keras format)."""

@@ -38,6 +38,8 @@ class DataConfig:
 class ModelConfig:
     name: str = "gmp_s"  # a name from `cnnedge models` / cnnedge.models.list_models()
     kwargs: Dict[str, Any] = field(default_factory=dict)  # builder keyword arguments
+    # initial weights (fine-tuning): a run dir (its best.keras) or a .keras file of this model
+    weights: Optional[str] = None
 
 
 @dataclass
@@ -78,6 +80,9 @@ class DistillConfig:
     teachers: Tuple[str, ...] = ()  # run dirs (their best.keras) or .keras files; () = off
     temperature: float = 4.0  # softens teacher and student logits in the KD term
     alpha: float = 0.9  # weight of the KD term; 1 - alpha weighs the label cross-entropy
+    # teachers also label the mirror image of each view and their logits are averaged (flip
+    # test-time augmentation of the teachers); only for data whose mirror keeps the label
+    teacher_flip: bool = False
 
 
 @dataclass

@@ -21,7 +21,8 @@ from typing import List, Optional
 
 from cnnedge.errors import CnnedgeError
 from cnnedge.recipe import Recipe, load_yaml, save_yaml
-from cnnedge.utils import atomic_path, atomic_write_csv, atomic_write_json, environment
+from cnnedge.utils import (atomic_path, atomic_write_csv, atomic_write_json, environment,
+                           model_file)
 
 METRIC_FIELDS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
 
@@ -179,8 +180,9 @@ def datasets(src, recipe: Recipe, teachers=None):
     if teachers:
         from cnnedge.distill import with_teacher_targets
 
-        train = with_teacher_targets(train, teachers)
-        val = with_teacher_targets(val, teachers) if val is not None else None
+        flip = recipe.distill.teacher_flip
+        train = with_teacher_targets(train, teachers, flip)
+        val = with_teacher_targets(val, teachers, flip) if val is not None else None
     train = train.prefetch(tf.data.AUTOTUNE)
     val = val.prefetch(tf.data.AUTOTUNE) if val is not None else None
     return train, val, steps
@@ -267,6 +269,8 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
             from cnnedge.distill import check_config
 
             check_config(recipe.distill)
+        if recipe.model.weights:
+            model_file(recipe.model.weights, "model.weights")
         run_dir = make_run_dir(recipe, runs_dir, name, overwrite)
         state = {"epoch": 0}
     if on_run_dir:
@@ -303,6 +307,8 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
             else:
                 model = models.create_model(recipe.model.name, num_classes=len(info.class_names),
                                             channels=info.channels, **recipe.model.kwargs)
+                if recipe.model.weights:
+                    models.init_weights(model, recipe.model.weights)
                 compile_model(model, recipe, steps, distill=bool(teachers))
         if verbose is None:
             verbose = 1 if os.isatty(1) else 2

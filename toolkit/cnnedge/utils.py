@@ -150,3 +150,14 @@ def environment() -> dict:
         except metadata.PackageNotFoundError:
             pass
     return env
+
+
+def model_file(path, what: str) -> Path:
+    """A trained model named by a run directory (its ``best.keras``) or a model file; ``what``
+    names the setting in the error (e.g. "distill teacher")."""
+    p = Path(path)
+    f = p / "best.keras" if p.is_dir() else p
+    if not f.is_file():
+        raise CnnedgeError(f"{what} {path}: no model at {f} (give a finished run directory or "
+                           f"a .keras file)")
+    return f

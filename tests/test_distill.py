@@ -131,3 +131,55 @@ def test_teacher_of_another_dataset_is_refused(easy_idx, tmp_path):  # noqa: F81
     assert r.returncode == 2
     assert "maps 3-channel images to 10 classes; the dataset has 1-channel images and 10" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_teacher_flip_averages_each_teacher_over_the_mirror_view():
+    x = tf.constant(np.arange(12, dtype=np.float32).reshape(2, 1, 3, 2))  # NHWC, W = 3
+    y = tf.one_hot([0, 1], 6)
+    w = tf.constant([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])  # not mirror-symmetric: flips change logits
+    a = lambda v, training: tf.reshape(v, (2, 6)) * w  # noqa: E731
+    b = lambda v, training: tf.reshape(v, (2, 6)) ** 2  # noqa: E731
+    mirror = x[:, :, ::-1, :]
+    want = (a(x, False) + a(mirror, False) + b(x, False) + b(mirror, False)) / 4.0
+    _, target = next(iter(with_teacher_targets(tf.data.Dataset.from_tensors((x, y)), [a, b],
+                                               flip=True)))
+    np.testing.assert_allclose(target[:, 6:], want, rtol=1e-6)
+    _, plain = next(iter(with_teacher_targets(tf.data.Dataset.from_tensors((x, y)), [a, b])))
+    assert not np.allclose(plain[:, 6:], want)  # the flag changes the targets
+
+
+def test_fine_tune_starts_from_model_weights(easy_idx, tmp_path):  # noqa: F811
+    from cnnedge import models
+    from cnnedge.train import train
+
+    base = train(small_recipe(easy_idx), runs_dir=tmp_path, name="base", verbose=0).run_dir
+    # learning rate 0: the fine-tuned run's kernels must stay exactly the base run's
+    ft = train(small_recipe(easy_idx, **{"model.weights": base, "optim.lr": 0.0}),
+               runs_dir=tmp_path, name="ft", verbose=0)
+    assert "weights:" in (ft.run_dir / "recipe.yaml").read_text()
+    a = models.load_model(base / "best.keras")
+    b = models.load_model(ft.run_dir / "best.keras")
+    kernels = [(wa, wb) for wa, wb in zip(a.weights, b.weights) if "kernel" in wa.name]
+    assert len(kernels) == 5  # rescale (fixed 1/255), 3 convs, logits
+    for wa, wb in kernels:
+        np.testing.assert_array_equal(wa.numpy(), wb.numpy())
+    assert ft.summary["test_accuracy"] > 0.6  # starts from the trained base, not from scratch
+    # a fresh run with lr 0 keeps its random start and does not learn
+    fresh = train(small_recipe(easy_idx, **{"optim.lr": 0.0}), runs_dir=tmp_path, name="fresh",
+                  verbose=0)
+    assert fresh.summary["test_accuracy"] < 0.6
+
+
+def test_model_weights_of_another_architecture_are_refused(easy_idx, tmp_path):  # noqa: F811
+    from cnnedge import models
+
+    other = tmp_path / "s.keras"
+    models.create_model("gmp_s", num_classes=10, channels=1).save(other)
+    r = cli("train", "--recipe", "fashion_mnist_tiny", "--runs-dir", str(tmp_path), "--name",
+            "ft", "--set", f"data.dataset={easy_idx}", "--set", f"model.weights={other}")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "does not match" in r.stderr and "first difference" in r.stderr
+    r = cli("train", "--recipe", "fashion_mnist_tiny", "--runs-dir", str(tmp_path), "--name",
+            "gone", "--set", f"data.dataset={easy_idx}", "--set", "model.weights=/nonexistent")
+    assert r.returncode == 2 and "model.weights /nonexistent: no model at" in r.stderr
+    assert not (tmp_path / "fashion_mnist_tiny" / "gone").exists()  # refused before the run dir

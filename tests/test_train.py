@@ -103,6 +103,32 @@ def test_eval_cli_and_errors(easy_idx, tmp_path, capsys):
     assert "10 outputs but dataset" in capsys.readouterr().err
 
 
+def test_eval_flip_tta_averages_image_and_mirror(easy_idx, tmp_path, capsys):
+    from cnnedge import models
+    from cnnedge.backend import tf
+    from cnnedge.data import open_dataset
+    from cnnedge.evaluate import evaluate
+
+    model = models.create_model("gmp_xs", num_classes=10, channels=1)
+    src = open_dataset(str(easy_idx))
+    want = np.zeros((10, 10), dtype=np.int64)
+    moved = 0.0
+    for x, y in src.pipeline("test", batch_size=64):
+        x = tf.cast(x, tf.float32)
+        p, q = tf.nn.softmax(model(x)), tf.nn.softmax(model(x[:, :, ::-1, :]))
+        np.add.at(want, (y.numpy(), tf.argmax(p + q, -1).numpy()), 1)
+        moved = max(moved, float(tf.reduce_max(tf.abs(p - q))))
+    assert moved > 1e-4  # the mirror really changes the model's output
+    ev = evaluate(model, src, split="test", batch_size=64, tta="flip")
+    assert ev["tta"] == "flip" and ev["confusion"] == want.tolist()
+    path = tmp_path / "m.keras"
+    model.save(path)
+    assert main(["eval", str(path), "--data", str(easy_idx), "--tta", "flip"]) == 0
+    assert "test accuracy with flip TTA" in capsys.readouterr().out
+    assert main(["eval", str(path), "--data", str(easy_idx), "--tta", "rot90"]) == 2
+    assert "unknown tta 'rot90'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, message", [
     (["train", "--recipe", "fashion_minst"], "did you mean 'fashion_mnist'"),
     (["train", "--recipe", "fashion_mnist", "--set", "train.epochs=x"], "must be an integer"),

@@ -254,6 +254,8 @@ def eval_cmd(
     batch_size: int = typer.Option(256, help="Batch size."),
     n: Optional[int] = typer.Option(None, "-n", help="Only the first N images."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write eval JSON (+ .png)."),
+    tta: str = typer.Option("none", help="Test-time augmentation: none | flip (image and its "
+                            "mirror, softmax averaged; 2 forward passes)."),
 ):
     """Accuracy, per-class accuracy, confusion matrix.
 
@@ -264,13 +266,15 @@ def eval_cmd(
     from cnnedge import evaluate
 
     ev = evaluate.evaluate_run(run, split=split, dataset=data, data_dir=data_dir,
-                               batch_size=batch_size, take=n, out=out)
+                               batch_size=batch_size, take=n, out=out, tta=tta)
     table = Table("class", "accuracy", "images")
     conf = ev["confusion"]
     for name_, acc, row in zip(ev["class_names"], ev["per_class_accuracy"], conf):
         table.add_row(name_, f"{acc:.4f}", f"{sum(row):,}")
     console.print(table)
-    console.print(f"{ev['split']} accuracy: [bold]{ev['accuracy']:.4f}[/] on {ev['n']:,} images")
+    with_tta = " with flip TTA" if tta == "flip" else ""
+    console.print(f"{ev['split']} accuracy{with_tta}: [bold]{ev['accuracy']:.4f}[/] on "
+                  f"{ev['n']:,} images")
     if out:
         console.print(f"wrote {out} and {Path(out).with_suffix('.png')}")
 

@@ -2,6 +2,11 @@
 
     ev = evaluate_run("runs/fashion_mnist/exp", split="test")
     ev = evaluate(model, cnnedge.data.open_dataset("fashion-mnist"), split="test")
+    ev = evaluate_run("runs/cifar10/exp", tta="flip")   # + the mirror image, softmax averaged
+
+``tta="flip"`` is test-time augmentation (Ultralytics' ``augment=True``): each image and its
+horizontal mirror go through the model and their softmax outputs are averaged. It costs two
+forward passes and is reported as its own figure, never as the model's accuracy.
 """
 
 from __future__ import annotations
@@ -15,13 +20,17 @@ import numpy as np
 from cnnedge.errors import CnnedgeError
 from cnnedge.utils import atomic_path
 
+TTA = ("none", "flip")
+
 
 def evaluate(model, src, *, split: str = "test", batch_size: int = 256,
-             take: Optional[int] = None) -> dict:
+             take: Optional[int] = None, tta: str = "none") -> dict:
     """Run ``model`` over a split; returns accuracy, per-class accuracy and confusion counts."""
     from cnnedge import models
     from cnnedge.backend import tf
 
+    if tta not in TTA:
+        raise CnnedgeError(f"unknown tta {tta!r}; choose one of: {', '.join(TTA)}")
     k = len(src.info.class_names)
     if model.output_shape[-1] != k:
         raise CnnedgeError(f"model has {model.output_shape[-1]} outputs but dataset "
@@ -30,7 +39,11 @@ def evaluate(model, src, *, split: str = "test", batch_size: int = 256,
 
     @tf.function(reduce_retracing=True)
     def logits_of(x):
-        return model(tf.cast(x, tf.float32), training=False)
+        x = tf.cast(x, tf.float32)
+        if tta == "flip":  # NHWC: axis 2 is the width
+            return (tf.nn.softmax(model(x, training=False))
+                    + tf.nn.softmax(model(tf.reverse(x, axis=[2]), training=False)))
+        return model(x, training=False)
 
     conf = np.zeros((k, k), dtype=np.int64)
     checked = False
@@ -44,13 +57,14 @@ def evaluate(model, src, *, split: str = "test", batch_size: int = 256,
     if n == 0:
         raise CnnedgeError(f"split '{split}' of {src.info.name} is empty")
     per_class = (np.diag(conf) / np.maximum(conf.sum(1), 1)).tolist()
-    return {"split": split, "n": n, "accuracy": float(np.trace(conf) / n),
+    return {"split": split, "tta": tta, "n": n, "accuracy": float(np.trace(conf) / n),
             "per_class_accuracy": per_class, "confusion": conf.tolist()}
 
 
 def evaluate_run(run_or_model, *, split: str = "test", dataset: Optional[str] = None,
                  data_dir: Optional[str] = None, batch_size: int = 256,
-                 take: Optional[int] = None, out: Optional[Path] = None) -> dict:
+                 take: Optional[int] = None, out: Optional[Path] = None,
+                 tta: str = "none") -> dict:
     """Evaluate a run directory (its best.keras on its recipe's data) or a .keras file."""
     from cnnedge import data, models
     from cnnedge.recipe import load_yaml
@@ -74,7 +88,7 @@ def evaluate_run(run_or_model, *, split: str = "test", dataset: Optional[str] = 
     else:
         raise CnnedgeError(f"no run directory or model file at {path}")
     model = models.load_model(model_path, compile=False)
-    ev = evaluate(model, src, split=split, batch_size=batch_size, take=take)
+    ev = evaluate(model, src, split=split, batch_size=batch_size, take=take, tta=tta)
     ev["class_names"] = list(src.info.class_names)
     ev["model"] = str(model_path)
     if out is not None:

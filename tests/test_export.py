@@ -161,8 +161,29 @@ def test_int8_onnx_matches_int8_tflite(exported):
     x = exported["x"]
     tfl = predict(art(exported, "model_int8.tflite"), x)
     onx = predict(art(exported, "model_int8.onnx"), x)
-    assert agreement(onx, tfl) >= 0.99
-    assert np.abs(onx - tfl).max() < 0.2  # the same integer arithmetic (bit-exact here)
+    assert agreement(onx, tfl) >= 0.998
+    # the same integer arithmetic: at most one output quantization step apart (requantization
+    # rounding), on every x86 CPU. Before the uint8 weights, onnxruntime's U8S8 kernels on an
+    # AVX2 CPU without VNNI drifted by up to 27 steps (98.2 % agreement here).
+    step = np.diff(np.unique(tfl)).min()
+    assert np.abs(onx - tfl).max() <= step * 1.01
+
+
+def test_int8_onnx_weights_are_uint8(exported):
+    """int8 weights travel as uint8 + 128 (zero point 128): onnxruntime's U8U8 kernels are exact
+    everywhere, its U8S8 ones saturate int16 sums on AVX2 CPUs without VNNI."""
+    import onnx
+    from onnx import numpy_helper
+
+    g = onnx.load(art(exported, "model_int8.onnx")).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    weights = [n for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+               and inits[n.input[0]].dtype != np.int32]
+    assert len(weights) >= 5  # rescale, 3 convs, logits
+    for n in weights:
+        assert inits[n.input[0]].dtype == np.uint8, n.name
+        assert np.all(inits[n.input[2]] == 128) and inits[n.input[2]].dtype == np.uint8, n.name
+    assert not any(a.dtype == np.int8 for a in inits.values())
 
 
 def _optimized_ops(path, tmp_path):

@@ -246,6 +246,18 @@ def gmp_res10(num_classes, channels, pool="max", dropout=0.1, hidden=0):
                       name="gmp_res10")
 
 
+@register_model
+def gmp_res12(num_classes, channels, pool="max", dropout=0.0, hidden=0):
+    """CIFAR-10 ResNet-12-like member: stem 16, basic blocks (2,2,1) at widths 16-32-60.
+
+    Two residual blocks at full resolution and two at half, then one stride-2 block (<100k).
+    1-ch: 96,019 params, 16.29M MACs at 28×28. 3-ch: 96,309 params, 21.57M MACs at 32×32.
+    Total stride 4 (min input 4×4).
+    """
+    return gmp_resnet(num_classes, channels, (16, 32, 60), (2, 2, 1), 16, pool, dropout, hidden,
+                      name="gmp_res12")
+
+
 # ---------------------------------------------------------------------------------- baselines
 @register_model
 def baseline_flatten(num_classes, channels, input_size=(28, 28), dropout=0.2):

@@ -6,6 +6,8 @@ against the same two teachers, each now labelling both the augmented view and it
 and 88.24 % with their mirrors added, a better target at the cost of two more forward passes.
 Distillation keeps improving with schedule length (the student underfits), so this is a warm
 restart: peak LR 0.04 (the first cycle's was 0.1), 140 epochs, everything else as `cifar10_kd`.
+Not yet run to completion: the validation figures above were measured on 2026-11-25 (VM A) with
+teacher runs that later sessions no longer have; there is no test accuracy for it yet.
 
     cnnedge train --recipe cifar10_kd                  # runs/cifar10_kd/exp  (the start point)
     cnnedge train --recipe cifar10_kd2                 # this recipe

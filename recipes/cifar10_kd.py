@@ -17,7 +17,6 @@ Teachers cost a forward pass each per batch: ~1.5× the `cifar10` epoch time.
 import dataclasses
 
 from cnnedge.recipe import DistillConfig, ModelConfig, TrainConfig
-
 from cnnedge.recipes.cifar10 import RECIPE as CIFAR10
 
 RECIPE = dataclasses.replace(

@@ -19,7 +19,6 @@ mirrored views keep their labels; do not set teacher_flip for digits or text.
 import dataclasses
 
 from cnnedge.recipe import ModelConfig, OptimConfig
-
 from cnnedge.recipes.cifar10_kd import RECIPE as CIFAR10_KD
 
 RECIPE = dataclasses.replace(

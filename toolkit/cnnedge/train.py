@@ -21,8 +21,7 @@ from typing import List, Optional
 
 from cnnedge.errors import CnnedgeError
 from cnnedge.recipe import Recipe, load_yaml, save_yaml
-from cnnedge.utils import (atomic_path, atomic_write_csv, atomic_write_json, environment,
-                           model_file)
+from cnnedge.utils import atomic_path, atomic_write_csv, atomic_write_json, environment, model_file
 
 METRIC_FIELDS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
 

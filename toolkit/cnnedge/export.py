@@ -537,35 +537,32 @@ def _requantize_uint8(proto):
     if in_dtype != TensorProto.INT8:
         raise CnnedgeError("int8 TFLite -> ONNX: expected an int8 input tensor")
     g.input[0].type.tensor_type.elem_type = TensorProto.UINT8
-    # 1. every activation Q/DQ: int8 zero point z -> uint8 z + 128 (weights: 1b; int32 biases stay)
+    def shifted(name, arr):  # int8 -> uint8 + 128: the same quantized values
+        return add(name, (arr.astype(np.int16) + 128).astype(np.uint8))
+
+    # 1. every int8 Q/DQ -> uint8 (+128): activation zero points z -> z + 128; int8 weights
+    # (zero point 0) -> w + 128 with zero point 128, so onnxruntime runs its U8U8 kernels -- its
+    # U8S8 kernels on x86 CPUs without VNNI (AVX2 only) add u8*s8 pairs into saturating int16
+    # and drift from TFLite (measured on an AVX2 EPYC: 94.4 % top-1 agreement, |Δlogit| up to
+    # 3.1; U8U8: identical). int32 biases stay.
     for i, n in enumerate(g.node):
-        if n.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(n.input) < 3:
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
             continue
-        if n.op_type == "DequantizeLinear" and n.input[0] in inits:
+        weight = n.op_type == "DequantizeLinear" and n.input[0] in inits
+        if weight:
+            w = const(n.input[0])
+            if w.dtype != np.int8:
+                continue  # int32 biases
+            n.input[0] = shifted(f"{n.input[0]}__u8_{i}", w)
+            if len(n.input) < 3:
+                n.input.append(shifted(f"{n.name}__zp_u8_{i}", np.zeros((), np.int8)))
+                continue
+        elif len(n.input) < 3:
             continue
         zp = const(n.input[2])
         if zp is None or zp.dtype != np.int8:
             raise CnnedgeError(f"int8 TFLite -> ONNX: unexpected zero point on {n.name}")
-        n.input[2] = add(f"{n.input[2]}__u8_{i}", (zp.astype(np.int16) + 128).astype(np.uint8))
-    # 1b. every int8 weight (per-channel zero point 0) -> uint8 w + 128 with zero point 128: the
-    # same values, but onnxruntime then runs its U8U8 kernels. Its U8S8 kernels on x86 CPUs
-    # without VNNI (AVX2 only) add u8*s8 pairs into saturating int16 and drift from TFLite
-    # (measured on an AVX2 EPYC: 94.4 % top-1 agreement and |Δlogit| up to 3.1; U8U8: identical).
-    for i, n in enumerate(g.node):
-        if n.op_type != "DequantizeLinear" or n.input[0] not in inits:
-            continue
-        w = const(n.input[0])
-        if w.dtype != np.int8:
-            continue  # int32 biases
-        zp = const(n.input[2]) if len(n.input) > 2 else np.zeros((), np.int8)
-        if zp is None or zp.dtype != np.int8:
-            raise CnnedgeError(f"int8 TFLite -> ONNX: unexpected weight zero point on {n.name}")
-        n.input[0] = add(f"{n.input[0]}__u8_{i}", (w.astype(np.int16) + 128).astype(np.uint8))
-        zp_u8 = add(f"{n.name}__zp_u8_{i}", (zp.astype(np.int16) + 128).astype(np.uint8))
-        if len(n.input) > 2:
-            n.input[2] = zp_u8
-        else:
-            n.input.append(zp_u8)
+        n.input[2] = shifted(f"{n.input[2]}__u8_{i}", zp)
     # 2. Relu -> QuantizeLinear  ==>  QuantizeLinear -> Clip(min = zero point)
     consumers = collections.defaultdict(list)
     for n in g.node:

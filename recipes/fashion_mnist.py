@@ -1,14 +1,20 @@
-"""Fashion-MNIST flagship: < 100k-parameter strided-conv GMP CNN, aiming at >= 93 % test accuracy.
+"""Fashion-MNIST flagship: < 100k-parameter strided-conv GMP CNN, >= 93 % test in < 15 min on 2 cores.
 
 Choices (see README's results table for what they buy):
 - gmp_s: a 16-filter stem, then strided stages 32-48-96 (one extra 3×3 conv in the first two),
-  global max pooling, dropout 0.1, 10 logits.
+  global max pooling, 10 logits; no dropout (22 epochs do not overfit it).
+- 22 epochs: an epoch costs 30-42 s on the slower 2-core machine in the README, so 22 fit the
+  15-minute goal there with validation included. Cheaper models spend the same minutes on more
+  epochs but end lower: the full-resolution stem and the extra 14×14 conv are what buy accuracy.
 - Augmentation: left-right flips (garments are mirror-symmetric in class) and 2-pixel
   pad-and-crop; no vertical flips (shoes and bags have an up).
-- AdamW with a short warm-up and cosine decay; label smoothing 0.1 calibrates the logits, which
-  also helps int8 quantization later.
+- AdamW, peak LR 1e-2 after a 1-epoch warm-up, cosine decay to 0: with this short schedule a
+  higher peak than `fashion_mnist_long`'s 3e-3 trains further. Label smoothing 0.1 calibrates
+  the logits, which also helps int8 quantization later.
 - 10 % of train is held out as "val" to choose best.keras; test is only for the final report.
 - QAT fine-tunes the best float model for 2 epochs at a low LR before int8 export.
+`fashion_mnist_long` is the 40-epoch schedule (AdamW 3e-3, dropout 0.1): +0.1-0.25 points, 1.8×
+the time.
 """
 
 from cnnedge.recipe import (
@@ -23,12 +29,12 @@ from cnnedge.recipe import (
 
 RECIPE = Recipe(
     name="fashion_mnist",
-    description="Fashion-MNIST 28×28×1, gmp_s (<100k params), flip + crop, AdamW cosine, QAT",
+    description="Fashion-MNIST 28×28×1, gmp_s (<100k params) 22 epochs, flip + crop, AdamW, QAT",
     data=DataConfig(dataset="fashion-mnist", val_fraction=0.1),
-    model=ModelConfig(name="gmp_s", kwargs={"dropout": 0.1}),
+    model=ModelConfig(name="gmp_s", kwargs={"dropout": 0.0}),
     augment=AugmentConfig(ops=("flip", "pad_crop:2")),
-    optim=OptimConfig(name="adamw", lr=3e-3, weight_decay=5e-4, schedule="cosine",
+    optim=OptimConfig(name="adamw", lr=1e-2, weight_decay=5e-4, schedule="cosine",
                       warmup_epochs=1.0),
-    train=TrainConfig(epochs=40, batch_size=128, label_smoothing=0.1, seed=0),
+    train=TrainConfig(epochs=22, batch_size=128, label_smoothing=0.1, seed=0),
     qat=QATConfig(enabled=True, epochs=2, lr=1e-4, calibration_images=500),
 )

@@ -13,7 +13,7 @@ Choices (see README's results table for what they buy):
   the logits, which also helps int8 quantization later.
 - 10 % of train is held out as "val" to choose best.keras; test is only for the final report.
 - QAT fine-tunes the best float model for 2 epochs at a low LR before int8 export.
-`fashion_mnist_long` is the 40-epoch schedule (AdamW 3e-3, dropout 0.1): +0.1-0.25 points, 1.8×
+`fashion_mnist_long` is the 40-epoch schedule (AdamW 3e-3, dropout 0.1): +0.1-0.25 points, 1.9×
 the time.
 """
 

@@ -10,14 +10,13 @@ of 1e-2, dropout 0.1 before the classifier instead of none.
 
 import dataclasses
 
-from cnnedge.recipe import ModelConfig
 from cnnedge.recipes.fashion_mnist import RECIPE as BASE
 
 RECIPE = dataclasses.replace(
     BASE,
     name="fashion_mnist_long",
     description="Fashion-MNIST 28×28×1, gmp_s (<100k params) 40 epochs, flip + crop, AdamW, QAT",
-    model=ModelConfig(name="gmp_s", kwargs={"dropout": 0.1}),
+    model=dataclasses.replace(BASE.model, kwargs={"dropout": 0.1}),
     optim=dataclasses.replace(BASE.optim, lr=3e-3),
     train=dataclasses.replace(BASE.train, epochs=40),
 )

@@ -5,19 +5,22 @@ Uses :mod:`cnnedge.runtime` only (numpy + ai_edge_litert or onnxruntime), never 
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from cnnedge import artifacts
 from cnnedge.errors import CnnedgeError
+from cnnedge.utils import quiet_stderr
 
-# --model RUN_DIR: the first of these that exists (int8 TFLite is the edge artifact)
-PREFERENCE = ("model_int8.tflite", "model_fp16.tflite", "model_fp32.tflite",
-              "model_int8.onnx", "model_fp32.onnx")
-ONNX_FIRST = ("model_int8.onnx", "model_fp32.onnx")
+
+def preference(runtime: str | None = None) -> tuple[str, ...]:
+    """Export file names in the order ``--model RUN_DIR`` tries them: the artifact table's edge
+    preference (int8 TFLite first), with the files ``runtime`` runs moved to the front."""
+    rows = [artifacts.get(k) for k in artifacts.EDGE_PREFERENCE]
+    if runtime:
+        rows.sort(key=lambda a: runtime not in a.runtimes)  # stable: keeps the order otherwise
+    return tuple(a.filename for a in rows)
 
 
 def resolve_model(model, runtime: str | None = None) -> Path:
@@ -27,14 +30,15 @@ def resolve_model(model, runtime: str | None = None) -> Path:
         return path
     if not path.exists():
         raise CnnedgeError(f"no model file or run directory at {model}")
-    order = PREFERENCE
-    if runtime and runtime.startswith("onnxruntime"):
-        order = ONNX_FIRST + tuple(n for n in PREFERENCE if n not in ONNX_FIRST)
-    for d in (path / "export", path):
+    from cnnedge.run import Run
+
+    order = preference(runtime)
+    for d in (Run(path).export_dir, path):
         for name in order:
             if (d / name).is_file():
                 return d / name
-    raise CnnedgeError(f"no exported model in {path} (looked for export/{', export/'.join(order)}); "
+    sub = f"{Run.EXPORT}/"
+    raise CnnedgeError(f"no exported model in {path} (looked for {sub}{f', {sub}'.join(order)}); "
                        f"export the run first: cnnedge export {path}")
 
 
@@ -43,10 +47,10 @@ def load_model(model, runtime: str | None = None, threads: int | None = 1):
     from cnnedge import runtime as rt
 
     path = resolve_model(model, runtime)
-    if path.suffix.lower() not in (".tflite", ".onnx"):
+    if path.suffix.lower() not in artifacts.suffixes(exported_only=True):
         raise CnnedgeError(f"{path}: the demo runs exported .tflite or .onnx models; export it "
                            f"first (cnnedge export)")
-    with _quiet_stderr():  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate"
+    with quiet_stderr():  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate"
         runner = rt.load(path, runtime=runtime, threads=threads)
         warm_up(runner)
     return path, runner
@@ -57,23 +61,3 @@ def warm_up(runner) -> None:
     m = runner.metadata
     h, w = m.get("image_size") or [max(28, int(m.get("min_input_size") or 1))] * 2
     runner.predict(np.zeros((1, int(h), int(w), int(m["channels"])), np.uint8))
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Silence C-level writes to fd 2 (native runtime logs); Python exceptions still propagate."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # pytest capture, notebooks: nothing to silence
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, fd)
-        yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
-        os.close(devnull)

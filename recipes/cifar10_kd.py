@@ -1,17 +1,17 @@
 """CIFAR-10 gmp_res10 distilled from two trained cnnedge CIFAR-10 runs (knowledge distillation).
 
-The student is the `cifar10` recipe's model (gmp_res10, 95,981 params). Its teachers are earlier
-runs of this toolkit, trained first with:
+The student is the `cifar10` recipe's model (gmp_res10, 95,981 params). Its teachers are two
+cnnedge runs at these paths (or set ``distill.teachers``), trained first with:
 
     cnnedge train --recipe cifar10                     # runs/cifar10/exp  (gmp_res10, 120 ep)
     cnnedge train --recipe cifar10 --name res8 --set model.name=gmp_res8 --set train.epochs=150
 
 Each batch is augmented once and both teachers label that same view (cnnedge.distill); the loss
 is 0.1·CE(labels) + 0.9·T²·KL at T = 4 (Hinton et al.; the common CIFAR setting). No label
-smoothing or dropout: the KD targets are soft already and the student underfits (train accuracy
-~88 % under augmentation in `cifar10`). The teachers share the student's seed, so the 5,000-image
-validation split used to pick the checkpoint was never in their training data either.
-Teachers cost a forward pass each per batch: ~1.5× the `cifar10` epoch time.
+smoothing or dropout: the KD targets are soft already, and a < 100k model underfits CIFAR-10
+under augmentation. The teachers share the student's seed, so the 5,000-image validation split
+that picks the checkpoint was never in their training data either. Each teacher costs a forward
+pass per batch.
 """
 
 import dataclasses

@@ -1,4 +1,4 @@
-"""The cifar10 recipe (gmp_res10, SGD) on a 60-epoch schedule instead of 120 — see README."""
+"""The cifar10 recipe (gmp_res10, SGD) on a 60-epoch schedule instead of 120."""
 
 import dataclasses
 

@@ -1,20 +1,19 @@
-"""Fashion-MNIST flagship: < 100k-parameter strided-conv GMP CNN, >= 93 % test in < 15 min on 2 cores.
+"""Fashion-MNIST: < 100k-parameter strided-conv GMP CNN, >= 93 % test in about 15 min on 2 cores.
 
-Choices (see README's results table for what they buy):
+Choices:
 - gmp_s: a 16-filter stem, then strided stages 32-48-96 (one extra 3×3 conv in the first two),
-  global max pooling, 10 logits; no dropout (22 epochs do not overfit it).
-- 22 epochs: an epoch costs 30-42 s on the slower 2-core machine in the README, so 22 fit the
-  15-minute goal there with validation included. Cheaper models spend the same minutes on more
-  epochs but end lower: the full-resolution stem and the extra 14×14 conv are what buy accuracy.
+  global max pooling, 10 logits; no dropout (22 epochs do not overfit it). The full-resolution
+  stem and the extra 14×14 conv are what buy accuracy; cheaper models given the same minutes
+  (more epochs) end lower.
+- 22 epochs: what fits about 15 minutes of 2 CPU cores with validation included.
 - Augmentation: left-right flips (garments are mirror-symmetric in class) and 2-pixel
   pad-and-crop; no vertical flips (shoes and bags have an up).
-- AdamW, peak LR 1e-2 after a 1-epoch warm-up, cosine decay to 0: with this short schedule a
-  higher peak than `fashion_mnist_long`'s 3e-3 trains further. Label smoothing 0.1 calibrates
-  the logits, which also helps int8 quantization later.
-- 10 % of train is held out as "val" to choose best.keras; test is only for the final report.
+- AdamW, peak LR 1e-2 after a 1-epoch warm-up, cosine decay to 0: a short schedule trains
+  further with a high peak. Label smoothing 0.1 calibrates the logits, which also helps int8
+  quantization later.
+- 10 % of train is held out as "val" to choose the checkpoint; test is only for the final report.
 - QAT fine-tunes the best float model for 2 epochs at a low LR before int8 export.
-`fashion_mnist_long` is the 40-epoch schedule (AdamW 3e-3, dropout 0.1): +0.1-0.25 points, 1.9×
-the time.
+`fashion_mnist_long` is the 40-epoch schedule (AdamW 3e-3, dropout 0.1).
 """
 
 from cnnedge.recipe import (

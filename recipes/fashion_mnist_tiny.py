@@ -1,4 +1,4 @@
-"""Smoke variant of fashion_mnist for tests and the README's quick job: minutes, not accuracy.
+"""Smoke variant of fashion_mnist for tests: minutes, not accuracy.
 
 Same data and model family; 2 epochs of 50 steps and a 1,000-image evaluation.
 """

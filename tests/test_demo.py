@@ -2,9 +2,8 @@
 of real Fashion-MNIST test images, the JSON-lines log and annotated video, --native-size,
 image folders, --invert auto, the live-capture thread, and the one-line errors.
 
-One module-level build: the fashion_mnist_tiny recipe trained for 2×150 steps (+ QAT) on the
-real Fashion-MNIST and exported to int8 TFLite (about 40 s on 2 cores); skipped when the
-dataset files are absent.
+Uses the session's exported tiny run (conftest.py): the fashion_mnist_tiny recipe trained for
+2×150 steps (+ QAT) on the real Fashion-MNIST; skipped when the dataset files are absent.
 """
 
 import json
@@ -46,27 +45,12 @@ def write_video(path: Path, images: np.ndarray, box, per_image: int = PER_IMAGE,
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    from cnnedge import data
-    from cnnedge.export import export
-    from cnnedge.recipe import apply_overrides, load_recipe
+def demo(tiny_run, tmp_path_factory):
     from cnnedge.runtime import load
-    from cnnedge.train import train
 
-    try:
-        src = data.open_dataset("fashion-mnist", download=False)
-    except CnnedgeError as e:
-        pytest.skip(f"Fashion-MNIST not available: {e}")
     root = tmp_path_factory.mktemp("demo")
-    recipe = apply_overrides(load_recipe("fashion_mnist_tiny"),
-                             ["train.steps_per_epoch=150", "qat.enabled=true"])
-    run = train(recipe, runs_dir=root / "runs", verbose=0).run_dir
-    export(run, formats=("tflite",), precisions=("int8",))
-    xs, ys = [], []
-    for x, y in src.pipeline("test", batch_size=64, take=N_IMAGES):
-        xs.append(x.numpy())
-        ys.append(y.numpy())
-    x, y = np.concatenate(xs), np.concatenate(ys)
+    run = tiny_run["run"]
+    x, y = tiny_run["x"][:N_IMAGES], tiny_run["y"][:N_IMAGES]
     model = run / "export" / "model_int8.tflite"
     runner = load(model, threads=1)
     raw_acc = float(np.mean(runner.predict(x).argmax(1) == y))

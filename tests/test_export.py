@@ -1,9 +1,6 @@
 """`cnnedge export`: every format × precision from a small trained run (float + QAT), agreement
-with Keras, quantized ONNX kernels, metadata, dynamic H×W and the error cases.
-
-One module-level build (``exported_run``, shared with test_runtime.py): gmp_xs trained for a few
-hundred steps on real Fashion-MNIST, a QAT copy fine-tuned briefly, a fake run directory and
-one export of everything (about 30 s on 2 cores).
+with Keras, quantized ONNX kernels, metadata, dynamic H×W and the error cases. The run is the
+session's ``tiny_run`` (conftest.py).
 """
 
 import json
@@ -12,76 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FASHION_CLASSES as CLASSES  # noqa: E402
 
 from cnnedge.errors import CnnedgeError
 
-CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-           "Bag", "Ankle boot"]
-_CACHE: dict = {}
-
-
-def _arrays(src, split, n):
-    xs, ys = [], []
-    for x, y in src.pipeline(split, batch_size=1000, take=n):
-        xs.append(x.numpy())
-        ys.append(y.numpy())
-    return np.concatenate(xs), np.concatenate(ys)
-
-
-def build_run(root: Path) -> dict:
-    """Train gmp_xs + QAT, write a run directory, export everything once (cached per session)."""
-    if "run" in _CACHE:
-        return _CACHE["run"]
-    from cnnedge import data, models
-    from cnnedge.backend import get_tfmot, keras, set_seed
-    from cnnedge.export import export
-    from cnnedge.recipe import load_recipe, save_yaml
-    from cnnedge.utils import atomic_write_json
-
-    try:
-        src = data.open_dataset("fashion-mnist", download=False)
-    except CnnedgeError as e:
-        pytest.skip(f"Fashion-MNIST not available: {e}")
-    xtr, ytr = _arrays(src, "train", 8000)
-    xte, yte = _arrays(src, "test", 512)
-    set_seed(0)
-    model = models.create_model("gmp_xs", num_classes=10, channels=1)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=loss)
-    model.fit(xtr.astype(np.float32), ytr, batch_size=64, epochs=3, verbose=0)
-    from cnnedge.quantize import apply_qat, calibrate_ranges
-
-    qat = apply_qat(model)  # cnnedge's QAT path: pinned input range, calibrated activations
-    calibrate_ranges(qat, model, xtr[:256])
-    qat.compile(optimizer=keras.optimizers.Adam(2e-4), loss=loss)
-    qat.fit(xtr[:6000].astype(np.float32), ytr[:6000], batch_size=32, epochs=1, verbose=0)
-
-    run = root / "run"
-    run.mkdir()
-    model.save(run / "best.keras")
-    try:
-        from cnnedge.quantize import save_qat
-
-        save_qat(qat, run / "qat.h5")
-    except ImportError:
-        with get_tfmot().quantization.keras.quantize_scope():
-            qat.save(run / "qat.h5")
-    save_yaml(load_recipe("fashion_mnist_tiny"), run / "recipe.yaml")
-    atomic_write_json(run / "labels.json", CLASSES)
-    atomic_write_json(run / "summary.json", {
-        "params": models.count_params(model), "input_size": [28, 28, 1],
-        "macs_per_image": models.count_macs(model, (28, 28, 1))})
-    results = export(run, formats="all", precisions="all")
-    keras_logits = model.predict(xte.astype(np.float32), verbose=0)
-    qat_logits = qat.predict(xte.astype(np.float32), verbose=0)
-    _CACHE["run"] = {"run": run, "results": results, "x": xte, "y": yte,
-                     "keras": keras_logits, "qat": qat_logits, "model": model}
-    return _CACHE["run"]
-
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    return build_run(tmp_path_factory.mktemp("export_run"))
+def exported(tiny_run):
+    return tiny_run
 
 
 def art(exported, name) -> str:
@@ -219,6 +154,9 @@ def test_int8_onnx_qdq_route(exported, tmp_path):
     res = export(exported["run"], formats="onnx", precisions="int8", out_dir=tmp_path / "qdq",
                  int8_method="qdq")
     path = res[0]["path"]
+    # the library runs the CLI's quick parity check on what it wrote (512 test images)
+    assert res.verify["images"] == 512 and res.passed == res.verify["passed"]
+    assert [r["artifact"] for r in res.verify["rows"]][2:] == ["model_int8.onnx"]
     assert res[0]["source"] == "ptq"
     ops = _optimized_ops(path, tmp_path)
     assert ops["QLinearConv"] >= 4
@@ -352,11 +290,12 @@ def test_bare_model_int8_needs_calibration(exported, tmp_path):
 
 def test_failure_midway_leaves_nothing(exported, tmp_path, monkeypatch):
     import cnnedge.export as ex
+    import cnnedge.export.onnx as ex_onnx
 
     def boom(job):
         raise CnnedgeError("simulated ONNX failure")
 
-    monkeypatch.setattr(ex, "onnx_fp32", boom)
+    monkeypatch.setattr(ex_onnx, "onnx_fp32", boom)
     out = tmp_path / "out"
     with pytest.raises(CnnedgeError, match="simulated"):
         ex.export(exported["run"], precisions="fp32", out_dir=out)  # tflite written first

@@ -19,7 +19,11 @@ def pixels(*shape, seed=0):
 
 
 def test_registry_contents():
-    assert 4 <= len(FAMILY) <= 7
+    assert ALL == sorted(ALL) and FAMILY
+    for name in FAMILY:  # every family member is a GMP model that takes any H×W
+        m = models.create_model(name, num_classes=3, channels=1)
+        assert m.input_shape[1:3] == (None, None), name
+        assert any(isinstance(la, keras.layers.GlobalMaxPooling2D) for la in m.layers), name
     assert set(BASELINES) == {"baseline_flatten", "baseline_pool"}
     assert "gmp_s" in ALL  # the recipe default
     for name in ALL:
@@ -115,7 +119,9 @@ def test_params_budgets():
 
 def test_docstring_numbers_match():
     for name in ALL:
-        doc = models._REGISTRY[name].__doc__.replace("\n    ", " ")
+        from cnnedge.models._registry import _REGISTRY
+
+        doc = _REGISTRY[name].__doc__.replace("\n    ", " ")
         for ch, hw in ((1, 28), (3, 32)):
             m = models.create_model(name, num_classes=10, channels=ch,
                                     **({"input_size": (hw, hw)} if name in BASELINES else {}))
@@ -149,7 +155,9 @@ def test_registry_errors(monkeypatch):
         models.create_model("gmpnet_s", num_classes=10, channels=1)
     with pytest.raises(CnnedgeError, match="no option.*widht.*valid: pool, dropout, hidden"):
         models.create_model("gmp_s", num_classes=10, channels=1, widht=3)
-    monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
+    from cnnedge.models import _registry
+
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))
 
     def gmp_s(num_classes, channels):
         """A clash."""

@@ -19,16 +19,16 @@ def test_apply_qat_pins_input_range_and_roundtrips(tmp_path):
     x = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1)).astype("float32")
     y1 = q(x, training=False).numpy()
     quantize.save_qat(q, tmp_path / "qat.h5")
-    q2 = quantize.load_qat(tmp_path / "qat.h5")
+    q2 = models.load_model(tmp_path / "qat.h5")  # one loader for float and QAT models
     np.testing.assert_allclose(q2(x, training=False).numpy(), y1, rtol=1e-5, atol=1e-5)
     assert quantize.input_range(q2) == (0.0, 255.0)
     with pytest.raises(CnnedgeError, match=".h5"):
         quantize.save_qat(q, tmp_path / "qat.keras")
-    with pytest.raises(CnnedgeError, match="no QAT model"):
-        quantize.load_qat(tmp_path / "missing.h5")
+    with pytest.raises(CnnedgeError, match="no model file"):
+        models.load_model(tmp_path / "missing.h5")
     (tmp_path / "junk.h5").write_bytes(b"not a model")
-    with pytest.raises(CnnedgeError, match="cannot load QAT model"):
-        quantize.load_qat(tmp_path / "junk.h5")
+    with pytest.raises(CnnedgeError, match="cannot load model .*junk.h5"):
+        models.load_model(tmp_path / "junk.h5")
 
 
 def test_unquantizable_model_clear_error():

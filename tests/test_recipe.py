@@ -51,7 +51,7 @@ def test_overrides_types():
     assert r2.model.kwargs["dropout"] == 0.2
     assert r2.augment.ops == ("flip",)
     assert r2.data.data_dir is None
-    assert r.train.epochs != 3 or r is not r2  # the original is not modified
+    assert r.model.kwargs is not r2.model.kwargs  # a deep copy: nothing shared with r
     assert dataclasses.asdict(r) == dataclasses.asdict(load_recipe("fashion_mnist"))
 
 
@@ -87,3 +87,10 @@ def test_user_recipe_file(tmp_path):
         load_recipe(str(bad))
     with pytest.raises(CnnedgeError, match="not found"):
         load_recipe(str(tmp_path / "nope.py"))
+
+
+def test_exponent_floats_and_missing_name():
+    # YAML 1.1 reads "1e-3" (no dot) as text; a float field still takes it
+    assert apply_overrides(load_recipe("fashion_mnist"), ["optim.lr=1e-3"]).optim.lr == 0.001
+    with pytest.raises(CnnedgeError, match="lacks name"):
+        from_dict({})

@@ -1,18 +1,17 @@
 """cnnedge.runtime: registry by name, GPU runtimes reporting instead of crashing, Runner API
 (preprocessing, resizing, dequantization), input checks, metadata errors. Uses the run that
-test_export.py builds (one build per session)."""
+conftest.py builds (one build per session)."""
 
 import numpy as np
 import pytest
-from test_export import build_run
 
-from cnnedge import runtime
+from cnnedge import artifacts, runtime
 from cnnedge.errors import CnnedgeError
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    return build_run(tmp_path_factory.mktemp("export_run"))
+def exported(tiny_run):
+    return tiny_run
 
 
 def art(exported, name) -> str:
@@ -157,8 +156,8 @@ def test_model_without_metadata_is_refused(exported, tmp_path):
 
 def test_embedded_metadata_replaces_old_entry(exported):
     buf = open(art(exported, "model_fp32.tflite"), "rb").read()
-    new = runtime.embed_tflite_metadata(buf, {"hello": 1})
-    assert runtime.tflite_metadata(new) == {"hello": 1}
+    new = artifacts.embed_tflite_metadata(buf, {"hello": 1})
+    assert artifacts.tflite_metadata(new) == {"hello": 1}
     from ai_edge_litert.interpreter import Interpreter
 
     Interpreter(model_content=new).allocate_tensors()

@@ -1,18 +1,17 @@
-"""`cnnedge verify` and `cnnedge export` CLI on the exported tiny run of test_export."""
+"""`cnnedge verify` and `cnnedge export` CLI on the session's exported tiny run (conftest.py)."""
 
 import json
 import shutil
 
 import pytest
-from test_export import build_run
 
 from cnnedge.cli import main
 from cnnedge.errors import CnnedgeError
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return build_run(tmp_path_factory.mktemp("export_run"))["run"]
+def run(tiny_run):
+    return tiny_run["run"]
 
 
 def test_verify_report(run):

@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence
 
 from cnnedge.backend import keras, tf
 from cnnedge.errors import CnnedgeError
-from cnnedge.utils import model_file
+from cnnedge.run import Run
 
 
 @keras.utils.register_keras_serializable(package="cnnedge")
@@ -74,7 +74,7 @@ def check_config(cfg) -> List[Path]:
         raise CnnedgeError(f"distill.alpha must be in [0, 1], got {cfg.alpha}")
     if cfg.temperature <= 0:
         raise CnnedgeError(f"distill.temperature must be > 0, got {cfg.temperature}")
-    return [model_file(p, "distill teacher") for p in cfg.teachers]
+    return [Run.model_file(p, "distill teacher") for p in cfg.teachers]
 
 
 def load_teachers(cfg, num_classes: int, channels: int) -> List:

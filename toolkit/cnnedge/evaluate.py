@@ -11,7 +11,6 @@ forward passes and is reported as its own figure, never as the model's accuracy.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -65,21 +64,15 @@ def evaluate_run(run_or_model, *, split: str = "test", dataset: Optional[str] = 
                  data_dir: Optional[str] = None, batch_size: int = 256,
                  take: Optional[int] = None, out: Optional[Path] = None,
                  tta: str = "none") -> dict:
-    """Evaluate a run directory (its best.keras on its recipe's data) or a .keras file."""
+    """Evaluate a run directory (its best model on its recipe's data) or a .keras file."""
     from cnnedge import data, models
-    from cnnedge.recipe import load_yaml
-    from cnnedge.train import open_data
+    from cnnedge.run import Run
 
     path = Path(run_or_model)
     if path.is_dir():
-        model_path = path / "best.keras"
-        if not model_path.is_file():
-            raise CnnedgeError(f"{path} has no best.keras (is it a finished cnnedge run?)")
-        recipe = load_yaml(path / "recipe.yaml")
-        if dataset or data_dir:
-            recipe.data = dataclasses.replace(recipe.data, dataset=dataset or recipe.data.dataset,
-                                              data_dir=data_dir or recipe.data.data_dir)
-        src = open_data(recipe)
+        run = Run(path).require("float", hint="is it a finished cnnedge run?")
+        model_path = run.model_path("float")
+        src = run.open_data(dataset, data_dir)
     elif path.is_file():
         if dataset is None:
             raise CnnedgeError("evaluating a model file needs --data <dataset name or path>")

@@ -1,25 +1,24 @@
-"""Quantization-aware training (tfmot) and the calibration data for post-training quantization.
+"""Quantization transforms (tfmot) and the calibration data for post-training quantization.
 
     qat = apply_qat(model)                         # tfmot.quantization.keras.quantize_model
-    run = fine_tune_qat("runs/fashion_mnist/exp")  # QAT phase: writes qat.h5, updates summary
+    calibrate_ranges(qat, model, images)           # activation ranges from the float model
     images = representative_images(src, 500)      # class-balanced uint8 images for PTQ/int8
 
+The QAT fine-tune that uses them is a training phase (:func:`cnnedge.train.fine_tune_qat`).
 QAT models are saved as HDF5 (``qat.h5``): tfmot 0.8.1 cannot reload its wrappers from the
-``.keras`` format ("quantize_layer expected 5 variables"); ``load_qat`` reloads them under
-``quantize_scope``. The QAT input quantizer is pinned to [0, 255] so that the int8 model's input
-has scale 1 and zero point -128: a uint8 pixel p becomes the int8 value p - 128, exactly.
+``.keras`` format ("quantize_layer expected 5 variables"); :func:`cnnedge.models.load_model`
+reloads them under ``quantize_scope``. The QAT input quantizer is pinned to [0, 255] so that the
+int8 model's input has scale 1 and zero point -128: a uint8 pixel p becomes p - 128, exactly.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
 from cnnedge.errors import CnnedgeError
-from cnnedge.utils import atomic_path, atomic_write_csv, atomic_write_json
+from cnnedge.utils import atomic_path
 
 PIXEL_MIN, PIXEL_MAX = 0.0, 255.0
 
@@ -128,20 +127,6 @@ def save_qat(model, path) -> Path:
     return path
 
 
-def load_qat(path):
-    """Reload a QAT model saved by :func:`save_qat`."""
-    from cnnedge.backend import get_tfmot, keras
-
-    path = Path(path)
-    if not path.is_file():
-        raise CnnedgeError(f"no QAT model at {path}")
-    try:
-        with get_tfmot().quantization.keras.quantize_scope():
-            return keras.models.load_model(path, compile=False)
-    except (OSError, ValueError, TypeError, KeyError) as e:
-        raise CnnedgeError(f"cannot load QAT model {path}: {str(e).splitlines()[0]}") from e
-
-
 # ----------------------------------------------------------------------------- calibration
 def representative_images(src, n: int = 500, *, seed: int = 0, split: str = "train") -> np.ndarray:
     """``n`` uint8 images from ``split``, as class-balanced as the data allows (shuffled)."""
@@ -171,80 +156,3 @@ def representative_images(src, n: int = 500, *, seed: int = 0, split: str = "tra
     if len(shapes) > 1:  # variable-size data: calibrate per image, keep a list
         return [images[i] for i in order]
     return np.stack([images[i] for i in order])
-
-
-# ----------------------------------------------------------------------------- QAT phase
-def fine_tune_qat(run_dir, *, epochs: Optional[int] = None, lr: Optional[float] = None,
-                  verbose: Optional[int] = None) -> dict:
-    """QAT phase of a finished float run: best.keras -> QAT fine-tune -> qat.h5 (best on val).
-
-    Writes ``qat_metrics.csv`` and adds ``qat_*`` fields to summary.json; returns the summary.
-    """
-    import json
-    import os
-
-    from cnnedge import evaluate, models
-    from cnnedge.backend import keras
-    from cnnedge.distill import teachers_for
-    from cnnedge.recipe import load_yaml
-    from cnnedge.train import compile_model, datasets, open_data
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "best.keras").is_file():
-        raise CnnedgeError(f"{run_dir} has no best.keras: train it first (cnnedge train)")
-    recipe = load_yaml(run_dir / "recipe.yaml")
-    epochs = recipe.qat.epochs if epochs is None else epochs
-    lr = recipe.qat.lr if lr is None else lr
-    if epochs < 1:
-        raise CnnedgeError(f"QAT needs at least 1 epoch, got {epochs}")
-    if lr <= 0:
-        raise CnnedgeError(f"QAT learning rate must be positive, got {lr}")
-    src = open_data(recipe)
-    teachers = teachers_for(recipe, src.info)  # QAT fine-tunes with the training loss
-    train_ds, val_ds, steps = datasets(src, recipe, teachers)
-    float_model = models.load_model(run_dir / "best.keras", compile=False)
-    qat = apply_qat(float_model)
-    calibrate_ranges(qat, float_model, representative_images(
-        src, recipe.qat.calibration_images, seed=recipe.train.seed))
-    sched = keras.optimizers.schedules.CosineDecay(lr, max(1, epochs * steps))
-    compile_model(qat, recipe, steps, optimizer=keras.optimizers.Adam(sched),
-                  distill=teachers is not None)
-
-    best = {"score": -1.0}
-    rows = []
-
-    class KeepBest(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.time()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            score = logs.get("val_accuracy", logs.get("accuracy", 0.0))
-            rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
-                         "seconds": round(time.time() - self.t0, 2)})
-            if score > best["score"]:
-                best.update(score=float(score), epoch=epoch + 1)
-                save_qat(self.model, run_dir / "qat.h5")
-
-    if verbose is None:
-        verbose = 1 if os.isatty(1) else 2
-    t0 = time.time()
-    qat.fit(train_ds, epochs=epochs, steps_per_epoch=steps, validation_data=val_ds,
-            callbacks=[KeepBest()], verbose=verbose)
-    seconds = time.time() - t0
-    atomic_write_csv(run_dir / "qat_metrics.csv", rows,
-                     list(dict.fromkeys(k for r in rows for k in r)))
-
-    qat = load_qat(run_dir / "qat.h5")
-    split = "test" if "test" in src.info.split_sizes else "val"
-    ev = evaluate.evaluate(qat, src, split=split, batch_size=256, take=recipe.train.eval_images)
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    summary.update({
-        "qat_epochs": epochs, "qat_lr": lr, "qat_best_epoch": best.get("epoch"),
-        "qat_best_val_accuracy": best["score"], "qat_test_accuracy": ev["accuracy"],
-        "qat_minutes": round(seconds / 60, 2),
-        "qat_input_range": list(input_range(qat)),
-    })
-    atomic_write_json(summary_path, summary)
-    return summary

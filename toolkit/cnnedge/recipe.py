@@ -13,6 +13,7 @@ import difflib
 import importlib
 import importlib.util
 import pkgutil
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -131,6 +132,9 @@ def load_recipe(name_or_path: str) -> Recipe:
     return dataclasses.replace(recipe)
 
 
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 # ----------------------------------------------------------------------------- (de)serialise
 def to_dict(recipe: Recipe) -> dict:
     return _plain(dataclasses.asdict(recipe))
@@ -163,6 +167,10 @@ def _build(cls, d, prefix):
             kwargs[key] = _build(tp, value, f"{prefix}{key}.")
         else:
             kwargs[key] = _coerce(value, tp, prefix + key)
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise CnnedgeError(f"recipe section '{prefix or 'root'}' lacks {', '.join(missing)}")
     return cls(**kwargs)
 
 
@@ -289,6 +297,8 @@ def _coerce(value, tp, key: str):
         raise CnnedgeError(f"{key} must be an integer; got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):  # YAML 1.1 reads 1e-3 as text
             return float(value)
         raise CnnedgeError(f"{key} must be a number; got {value!r}")
     if tp is str:

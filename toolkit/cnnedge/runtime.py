@@ -1,168 +1,34 @@
-"""Exported artifacts at inference time: their metadata and the runtimes that execute them.
+"""The runtimes that execute artifacts, registered by name and looked up by name.
 
     r = load("runs/fashion_mnist/exp/export/model_int8.tflite")          # runtime "litert"
     r = load("model_int8.onnx", runtime="onnxruntime", threads=1)
     logits = r.predict(images_uint8)          # [N, H, W, C] pixels 0..255 -> float32 [N, K]
     read_metadata("model_int8.tflite")["class_names"]
 
-Every artifact written by :mod:`cnnedge.export` carries a JSON metadata dict under the key
-``"cnnedge"`` (TFLite: an entry of the flatbuffer's ``metadata`` list; ONNX: ``metadata_props``)
-that says how to feed it: channels, input dtype and quantization (uint8 pixel ``p`` becomes
-``round(p / input_scale) + input_zero_point``; for int8 TFLite that is scale 1.0 / zero point -128,
-i.e. ``p - 128`` exactly), the minimum input size and the class names.
-
-This module needs only numpy plus the runtime's own package (``ai_edge_litert`` or
-``onnxruntime``): TensorFlow is imported by the ``"keras"`` runtime alone, so the edge demo runs
-on a device without it. Runtimes are registered by name (``@register_runtime``) and looked up by
-name; :func:`runtime_status` says why one is unavailable and what to install.
+Each runtime is one :class:`Runner` subclass (``@register_runtime``); which files it runs is
+said by the artifact table (:mod:`cnnedge.artifacts`). Preprocessing follows the metadata every
+artifact carries: uint8 pixel ``p`` becomes ``round(p / input_scale) + input_zero_point`` (for
+int8 TFLite scale 1.0 / zero point -128, i.e. ``p - 128`` exactly). This module needs only numpy
+plus the runtime's own package: TensorFlow is imported by the ``"keras"`` runtime alone, so the
+edge demo runs on a device without it. :func:`runtime_status` says why a runtime is unavailable
+and what to install.
 """
 
 from __future__ import annotations
 
-import difflib
+import importlib
 import importlib.util
-import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from cnnedge import artifacts
+from cnnedge.artifacts import check_metadata, one_line, read_metadata  # noqa: F401 (re-export)
 from cnnedge.errors import CnnedgeError
-
-METADATA_KEY = "cnnedge"
-TFLITE_IDENTIFIER = b"TFL3"
-
-# ------------------------------------------------------------------------------------ metadata
-REQUIRED_KEYS = ("format", "precision", "class_names", "channels", "input_dtype")
-
-
-def _check_metadata(meta, path) -> dict:
-    if not isinstance(meta, dict) or any(k not in meta for k in REQUIRED_KEYS):
-        raise CnnedgeError(f"{path}: cnnedge metadata is incomplete (need {', '.join(REQUIRED_KEYS)})")
-    return meta
-
-
-def _tflite_schema():
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:  # a TensorFlow-only install has the same generated module
-        try:
-            from tensorflow.lite.python import schema_py_generated as schema
-        except ImportError as e:
-            raise CnnedgeError("reading .tflite files needs ai-edge-litert: "
-                               "pip install ai-edge-litert") from e
-    return schema
-
-
-def _tflite_model(buf: bytes, path):
-    schema = _tflite_schema()
-    if len(buf) < 8 or buf[4:8] != TFLITE_IDENTIFIER:
-        raise CnnedgeError(f"{path} is not a TFLite model (no TFL3 flatbuffer identifier)")
-    try:
-        return schema, schema.Model.GetRootAs(buf, 0)
-    except Exception as e:  # noqa: BLE001 - any flatbuffer decoding error: corrupt file
-        raise CnnedgeError(f"{path} is a corrupt TFLite file: {e}") from e
-
-
-def tflite_metadata(buf: bytes, path="<bytes>") -> dict | None:
-    """The cnnedge metadata dict embedded in TFLite flatbuffer bytes (None if absent)."""
-    _, model = _tflite_model(buf, path)
-    try:
-        for i in range(model.MetadataLength()):
-            entry = model.Metadata(i)
-            if (entry.Name() or b"").decode("utf-8", "replace") != METADATA_KEY:
-                continue
-            data = model.Buffers(entry.Buffer()).DataAsNumpy()
-            if isinstance(data, int):  # an empty buffer
-                raise CnnedgeError(f"{path}: cnnedge metadata buffer is empty")
-            return json.loads(bytes(data).decode("utf-8"))
-    except CnnedgeError:
-        raise
-    except Exception as e:  # noqa: BLE001 - truncated/corrupt flatbuffer or bad JSON
-        raise CnnedgeError(f"{path} is a corrupt TFLite file or has unreadable metadata: "
-                           f"{_one_line(e)}") from e
-    return None
-
-
-def embed_tflite_metadata(buf: bytes, meta: dict) -> bytes:
-    """Return ``buf`` with ``meta`` (JSON) as the flatbuffer metadata entry "cnnedge".
-
-    Uses the generated object API (``ai_edge_litert.schema_py_generated``, the same schema as
-    ``tensorflow.lite.tools.flatbuffer_utils``): unpack, append a buffer and a metadata entry
-    (replacing an older "cnnedge" entry), pack with the TFL3 identifier.
-    """
-    import flatbuffers
-
-    schema, _ = _tflite_model(buf, "<converted model>")
-    obj = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
-    blob = schema.BufferT()
-    blob.data = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
-    obj.buffers = list(obj.buffers or [])
-    obj.buffers.append(blob)
-    entry = schema.MetadataT()
-    entry.name = METADATA_KEY
-    entry.buffer = len(obj.buffers) - 1
-    obj.metadata = [m for m in (obj.metadata or [])
-                    if (m.name.decode() if isinstance(m.name, bytes) else m.name) != METADATA_KEY]
-    obj.metadata.append(entry)
-    builder = flatbuffers.Builder(len(buf) + 4096)
-    builder.Finish(obj.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
-    return bytes(builder.Output())
-
-
-def onnx_metadata(path) -> dict | None:
-    """The cnnedge metadata of an ONNX file via onnxruntime (or the onnx package)."""
-    props = None
-    if importlib.util.find_spec("onnxruntime") is not None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        try:
-            sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise CnnedgeError(f"{path} is not a valid ONNX model: {_one_line(e)}") from e
-        props = dict(sess.get_modelmeta().custom_metadata_map)
-    elif importlib.util.find_spec("onnx") is not None:
-        import onnx
-
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as e:  # noqa: BLE001 - protobuf DecodeError & co.
-            raise CnnedgeError(f"{path} is not a valid ONNX model: {_one_line(e)}") from e
-        props = {p.key: p.value for p in model.metadata_props}
-    else:
-        raise CnnedgeError("reading .onnx files needs onnxruntime: pip install onnxruntime")
-    if METADATA_KEY not in props:
-        return None
-    try:
-        return json.loads(props[METADATA_KEY])
-    except ValueError as e:
-        raise CnnedgeError(f"{path}: cnnedge metadata is not valid JSON: {e}") from e
-
-
-def read_metadata(path) -> dict:
-    """The cnnedge metadata dict of a ``.tflite`` or ``.onnx`` artifact (no TensorFlow needed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CnnedgeError(f"no model file at {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".tflite":
-        meta = tflite_metadata(path.read_bytes(), path)
-    elif suffix == ".onnx":
-        meta = onnx_metadata(path)
-    else:
-        raise CnnedgeError(f"{path}: expected a .tflite or .onnx file written by cnnedge export")
-    if meta is None:
-        raise CnnedgeError(f"{path} has no cnnedge metadata (was it written by cnnedge export?)")
-    return _check_metadata(meta, path)
-
-
-def _one_line(e) -> str:
-    return " ".join(str(e).split())[:300]
+from cnnedge.utils import unknown
 
 
 # ------------------------------------------------------------------------------- registry
@@ -170,26 +36,25 @@ def _one_line(e) -> str:
 class _RuntimeSpec:
     name: str
     cls: type
-    extensions: tuple[str, ...]
     check: Callable[[], tuple[bool, str]]
     help: str
+    modes: dict = field(default_factory=dict)  # bench name -> mode (keras: function, predict)
 
 
 _RUNTIMES: dict[str, _RuntimeSpec] = {}
-_DEFAULT_BY_EXT = {".tflite": "litert", ".onnx": "onnxruntime", ".keras": "keras", ".h5": "keras"}
 
 
-def register_runtime(name: str, *, extensions: tuple[str, ...], check: Callable, help: str = ""):
+def register_runtime(name: str, *, check: Callable, help: str = "", modes=None):
     """Class decorator: register a :class:`Runner` subclass as runtime ``name``.
 
-    ``check()`` returns (available, reason/install hint); ``extensions`` are the artifact
-    suffixes it runs.
+    ``check()`` returns (available, reason/install hint); the artifact table says which files it
+    runs; ``modes`` maps bench row names to ways of calling it (default: one row, ``name``).
     """
     def deco(cls):
         if name in _RUNTIMES:
             raise CnnedgeError(f"runtime '{name}' is already registered")
         cls.runtime = name
-        _RUNTIMES[name] = _RuntimeSpec(name, cls, tuple(extensions), check, help)
+        _RUNTIMES[name] = _RuntimeSpec(name, cls, check, help, dict(modes or {name: None}))
         return cls
 
     return deco
@@ -202,10 +67,17 @@ def list_runtimes() -> list[str]:
 
 def _spec(name: str) -> _RuntimeSpec:
     if name not in _RUNTIMES:
-        close = difflib.get_close_matches(str(name), list(_RUNTIMES), n=1, cutoff=0.5)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise CnnedgeError(f"unknown runtime '{name}'; {hint}available: {', '.join(list_runtimes())}")
+        raise unknown("runtime", name, list_runtimes())
     return _RUNTIMES[name]
+
+
+def runtime_class(name: str) -> type:
+    return _spec(name).cls
+
+
+def modes(name: str) -> dict:
+    """Bench row names of runtime ``name`` and the mode each one calls (None: the default)."""
+    return dict(_spec(name).modes)
 
 
 def runtime_status(name: str) -> tuple[bool, str]:
@@ -214,7 +86,7 @@ def runtime_status(name: str) -> tuple[bool, str]:
     try:
         return spec.check()
     except Exception as e:  # noqa: BLE001 - a broken install must not crash `cnnedge bench`
-        return False, f"not available: {type(e).__name__}: {_one_line(e)}"
+        return False, f"not available: {type(e).__name__}: {one_line(e)}"
 
 
 def available_runtimes() -> list[str]:
@@ -226,32 +98,29 @@ def runtime_help(name: str) -> str:
 
 
 def runtimes_for(path) -> list[str]:
-    """Registered runtimes that can execute the file ``path`` (by extension)."""
-    ext = Path(path).suffix.lower()
-    return [n for n in list_runtimes() if ext in _RUNTIMES[n].extensions]
+    """Registered runtimes that can execute the file ``path`` (artifact table), default first."""
+    return [n for n in artifacts.runtimes_for(path) if n in _RUNTIMES]
 
 
 def default_runtime(path) -> str:
-    ext = Path(path).suffix.lower()
-    if ext not in _DEFAULT_BY_EXT:
-        raise CnnedgeError(f"{path}: unknown model type '{ext}'; expected one of "
-                           f"{', '.join(sorted(_DEFAULT_BY_EXT))}")
-    return _DEFAULT_BY_EXT[ext]
+    return artifacts.lookup(path).runtimes[0]
 
 
 def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def load(path, runtime: str | None = None, threads: int | None = None, **opts) -> Runner:
-    """Open an artifact (or a .keras/.h5 model) with ``runtime`` (default: by extension)."""
+def load(path, runtime: str | None = None, threads: int | None = None, mode: str | None = None,
+         **opts) -> Runner:
+    """Open an artifact (or a .keras/.h5 model) with ``runtime`` (default: the artifact table's
+    first for the file); ``mode``: how a runtime with modes is called (keras: function, predict)."""
     path = Path(path)
     name = runtime or default_runtime(path)
     spec = _spec(name)
     if not path.exists():
         raise CnnedgeError(f"no model file at {path}")
     ext = path.suffix.lower()
-    if ext not in spec.extensions:
+    if name not in runtimes_for(path):
         raise CnnedgeError(f"runtime '{name}' cannot run {ext} files ({path}); runtimes for "
                            f"{ext}: {', '.join(runtimes_for(path)) or 'none'}")
     ok, reason = runtime_status(name)
@@ -260,6 +129,10 @@ def load(path, runtime: str | None = None, threads: int | None = None, **opts) -
     if threads is not None and int(threads) < 1:
         raise CnnedgeError(f"threads must be >= 1, got {threads}")
     threads = int(threads) if threads else default_threads()
+    if mode is not None:
+        if mode not in spec.modes.values():
+            raise CnnedgeError(f"runtime '{name}' has no mode {mode!r}")
+        opts["mode"] = mode
     return spec.cls(path, threads=threads, **opts)
 
 
@@ -276,6 +149,14 @@ class Runner:
     """
 
     runtime = "?"
+    package = ""  # the module a fresh process imports first (bench reports its import time)
+    provider = None  # onnxruntime execution provider the runner must get, else it is unavailable
+
+    @classmethod
+    def import_package(cls, threads: int) -> None:
+        """Import the runtime's package (and set process-wide thread settings)."""
+        if cls.package:
+            importlib.import_module(cls.package)
 
     def __init__(self, path, *, threads: int, **opts):
         self.path = Path(path)
@@ -371,28 +252,29 @@ def _check_litert() -> tuple[bool, str]:
 
 class _LiteRTRunner(Runner):
     use_xnnpack = True
+    package = "ai_edge_litert.interpreter"
 
     def __init__(self, path, *, threads: int, **opts):
         super().__init__(path, threads=threads)
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         buf = self.path.read_bytes()
-        meta = tflite_metadata(buf, self.path)
+        meta = artifacts.tflite_metadata(buf, self.path)
         if meta is None:
             raise CnnedgeError(f"{self.path} has no cnnedge metadata (was it written by "
                                f"cnnedge export?)")
-        self.metadata = _check_metadata(meta, self.path)
+        self.metadata = check_metadata(meta, self.path)
         resolver = (OpResolverType.AUTO if self.use_xnnpack
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        from cnnedge.utils import debug_enabled, quiet_stderr
+        from cnnedge.utils import quiet_stderr
 
         try:  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" on fd 2
-            with quiet_stderr(not debug_enabled()):
+            with quiet_stderr():
                 self._it = Interpreter(model_content=buf, num_threads=self.threads,
                                        experimental_op_resolver_type=resolver, **opts)
                 self._it.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            raise CnnedgeError(f"LiteRT cannot load {self.path}: {_one_line(e)}") from e
+            raise CnnedgeError(f"LiteRT cannot load {self.path}: {one_line(e)}") from e
         i, o = self._it.get_input_details()[0], self._it.get_output_details()[0]
         self._in, self._out = i["index"], o["index"]
         self._shape = tuple(int(v) for v in i["shape"])
@@ -418,13 +300,13 @@ class _LiteRTRunner(Runner):
         return self._it.get_tensor(self._out).copy()
 
 
-@register_runtime("litert", extensions=(".tflite",), check=_check_litert,
+@register_runtime("litert", check=_check_litert,
                   help="LiteRT (ai_edge_litert) interpreter with the default XNNPACK delegate")
 class LiteRTRunner(_LiteRTRunner):
     use_xnnpack = True
 
 
-@register_runtime("litert-ref", extensions=(".tflite",), check=_check_litert,
+@register_runtime("litert-ref", check=_check_litert,
                   help="LiteRT builtin kernels without default delegates (XNNPACK off)")
 class LiteRTNoDelegateRunner(_LiteRTRunner):
     use_xnnpack = False
@@ -451,17 +333,17 @@ def _ort_check(provider: str | None):
 
 
 class _OrtRunner(Runner):
-    provider = "CPUExecutionProvider"
+    package = "onnxruntime"
 
     def __init__(self, path, *, threads: int, optimized_model_path=None, **opts):
         super().__init__(path, threads=threads)
         import onnxruntime as ort
 
-        meta = onnx_metadata(self.path)
+        meta = artifacts.onnx_metadata(self.path)
         if meta is None:
             raise CnnedgeError(f"{self.path} has no cnnedge metadata (was it written by "
                                f"cnnedge export?)")
-        self.metadata = _check_metadata(meta, self.path)
+        self.metadata = check_metadata(meta, self.path)
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1
@@ -474,7 +356,7 @@ class _OrtRunner(Runner):
         try:
             self._sess = ort.InferenceSession(str(self.path), so, providers=providers)
         except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types
-            raise CnnedgeError(f"onnxruntime cannot load {self.path}: {_one_line(e)}") from e
+            raise CnnedgeError(f"onnxruntime cannot load {self.path}: {one_line(e)}") from e
         i, o = self._sess.get_inputs()[0], self._sess.get_outputs()[0]
         self._in, self._out = i.name, o.name
         self.input_details = {"name": i.name, "dtype": _ort_type(i.type),
@@ -505,25 +387,25 @@ def _ort_type(t: str) -> str:
             "tensor(uint8)": "uint8"}.get(t, t)
 
 
-@register_runtime("onnxruntime", extensions=(".onnx",), check=_ort_check(None),
+@register_runtime("onnxruntime", check=_ort_check(None),
                   help="onnxruntime CPUExecutionProvider (intra-op threads = threads)")
 class OrtCpuRunner(_OrtRunner):
     pass
 
 
-@register_runtime("onnxruntime-cuda", extensions=(".onnx",),
-                  check=_ort_check("CUDAExecutionProvider"),
+@register_runtime("onnxruntime-cuda", check=_ort_check("CUDAExecutionProvider"),
                   help="onnxruntime-gpu CUDAExecutionProvider (CPU fallback for other nodes)")
 class OrtCudaRunner(_OrtRunner):
+    provider = "CUDAExecutionProvider"
     def _providers(self, device_id: int = 0, **opts):
         return [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
 
 
-@register_runtime("onnxruntime-tensorrt", extensions=(".onnx",),
-                  check=_ort_check("TensorrtExecutionProvider"),
+@register_runtime("onnxruntime-tensorrt", check=_ort_check("TensorrtExecutionProvider"),
                   help="onnxruntime-gpu TensorRT provider (int8 enabled for int8 models, "
                        "shape profiles from the metadata image size)")
 class OrtTensorRTRunner(_OrtRunner):
+    provider = "TensorrtExecutionProvider"
     def _providers(self, device_id: int = 0, max_batch: int = 256, cache_dir=None, **opts):
         m = self.metadata
         c = int(m["channels"])
@@ -552,32 +434,39 @@ def _check_keras() -> tuple[bool, str]:
     return True, "ok"
 
 
-@register_runtime("keras", extensions=(".keras", ".h5"), check=_check_keras,
-                  help="the training model itself (TensorFlow, compiled tf.function)")
+@register_runtime("keras", check=_check_keras,
+                  help="the training model itself (TensorFlow): the compiled call "
+                       "(keras-tf.function) or model.predict (keras-predict)",
+                  modes={"keras-tf.function": "function", "keras-predict": "predict"})
 class KerasRunner(Runner):
-    def __init__(self, path, *, threads: int, class_names=None, **opts):
-        super().__init__(path, threads=threads)
-        from cnnedge import models
+    @classmethod
+    def import_package(cls, threads: int) -> None:
         from cnnedge.backend import tf
 
-        try:  # only possible before TensorFlow's runtime starts (first op); else keep its pools
-            tf.config.threading.set_intra_op_parallelism_threads(int(self.threads))
+        try:  # only before TensorFlow's runtime starts (a fresh bench worker); else keep its pools
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:
             pass
+
+    def __init__(self, path, *, threads: int, class_names=None, mode: str | None = None, **opts):
+        super().__init__(path, threads=threads)
+        from cnnedge import models
+        from cnnedge.backend import tf
+        from cnnedge.run import Run
+
+        if mode not in (None, "function", "predict"):
+            raise CnnedgeError(f"keras runtime mode must be 'function' or 'predict', got {mode!r}")
+        self.mode = mode or "function"
+
+        self.import_package(self.threads)
         self.threads = tf.config.threading.get_intra_op_parallelism_threads() or self.threads
-        try:
-            self.model = models.load_model(self.path, compile=False)
-        except CnnedgeError:
-            raise
-        except Exception as e:  # noqa: BLE001 - h5py/zip/deserialization errors
-            raise CnnedgeError(f"cannot load model {self.path}: {_one_line(e)}") from e
+        self.model = models.load_model(self.path, compile=False)
         k = int(self.model.output_shape[-1])
         if class_names is None:
-            labels = self.path.parent / "labels.json"
-            try:
-                class_names = json.loads(labels.read_text()) if labels.is_file() else None
-            except (OSError, ValueError):
+            try:  # the run the model belongs to names its classes
+                class_names = Run(self.path.parent).class_names
+            except CnnedgeError:
                 class_names = None
         if not class_names or len(class_names) != k:
             class_names = [str(i) for i in range(k)]
@@ -604,4 +493,6 @@ class KerasRunner(Runner):
         self._call = call
 
     def run_prepared(self, x: np.ndarray) -> np.ndarray:
+        if self.mode == "predict":  # what users call; slower than the compiled call
+            return self.model.predict(x, batch_size=len(x), verbose=0)
         return self._call(x).numpy()

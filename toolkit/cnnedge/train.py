@@ -1,17 +1,18 @@
-"""`cnnedge train`: recipe -> run directory with checkpoints, metrics, plots and a summary.
+"""`cnnedge train` and `cnnedge quantize`: every training phase of a run.
 
-    run = train(load_recipe("fashion_mnist"))        # runs/fashion_mnist/exp/
-    run = train(resume="runs/fashion_mnist/exp")     # continue a killed run
+    res = train(load_recipe("fashion_mnist"))        # runs/fashion_mnist/exp/
+    res = train(resume="runs/fashion_mnist/exp")     # continue a killed run
+    summary = fine_tune_qat("runs/fashion_mnist/exp")  # the QAT phase alone
 
-The run directory describes how to rebuild itself (nanoGPT style): ``recipe.yaml`` is the fully
-resolved recipe, ``state.json`` the resume point. Checkpoints are written atomically after every
-epoch (``last.keras`` with optimizer state, ``best.keras`` on a better validation accuracy), so a
-run killed by SIGINT or SIGKILL loses at most the epoch in progress.
+The float phase writes checkpoints atomically after every epoch (``last.keras`` with optimizer
+state, ``best.keras`` on a better validation accuracy), so a run killed by SIGINT or SIGKILL
+loses at most the epoch in progress. The QAT phase wraps the best float model with the tfmot
+transforms of :mod:`cnnedge.quantize` and fine-tunes it with the same loss and data. The
+run's files are named by :class:`cnnedge.run.Run`.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import time
@@ -20,45 +21,15 @@ from pathlib import Path
 from typing import List, Optional
 
 from cnnedge.errors import CnnedgeError
-from cnnedge.recipe import Recipe, load_yaml, save_yaml
-from cnnedge.utils import atomic_path, atomic_write_csv, atomic_write_json, environment, model_file
-
-METRIC_FIELDS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+from cnnedge.recipe import Recipe
+from cnnedge.run import Run, eval_split, open_data
+from cnnedge.utils import atomic_path, environment
 
 
 @dataclass
 class TrainResult:
     run_dir: Path
     summary: dict
-
-
-# ----------------------------------------------------------------------------- run directory
-def make_run_dir(recipe: Recipe, runs_dir="runs", name: Optional[str] = None,
-                 overwrite: bool = False) -> Path:
-    run_dir = Path(runs_dir) / recipe.name / (name or "exp")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise CnnedgeError(
-                f"run directory {run_dir} already exists; pick another --name, pass --overwrite, "
-                f"or continue it with: cnnedge train --resume {run_dir}")
-        import shutil
-
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
-def read_state(run_dir: Path) -> dict:
-    import json
-
-    path = Path(run_dir) / "state.json"
-    if not path.is_file():
-        raise CnnedgeError(f"{run_dir} is not a cnnedge run (no state.json); "
-                           f"start one with cnnedge train --recipe NAME")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise CnnedgeError(f"cannot read {path}: {e}")
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -138,16 +109,6 @@ def compile_model(model, recipe: Recipe, steps_per_epoch: int, optimizer=None,
     return model
 
 
-def open_data(recipe: Recipe):
-    from cnnedge import data
-
-    d = recipe.data
-    return data.open_dataset(d.dataset, data_dir=d.data_dir, val_fraction=d.val_fraction,
-                             seed=recipe.train.seed,
-                             image_size=tuple(d.image_size) if d.image_size else None,
-                             keep_size=d.keep_size)
-
-
 def datasets(src, recipe: Recipe, teachers=None):
     """(train, val or None, steps_per_epoch): one-hot labels for the smoothed loss, with the
     ``teachers``' mean logits appended to them when distilling (cnnedge.distill)."""
@@ -187,12 +148,29 @@ def datasets(src, recipe: Recipe, teachers=None):
     return train, val, steps
 
 
+def init_weights(model, source) -> None:
+    """Copy the weights of ``source`` (a run dir or a .keras file of the same architecture) into
+    ``model``: the start point of a fine-tuning run (recipe ``model.weights``)."""
+    from cnnedge.models import load_model
+
+    src = load_model(Run.model_file(source, "model.weights"), compile=False)
+    mine = [(w.name, tuple(w.shape)) for w in model.weights]
+    theirs = [(w.name, tuple(w.shape)) for w in src.weights]
+    if [s for _, s in mine] != [s for _, s in theirs]:
+        diff = next(((a, b) for a, b in zip(mine, theirs) if a[1] != b[1]), None)
+        where = (f"first difference: {diff[0][0]} {diff[0][1]} vs {diff[1][1]}" if diff else
+                 f"{len(mine)} vs {len(theirs)} weight tensors")
+        raise CnnedgeError(f"model.weights {source}: {src.name} does not match {model.name} "
+                           f"({where})")
+    model.set_weights(src.get_weights())
+
+
 # ----------------------------------------------------------------------------- callbacks
-def _make_checkpointer(run_dir: Path, state: dict):
+def _make_checkpointer(run: Run, state: dict):
     from cnnedge.backend import keras
 
     class RunCheckpoint(keras.callbacks.Callback):
-        """After each epoch: last.keras, best.keras (on val accuracy), metrics.csv, state.json."""
+        """After each epoch: last and best (on val accuracy) model, metrics, state."""
 
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.time()
@@ -202,16 +180,16 @@ def _make_checkpointer(run_dir: Path, state: dict):
             row = {"epoch": epoch + 1, "seconds": round(time.time() - self.t0, 2),
                    "lr": _current_lr(self.model.optimizer)}
             row.update({k: logs.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")})
-            with atomic_path(run_dir / "last.keras") as tmp:
+            with atomic_path(run.model_path("last")) as tmp:
                 self.model.save(tmp)
             score = row["val_accuracy"] if row["val_accuracy"] is not None else row["accuracy"]
             if score is not None and score > state.get("best_score", -1.0):
-                with atomic_path(run_dir / "best.keras") as tmp:
+                with atomic_path(run.model_path("float")) as tmp:
                     self.model.save(tmp)
                 state.update(best_score=float(score), best_epoch=epoch + 1)
-            _append_metrics(run_dir / "metrics.csv", row)
+            run.append_metrics(row)
             state["epoch"] = epoch + 1
-            atomic_write_json(run_dir / "state.json", state)
+            run.write_state(state)
 
     return RunCheckpoint()
 
@@ -226,25 +204,8 @@ def _current_lr(opt):
         return None
 
 
-def _append_metrics(path: Path, row: dict):
-    """Rewrite metrics.csv atomically, dropping rows at or after this epoch (resume repeats)."""
-    rows = read_metrics(path)
-    rows = [r for r in rows if int(r["epoch"]) < row["epoch"]] + [row]
-    atomic_write_csv(path, [{k: _fmt(r.get(k)) for k in METRIC_FIELDS} for r in rows],
-                     METRIC_FIELDS)
-
-
-def _fmt(v):
-    if v is None or v == "":
-        return ""
-    return f"{float(v):.6g}" if not isinstance(v, str) else v
-
-
-def read_metrics(path: Path) -> List[dict]:
-    if not Path(path).is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+def _verbose(verbose: Optional[int]) -> int:
+    return (1 if os.isatty(1) else 2) if verbose is None else verbose
 
 
 # ----------------------------------------------------------------------------- train
@@ -253,13 +214,13 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
           verbose: Optional[int] = None, on_run_dir=None) -> TrainResult:
     """Train ``recipe`` into ``runs_dir/<recipe>/<name>/`` or continue the run at ``resume``."""
     if resume is not None:
-        run_dir = Path(resume)
-        state = read_state(run_dir)
-        recipe = load_yaml(run_dir / "recipe.yaml")
+        run = Run(resume)
+        state = run.state
+        recipe = run.recipe
         if state.get("finished"):
-            raise CnnedgeError(f"run {run_dir} already finished ({state['epoch']} epochs); "
+            raise CnnedgeError(f"run {run.path} already finished ({state['epoch']} epochs); "
                                f"nothing to resume")
-        if not (run_dir / "last.keras").is_file():
+        if not run.has("last"):
             state = {"epoch": 0}  # killed before the first epoch ended: start over in place
     else:
         if recipe is None:
@@ -269,11 +230,11 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
 
             check_config(recipe.distill)
         if recipe.model.weights:
-            model_file(recipe.model.weights, "model.weights")
-        run_dir = make_run_dir(recipe, runs_dir, name, overwrite)
+            Run.model_file(recipe.model.weights, "model.weights")
+        run = Run.create(runs_dir, recipe.name, name, overwrite)
         state = {"epoch": 0}
     if on_run_dir:
-        on_run_dir(run_dir)
+        on_run_dir(run.path)
 
     dist = build_strategy(strategy, logical_cpus)  # before any other TF op (logical CPUs)
     from cnnedge import models
@@ -290,33 +251,30 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
     train_ds, val_ds, steps = datasets(src, recipe, teachers)
 
     if state["epoch"] == 0:
-        save_yaml(recipe, run_dir / "recipe.yaml")
-        atomic_write_json(run_dir / "env.json", {
-            **environment(), "seed": recipe.train.seed, "strategy": strategy,
-            "replicas": dist.num_replicas_in_sync,
-            "devices": _devices(dist)})
-        atomic_write_json(run_dir / "labels.json", list(info.class_names))
+        run.save_recipe(recipe)
+        run.write_env({**environment(), "seed": recipe.train.seed, "strategy": strategy,
+                       "replicas": dist.num_replicas_in_sync, "devices": _devices(dist)})
+        run.write_labels(info.class_names)
         state.update(recipe=recipe.name, phase="float", finished=False)
-        atomic_write_json(run_dir / "state.json", state)
+        run.write_state(state)
 
+    verbose = _verbose(verbose)
     if not state.get("float_done"):
         with dist.scope():
             if state["epoch"] > 0:
-                model = models.load_model(run_dir / "last.keras", compile=True)
+                model = models.load_model(run.model_path("last"), compile=True)
             else:
                 model = models.create_model(recipe.model.name, num_classes=len(info.class_names),
                                             channels=info.channels, **recipe.model.kwargs)
                 if recipe.model.weights:
-                    models.init_weights(model, recipe.model.weights)
+                    init_weights(model, recipe.model.weights)
                 compile_model(model, recipe, steps, distill=bool(teachers))
-        if verbose is None:
-            verbose = 1 if os.isatty(1) else 2
         if verbose and dist.num_replicas_in_sync > 1:
             print(f"{type(dist).__name__}: {dist.num_replicas_in_sync} replicas "
                   f"({', '.join(_devices(dist))})", flush=True)
         callbacks = [
-            _make_checkpointer(run_dir, state),
-            keras.callbacks.TensorBoard(log_dir=str(run_dir / "tb"), update_freq="epoch",
+            _make_checkpointer(run, state),
+            keras.callbacks.TensorBoard(log_dir=str(run / Run.TENSORBOARD), update_freq="epoch",
                                         profile_batch=0, write_graph=False),
         ]
         t0 = time.time()
@@ -326,34 +284,30 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
                           steps_per_epoch=steps, validation_data=val_ds, callbacks=callbacks,
                           verbose=verbose)
         state["train_seconds"] = state.get("train_seconds", 0.0) + (time.time() - t0)
-        summary = finish_run(run_dir, recipe, src, state)
+        summary = finish_run(run, recipe, src, state)
     else:
-        import json
-
-        summary = json.loads((run_dir / "summary.json").read_text())
+        summary = run.summary
     if recipe.qat.enabled:
-        from cnnedge.quantize import fine_tune_qat
-
         state["phase"] = "qat"  # a run killed during QAT redoes the (short) QAT phase
-        atomic_write_json(run_dir / "state.json", state)
-        summary = fine_tune_qat(run_dir, verbose=verbose)
+        run.write_state(state)
+        summary = fine_tune_qat(run, verbose=verbose)
     state.update(finished=True, phase="done")
-    atomic_write_json(run_dir / "state.json", state)
-    return TrainResult(run_dir, summary)
+    run.write_state(state)
+    return TrainResult(run.path, summary)
 
 
-def finish_run(run_dir: Path, recipe: Recipe, src, state: dict) -> dict:
-    """Evaluate best.keras on test, draw curves and the confusion matrix, write summary.json."""
+def finish_run(run: Run, recipe: Recipe, src, state: dict) -> dict:
+    """Evaluate the best model on test, draw curves and the confusion matrix, write the summary."""
     from cnnedge import evaluate, models
 
-    best = models.load_model(run_dir / "best.keras", compile=False)
-    split = "test" if "test" in src.info.split_sizes else "val"
+    best = run.model("float")
+    split = eval_split(src)
     ev = evaluate.evaluate(best, src, split=split, batch_size=max(256, recipe.train.batch_size),
                            take=recipe.train.eval_images)
     h, w = src.info.image_size or (32, 32)
     stats = models.summary_dict(best, (h, w, src.info.channels))
-    evaluate.plot_confusion(ev, src.info.class_names, run_dir / "confusion.png")
-    plot_curves(read_metrics(run_dir / "metrics.csv"), run_dir / "curves.png")
+    evaluate.plot_confusion(ev, src.info.class_names, run / Run.CONFUSION)
+    plot_curves(run.metrics(), run / Run.CURVES)
     summary = {
         "recipe": recipe.name,
         "model": recipe.model.name,
@@ -372,9 +326,76 @@ def finish_run(run_dir: Path, recipe: Recipe, src, state: dict) -> dict:
         "per_class_accuracy": dict(zip(src.info.class_names, ev["per_class_accuracy"])),
         "train_minutes": round(state.get("train_seconds", 0.0) / 60, 2),
     }
-    atomic_write_json(run_dir / "summary.json", summary)
+    run.write_summary(summary)
     state["float_done"] = True
-    atomic_write_json(run_dir / "state.json", state)
+    run.write_state(state)
+    return summary
+
+
+# ----------------------------------------------------------------------------- QAT phase
+def fine_tune_qat(run, *, epochs: Optional[int] = None, lr: Optional[float] = None,
+                  verbose: Optional[int] = None) -> dict:
+    """QAT phase of a finished float run: best model -> QAT fine-tune -> qat.h5 (best on val).
+
+    Writes the QAT metrics and adds ``qat_*`` fields to the summary; returns the summary.
+    """
+    from cnnedge import evaluate
+    from cnnedge.backend import keras
+    from cnnedge.distill import teachers_for
+    from cnnedge.quantize import apply_qat, calibrate_ranges, input_range, representative_images, save_qat
+
+    run = Run(run).require("float")
+    recipe = run.recipe
+    epochs = recipe.qat.epochs if epochs is None else epochs
+    lr = recipe.qat.lr if lr is None else lr
+    if epochs < 1:
+        raise CnnedgeError(f"QAT needs at least 1 epoch, got {epochs}")
+    if lr <= 0:
+        raise CnnedgeError(f"QAT learning rate must be positive, got {lr}")
+    src = open_data(recipe)
+    teachers = teachers_for(recipe, src.info)  # QAT fine-tunes with the training loss
+    train_ds, val_ds, steps = datasets(src, recipe, teachers)
+    float_model = run.model("float")
+    qat = apply_qat(float_model)
+    calibrate_ranges(qat, float_model, representative_images(
+        src, recipe.qat.calibration_images, seed=recipe.train.seed))
+    sched = keras.optimizers.schedules.CosineDecay(lr, max(1, epochs * steps))
+    compile_model(qat, recipe, steps, optimizer=keras.optimizers.Adam(sched),
+                  distill=teachers is not None)
+
+    best = {"score": -1.0}
+    rows = []
+
+    class KeepBest(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            score = logs.get("val_accuracy", logs.get("accuracy", 0.0))
+            rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
+                         "seconds": round(time.time() - self.t0, 2)})
+            if score > best["score"]:
+                best.update(score=float(score), epoch=epoch + 1)
+                save_qat(self.model, run.model_path("qat"))
+
+    t0 = time.time()
+    qat.fit(train_ds, epochs=epochs, steps_per_epoch=steps, validation_data=val_ds,
+            callbacks=[KeepBest()], verbose=_verbose(verbose))
+    seconds = time.time() - t0
+    run.write_qat_metrics(rows)
+
+    qat = run.model("qat")
+    ev = evaluate.evaluate(qat, src, split=eval_split(src), batch_size=256,
+                           take=recipe.train.eval_images)
+    summary = run.summary
+    summary.update({
+        "qat_epochs": epochs, "qat_lr": lr, "qat_best_epoch": best.get("epoch"),
+        "qat_best_val_accuracy": best["score"], "qat_test_accuracy": ev["accuracy"],
+        "qat_minutes": round(seconds / 60, 2),
+        "qat_input_range": list(input_range(qat)),
+    })
+    run.write_summary(summary)
     return summary
 
 

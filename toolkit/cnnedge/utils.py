@@ -1,4 +1,5 @@
-"""Small helpers shared by the pipeline stages: atomic writes, run metadata."""
+"""Small helpers shared by the pipeline stages: atomic writes, name lookups with a did-you-mean
+hint, comma-separated option lists, silenced native logs, and the environment of a result."""
 
 from __future__ import annotations
 
@@ -48,25 +49,49 @@ def debug_enabled() -> bool:
 
 
 @contextlib.contextmanager
-def quiet_stderr(enabled: bool = True):
-    """Send fd 2 to /dev/null while C++ code logs before absl is initialised."""
+def quiet_stderr(enabled: bool | None = None):
+    """Send fd 2 to /dev/null while native code (TensorFlow, LiteRT, the TFLite converter) logs
+    there. Default: silent unless ``--debug``. Python exceptions still propagate."""
+    if enabled is None:
+        enabled = not debug_enabled()
     if not enabled:
         yield
         return
+    fd = 2  # native code writes to fd 2 whatever sys.stderr is
     try:
         sys.stderr.flush()
-        saved = os.dup(2)
+        saved = os.dup(fd)
     except (OSError, ValueError):  # no real fd 2 (e.g. some notebook frontends)
         yield
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, 2)
+        os.dup2(devnull, fd)
         yield
     finally:
-        os.dup2(saved, 2)
+        os.dup2(saved, fd)
         os.close(saved)
         os.close(devnull)
+
+
+def unknown(what: str, name, choices, *, extra: str = "") -> CnnedgeError:
+    """``unknown <what> 'x'; did you mean 'y'? available: a, b`` as an error to raise."""
+    import difflib
+
+    choices = [str(c) for c in choices]
+    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return CnnedgeError(f"unknown {what} '{name}'; {hint}available: {', '.join(choices)}{extra}")
+
+
+def split_list(values) -> list[str]:
+    """Comma lists from the CLI or Python: "a,b", ["a", "b,c"], None -> stripped, non-empty
+    items in order."""
+    if values is None:
+        return []
+    if isinstance(values, (str, int, float, Path)):
+        values = [values]
+    return [part.strip() for v in values for part in str(v).split(",") if part.strip()]
 
 
 def _cleanup(tmp):
@@ -150,14 +175,3 @@ def environment() -> dict:
         except metadata.PackageNotFoundError:
             pass
     return env
-
-
-def model_file(path, what: str) -> Path:
-    """A trained model named by a run directory (its ``best.keras``) or a model file; ``what``
-    names the setting in the error (e.g. "distill teacher")."""
-    p = Path(path)
-    f = p / "best.keras" if p.is_dir() else p
-    if not f.is_file():
-        raise CnnedgeError(f"{what} {path}: no model at {f} (give a finished run directory or "
-                           f"a .keras file)")
-    return f

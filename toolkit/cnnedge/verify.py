@@ -1,7 +1,7 @@
 """`cnnedge verify <run>`: the parity report — every exported artifact against its Keras reference.
 
 The same N test images go through the Keras float model, the Keras QAT model and every artifact
-in ``<run>/export/``. Per artifact: accuracy, top-1 agreement with its reference (int8 → the QAT
+in the run's export folder. Per artifact: accuracy, top-1 agreement with its reference (int8 → the QAT
 Keras model when the run has one, else the float model; fp32/fp16 → the float model), max and
 mean |logit difference| (int8 outputs dequantized), per-class accuracy change vs float, and the
 images whose top-1 flips. ``verify.json`` + ``verify.md`` are written; ``passed`` is False when
@@ -17,6 +17,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from cnnedge.errors import CnnedgeError
+from cnnedge.run import Run
 from cnnedge.utils import atomic_write_json, atomic_write_text
 
 # int8-ptq: post-training quantization of the float model, held against the float model; it is
@@ -36,25 +37,6 @@ def _keras_logits(path: Path, images: np.ndarray) -> np.ndarray:
     from cnnedge import runtime
 
     return runtime.load(path, runtime="keras").predict(images, batch_size=512).astype(np.float32)
-
-
-def load_test_images(run_dir: Path, n: Optional[int] = None, split: str = "test"):
-    """(images uint8 [N,H,W,C], labels int [N], class_names) of a run's evaluation split."""
-    from cnnedge.recipe import load_yaml
-    from cnnedge.train import open_data
-
-    recipe = load_yaml(run_dir / "recipe.yaml")
-    src = open_data(recipe)
-    if split not in src.info.split_sizes:
-        split = "val"
-    xs, ys = [], []
-    with src.guard(split):
-        for x, y in src.pipeline(split, batch_size=1024, take=n):
-            xs.append(x.numpy())
-            ys.append(y.numpy())
-    if not xs:
-        raise CnnedgeError(f"split '{split}' of {src.info.name} is empty")
-    return np.concatenate(xs), np.concatenate(ys), list(src.info.class_names), split
 
 
 def _compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray, float_pred, k: int,
@@ -95,23 +77,23 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
     """Compare every artifact of ``run_dir/export`` (or ``artifacts``) with the Keras models."""
     from cnnedge import runtime
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "best.keras").is_file():
-        raise CnnedgeError(f"{run_dir} has no best.keras: verify takes a trained run directory")
+    run = Run(run_dir).require("float", hint="verify takes a trained run directory")
     th = dict(DEFAULT_THRESHOLDS, **(thresholds or {}))
     if artifacts is None:
-        export_dir = run_dir / "export"
-        artifacts = sorted(p for p in export_dir.glob("*") if p.suffix in (".tflite", ".onnx"))
+        artifacts = run.artifacts()
         if not artifacts:
-            raise CnnedgeError(f"no exported models in {export_dir}; run: cnnedge export {run_dir}")
-    images, labels, class_names, split = load_test_images(run_dir, n)
+            raise CnnedgeError(f"no exported models in {run.export_dir}; run: cnnedge export "
+                               f"{run.path}")
+    src = run.open_data()
+    class_names = list(src.info.class_names)
+    images, labels, split = run.test_images(n, src=src)
     k = len(class_names)
 
-    float_logits = _keras_logits(run_dir / "best.keras", images)
+    float_logits = _keras_logits(run.model_path("float"), images)
     float_pred = float_logits.argmax(1)
     refs = {"keras-float": Reference("keras-float", float_logits)}
-    if (run_dir / "qat.h5").is_file():
-        refs["keras-qat"] = Reference("keras-qat", _keras_logits(run_dir / "qat.h5", images))
+    if run.has("qat"):
+        refs["keras-qat"] = Reference("keras-qat", _keras_logits(run.model_path("qat"), images))
     rows = []
     for name, ref in refs.items():
         row = {"artifact": name, "format": "keras", "precision": "qat" if "qat" in name else "fp32",
@@ -136,7 +118,7 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
         row.update(_compare(logits, ref.logits, labels, float_pred, k, output_step=step))
         row["threshold"] = th.get(key)
         row["passed"] = row["threshold"] is None or row["agreement"] >= row["threshold"]
-        if path.suffix == ".tflite" and key == "int8":
+        if meta.get("format") == "tflite" and key == "int8":
             tflite_int8 = (path.name, logits)
         rows.append(row)
         row["_logits"] = logits
@@ -148,13 +130,13 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
             row["agreement_with_" + tflite_int8[0]] = float(
                 (logits.argmax(1) == tflite_int8[1].argmax(1)).mean())
     report = {
-        "run": str(run_dir), "split": split, "images": int(len(labels)),
+        "run": str(run.path), "split": split, "images": int(len(labels)),
         "class_names": class_names, "thresholds": th, "rows": rows,
         "passed": all(r.get("passed", True) for r in rows),
     }
     if write:
-        atomic_write_json(run_dir / "verify.json", report)
-        atomic_write_text(run_dir / "verify.md", markdown(report))
+        atomic_write_json(run.report(Run.VERIFY_JSON), report)
+        atomic_write_text(run.report(Run.VERIFY_MD), markdown(report))
     return report
 
 

@@ -1,11 +1,10 @@
 """``open_dataset``: turn a name or a path into a :class:`Source`.
 
 Names: ``fashion-mnist`` (``fashion_mnist``) and ``cifar10`` (``cifar-10``). They are searched in
-``data_dir``, ``$CNNEDGE_DATA``, ``~/.keras/datasets``, then the machine-wide locations
-(``/usr/share/datasets`` for the Debian package ``dataset-fashion-mnist``; ``../shared/datasets``
-beside the working directory and beside the repository for CIFAR-10). Paths: an IDX folder, a
-``cifar-10-batches-bin|py`` folder, a packed TFRecord folder (``dataset.json``, any gfile URL) or
-an image folder.
+``data_dir``, ``$CNNEDGE_DATA``, ``~/.keras/datasets``, and for Fashion-MNIST also in
+``/usr/share/datasets`` (the Debian package ``dataset-fashion-mnist``); nowhere else. Paths: an
+IDX folder, a ``cifar-10-batches-bin|py`` folder, a packed TFRecord folder (``dataset.json``, any
+gfile URL) or an image folder.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ FASHION_SHA256 = {
 FASHION_NAMES = ("fashion-mnist", "fashion_mnist", "fashionmnist")
 CIFAR_NAMES = ("cifar10", "cifar-10", "cifar_10")
 CIFAR_DIRS = ("cifar-10-batches-bin", "cifar-10-batches-py", "cifar10-images", "cifar10")
-REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def _base_dirs(data_dir) -> list[Path]:
@@ -50,18 +48,6 @@ def _fashion_dirs(data_dir) -> list[Path]:
     for d in _base_dirs(data_dir):
         out += [d, d / "fashion-mnist"]
     out.append(Path("/usr/share/datasets/fashion-mnist"))
-    return out
-
-
-def _cifar_bases(data_dir) -> list[Path]:
-    bases = _base_dirs(data_dir)
-    bases += [Path.cwd().parent / "shared" / "datasets", REPO_ROOT.parent / "shared" / "datasets"]
-    seen, out = set(), []
-    for b in bases:
-        key = str(b.resolve()) if b.exists() else str(b)
-        if key not in seen:
-            seen.add(key)
-            out.append(b)
     return out
 
 
@@ -122,14 +108,14 @@ def _open_fashion(data_dir, download, kw):
 
 def _open_cifar(data_dir, kw):
     searched = []
-    for b in _cifar_bases(data_dir):
+    for b in _base_dirs(data_dir):
         for d in (b, *(b / n for n in CIFAR_DIRS)):
             searched.append(d)
             if d.is_dir():
                 src = _open_dir(d, kw, name="cifar10", cifar_only=True)
                 if src is not None:
                     return src
-    bases = ", ".join(str(b) for b in _cifar_bases(data_dir))
+    bases = ", ".join(str(b) for b in _base_dirs(data_dir))
     raise CnnedgeError(f"CIFAR-10 not found: none of {', '.join(CIFAR_DIRS)} in {bases}; put "
                        "one there, set $CNNEDGE_DATA, or pass the folder's path")
 

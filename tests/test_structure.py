@@ -1,0 +1,167 @@
+"""The shape of the code: layers import one way, files stay readable, one place names a run's
+files, the artifact table and the runtime registry agree, and docs/cli.md is current."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnnedge import artifacts, runtime
+from cnnedge.run import Run
+
+REPO = Path(__file__).resolve().parents[1]
+LIB = REPO / "toolkit" / "cnnedge"
+MAX_LINES = 500
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(LIB.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _library():
+    return {_module(p): p for p in sorted(LIB.rglob("*.py")) if "recipes" not in p.parts}
+
+
+def _imports(path: Path, name: str, modules) -> set[str]:
+    """cnnedge modules ``path`` imports anywhere (module level or inside functions)."""
+    pkg = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                                + ([base] if base else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                       for a in node.names]
+        else:
+            continue
+        out |= {t for t in targets if t in modules and t != name}
+    return out
+
+
+def test_no_import_cycles():
+    mods = _library()
+    graph = {m: _imports(p, m, mods) for m, p in mods.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycle = stack[stack.index(n):] + [n]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if n not in state:
+                visit(n)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+    assert graph["cnnedge.artifacts"] <= {"cnnedge.errors", "cnnedge.utils"}  # the table is a leaf
+    assert "cnnedge.train" not in graph["cnnedge.evaluate"] | graph["cnnedge.verify"]
+
+
+def test_import_cycle_check_can_fail(tmp_path, monkeypatch):
+    """The checker sees a cycle made of function-level imports."""
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("def f():\n    from cnnedge import b\n")
+    b.write_text("import cnnedge.a\n")
+    mods = {"cnnedge.a": a, "cnnedge.b": b}
+    assert _imports(a, "cnnedge.a", mods) == {"cnnedge.b"}
+    assert _imports(b, "cnnedge.b", mods) == {"cnnedge.a"}
+
+
+@pytest.mark.parametrize("name", sorted(_library()))
+def test_library_files_are_short(name):
+    lines = len(_library()[name].read_text().splitlines())
+    assert lines <= MAX_LINES, f"{name}: {lines} lines (split it by what its parts do)"
+
+
+RUN_FILES = {*Run.MODELS.values(), Run.RECIPE, Run.STATE, Run.ENV, Run.LABELS, Run.SUMMARY,
+             Run.METRICS, Run.QAT_METRICS, Run.CURVES, Run.CONFUSION, Run.VERIFY_JSON,
+             Run.VERIFY_MD, *Run.BENCH}
+
+
+def _code_strings(path: Path):
+    """String constants of a module that are not docstrings (help texts count: they are code)."""
+    tree = ast.parse(path.read_text())
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+            and n.body and isinstance(n.body[0], ast.Expr)
+            and isinstance(n.body[0].value, ast.Constant)}
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs:
+            yield n.lineno, n.value
+
+
+def test_run_file_names_are_typed_only_in_run():
+    pattern = re.compile("|".join(re.escape(f) for f in sorted(RUN_FILES)))
+    found = [f"{path.relative_to(REPO)}:{line}: {text!r}"
+             for path in [*LIB.rglob("*.py"), *(REPO / "edge_demo").rglob("*.py")]
+             if path != LIB / "run.py"
+             for line, text in _code_strings(path) if pattern.search(text)]
+    assert not found, "\n".join(found)
+
+
+# ----------------------------------------------------------------- artifact table and runtimes
+@pytest.mark.parametrize("row", artifacts.TABLE, ids=lambda a: a.key)
+def test_artifact_rows_are_complete(row):
+    from cnnedge.export import WRITERS
+
+    assert row.runtimes and all(r in runtime.list_runtimes() for r in row.runtimes)
+    if row.filename:  # exported: a writer, a metadata reader, the suffix in the name
+        assert row.format in WRITERS and row.filename.endswith(row.suffix)
+        assert artifacts.lookup(row.filename) == row
+        assert row.format in artifacts.METADATA_WHERE
+    assert runtime.default_runtime(f"x{row.suffix}") in row.runtimes
+
+
+@pytest.mark.parametrize("name", runtime.list_runtimes())
+def test_every_runtime_runs_a_table_row_and_reports_status(name):
+    assert any(name in a.runtimes for a in artifacts.TABLE), name
+    ok, why = runtime.runtime_status(name)
+    assert isinstance(ok, bool) and why and runtime.runtime_help(name)
+    assert runtime.modes(name)
+
+
+def test_formats_and_runtimes_commands(capsys):
+    from cnnedge.cli import main
+
+    assert main(["formats"]) == 0
+    out = capsys.readouterr().out
+    for a in artifacts.exported():
+        assert a.filename in out
+    assert main(["runtimes"]) == 0
+    out = capsys.readouterr().out
+    for name in runtime.list_runtimes():
+        assert name in out
+    assert "pip install onnxruntime-gpu" in out.replace("\n", " ").replace("│", " ") \
+        or runtime.runtime_status("onnxruntime-cuda")[0]
+
+
+# ------------------------------------------------------------------------------------ docs
+def test_cli_reference_is_current():
+    """docs/cli.md is generated: regenerate with `python -m cnnedge.cli.docs > docs/cli.md`."""
+    out = subprocess.run([sys.executable, "-m", "cnnedge.cli.docs"], capture_output=True,
+                         text=True, check=True).stdout
+    assert (REPO / "docs" / "cli.md").read_text() == out
+
+
+def test_readme_is_short_and_docs_name_no_machine():
+    assert len((REPO / "README.md").read_text().splitlines()) <= 150
+    nickname = re.compile(r"\bVM [A-Z]\b|\bsessions? [0-9]|\blent\b|scratch (PyTorch|replica)")
+    for path in [REPO / "README.md", REPO / "CHANGELOG.md", *(REPO / "docs").glob("*.md")]:
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            assert not nickname.search(line), f"{path.name}:{i}: {line}"

@@ -1,0 +1,213 @@
+"""`cnnedge bench`: speed, accuracy, size and memory of every artifact on every runtime.
+
+    report = bench("runs/fashion_mnist/exp")                   # all artifacts, all runtimes
+    report = bench(["model_int8.tflite"], runtimes=["litert"], threads=[1], quick=True)
+    report["rows"][0]["p50_us"], report["exit_code"]
+
+One row per artifact × runtime (× mode) × threads, each measured in a fresh process
+(:mod:`.worker`) so memory figures and thread pools never mix; which runtimes run a file comes
+from the artifact table, a runtime that is not installed is a ➖ row with its install hint, a
+crash or hang a ❌ row. Parts: :mod:`.options` (runtimes, threads, batch sizes, gates),
+:mod:`.targets` (files, runs, test images), :mod:`.mcu` (microcontroller estimate),
+:mod:`.worker` (timing and memory), :mod:`.report` (compare, gates, files, tables). The method
+is described in docs/bench.md.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from cnnedge.bench.mcu import greedy_plan, tflite_memory_estimate
+from cnnedge.bench.options import (
+    BATCH_SIZES,
+    bench_runtimes,
+    parse_batch_sizes,
+    parse_gates,
+    parse_threads,
+    row_runtimes,
+    select_runtimes,
+)
+from cnnedge.bench.report import (
+    COLUMNS,
+    apply_compare,
+    check_gates,
+    command_line,
+    compare_table,
+    failure_lines,
+    load_baseline,
+    machine_info,
+    progress_line,
+    table,
+    to_csv,
+    write_report,
+)
+from cnnedge.bench.targets import Target, open_targets, resolve_targets, save_test_images
+from cnnedge.bench.worker import FAILED, OK, QUICK, UNAVAILABLE, Timing, run_row, spawn
+from cnnedge.errors import CnnedgeError
+
+__all__ = ["BATCH_SIZES", "COLUMNS", "QUICK", "Timing", "bench", "bench_runtimes", "command_line",
+           "compare_table", "failure_lines", "greedy_plan", "parse_batch_sizes", "parse_gates",
+           "parse_threads", "progress_line", "resolve_targets", "run_row", "table",
+           "tflite_memory_estimate", "to_csv", "write_report"]
+
+WORKER_TIMEOUT_S = 600
+QUICK_MAX_IMAGES = 1000
+
+
+def _row(t: Target, bench_name: str, threads) -> dict:
+    meta = t.meta or {}
+    summary = t.run.summary if t.run is not None else {}
+    row = {c: None for c in COLUMNS}
+    table_row = t.row
+    row.update(artifact=t.name, runtime=bench_name, threads=threads,
+               format=meta.get("format") or (table_row.format if table_row else None),
+               precision=meta.get("precision") or (table_row.precision if table_row else None),
+               path=str(t.path), file_bytes=t.path.stat().st_size if t.path.is_file() else None,
+               params=meta.get("params", summary.get("params")),
+               macs_per_image=meta.get("macs_per_image", summary.get("macs_per_image")))
+    return row
+
+
+def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: bool = False,
+          out=None, compare=None, fail_under=None, batch_sizes=None, timing: Timing | None = None,
+          timeout: float = WORKER_TIMEOUT_S, write: bool = True, command: str | None = None,
+          progress=None, isolate: bool = True) -> dict:
+    """Benchmark a run directory or artifact files; returns the report (see module docstring).
+
+    ``runtimes``: bench row names to keep (default: every one); ``threads``: list or "1,2"
+    (default 1 and all cores); ``n``: test images for accuracy (default all; ``quick``: at most
+    1,000, fewer timed runs); ``compare``: another bench.json; ``fail_under``:
+    {"accuracy"|"speed"|"throughput": x} or ["accuracy=0.9", ...]; ``progress(row)`` is called
+    after each row; ``isolate=False`` measures every row in this process (tests, smoke checks).
+    """
+    from cnnedge.utils import environment
+
+    gates = parse_gates(fail_under)
+    if ("speed" in gates or "throughput" in gates) and not compare:
+        raise CnnedgeError("--fail-under speed=/throughput= needs --compare with an earlier bench report")
+    baseline = load_baseline(compare) if compare else None
+    keep = select_runtimes(runtimes)
+    thread_list = parse_threads(threads)
+    sizes = parse_batch_sizes(batch_sizes)
+    if n is not None and int(n) < 1:
+        raise CnnedgeError(f"-n must be >= 1, got {n}")
+    timing = timing or (QUICK if quick else Timing())
+    if quick and n is None:
+        n = QUICK_MAX_IMAGES
+    paths, run = resolve_targets(targets)
+    out_dir = Path(out) if out else (run.path if run is not None else Path.cwd())
+    files = open_targets(paths)
+
+    notes: list[str] = []
+    rows: list[dict] = []
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="cnnedge-bench-") as tmp:
+        workdir = Path(tmp)
+        data_by_run: dict = {}
+        for t in files:
+            if t.error is None and t.run is not None and t.run.path not in data_by_run:
+                data_by_run[t.run.path] = save_test_images(t.run, n, workdir, notes)
+        for t in files:
+            rows += _rows_of(t, keep, thread_list, sizes, timing, data_by_run, workdir, timeout,
+                             notes, progress, isolate)
+    # accuracy is measured once per (artifact, runtime): the other thread counts and modes of
+    # the same runtime (keras-predict runs the very model keras-tf.function runs) share it
+    acc = {}
+    for r in rows:
+        if r["accuracy"] is not None:
+            acc.setdefault((r["path"], r["_runtime"]), (r["accuracy"], r["images"]))
+    for r in rows:
+        if r["status"] == OK and r["accuracy"] is None:
+            r["accuracy"], r["images"] = acc.get((r["path"], r["_runtime"]), (None, None))
+        del r["_runtime"]
+
+    comparison = apply_compare(rows, baseline) if baseline else None
+    gate_failures = check_gates(rows, gates)
+    failed = [r for r in rows if r["status"] == FAILED]
+    report = {
+        "header": {
+            "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "command": command or " ".join(["cnnedge", "bench", *map(str, paths)]),
+            "machine": machine_info(),
+            "versions": environment(),
+            "threads": thread_list, "batch_sizes": sizes, "quick": bool(quick),
+            "timing": asdict(timing),
+            "images": {str(k): ({kk: v[kk] for kk in ("n", "split", "image_size")} if v else None)
+                       for k, v in data_by_run.items()},
+            "seconds": round(time.time() - started, 1),
+        },
+        "notes": notes,
+        "rows": rows,
+        "compare": comparison,
+        "fail_under": gates,
+        "gate_failures": gate_failures,
+        "failed_rows": len(failed),
+        "exit_code": 1 if failed or gate_failures else 0,
+        "out_dir": str(out_dir),
+        "files": {},
+    }
+    if write:
+        report["files"] = write_report(report, out_dir)
+    return report
+
+
+def _rows_of(t: Target, keep, thread_list, sizes, timing, data_by_run, workdir, timeout, notes,
+             progress, isolate) -> list[dict]:
+    """Every row of one file: runtime × mode × threads (or one ➖/❌ row per runtime)."""
+    from cnnedge import runtime
+
+    try:
+        names = runtime.runtimes_for(t.path)
+    except CnnedgeError:
+        names = []
+    plan = row_runtimes(names) or [("?", None, None)]
+    if keep is not None:
+        plan = [p for p in plan if p[0] in keep]
+    mcu = None
+    if t.error is None and t.row is not None and t.row.format == "tflite":
+        try:
+            mcu = tflite_memory_estimate(t.path)
+        except CnnedgeError as e:
+            notes.append(f"{t.name}: no microcontroller estimate ({e})")
+    data = data_by_run.get(t.run.path) if t.run is not None else None
+    meta = t.meta or {}
+    img_size = (data or {}).get("image_size") or meta.get("image_size") or \
+        [max(32, int(meta.get("min_input_size") or 1))] * 2
+    rows, measured = [], set()
+    for bench_name, name, mode in plan:
+        ok, why = (False, "no runtime runs this file type") if name is None else \
+            runtime.runtime_status(name)
+        if not ok or t.error is not None:
+            row = _row(t, bench_name, None)
+            row.update(status=UNAVAILABLE if not ok else FAILED,
+                       reason=why if not ok else t.error, _runtime=name)
+            rows.append(row)
+            _emit(progress, row)
+            continue
+        for th in thread_list:
+            spec = {"path": str(t.path), "runtime": name, "mode": mode, "threads": th,
+                    "timing": asdict(timing), "batch_sizes": sizes, "seed": 0,
+                    "accuracy": data is not None and name not in measured,
+                    "images": (data or {}).get("images"), "labels": (data or {}).get("labels"),
+                    "image_size": list(img_size),
+                    "channels": int((data or {}).get("channels") or meta.get("channels") or 1)}
+            measured.add(name)
+            row = _row(t, bench_name, th)
+            res = spawn(spec, workdir, timeout) if isolate else run_row(spec)
+            row.update({k: v for k, v in res.items() if k in row})
+            row["_runtime"] = name
+            if mcu:
+                row.update(mcu_arena_bytes=mcu["arena_bytes"], mcu_flash_bytes=mcu["flash_bytes"],
+                           mcu_weight_bytes=mcu["weight_bytes"])
+            rows.append(row)
+            _emit(progress, row)
+    return rows
+
+
+def _emit(progress, row):
+    if progress is not None:
+        progress({k: v for k, v in row.items() if not k.startswith("_")})

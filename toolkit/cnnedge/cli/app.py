@@ -1,0 +1,71 @@
+"""The typer app, its consoles and the options several commands share."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from cnnedge import __version__
+from cnnedge.errors import CnnedgeError
+
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="cnnedge",
+    help="Compact strided-conv GMP CNNs from data to device.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+data_app = typer.Typer(help="Inspect, preview, pack and benchmark datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+def _version_cb(value: bool):
+    if value:
+        console.print(f"cnnedge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_cb, is_eager=True,
+                                 help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and TensorFlow logs."),
+):
+    """cnnedge: train, quantize, export and benchmark compact CNNs."""
+    if debug:
+        os.environ["CNNEDGE_DEBUG"] = "1"
+
+
+DataDir = typer.Option(None, "--data-dir", help="Folder holding the dataset files (searched first).")
+ImageSize = typer.Option(None, "--image-size", help="Resize images to HxW, e.g. 32x32.")
+KeepSize = typer.Option(False, "--keep-size", help="Keep each image's own size (pad in batches).")
+ValFraction = typer.Option(0.0, "--val-fraction", help="Carve this fraction of train as 'val'.")
+
+
+def parse_size(text: Optional[str]):
+    if not text:
+        return None
+    parts = text.lower().replace(",", "x").split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise CnnedgeError(f"--image-size expects HxW like 32x32, got '{text}'")
+    return int(parts[0]), int(parts[1])
+
+
+def open_source(dataset, data_dir, image_size=None, keep_size=False, val_fraction=0.0):
+    from cnnedge import data
+
+    return data.open_dataset(dataset, data_dir=data_dir, image_size=parse_size(image_size),
+                             keep_size=keep_size, val_fraction=val_fraction)
+
+
+
+
+def kib(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n < 1024 * 1024 else f"{n / 2**20:.2f} MiB"

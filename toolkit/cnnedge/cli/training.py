@@ -1,0 +1,137 @@
+"""`cnnedge train`, `quantize`, `eval`, `models`, `recipes`: from data to a trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from cnnedge.cli.app import DataDir, app, console, err_console
+from cnnedge.errors import CnnedgeError
+
+
+@app.command("train")
+def train_cmd(
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r",
+                                         help="Recipe name (see `cnnedge recipes`) or a .py file."),
+    set_: List[str] = typer.Option([], "--set", "-s",
+                                   help="Override a recipe field: train.epochs=3 (repeatable)."),
+    name: Optional[str] = typer.Option(None, help="Run name: runs/<recipe>/<name> (default exp)."),
+    runs_dir: Path = typer.Option(Path("runs"), help="Parent folder of run directories."),
+    overwrite: bool = typer.Option(False, help="Replace an existing run directory."),
+    resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory."),
+    strategy: str = typer.Option("none", help="none | mirrored | multiworker (tf.distribute)."),
+    logical_cpus: int = typer.Option(0, help="Split the CPU into N logical devices (testing "
+                                     "--strategy mirrored without GPUs)."),
+):
+    """Train a recipe into runs/<recipe>/<name>/.
+
+    Resumable (--resume), with QAT as the last phase when the recipe enables it.
+    """
+    from cnnedge import recipe as rc
+    from cnnedge import train as tr
+    from cnnedge.run import Run
+
+    if resume is not None and (recipe or set_):
+        raise CnnedgeError("--resume continues a run with its saved recipe; drop --recipe/--set")
+    r = None
+    if resume is None:
+        if not recipe:
+            raise CnnedgeError("give --recipe NAME (see `cnnedge recipes`) or --resume RUN_DIR")
+        r = rc.apply_overrides(rc.load_recipe(recipe), set_)
+    run_dir_box = []
+    try:
+        res = tr.train(r, runs_dir=runs_dir, name=name, overwrite=overwrite, resume=resume,
+                       strategy=strategy, logical_cpus=logical_cpus,
+                       on_run_dir=run_dir_box.append)
+    except KeyboardInterrupt:
+        if run_dir_box:
+            err_console.print(f"interrupted; continue with: cnnedge train --resume {run_dir_box[0]}",
+                              markup=False, soft_wrap=True)
+        raise typer.Exit(130)
+    s = res.summary
+    console.print(f"[bold green]done[/]: {s['recipe']} {s['model']} params={s['params']:,} "
+                  f"MACs/image={s['macs_per_image']:,} {s['eval_split']} accuracy="
+                  f"{s['test_accuracy']:.4f} ({s['test_images']:,} images), "
+                  f"{s['train_minutes']} min", soft_wrap=True)
+    if "qat_test_accuracy" in s:
+        console.print(f"QAT ({s['qat_epochs']} epochs): {s['eval_split']} accuracy "
+                      f"{s['qat_test_accuracy']:.4f} -> {Run.MODELS['qat']}", soft_wrap=True)
+    d = res.run_dir
+    console.print(f"run: {d}/  (models, metrics, curves, confusion matrix, summary)",
+                  soft_wrap=True)
+    console.print(f"next: cnnedge export {d}   (or: cnnedge eval {d})", soft_wrap=True)
+
+
+@app.command("quantize")
+def quantize_cmd(
+    run: Path = typer.Argument(..., help="A finished run directory (with its best model)."),
+    epochs: Optional[int] = typer.Option(None, help="QAT epochs (default: the recipe's qat.epochs)."),
+    lr: Optional[float] = typer.Option(None, help="QAT learning rate (default: recipe's qat.lr)."),
+):
+    """Quantization-aware fine-tuning of a run.
+
+    Writes qat.h5 and adds qat_* fields to summary.json.
+    """
+    from cnnedge.run import Run
+    from cnnedge.train import fine_tune_qat
+
+    s = fine_tune_qat(run, epochs=epochs, lr=lr)
+    console.print(f"QAT: {s['qat_epochs']} epochs, best val {s['qat_best_val_accuracy']:.4f}, "
+                  f"test accuracy {s['qat_test_accuracy']:.4f} (float "
+                  f"{s.get('test_accuracy', float('nan')):.4f}) -> {Run(run).model_path('qat')}",
+                  soft_wrap=True)
+
+
+@app.command("eval")
+def eval_cmd(
+    run: Path = typer.Argument(..., help="Run directory or .keras model file."),
+    split: str = typer.Option("test", help="Split to evaluate."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset (needed for a bare model file)."),
+    data_dir: Optional[Path] = DataDir,
+    batch_size: int = typer.Option(256, help="Batch size."),
+    n: Optional[int] = typer.Option(None, "-n", help="Only the first N images."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write eval JSON (+ .png)."),
+    tta: str = typer.Option("none", help="Test-time augmentation: none | flip (image and its "
+                            "mirror, softmax averaged; 2 forward passes)."),
+):
+    """Accuracy, per-class accuracy, confusion matrix.
+
+    Of a run directory (best.keras on its recipe's data) or a model file (--data).
+    """
+    from rich.table import Table
+
+    from cnnedge import evaluate
+
+    ev = evaluate.evaluate_run(run, split=split, dataset=data, data_dir=data_dir,
+                               batch_size=batch_size, take=n, out=out, tta=tta)
+    table = Table("class", "accuracy", "images")
+    conf = ev["confusion"]
+    for name_, acc, row in zip(ev["class_names"], ev["per_class_accuracy"], conf):
+        table.add_row(name_, f"{acc:.4f}", f"{sum(row):,}")
+    console.print(table)
+    with_tta = " with flip TTA" if tta == "flip" else ""
+    console.print(f"{ev['split']} accuracy{with_tta}: [bold]{ev['accuracy']:.4f}[/] on "
+                  f"{ev['n']:,} images")
+    if out:
+        console.print(f"wrote {out} and {Path(out).with_suffix('.png')}")
+
+
+@app.command("models")
+def models_cmd():
+    """List registered model architectures."""
+    from cnnedge import models
+
+    for m in models.list_models():
+        console.print(f"{m:24s} {models.model_help(m)}", markup=False, soft_wrap=True)
+
+
+@app.command("recipes")
+def recipes_cmd():
+    """List shipped recipes."""
+    from cnnedge import recipe as rc
+
+    for name_ in rc.list_recipes():
+        r = rc.load_recipe(name_)
+        console.print(f"{name_:32s} {r.description}", markup=False, soft_wrap=True)

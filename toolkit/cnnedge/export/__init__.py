@@ -1,0 +1,162 @@
+"""`cnnedge export`: a run (or a .keras/.h5 model) -> TFLite and ONNX artifacts with metadata.
+
+    export("runs/fashion_mnist/exp")                       # every format × precision + parity
+    export("runs/fashion_mnist/exp", formats=["onnx"], precisions=["int8"], verify=0)
+    export("model.keras", precisions=["int8"], calibration="fashion-mnist")
+
+File names, formats and precisions come from the artifact table (:mod:`cnnedge.artifacts`); each
+format has one writer module (:mod:`.tflite`, :mod:`.onnx`). Files are staged in a temporary
+folder and renamed into ``<run>/export/`` only when every requested artifact was written, so a
+failure leaves nothing partial behind. For a run, the written files then get the same quick
+parity check as the CLI (:func:`cnnedge.verify.verify` on ``verify`` test images).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnnedge import artifacts
+from cnnedge.errors import CnnedgeError
+from cnnedge.export import onnx as _onnx
+from cnnedge.export import tflite as _tflite
+from cnnedge.export.job import Job, resolve
+from cnnedge.utils import split_list
+
+PRECISIONS = ("fp32", "fp16", "int8")
+INT8_METHODS = ("tflite", "qdq")
+WRITERS = {"tflite": _tflite.writers, "onnx": _onnx.writers}  # one per format of the table
+QUICK_VERIFY_IMAGES = 512
+
+
+@dataclass
+class ExportResult:
+    """The written files (one dict each: path, format, precision, bytes, source, seconds), the
+    output folder and the quick parity report (None when skipped). Iterates over the files."""
+
+    artifacts: list[dict]
+    out_dir: Path
+    verify: dict | None = None
+    passed: bool = field(init=False)
+
+    def __post_init__(self):
+        self.passed = self.verify is None or bool(self.verify["passed"])
+
+    def __iter__(self):
+        return iter(self.artifacts)
+
+    def __len__(self):
+        return len(self.artifacts)
+
+    def __getitem__(self, i):
+        return self.artifacts[i]
+
+
+def list_formats() -> list[str]:
+    return [f for f in artifacts.formats() if f in WRITERS]
+
+
+def format_precisions(name: str) -> tuple[str, ...]:
+    if name not in WRITERS:
+        raise _bad("export format", name, list_formats())
+    return tuple(artifacts.precisions(name))
+
+
+def _bad(what, name, valid) -> CnnedgeError:
+    return CnnedgeError(f"unknown {what} '{name}'; valid: {', '.join(valid)}, all")
+
+
+def _names(values, valid: Sequence[str], what: str) -> list[str]:
+    out: list[str] = []
+    for part in (p.lower() for p in split_list(values)):
+        if part == "all":
+            out.extend(valid)
+        elif part not in valid:
+            raise _bad(what, part, valid)
+        else:
+            out.append(part)
+    out = list(dict.fromkeys(out))
+    if not out:
+        raise CnnedgeError(f"no {what} given; valid: {', '.join(valid)}, all")
+    return out
+
+
+def export(run_or_model, *, formats: Sequence[str] | str = ("tflite", "onnx"),
+           precisions: Sequence[str] | str = PRECISIONS, out_dir=None, calibration=None,
+           opset: int = 17, int8_method: str = "tflite", calibration_images: int | None = None,
+           verify: int = QUICK_VERIFY_IMAGES, threads: int = 0) -> ExportResult:
+    """Export a run directory or a .keras/.h5 model (see the module docstring).
+
+    ``calibration``: a dataset name/path or uint8 images [N, H, W, C] for int8 (a run uses its
+    recipe's train split). Unsupported format×precision pairs are skipped (ONNX has no fp16);
+    a precision no requested format supports is an error. ``verify``: test images of the quick
+    parity check after exporting a run (0: skip).
+    """
+    fmts = _names(formats, list_formats(), "export format")
+    precs = _names(precisions, PRECISIONS, "precision")
+    if int8_method not in INT8_METHODS:
+        raise CnnedgeError(f"unknown int8_method '{int8_method}'; valid: {', '.join(INT8_METHODS)}")
+    for p in precs:
+        if not any(p in format_precisions(f) for f in fmts):
+            raise CnnedgeError(f"precision {p} is not supported by {', '.join(fmts)}; "
+                               + "; ".join(f"{f}: {', '.join(format_precisions(f))}"
+                                           for f in fmts))
+    if not 7 <= int(opset) <= 21:
+        raise CnnedgeError(f"ONNX opset must be between 7 and 21, got {opset}")
+    if int(verify) < 0:
+        raise CnnedgeError(f"verify must be >= 0 test images, got {verify}")
+    job = resolve(run_or_model, calibration, opset, int8_method, calibration_images)
+    if "int8" in precs and job.calibration is None:
+        raise CnnedgeError("int8 export needs calibration data: pass --data <dataset name or "
+                           "path> (calibration=...) or export a run directory")
+    out_dir = _out_dir(job, out_dir)
+    results = _write(job, [(f, p) for f in fmts for p in precs if p in format_precisions(f)],
+                     out_dir)
+    report = None
+    if verify and job.run is not None:
+        from cnnedge.verify import verify as parity
+
+        report = parity(job.run.path, n=int(verify), artifacts=[r["path"] for r in results],
+                        threads=threads, write=False)
+    return ExportResult(results, out_dir, report)
+
+
+def _out_dir(job: Job, out_dir) -> Path:
+    if out_dir:
+        return Path(out_dir)
+    if job.run is not None:
+        return job.run.export_dir
+    return job.float_path.parent / f"{job.float_path.stem}_export"
+
+
+def _write(job: Job, plan, out_dir: Path) -> list[dict]:
+    """Write every (format, precision) of ``plan`` into a staging folder, then move into place."""
+    created_dir = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".export.", dir=out_dir))
+    results = []
+    try:
+        for f, p in plan:
+            for row, write in WRITERS[f](job, p):
+                t0 = time.time()
+                tmp = stage / row.filename
+                meta = write(tmp)
+                results.append({"path": out_dir / row.filename, "format": f, "precision": p,
+                                "bytes": tmp.stat().st_size, "source": meta["source"],
+                                "seconds": round(time.time() - t0, 2), "_tmp": tmp})
+        for r in results:  # everything written: move into place
+            Path(r.pop("_tmp")).replace(r["path"])
+            r["path"] = str(r["path"])
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created_dir:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
+    return results

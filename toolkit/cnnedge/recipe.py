@@ -9,7 +9,6 @@ no ``eval``, values are parsed by the field's declared type (dict fields take a 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 import importlib.util
 import pkgutil
@@ -23,6 +22,7 @@ from typing import Any, Dict, List, Literal, Optional, Tuple
 import yaml
 
 from cnnedge.errors import CnnedgeError
+from cnnedge.utils import atomic_write_text, did_you_mean, unknown
 
 
 @dataclass
@@ -122,9 +122,7 @@ def load_recipe(name_or_path: str) -> Recipe:
         key = name_or_path.replace("-", "_")
         names = list_recipes()
         if key not in names:
-            hint = difflib.get_close_matches(key, names, n=1)
-            did = f"did you mean '{hint[0]}'? " if hint else ""
-            raise CnnedgeError(f"unknown recipe '{name_or_path}'; {did}available: {', '.join(names)}")
+            raise unknown("recipe", name_or_path, names)
         module = importlib.import_module(f"cnnedge.recipes.{key}")
     recipe = getattr(module, "RECIPE", None)
     if not isinstance(recipe, Recipe):
@@ -175,8 +173,6 @@ def _build(cls, d, prefix):
 
 
 def save_yaml(recipe: Recipe, path: Path) -> None:
-    from cnnedge.utils import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(to_dict(recipe), sort_keys=False))
 
 
@@ -222,8 +218,8 @@ def apply_overrides(recipe: Recipe, overrides: List[str]) -> Recipe:
 
 def _unknown_key(key: str, cls, prefix: str) -> str:
     candidates = _all_keys(Recipe)
-    hint = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
-    did = f"; did you mean '{hint[0]}'?" if hint else ""
+    hint = did_you_mean(key, candidates)
+    did = f"; did you mean '{hint}'?" if hint else ""
     local = ", ".join(prefix + f.name for f in dataclasses.fields(cls))
     return f"unknown recipe key '{key}'{did} (valid here: {local})"
 

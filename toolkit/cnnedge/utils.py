@@ -74,14 +74,19 @@ def quiet_stderr(enabled: bool | None = None):
         os.close(devnull)
 
 
-def unknown(what: str, name, choices, *, extra: str = "") -> CnnedgeError:
-    """``unknown <what> 'x'; did you mean 'y'? available: a, b`` as an error to raise."""
+def did_you_mean(name, choices) -> str | None:
+    """The choice closest to a mistyped ``name``, if one is close enough."""
     import difflib
 
-    choices = [str(c) for c in choices]
-    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    return CnnedgeError(f"unknown {what} '{name}'; {hint}available: {', '.join(choices)}{extra}")
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
+def unknown(what: str, name, choices) -> CnnedgeError:
+    """``unknown <what> 'x'; did you mean 'y'? available: a, b`` as an error to raise."""
+    close = did_you_mean(name, choices)
+    hint = f"did you mean '{close}'? " if close else ""
+    return CnnedgeError(f"unknown {what} '{name}'; {hint}available: {', '.join(map(str, choices))}")
 
 
 def split_list(values) -> list[str]:

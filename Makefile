@@ -6,7 +6,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP  := $(VENV)/.installed
 # Datasets the library does not search by itself (CIFAR-10 JPEGs beside the checkout): the
 # commands below and the tests find them through $CNNEDGE_DATA.
-export CNNEDGE_DATA ?= $(abspath ../shared/datasets)
+export CNNEDGE_DATA ?= $(wildcard $(abspath ../shared/datasets))
 
 .PHONY: setup data test test-fast demo lint clean
 

@@ -98,6 +98,7 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] | None = None) -> dict
     names = list(meta["class_names"])
     src = open_source(cfg.source, reconnect=cfg.reconnect, start=False)
     video = log = None
+    ok = False  # outputs are moved into place only when the run ends well
     try:
         roi = cfg.roi if cfg.roi is not None else (1.0 if src.kind == "images" else 0.6)
         pre = Preprocessor(meta, roi=roi, invert=cfg.invert, native_size=cfg.native_size)
@@ -223,13 +224,14 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] | None = None) -> dict
         }
         if log is not None:
             log.write({"summary": summary})
+        ok = True
         return summary
     finally:
         src.close()
         if video is not None:
-            video.close()
+            video.close(commit=ok)
         if log is not None:
-            log.close()
+            log.close(commit=ok)
         if not cfg.headless:
             import cv2
 

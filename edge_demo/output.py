@@ -1,8 +1,14 @@
-"""Outputs of a headless run: the annotated video (encoded in its own thread) and the JSON-lines log."""
+"""Outputs of a headless run: the annotated video (encoded in its own thread) and the JSON-lines log.
+
+Both are written to a hidden temporary file beside their name and renamed into place only when
+the run ends well (``close(commit=True)``): a run that fails half-way leaves no short video or
+log a later step could mistake for a result.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 from pathlib import Path
@@ -28,16 +34,16 @@ class VideoSink:
         self.size = size
         w, h = size
         fps = float(fps) if fps and fps > 0 else 30.0
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC[path.suffix.lower()]), fps,
-                                 (w, h))
+        writer = cv2.VideoWriter(str(_tmp(path)), cv2.VideoWriter_fourcc(*FOURCC[path.suffix.lower()]),
+                                 fps, (w, h))
         if not writer.isOpened() and path.suffix.lower() != ".avi":
             writer.release()
-            path.unlink(missing_ok=True)
+            _tmp(path).unlink(missing_ok=True)
             path = path.with_suffix(".avi")
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+            writer = cv2.VideoWriter(str(_tmp(path)), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
         if not writer.isOpened():
             raise CnnedgeError(f"cannot write video {path}: this OpenCV build has no mp4v/MJPG "
-                               f"encoder; use --no-video (log only)")
+                               f"encoder (or the folder is not writable); use --no-video")
         self.path = path
         self.frames = 0
         self._w = writer
@@ -66,11 +72,13 @@ class VideoSink:
         self._q.put(img)
         self.frames += 1
 
-    def close(self) -> None:
+    def close(self, commit: bool | None = None) -> None:
+        """Flush the encoder; ``commit`` True moves the video into place, False deletes it."""
         if self._t.is_alive():
             self._q.put(None)
             self._t.join()
         self._w.release()
+        _finish(self.path, commit)
 
 
 class JsonLog:
@@ -79,7 +87,7 @@ class JsonLog:
     def __init__(self, path):
         path = Path(path)
         try:
-            self._f = open(path, "w", buffering=1 << 16)  # noqa: SIM115 - closed in close()
+            self._f = open(_tmp(path), "w", buffering=1 << 16)  # noqa: SIM115 - closed in close()
         except OSError as e:
             raise CnnedgeError(f"cannot write log {path}: {e.strerror}") from e
         self.path = path
@@ -87,5 +95,17 @@ class JsonLog:
     def write(self, rec: dict) -> None:
         self._f.write(json.dumps(rec, separators=(",", ":")) + "\n")
 
-    def close(self) -> None:
+    def close(self, commit: bool | None = None) -> None:
         self._f.close()
+        _finish(self.path, commit)
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.tmp{path.suffix}")  # the suffix picks the container
+
+
+def _finish(path: Path, commit: bool | None) -> None:
+    if commit is True and _tmp(path).exists():
+        os.replace(_tmp(path), path)
+    elif commit is False:
+        _tmp(path).unlink(missing_ok=True)

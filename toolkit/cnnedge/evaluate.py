@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from cnnedge.errors import CnnedgeError
-from cnnedge.utils import atomic_path
+from cnnedge.utils import atomic_path, check_writable
 
 TTA = ("none", "flip")
 
@@ -68,6 +68,8 @@ def evaluate_run(run_or_model, *, split: str = "test", dataset: Optional[str] = 
     from cnnedge import data, models
     from cnnedge.run import Run
 
+    if out is not None:
+        check_writable(Path(out).parent, "evaluation report")
     path = Path(run_or_model)
     if path.is_dir():
         run = Run(path).require("float", hint="is it a finished cnnedge run?")

@@ -99,6 +99,49 @@ class Recipe:
     distill: DistillConfig = field(default_factory=DistillConfig)
 
 
+# ------------------------------------------------------------------------------ ranges
+def _in(lo, hi, lo_open=False, hi_open=True, optional=False):
+    def ok(v):
+        if v is None:
+            return optional
+        return (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi)
+    return ok
+
+
+_INF = float("inf")
+# what `check` enforces before a run starts: (key, test, what the value must be)
+RANGES = (
+    ("data.val_fraction", _in(0, 1), "in [0, 1)"),
+    ("data.image_size", lambda v: v is None or min(v) >= 1, "two sizes >= 1, or none"),
+    ("optim.lr", _in(0, _INF, lo_open=True), "> 0"),
+    ("optim.weight_decay", _in(0, _INF), ">= 0"),
+    ("optim.momentum", _in(0, 1), "in [0, 1)"),
+    ("optim.warmup_epochs", _in(0, _INF), ">= 0"),
+    ("train.epochs", _in(1, _INF), ">= 1"),
+    ("train.batch_size", _in(1, _INF), ">= 1"),
+    ("train.label_smoothing", _in(0, 1), "in [0, 1)"),
+    ("train.steps_per_epoch", _in(1, _INF, optional=True), ">= 1, or none (one pass)"),
+    ("train.eval_images", _in(1, _INF, optional=True), ">= 1, or none (the whole split)"),
+    ("qat.epochs", _in(1, _INF), ">= 1"),
+    ("qat.lr", _in(0, _INF, lo_open=True), "> 0"),
+    ("qat.calibration_images", _in(1, _INF), ">= 1"),
+    ("distill.temperature", _in(0, _INF, lo_open=True), "> 0"),
+    ("distill.alpha", _in(0, 1, hi_open=False), "in [0, 1]"),
+)
+
+
+def check(recipe: Recipe) -> Recipe:
+    """Refuse values outside their range (one line naming the key) before anything runs."""
+    for key, ok, what in RANGES:
+        value = recipe
+        for part in key.split("."):
+            value = getattr(value, part)
+        if not ok(value):
+            raise CnnedgeError(f"recipe {recipe.name}: {key}={value!r} is out of range; it must "
+                               f"be {what}")
+    return recipe
+
+
 # ----------------------------------------------------------------------------- lookup
 def list_recipes() -> List[str]:
     import cnnedge.recipes as pkg

@@ -104,15 +104,39 @@ class Run:
     @classmethod
     def create(cls, runs_dir, recipe_name: str, name: str | None = None,
                overwrite: bool = False) -> Run:
+        """A new, empty run directory. With ``overwrite`` an existing run is moved aside to
+        ``<name>.old`` (not deleted): :meth:`started` deletes it once the new run has finished
+        an epoch, :meth:`discard` puts it back if the new run fails before that."""
         path = Path(runs_dir) / recipe_name / (name or "exp")
-        if path.exists() and any(path.iterdir()):
-            if not overwrite:
-                raise CnnedgeError(
-                    f"run directory {path} already exists; pick another --name, pass --overwrite, "
-                    f"or continue it with: cnnedge train --resume {path}")
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
+        old = path.with_name(path.name + ".old")
+        try:
+            if path.exists() and any(path.iterdir()):
+                if not overwrite:
+                    raise CnnedgeError(
+                        f"run directory {path} already exists; pick another --name, pass "
+                        f"--overwrite, or continue it with: cnnedge train --resume {path}")
+                if old.exists():
+                    raise CnnedgeError(f"{old} exists (an earlier --overwrite that did not finish "
+                                       f"an epoch): move it back to {path} or delete it first")
+                path.rename(old)
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CnnedgeError(f"cannot create run directory {path}: {e.strerror or e}") from e
         return cls(path)
+
+    def started(self) -> None:
+        """The run has finished an epoch: the run it replaced (``--overwrite``) goes now."""
+        old = self.path.with_name(self.path.name + ".old")
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+
+    def discard(self) -> None:
+        """Remove a run that failed before its first epoch ended, and put back the run it was
+        replacing: a failed start leaves nothing behind."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        old = self.path.with_name(self.path.name + ".old")
+        if old.is_dir() and not self.path.exists():
+            old.rename(self.path)
 
     @classmethod
     def model_file(cls, path, what: str) -> Path:

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import List, Optional
 
 from cnnedge.errors import CnnedgeError
-from cnnedge.recipe import Recipe
+from cnnedge.recipe import Recipe, check
 from cnnedge.run import Run, eval_split, open_data
-from cnnedge.utils import atomic_path, environment
+from cnnedge.utils import atomic_path, check_writable, environment
 
 
 @dataclass
@@ -190,6 +190,7 @@ def _make_checkpointer(run: Run, state: dict):
             run.append_metrics(row)
             state["epoch"] = epoch + 1
             run.write_state(state)
+            run.started()  # a run this one replaces (--overwrite) can go now
 
     return RunCheckpoint()
 
@@ -210,9 +211,18 @@ def _verbose(verbose: Optional[int]) -> int:
 
 # ----------------------------------------------------------------------------- train
 def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[str] = None,
-          overwrite: bool = False, resume=None, strategy: str = "none", logical_cpus: int = 0,
-          verbose: Optional[int] = None, on_run_dir=None) -> TrainResult:
-    """Train ``recipe`` into ``runs_dir/<recipe>/<name>/`` or continue the run at ``resume``."""
+          overwrite: bool = False, resume=None, from_best: bool = False, strategy: str = "none",
+          logical_cpus: int = 0, verbose: Optional[int] = None, on_run_dir=None) -> TrainResult:
+    """Train ``recipe`` into ``runs_dir/<recipe>/<name>/`` or continue the run at ``resume``
+    (``from_best``: from its best checkpoint instead of the last one).
+
+    Everything is checked before the run directory is created or an old one (``overwrite``) is
+    moved aside: recipe ranges, data, model name and options, input size, teachers, weights.
+    A new run that fails before its first epoch ends leaves nothing behind.
+    """
+    if int(logical_cpus) < 0:
+        raise CnnedgeError(f"--logical-cpus must be >= 0, got {logical_cpus}")
+    run = None
     if resume is not None:
         run = Run(resume)
         state = run.state
@@ -220,55 +230,108 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
         if state.get("finished"):
             raise CnnedgeError(f"run {run.path} already finished ({state['epoch']} epochs); "
                                f"nothing to resume")
-        if not run.has("last"):
-            state = {"epoch": 0}  # killed before the first epoch ended: start over in place
+        state = _resume_point(run, state, from_best)
+    elif recipe is None:
+        raise CnnedgeError("train() needs a recipe or resume=<run dir>")
     else:
-        if recipe is None:
-            raise CnnedgeError("train() needs a recipe or resume=<run dir>")
-        if recipe.distill.teachers:  # before the run directory exists
-            from cnnedge.distill import check_config
-
-            check_config(recipe.distill)
-        if recipe.model.weights:
-            Run.model_file(recipe.model.weights, "model.weights")
-        run = Run.create(runs_dir, recipe.name, name, overwrite)
         state = {"epoch": 0}
-    if on_run_dir:
-        on_run_dir(run.path)
+    check(recipe)
+    check_writable(run.path if run is not None else Path(runs_dir), "run")
 
     dist = build_strategy(strategy, logical_cpus)  # before any other TF op (logical CPUs)
-    from cnnedge import models
-    from cnnedge.backend import keras, set_seed
+    from cnnedge.backend import set_seed
 
     set_seed(recipe.train.seed + state["epoch"])
     src = open_data(recipe)
-    info = src.info
     teachers = None
     if not state.get("float_done"):
         from cnnedge.distill import teachers_for
 
-        teachers = teachers_for(recipe, info)
+        teachers = teachers_for(recipe, src.info)
     train_ds, val_ds, steps = datasets(src, recipe, teachers)
+    model = None
+    if not state.get("float_done"):
+        with dist.scope():
+            model = _model(run, recipe, src, state, steps, teachers, from_best)
+    new = run is None
+    if new:
+        run = Run.create(runs_dir, recipe.name, name, overwrite)
+    if on_run_dir:
+        on_run_dir(run.path)
+    try:
+        return _train(run, recipe, src, state, model, (train_ds, val_ds, steps),
+                      strategy=strategy, dist=dist, verbose=verbose)
+    except BaseException:
+        if new and state["epoch"] == 0:
+            run.discard()
+        raise
 
+
+def _resume_point(run: Run, state: dict, from_best: bool) -> dict:
+    """Where a resumed run continues; never silently from scratch when epochs were done."""
+    done = state.get("epoch", 0)
+    if from_best:
+        if not run.has("float") or not state.get("best_epoch"):
+            raise CnnedgeError(f"cannot resume {run.path} --from-best: it has no best checkpoint "
+                               f"yet; start over with --overwrite")
+        return {**state, "epoch": int(state["best_epoch"]), "float_done": False}
+    if done and not state.get("float_done") and not run.has("last"):
+        raise CnnedgeError(f"cannot resume {run.path}: {run.model_path('last').name} is missing "
+                           f"after {done} epochs; continue from the best checkpoint with "
+                           f"--from-best, or start over with --overwrite")
+    if not run.has("last") and not state.get("float_done"):
+        return {**state, "epoch": 0}  # killed before the first epoch ended: nothing was done
+    return state
+
+
+def _model(run, recipe, src, state, steps, teachers, from_best):
+    """The model to train: restored from the run, or built from the recipe and checked against
+    the data (classes, channels, smallest image) before any file is written."""
+    from cnnedge import models
+
+    info = src.info
+    if run is not None and state["epoch"] > 0:
+        kind = "float" if from_best else "last"
+        try:
+            model = models.load_model(run.model_path(kind), compile=not from_best)
+        except CnnedgeError as e:
+            raise CnnedgeError(f"cannot resume {run.path}: {e}; continue from the best "
+                               f"checkpoint with --from-best, or start over with --overwrite")
+        if from_best:  # a fresh optimizer that continues the LR schedule where best.keras was
+            compile_model(model, recipe, steps, distill=bool(teachers))
+            model.optimizer.iterations.assign(state["epoch"] * steps)
+        return model
+    model = models.create_model(recipe.model.name, num_classes=len(info.class_names),
+                                channels=info.channels, **recipe.model.kwargs)
+    models.check_input_size(model, (*_smallest_image(src), info.channels))
+    if recipe.model.weights:
+        init_weights(model, recipe.model.weights)
+    compile_model(model, recipe, steps, distill=bool(teachers))
+    return model
+
+
+def _smallest_image(src) -> tuple:
+    """(H, W) of the smallest training image (the fixed size, or the minimum of each side)."""
+    shapes = src.split_index("train").shapes
+    if shapes is not None and len(shapes):
+        return int(shapes[:, 0].min()), int(shapes[:, 1].min())
+    return tuple(src.info.image_size or (None, None))
+
+
+def _train(run, recipe, src, state, model, data, *, strategy, dist, verbose):
+    """The phases of a checked run: float epochs, evaluation and summary, then QAT."""
+    from cnnedge.backend import keras
+
+    train_ds, val_ds, steps = data
     if state["epoch"] == 0:
         run.save_recipe(recipe)
         run.write_env({**environment(), "seed": recipe.train.seed, "strategy": strategy,
                        "replicas": dist.num_replicas_in_sync, "devices": _devices(dist)})
-        run.write_labels(info.class_names)
+        run.write_labels(src.info.class_names)
         state.update(recipe=recipe.name, phase="float", finished=False)
         run.write_state(state)
-
     verbose = _verbose(verbose)
     if not state.get("float_done"):
-        with dist.scope():
-            if state["epoch"] > 0:
-                model = models.load_model(run.model_path("last"), compile=True)
-            else:
-                model = models.create_model(recipe.model.name, num_classes=len(info.class_names),
-                                            channels=info.channels, **recipe.model.kwargs)
-                if recipe.model.weights:
-                    init_weights(model, recipe.model.weights)
-                compile_model(model, recipe, steps, distill=bool(teachers))
         if verbose and dist.num_replicas_in_sync > 1:
             print(f"{type(dist).__name__}: {dist.num_replicas_in_sync} replicas "
                   f"({', '.join(_devices(dist))})", flush=True)
@@ -344,7 +407,8 @@ def fine_tune_qat(run, *, epochs: Optional[int] = None, lr: Optional[float] = No
     from cnnedge.distill import teachers_for
     from cnnedge.quantize import apply_qat, calibrate_ranges, input_range, representative_images, save_qat
 
-    run = Run(run).require("float")
+    run = (run if isinstance(run, Run) else Run(run)).require("float")
+    check_writable(run.path, "QAT model")
     recipe = run.recipe
     epochs = recipe.qat.epochs if epochs is None else epochs
     lr = recipe.qat.lr if lr is None else lr

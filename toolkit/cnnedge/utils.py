@@ -99,6 +99,16 @@ def split_list(values) -> list[str]:
     return [part.strip() for v in values for part in str(v).split(",") if part.strip()]
 
 
+def check_writable(path, what: str = "output") -> Path:
+    """Fail before the work, not after it: ``path`` (a folder, or the first existing folder
+    above it) must be writable."""
+    path = Path(path)
+    folder = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise CnnedgeError(f"cannot write the {what} to {path}: {folder} is not a writable folder")
+    return path
+
+
 def _cleanup(tmp):
     with contextlib.suppress(OSError):
         if os.path.isdir(tmp):

@@ -18,7 +18,7 @@ import numpy as np
 
 from cnnedge.errors import CnnedgeError
 from cnnedge.run import Run
-from cnnedge.utils import atomic_write_json, atomic_write_text
+from cnnedge.utils import atomic_write_json, atomic_write_text, check_writable
 
 # int8-ptq: post-training quantization of the float model, held against the float model; it is
 # the comparison point for QAT, so its bar is lower.
@@ -78,6 +78,8 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
     from cnnedge import runtime
 
     run = Run(run_dir).require("float", hint="verify takes a trained run directory")
+    if write:
+        check_writable(run.path, "parity report")
     th = dict(DEFAULT_THRESHOLDS, **(thresholds or {}))
     if artifacts is None:
         artifacts = run.artifacts()

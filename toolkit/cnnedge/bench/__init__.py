@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from cnnedge import artifacts
 from cnnedge.bench.mcu import greedy_plan, tflite_memory_estimate
 from cnnedge.bench.options import (
     BATCH_SIZES,
@@ -48,6 +49,8 @@ from cnnedge.bench.report import (
 from cnnedge.bench.targets import Target, open_targets, resolve_targets, save_test_images
 from cnnedge.bench.worker import FAILED, OK, QUICK, UNAVAILABLE, Timing, run_row, spawn
 from cnnedge.errors import CnnedgeError
+from cnnedge.run import Run
+from cnnedge.utils import check_writable
 
 __all__ = ["BATCH_SIZES", "COLUMNS", "QUICK", "Timing", "bench", "bench_runtimes", "command_line",
            "compare_table", "failure_lines", "greedy_plan", "parse_batch_sizes", "parse_gates",
@@ -59,12 +62,12 @@ QUICK_MAX_IMAGES = 1000
 
 
 def _row(t: Target, bench_name: str, threads) -> dict:
-    meta = t.meta or {}
-    summary = t.run.summary if t.run is not None else {}
+    meta, summary = t.meta or {}, t.summary
     row = {c: None for c in COLUMNS}
     table_row = t.row
     row.update(artifact=t.name, runtime=bench_name, threads=threads,
-               format=meta.get("format") or (table_row.format if table_row else None),
+               format=meta.get("format") or (table_row.format if table_row
+                                             else t.path.suffix.lower().lstrip(".")),
                precision=meta.get("precision") or (table_row.precision if table_row else None),
                path=str(t.path), file_bytes=t.path.stat().st_size if t.path.is_file() else None,
                params=meta.get("params", summary.get("params")),
@@ -88,7 +91,7 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
 
     gates = parse_gates(fail_under)
     if ("speed" in gates or "throughput" in gates) and not compare:
-        raise CnnedgeError("--fail-under speed=/throughput= needs --compare with an earlier bench report")
+        raise CnnedgeError(f"--fail-under speed=/throughput= needs --compare OTHER/{Run.BENCH[0]}")
     baseline = load_baseline(compare) if compare else None
     keep = select_runtimes(runtimes)
     thread_list = parse_threads(threads)
@@ -100,6 +103,9 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
         n = QUICK_MAX_IMAGES
     paths, run = resolve_targets(targets)
     out_dir = Path(out) if out else (run.path if run is not None else Path.cwd())
+    write = write and (out is not None or any(p.is_file() for p in paths))  # no report of nothing
+    if write:
+        check_writable(out_dir, "bench report")
     files = open_targets(paths)
 
     notes: list[str] = []
@@ -168,7 +174,8 @@ def _rows_of(t: Target, keep, thread_list, sizes, timing, data_by_run, workdir, 
     if keep is not None:
         plan = [p for p in plan if p[0] in keep]
     mcu = None
-    if t.error is None and t.row is not None and t.row.format == "tflite":
+    if t.error is None and t.path.suffix.lower() in {a.suffix for a in artifacts.TABLE
+                                                     if a.format == "tflite"}:
         try:
             mcu = tflite_memory_estimate(t.path)
         except CnnedgeError as e:

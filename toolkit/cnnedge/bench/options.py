@@ -41,7 +41,8 @@ def select_runtimes(names) -> list[str] | None:
         elif part in valid:
             out.append(part)
         else:
-            raise unknown("runtime", part, valid)
+            raise unknown("runtime", part, [*valid, *(n for n in runtime.list_runtimes()
+                                                       if n not in valid)])
     return list(dict.fromkeys(out))
 
 

@@ -59,7 +59,7 @@ def load_baseline(path) -> dict:
     except ValueError as e:
         raise CnnedgeError(f"--compare: {path} is not valid JSON: {e}") from e
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
-        raise CnnedgeError(f"--compare: {path} is not a bench report (no 'rows' list)")
+        raise CnnedgeError(f"--compare: {path} is not a {Run.BENCH[0]} (no 'rows' list)")
     data["_path"] = str(path)
     return data
 

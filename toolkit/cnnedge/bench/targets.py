@@ -26,11 +26,22 @@ class Target:
 
     @property
     def row(self):
-        """The artifact table row (format, precision) of this file, or None if unknown."""
-        try:
-            return artifacts.lookup(self.path)
-        except CnnedgeError:
-            return None
+        """The artifact table row (format, precision) of this file by its name, or None."""
+        if self.path.name == Run.MODELS["qat"]:
+            return artifacts.get("keras-qat")
+        if self.path.suffix.lower() in (".keras", ".h5"):
+            return artifacts.get("keras")
+        return next((a for a in artifacts.exported() if a.filename == self.path.name), None)
+
+    @property
+    def summary(self) -> dict:
+        """The summary of the file's run ({} when there is none or it cannot be read)."""
+        if not hasattr(self, "_summary"):
+            try:
+                self._summary = self.run.summary if self.run is not None else {}
+            except CnnedgeError:
+                self._summary = {}
+        return self._summary
 
 
 def _order(p: Path) -> tuple:

@@ -1,6 +1,6 @@
 """One benchmark row, measured in a process of its own: timing, accuracy and memory.
 
-``python -m cnnedge.bench.worker SPEC.json`` runs :func:`run_row` and writes its result JSON;
+``python -m cnnedge.bench SPEC.json`` runs :func:`run_row` and writes its result JSON;
 :func:`spawn` starts it and turns a crash or a hang into a failed row. Timer:
 ``time.perf_counter_ns`` around the runtime call alone (``runner.run_prepared(x)`` on inputs
 prepared beforehand in the artifact's own dtype). Warm-up calls are not timed. Memory: the peak
@@ -45,7 +45,6 @@ class Timing:
 
 QUICK = Timing(min_runs=50, min_seconds=0.0, max_seconds=0.3, batch_min_runs=3,
                batch_min_seconds=0.0, batch_max_seconds=0.3, warmup_runs=3, warmup_seconds=0.0)
-QUICK_MAX_IMAGES = 1000
 
 
 def _rss_kb(field: str) -> int | None:
@@ -196,7 +195,7 @@ def spawn(spec: dict, workdir: Path, timeout: float) -> dict:
     spec_path.write_text(json.dumps(spec))
     env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]), PYTHONHASHSEED="0")
     try:
-        proc = subprocess.run([sys.executable, "-m", "cnnedge.bench.worker", str(spec_path)],
+        proc = subprocess.run([sys.executable, "-m", "cnnedge.bench", str(spec_path)],
                               capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"status": FAILED, "reason": f"timed out after {timeout:.0f} s"}
@@ -222,13 +221,10 @@ def spawn(spec: dict, workdir: Path, timeout: float) -> dict:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m cnnedge.bench.worker SPEC.json", file=sys.stderr)
+        print("usage: python -m cnnedge.bench SPEC.json", file=sys.stderr)
         return 2
     spec = json.loads(Path(argv[0]).read_text())
     res = run_row(spec)
     Path(spec["result"]).write_text(json.dumps(res))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -57,6 +57,12 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def run() -> None:
+    import signal
+
+    def terminate(signum, frame):  # SIGTERM unwinds like Ctrl-C: temporary outputs are removed
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
     sys.exit(main())
 
 

@@ -50,6 +50,9 @@ def export_cmd(
     for r in res:
         t.add_row(str(r["path"]), r["format"], r["precision"], r["source"], kib(r["bytes"]))
     console.print(t)
+    if res.verify_error:
+        err_console.print(f"warning: no quick parity check: {res.verify_error}", markup=False,
+                          soft_wrap=True)
     if res.verify is not None:
         _print_verify(res.verify)
         if not res.passed:
@@ -64,7 +67,8 @@ def export_cmd(
 @app.command("verify")
 def verify_cmd(
     run: Path = typer.Argument(..., help="Run directory with exported models in export/."),
-    n: Optional[int] = typer.Option(None, "-n", help="Only the first N test images (default all)."),
+    n: Optional[int] = typer.Option(None, "-n", help="N test images, a seeded sample stratified "
+                                   "by class (default: all, in file order)."),
     min_int8: float = typer.Option(99.5, help="Minimum int8 top-1 agreement (%) with QAT Keras."),
     min_fp32: float = typer.Option(99.9, help="Minimum fp32 top-1 agreement (%) with Keras."),
     min_fp16: float = typer.Option(99.5, help="Minimum fp16 top-1 agreement (%) with Keras."),
@@ -164,7 +168,8 @@ def bench_cmd(
                                       f"{_BENCH_ROWS}; keras means both keras rows."),
     threads: Optional[str] = typer.Option(None, "--threads", "-t",
                                           help="Thread counts, e.g. 1,2 (default: 1 and all cores)."),
-    n: Optional[int] = typer.Option(None, "-n", help="Test images for accuracy (default: all)."),
+    n: Optional[int] = typer.Option(None, "-n", help="Test images for accuracy: a seeded sample "
+                                   "stratified by class (default: all; --quick: 1,000)."),
     quick: bool = typer.Option(False, "--quick", help="Few timed runs: a smoke test, not numbers "
                                "to report."),
     batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes",
@@ -198,9 +203,10 @@ def bench_cmd(
         err_console.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
     for line in bn.failure_lines(rep):
         err_console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
-    f = rep["files"]
-    console.print(f"wrote {Path(f['json']).name}, {Path(f['csv']).name}, {Path(f['png']).name} "
-                  f"to {rep['out_dir']}", markup=False, highlight=False, soft_wrap=True)
+    if rep["files"]:
+        names = ", ".join(Path(f).name for f in rep["files"].values())
+        console.print(f"wrote {names} to {rep['out_dir']}", markup=False, highlight=False,
+                      soft_wrap=True)
     if rep["exit_code"]:
         raise typer.Exit(rep["exit_code"])
 

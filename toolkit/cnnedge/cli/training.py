@@ -19,8 +19,11 @@ def train_cmd(
                                    help="Override a recipe field: train.epochs=3 (repeatable)."),
     name: Optional[str] = typer.Option(None, help="Run name: runs/<recipe>/<name> (default exp)."),
     runs_dir: Path = typer.Option(Path("runs"), help="Parent folder of run directories."),
-    overwrite: bool = typer.Option(False, help="Replace an existing run directory."),
+    overwrite: bool = typer.Option(False, help="Replace an existing run directory (kept as "
+                                   "<name>.old until the new run has finished an epoch)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory."),
+    from_best: bool = typer.Option(False, "--from-best", help="With --resume: continue from the "
+                                   "best checkpoint (when the last one is missing or damaged)."),
     strategy: str = typer.Option("none", help="none | mirrored | multiworker (tf.distribute)."),
     logical_cpus: int = typer.Option(0, help="Split the CPU into N logical devices (testing "
                                      "--strategy mirrored without GPUs)."),
@@ -35,6 +38,8 @@ def train_cmd(
 
     if resume is not None and (recipe or set_):
         raise CnnedgeError("--resume continues a run with its saved recipe; drop --recipe/--set")
+    if from_best and resume is None:
+        raise CnnedgeError("--from-best goes with --resume RUN_DIR")
     r = None
     if resume is None:
         if not recipe:
@@ -43,11 +48,14 @@ def train_cmd(
     run_dir_box = []
     try:
         res = tr.train(r, runs_dir=runs_dir, name=name, overwrite=overwrite, resume=resume,
-                       strategy=strategy, logical_cpus=logical_cpus,
+                       from_best=from_best, strategy=strategy, logical_cpus=logical_cpus,
                        on_run_dir=run_dir_box.append)
     except KeyboardInterrupt:
-        if run_dir_box:
+        if run_dir_box and (Path(run_dir_box[0]) / Run.STATE).is_file():
             err_console.print(f"interrupted; continue with: cnnedge train --resume {run_dir_box[0]}",
+                              markup=False, soft_wrap=True)
+        elif run_dir_box:
+            err_console.print("interrupted before the first epoch ended; nothing was kept",
                               markup=False, soft_wrap=True)
         raise typer.Exit(130)
     s = res.summary

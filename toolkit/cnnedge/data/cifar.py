@@ -128,6 +128,9 @@ _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    # protocol-2 pickles written by Python 3 store bytes as _codecs.encode(text, "latin1"):
+    # it only turns a string into bytes
+    ("_codecs", "encode"),
 }
 
 
@@ -139,6 +142,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
         if module == "numpy":
             return getattr(np, name)
+        if module == "_codecs":
+            import codecs
+
+            return codecs.encode
         try:
             from numpy._core import multiarray
         except ImportError:  # NumPy 1.x

@@ -118,12 +118,25 @@ def _list_images(class_dir: Path) -> list[str]:
     return [os.path.join(class_dir, n) for n in sorted(names)]
 
 
+IGNORED_DIRS = ("__MACOSX",)  # archive metadata extracted beside the real folders
+
+
 def _subdirs(folder: Path) -> list[str]:
+    """Class folders: visible sub-folders; a link back to the folder itself or above it is an
+    error (it would turn the dataset into one more class)."""
     try:
         with os.scandir(folder) as it:
-            return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+            entries = [e for e in it if e.is_dir() and not e.name.startswith(".")
+                       and e.name not in IGNORED_DIRS]
     except OSError as e:
         raise CnnedgeError(f"{folder}: cannot list ({e.strerror or e})") from None
+    here = Path(folder).resolve()
+    for e in entries:
+        target = Path(e.path).resolve()
+        if e.is_symlink() and (target == here or target in here.parents):
+            raise CnnedgeError(f"{e.path}: a link to {target}, which holds this folder; remove "
+                               f"it (class folders must hold images)")
+    return sorted(e.name for e in entries)
 
 
 def scan_layout(root: Path) -> tuple[tuple[str, ...], dict[str, list[tuple[str, int]]]]:
@@ -153,7 +166,11 @@ def scan_layout(root: Path) -> tuple[tuple[str, ...], dict[str, list[tuple[str, 
             if c not in lookup:
                 raise CnnedgeError(f"{sroot / c}: class folder not present in "
                                    f"{roots.get('train', root)}")
-            items += [(p, lookup[c]) for p in _list_images(sroot / c)]
+            images = _list_images(sroot / c)
+            if not images and split == "train":  # an empty class would still be trained on
+                raise CnnedgeError(f"{sroot / c}: class folder holds no images "
+                                   f"({', '.join(EXTENSIONS)}); add images or remove it")
+            items += [(p, lookup[c]) for p in images]
         if not items:
             raise CnnedgeError(f"{sroot}: no images ({', '.join(EXTENSIONS)}) in its class folders")
         splits[split] = items

@@ -153,8 +153,11 @@ def pack(source: Source, out_dir: str, *, shards: int = 8, overwrite: bool = Fal
                                "overwrite it")
     remote = "://" in out_dir
     work = out_dir if remote else f"{out_dir}.partial-{os.getpid()}"
-    if gfile.exists(work) and not remote:
-        gfile.rmtree(work)
+    if not remote:  # what killed packs (of any process no longer running) left behind
+        for stale in gfile.glob(f"{out_dir}.partial-*"):
+            pid = stale.rsplit("-", 1)[-1]
+            if stale == work or not pid.isdigit() or not os.path.exists(f"/proc/{pid}"):
+                gfile.rmtree(stale)
     if remote and gfile.exists(out_dir):
         gfile.rmtree(out_dir)
     gfile.makedirs(work)

@@ -151,6 +151,8 @@ def open_dataset(spec, *, data_dir=None, val_fraction: float = 0.0, seed: int = 
     """Open a dataset by name or path; nothing is read beyond headers and labels."""
     if batch_mode not in ("pad", "bucket"):
         raise CnnedgeError(f"batch_mode must be 'pad' or 'bucket', got {batch_mode!r}")
+    if data_dir and not Path(data_dir).expanduser().is_dir():  # never fall back silently
+        raise CnnedgeError(f"--data-dir {data_dir}: no such folder")
     if image_size is not None:
         try:
             image_size = (int(image_size[0]), int(image_size[1]))

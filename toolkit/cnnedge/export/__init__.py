@@ -26,12 +26,14 @@ from cnnedge.errors import CnnedgeError
 from cnnedge.export import onnx as _onnx
 from cnnedge.export import tflite as _tflite
 from cnnedge.export.job import Job, resolve
+from cnnedge.run import Run
 from cnnedge.utils import split_list
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = tuple(dict.fromkeys(a.precision for a in artifacts.exported()))  # fp32 fp16 int8
 INT8_METHODS = ("tflite", "qdq")
 WRITERS = {"tflite": _tflite.writers, "onnx": _onnx.writers}  # one per format of the table
 QUICK_VERIFY_IMAGES = 512
+STAGE_PREFIX = ".export."  # the staging folder inside the output folder
 
 
 @dataclass
@@ -42,6 +44,7 @@ class ExportResult:
     artifacts: list[dict]
     out_dir: Path
     verify: dict | None = None
+    verify_error: str | None = None  # why the quick check could not run (files are written)
     passed: bool = field(init=False)
 
     def __post_init__(self):
@@ -117,13 +120,17 @@ def export(run_or_model, *, formats: Sequence[str] | str = ("tflite", "onnx"),
     out_dir = _out_dir(job, out_dir)
     results = _write(job, [(f, p) for f in fmts for p in precs if p in format_precisions(f)],
                      out_dir)
-    report = None
-    if verify and job.run is not None:
+    res = ExportResult(results, out_dir)
+    if verify and job.run is not None and Run.is_run(job.run.path):
         from cnnedge.verify import verify as parity
 
-        report = parity(job.run.path, n=int(verify), artifacts=[r["path"] for r in results],
-                        threads=threads, write=False)
-    return ExportResult(results, out_dir, report)
+        try:  # the files are in place: a check that cannot run must not lose them
+            res.verify = parity(job.run.path, n=int(verify), threads=threads, write=False,
+                                artifacts=[r["path"] for r in results])
+            res.passed = bool(res.verify["passed"])
+        except CnnedgeError as e:
+            res.verify_error = str(e)
+    return res
 
 
 def _out_dir(job: Job, out_dir) -> Path:
@@ -137,8 +144,13 @@ def _out_dir(job: Job, out_dir) -> Path:
 def _write(job: Job, plan, out_dir: Path) -> list[dict]:
     """Write every (format, precision) of ``plan`` into a staging folder, then move into place."""
     created_dir = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".export.", dir=out_dir))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in out_dir.glob(f"{STAGE_PREFIX}*"):  # left by an export that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=out_dir))
+    except OSError as e:  # before any conversion work: a read-only or missing folder
+        raise CnnedgeError(f"cannot write to {out_dir}: {e.strerror or e}") from e
     results = []
     try:
         for f, p in plan:
@@ -152,11 +164,14 @@ def _write(job: Job, plan, out_dir: Path) -> list[dict]:
         for r in results:  # everything written: move into place
             Path(r.pop("_tmp")).replace(r["path"])
             r["path"] = str(r["path"])
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(stage, ignore_errors=True)
         if created_dir:
             with contextlib.suppress(OSError):
                 out_dir.rmdir()
+        if isinstance(e, OSError):  # a full disk, a folder made read-only meanwhile
+            raise CnnedgeError(f"cannot write to {out_dir}: {e.strerror or e}; nothing was "
+                               f"written") from e
         raise
     shutil.rmtree(stage, ignore_errors=True)
     return results

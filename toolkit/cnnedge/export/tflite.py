@@ -99,10 +99,6 @@ def tflite_artifact(job: Job, precision: str, source: str) -> tuple[bytes, dict]
     return job.cache[key]
 
 
-def _int8_source(job: Job) -> str:
-    return "qat" if job.qat_path is not None else "ptq"
-
-
 def writers(job: Job, precision: str):
     """[(artifact row, writer(tmp_path) -> metadata)] for one precision: with a QAT model, int8
     is written twice, from QAT and (to compare) by post-training quantization."""

@@ -1,0 +1,3 @@
+from cnnedge.cli import run
+
+run()

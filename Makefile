@@ -28,7 +28,7 @@ data:
 	else echo "apt-get not found: put the Fashion-MNIST *-ubyte.gz files in \$$CNNEDGE_DATA"; fi
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" tests

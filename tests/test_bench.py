@@ -57,7 +57,9 @@ def test_ok_rows_on_every_cpu_runtime(report, run_dir):
         for b in (1, 32, 256):
             assert r[f"ips_b{b}"] > 0, (r["runtime"], b)
         assert r["load_ms"] > 0 and r["first_ms"] > 0
-        assert r["mem_mb"] > 0 and r["peak_rss_mb"] >= r["mem_mb"]
+        # measured in this process (isolate=False): its memory is not the row's own, see
+        # test_rows_run_in_their_own_process for the isolated figure
+        assert r["peak_rss_mb"] >= r["mem_mb"] >= 0
         assert 0.0 <= r["accuracy"] <= 1.0 and r["images"] == bn.QUICK_MAX_IMAGES
         assert r["file_bytes"] == Path(r["path"]).stat().st_size
         assert r["params"] > 0 and r["macs_per_image"] > 0
@@ -154,6 +156,7 @@ def test_rows_run_in_their_own_process(run_dir, tmp_path):
     status = Path("/proc/self/status").read_text()
     mine = int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1]) / 1024
     assert row["peak_rss_mb"] < mine / 2, (row["peak_rss_mb"], mine)
+    assert row["peak_rss_mb"] >= row["mem_mb"] > 0  # the runtime and model, counted alone
 
 
 def test_compare_ratios():

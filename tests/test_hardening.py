@@ -51,6 +51,7 @@ def finished(easy_idx, tmp_path_factory):  # noqa: F811
 @pytest.mark.parametrize("setting, needle", [
     ("model.name=gmp_ss", "unknown model 'gmp_ss'"),
     ("optim.lr=-1", "optim.lr=-1.0 is out of range"),
+    ("distill.alpha=2", "distill.alpha must be in [0, 1]"),
     ("train.label_smoothing=5", "train.label_smoothing=5.0 is out of range"),
     ("train.steps_per_epoch=0", "train.steps_per_epoch=0 is out of range"),
     ("train.epochs=0", "train.epochs=0 is out of range"),
@@ -67,7 +68,8 @@ def test_overwrite_with_a_bad_setting_keeps_the_old_run(finished, easy_idx, caps
 
 
 def test_a_failed_start_leaves_no_stub_and_the_rerun_works(easy_idx, tmp_path, capsys):  # noqa: F811
-    one_error(capsys, main(train_args(easy_idx, tmp_path, "--set", "optim.lr=0")), "optim.lr")
+    one_error(capsys, main(train_args(easy_idx, tmp_path, "--set", "train.batch_size=0")),
+              "train.batch_size")
     assert not (tmp_path / "fashion_mnist_tiny").exists()
     assert main(train_args(easy_idx, tmp_path)) == 0
 
@@ -211,3 +213,80 @@ def test_demo_over_a_folder_with_a_bad_image_leaves_no_video(tiny_run, tmp_path,
                str(out)])
     one_error(capsys, rc, "zz_last.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]  # no video, no log, no temp
+
+
+# -------------------------------------------------------------------- 9: files that do not decode
+def test_corrupt_shard_and_truncated_image_are_named(easy_idx, tmp_path, capsys):  # noqa: F811
+    from cnnedge import data
+
+    packed = tmp_path / "packed"
+    data.pack(data.open_dataset(str(easy_idx)), str(packed), shards=2)
+    shard = sorted(packed.glob("train-*"))[1]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    one_error(capsys, main(train_args(packed, tmp_path / "runs", "--check")), str(shard),
+              "corrupt TFRecord shard")
+    assert not (tmp_path / "runs").exists()
+
+    root = tmp_path / "photos"
+    write_folder(root, classes=("a", "b"), per_class=10, size=(64, 64), fmt="jpg")
+    bad = sorted((root / "b").iterdir())[-1]
+    bad.write_bytes(bad.read_bytes()[: int(bad.stat().st_size * 0.7)])  # header intact
+    assert main(["data", "info", str(root)]) == 0  # the index alone does not see it
+    capsys.readouterr()
+    one_error(capsys, main(["data", "info", str(root), "--check"]), str(bad))
+
+
+# ------------------------------------------------------- a run directory mutated at random
+MUTABLE = ["recipe.yaml", "summary.json", "labels.json", "state.json", "best.keras", "qat.h5",
+           "export/model_fp32.tflite", "export/model_int8.onnx"]
+
+
+@pytest.fixture(scope="module")
+def pristine(tiny_run, tmp_path_factory):
+    """A copy of the session's run with its parity report, to mutate."""
+    copy = tmp_path_factory.mktemp("pristine") / "run"
+    shutil.copytree(tiny_run["run"], copy, ignore=shutil.ignore_patterns("tb"))
+    return copy
+
+
+def _mutate(path: Path, how: str, data: bytes, cut: float):
+    if how == "delete":
+        path.unlink()
+    elif how == "directory":  # the wrong type of file
+        path.unlink()
+        path.mkdir()
+    elif how == "truncate":
+        path.write_bytes(path.read_bytes()[: int(path.stat().st_size * cut)])
+    else:
+        path.write_bytes(data)
+
+
+def test_mutated_run_directory_gives_one_clean_line(pristine, tmp_path_factory, capsys):
+    """Whatever happens to one file of a run, each command ends in success or one error line,
+    and when it fails, nothing it found in the run directory changed."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    commands = [["eval", "-n", "32"], ["export", "-f", "tflite", "-p", "fp32", "--verify", "0"],
+                ["verify", "-n", "32"]]
+
+    @settings(max_examples=6, deadline=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(MUTABLE), st.sampled_from(["delete", "directory", "truncate", "bytes"]),
+           st.binary(min_size=0, max_size=64), st.floats(0.0, 0.95))
+    def check(name, how, data, cut):
+        run = tmp_path_factory.mktemp("mutated") / "run"
+        shutil.copytree(pristine, run)
+        _mutate(run / name, how, data, cut)
+        for cmd in commands:
+            before = tree(run)
+            rc = main([cmd[0], str(run), *cmd[1:]])
+            err = capsys.readouterr().err
+            lines = err.strip().splitlines()
+            assert "Traceback" not in err, (name, how, cmd, err[-2000:])
+            if rc:
+                assert rc in (1, 2) and len(lines) == 1, (name, how, cmd, err)
+                assert lines[0].startswith("error: "), (name, how, cmd, err)
+                assert tree(run) == before, (name, how, cmd, "files changed on failure")
+
+    check()

@@ -1,13 +1,11 @@
 """Real-data runs (marked slow): the quick Fashion-MNIST recipe end to end — train + QAT,
 export every artifact, verify parity, bench one row — and a CIFAR-10 JPEG-folder smoke run.
 
-`make test` runs them (about 4 minutes on 2 cores); `pytest -m "not slow"` skips them.
+`make test` runs them (minutes on 2 cores); `pytest -m "not slow"` skips them.
 """
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,16 +17,25 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 CIFAR = Path(os.environ.get("CNNEDGE_DATA") or "/nonexistent") / "cifar10-images"
 
 
-def cli(*args, cwd):
-    r = subprocess.run([sys.executable, "-m", "cnnedge", *args], capture_output=True, text=True,
-                       cwd=cwd, env=dict(os.environ))
-    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
-    return r.stdout
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """`cnnedge ARGS` in this process (the CLI's code path without a fresh TensorFlow import
+    per command); returns what it printed."""
+    from cnnedge.cli import main
+
+    def run(*args, cwd):
+        monkeypatch.chdir(cwd)
+        rc = main(list(args))
+        out, err = capsys.readouterr()
+        assert rc == 0, (out + err)[-4000:]
+        return out
+
+    return run
 
 
 @pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").is_file(),
                     reason="Debian package dataset-fashion-mnist not installed")
-def test_fashion_mnist_quick_end_to_end(tmp_path):
+def test_fashion_mnist_quick_end_to_end(tmp_path, cli):
     cli("train", "--recipe", "fashion_mnist_quick", "--runs-dir", "runs", cwd=tmp_path)
     run = tmp_path / "runs" / "fashion_mnist_quick" / "exp"
     s = json.loads((run / "summary.json").read_text())
@@ -56,7 +63,7 @@ def test_fashion_mnist_quick_end_to_end(tmp_path):
 
 
 @pytest.mark.skipif(not (CIFAR / "test").is_dir(), reason="$CNNEDGE_DATA/cifar10-images absent")
-def test_cifar10_tiny_on_the_jpeg_folder(tmp_path):
+def test_cifar10_tiny_on_the_jpeg_folder(tmp_path, cli):
     cli("train", "--recipe", "cifar10_tiny", "--runs-dir", "runs", "--set",
         f"data.dataset={CIFAR}", cwd=tmp_path)
     s = json.loads((tmp_path / "runs/cifar10_tiny/exp/summary.json").read_text())

@@ -11,6 +11,7 @@ forward passes and is reported as its own figure, never as the model's accuracy.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -46,12 +47,13 @@ def evaluate(model, src, *, split: str = "test", batch_size: int = 256,
 
     conf = np.zeros((k, k), dtype=np.int64)
     checked = False
-    for x, y in ds:
-        if not checked:
-            models.check_input_size(model, tuple(x.shape[1:]))
-            checked = True
-        pred = tf.argmax(logits_of(x), axis=-1).numpy()
-        np.add.at(conf, (y.numpy(), pred), 1)
+    with src.guard(split):  # a file that fails to decode is named, not a TensorFlow dump
+        for x, y in ds:
+            if not checked:
+                models.check_input_size(model, tuple(x.shape[1:]))
+                checked = True
+            pred = tf.argmax(logits_of(x), axis=-1).numpy()
+            np.add.at(conf, (y.numpy(), pred), 1)
     n = int(conf.sum())
     if n == 0:
         raise CnnedgeError(f"split '{split}' of {src.info.name} is empty")
@@ -115,6 +117,35 @@ def plot_confusion(ev: dict, class_names: Sequence[str], out: Path) -> Path:
     ax.set_yticks(range(k), class_names, fontsize=8)
     ax.set(xlabel="predicted", ylabel="true",
            title=f"{ev['split']} accuracy {ev['accuracy']:.4f} (n={ev['n']})")
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return Path(out)
+
+
+def plot_curves(rows: list, out: Path) -> Path:
+    """Loss and accuracy per epoch (train and val) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ep = [int(r["epoch"]) for r in rows]
+
+    def col(k):
+        return [float(r[k]) if r.get(k) not in (None, "") else math.nan for r in rows]
+
+    a1.plot(ep, col("loss"), "o-", label="train")
+    a1.plot(ep, col("val_loss"), "o-", label="val")
+    a1.set(title="loss", xlabel="epoch")
+    a2.plot(ep, col("accuracy"), "o-", label="train")
+    a2.plot(ep, col("val_accuracy"), "o-", label="val")
+    a2.set(title="accuracy", xlabel="epoch")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.legend()
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110)

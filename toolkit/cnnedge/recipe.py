@@ -113,7 +113,7 @@ _INF = float("inf")
 RANGES = (
     ("data.val_fraction", _in(0, 1), "in [0, 1)"),
     ("data.image_size", lambda v: v is None or min(v) >= 1, "two sizes >= 1, or none"),
-    ("optim.lr", _in(0, _INF, lo_open=True), "> 0"),
+    ("optim.lr", _in(0, _INF), ">= 0 (0 keeps the start weights)"),
     ("optim.weight_decay", _in(0, _INF), ">= 0"),
     ("optim.momentum", _in(0, 1), "in [0, 1)"),
     ("optim.warmup_epochs", _in(0, _INF), ">= 0"),
@@ -125,8 +125,6 @@ RANGES = (
     ("qat.epochs", _in(1, _INF), ">= 1"),
     ("qat.lr", _in(0, _INF, lo_open=True), "> 0"),
     ("qat.calibration_images", _in(1, _INF), ">= 1"),
-    ("distill.temperature", _in(0, _INF, lo_open=True), "> 0"),
-    ("distill.alpha", _in(0, 1, hi_open=False), "in [0, 1]"),
 )
 
 

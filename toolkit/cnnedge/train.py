@@ -13,7 +13,6 @@ run's files are named by :class:`cnnedge.run.Run`.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -212,9 +211,11 @@ def _verbose(verbose: Optional[int]) -> int:
 # ----------------------------------------------------------------------------- train
 def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[str] = None,
           overwrite: bool = False, resume=None, from_best: bool = False, strategy: str = "none",
-          logical_cpus: int = 0, verbose: Optional[int] = None, on_run_dir=None) -> TrainResult:
+          logical_cpus: int = 0, verbose: Optional[int] = None, on_run_dir=None,
+          check_data: bool = False) -> TrainResult:
     """Train ``recipe`` into ``runs_dir/<recipe>/<name>/`` or continue the run at ``resume``
-    (``from_best``: from its best checkpoint instead of the last one).
+    (``from_best``: from its best checkpoint instead of the last one; ``check_data``: decode
+    every image once first, so that a bad file is named before the first epoch).
 
     Everything is checked before the run directory is created or an old one (``overwrite``) is
     moved aside: recipe ranges, data, model name and options, input size, teachers, weights.
@@ -236,6 +237,9 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
     else:
         state = {"epoch": 0}
     check(recipe)
+    from cnnedge.distill import check_config
+
+    check_config(recipe.distill)  # its ranges, and that every teacher's file is there
     check_writable(run.path if run is not None else Path(runs_dir), "run")
 
     dist = build_strategy(strategy, logical_cpus)  # before any other TF op (logical CPUs)
@@ -243,6 +247,10 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
 
     set_seed(recipe.train.seed + state["epoch"])
     src = open_data(recipe)
+    if check_data:
+        from cnnedge.data import check as check_files
+
+        check_files(src)
     teachers = None
     if not state.get("float_done"):
         from cnnedge.distill import teachers_for
@@ -370,7 +378,7 @@ def finish_run(run: Run, recipe: Recipe, src, state: dict) -> dict:
     h, w = src.info.image_size or (32, 32)
     stats = models.summary_dict(best, (h, w, src.info.channels))
     evaluate.plot_confusion(ev, src.info.class_names, run / Run.CONFUSION)
-    plot_curves(run.metrics(), run / Run.CURVES)
+    evaluate.plot_curves(run.metrics(), run / Run.CURVES)
     summary = {
         "recipe": recipe.name,
         "model": recipe.model.name,
@@ -461,30 +469,3 @@ def fine_tune_qat(run, *, epochs: Optional[int] = None, lr: Optional[float] = No
     })
     run.write_summary(summary)
     return summary
-
-
-def plot_curves(rows: List[dict], out: Path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    ep = [int(r["epoch"]) for r in rows]
-
-    def col(k):
-        return [float(r[k]) if r.get(k) not in (None, "") else math.nan for r in rows]
-
-    a1.plot(ep, col("loss"), "o-", label="train")
-    a1.plot(ep, col("val_loss"), "o-", label="val")
-    a1.set(title="loss", xlabel="epoch")
-    a2.plot(ep, col("accuracy"), "o-", label="train")
-    a2.plot(ep, col("val_accuracy"), "o-", label="val")
-    a2.set(title="accuracy", xlabel="epoch")
-    for a in (a1, a2):
-        a.grid(alpha=0.3)
-        a.legend()
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)

@@ -27,12 +27,14 @@ def data_info(
     image_size: Optional[str] = ImageSize,
     keep_size: bool = KeepSize,
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    check: bool = typer.Option(False, "--check", help="Also decode every image once; the first "
+                               "file that fails is named."),
 ):
     """Splits, counts, classes, sizes and class balance."""
     from cnnedge import data
 
     src = open_source(dataset, data_dir, image_size, keep_size, val_fraction)
-    info = data.describe(src)
+    info = data.describe(src, check_files=check)
     if json_out:
         import json
 

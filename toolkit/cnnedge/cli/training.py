@@ -27,6 +27,8 @@ def train_cmd(
     strategy: str = typer.Option("none", help="none | mirrored | multiworker (tf.distribute)."),
     logical_cpus: int = typer.Option(0, help="Split the CPU into N logical devices (testing "
                                      "--strategy mirrored without GPUs)."),
+    check: bool = typer.Option(False, "--check", help="Decode every image once before "
+                               "training: a bad file is named before the first epoch."),
 ):
     """Train a recipe into runs/<recipe>/<name>/.
 
@@ -49,7 +51,7 @@ def train_cmd(
     try:
         res = tr.train(r, runs_dir=runs_dir, name=name, overwrite=overwrite, resume=resume,
                        from_best=from_best, strategy=strategy, logical_cpus=logical_cpus,
-                       on_run_dir=run_dir_box.append)
+                       on_run_dir=run_dir_box.append, check_data=check)
     except KeyboardInterrupt:
         if run_dir_box and (Path(run_dir_box[0]) / Run.STATE).is_file():
             err_console.print(f"interrupted; continue with: cnnedge train --resume {run_dir_box[0]}",

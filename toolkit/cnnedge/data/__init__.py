@@ -14,13 +14,14 @@ from cnnedge.data.augment import build_augment, compose, pad_and_crop, random_fl
 from cnnedge.data.base import DatasetInfo, Source
 from cnnedge.data.records import pack
 from cnnedge.data.resolve import open_dataset
-from cnnedge.data.tools import benchmark, describe, preview
+from cnnedge.data.tools import benchmark, check, describe, preview
 
 __all__ = [
     "DatasetInfo",
     "Source",
     "benchmark",
     "build_augment",
+    "check",
     "compose",
     "describe",
     "open_dataset",

@@ -125,8 +125,33 @@ class RecordSource(Source):
         image = tf.reshape(tf.io.decode_raw(ex["image"], tf.uint8), tf.cast(ex["shape"], tf.int32))
         return image, tf.cast(ex["label"], tf.int32)
 
+    def check_files(self) -> None:
+        """Read every shard: one that fails, or holds other than the number of records the
+        index gives it (``pack`` deals them round-robin), is named."""
+        for split, shards in self._shards.items():
+            n = self._base_counts[split]
+            for k, shard in enumerate(shards):
+                want = len(range(k, n, len(shards)))
+                try:
+                    got = int(tf.data.TFRecordDataset(shard).reduce(0, lambda c, _: c + 1))
+                except tf.errors.OpError as e:
+                    raise CnnedgeError(self._explain(split, e)) from None
+                if got != want:
+                    raise CnnedgeError(f"{shard}: corrupt TFRecord shard ({got} records, "
+                                       f"{META} lists {want}: truncated or replaced?)")
+
     def _explain(self, split, err):
-        return f"{self._folder}: corrupt TFRecord shard ({one_line(err.message)})"
+        """Name the shard that fails to read (error path only: each shard read once)."""
+        first = one_line(str(err.message).split("{{")[0]).split(" [Op:")[0][:160]
+        for s in ([split] if split in self._shards else list(self._shards)):
+            for shard in self._shards[s]:
+                try:
+                    for _ in tf.data.TFRecordDataset(shard).map(self._decode_one):
+                        pass
+                except tf.errors.OpError as e:
+                    why = one_line(str(e.message).split("{{")[0]).split(" [Op:")[0][:160]
+                    return f"{shard}: corrupt TFRecord shard ({type(e).__name__}: {why})"
+        return f"{self._folder}: corrupt TFRecord shard ({type(err).__name__}: {first})"
 
 
 def _example(image: np.ndarray, label: int) -> bytes:

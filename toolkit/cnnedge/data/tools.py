@@ -16,8 +16,29 @@ from cnnedge.data.base import AUTOTUNE, Source, select_positions
 from cnnedge.errors import CnnedgeError
 
 
-def describe(source: Source) -> dict:
-    """Counts, class balance and image sizes per split, from the index (no image is decoded)."""
+def check(source: Source) -> int:
+    """Decode every image of every split once; a file that fails is a CnnedgeError naming it.
+    Returns the number of images read."""
+    if hasattr(source, "check_files"):  # a format with its own file-level checks
+        source.check_files()
+    n = 0
+    for split in source.splits:
+        got = 0
+        with source.guard(split):
+            for _, y in source.pipeline(split, batch_size=256):
+                got += int(y.shape[0])
+        if got != source.num_examples(split):
+            raise CnnedgeError(f"{source.info.source}: split {split} yields {got} images, its "
+                               f"index {source.num_examples(split)} (a file changed since?)")
+        n += got
+    return n
+
+
+def describe(source: Source, check_files: bool = False) -> dict:
+    """Counts, class balance and image sizes per split, from the index; with ``check_files``
+    every image is also decoded once (the first one that fails is named)."""
+    if check_files:
+        check(source)
     info = source.info
     k = len(info.class_names)
     splits = {}

@@ -17,8 +17,18 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
+from cnnedge.distribute import (
+    backup_callback,
+    build_strategy,
+    devices,
+    is_chief,
+    is_multiworker,
+    remove_folder,
+    shard_by_example,
+    worker_folder,
+)
 from cnnedge.errors import CnnedgeError
 from cnnedge.recipe import Recipe, check
 from cnnedge.run import Run, eval_split, open_data
@@ -32,39 +42,6 @@ class TrainResult:
 
 
 # ----------------------------------------------------------------------------- building blocks
-def build_strategy(kind: str, logical_cpus: int = 0):
-    """'none' | 'mirrored' | 'multiworker' -> a tf.distribute strategy (or the default one)."""
-    from cnnedge.backend import tf
-
-    if logical_cpus:
-        cpus = tf.config.list_physical_devices("CPU")
-        try:
-            tf.config.set_logical_device_configuration(
-                cpus[0], [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
-        except RuntimeError as e:
-            raise CnnedgeError(f"--logical-cpus must be set before TensorFlow starts: {e}")
-    if kind == "none":
-        return tf.distribute.get_strategy()
-    if kind == "mirrored":
-        if tf.config.list_logical_devices("GPU"):
-            return tf.distribute.MirroredStrategy()
-        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices=cpus)
-    if kind == "multiworker":
-        if not os.environ.get("TF_CONFIG"):
-            raise CnnedgeError("--strategy multiworker needs TF_CONFIG describing the cluster "
-                               "(see tf.distribute.MultiWorkerMirroredStrategy)")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise CnnedgeError(f"unknown strategy '{kind}'; choose none, mirrored or multiworker")
-
-
-def _devices(dist) -> List[str]:
-    try:
-        return list(dist.extended.worker_devices)
-    except RuntimeError:  # the default (no-op) strategy
-        return []
-
-
 def build_optimizer(recipe: Recipe, steps_per_epoch: int):
     from cnnedge.backend import keras
 
@@ -261,18 +238,38 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
     if not state.get("float_done"):
         with dist.scope():
             model = _model(run, recipe, src, state, steps, teachers, from_best)
-    new = run is None
+    new, extra, private = run is None, [], None
+    if is_multiworker(dist):  # every worker runs this; the chief writes the run (distribute.py)
+        shared = run.path if run is not None else Path(runs_dir) / recipe.name / (name or "exp")
+        shared = Path(shared)
+        train_ds, val_ds = shard_by_example(train_ds), val_ds and shard_by_example(val_ds)
+        extra = [backup_callback(shared)]
+        restarted = new and Run.is_run(shared) and (shared / Run.STATE).is_file() \
+            and not Run(shared).state.get("finished") and Run(shared).recipe == recipe
+        if not is_chief(dist):  # the chief's state, so that every worker saves when it does
+            run, new, private = Run(worker_folder()), False, True
+            state = dict(Run(shared).state) if restarted else {"epoch": 0}
+        elif restarted:  # a restarted job: continue from the backup
+            run, new = Run(shared), False
+            state = run.state
     if new:
         run = Run.create(runs_dir, recipe.name, name, overwrite)
     if on_run_dir:
         on_run_dir(run.path)
     try:
-        return _train(run, recipe, src, state, model, (train_ds, val_ds, steps),
-                      strategy=strategy, dist=dist, verbose=verbose)
+        res = _train(run, recipe, src, state, model, (train_ds, val_ds, steps),
+                     strategy=strategy, dist=dist, verbose=verbose, extra_callbacks=extra,
+                     report=not private)
+        if extra and not private:  # the job is done: its backup goes
+            remove_folder(backup_callback(shared).backup_dir)
+        return TrainResult(shared, res.summary) if private else res
     except BaseException:
         if new and state["epoch"] == 0:
             run.discard()
         raise
+    finally:
+        if private:
+            remove_folder(run.path)
 
 
 def _resume_point(run: Run, state: dict, from_best: bool) -> dict:
@@ -326,15 +323,17 @@ def _smallest_image(src) -> tuple:
     return tuple(src.info.image_size or (None, None))
 
 
-def _train(run, recipe, src, state, model, data, *, strategy, dist, verbose):
-    """The phases of a checked run: float epochs, evaluation and summary, then QAT."""
+def _train(run, recipe, src, state, model, data, *, strategy, dist, verbose, extra_callbacks=(),
+           report: bool = True):
+    """The phases of a checked run: float epochs, evaluation and summary, then QAT (a
+    multi-worker job's other workers only join the float epochs: ``report=False``)."""
     from cnnedge.backend import keras
 
     train_ds, val_ds, steps = data
     if state["epoch"] == 0:
         run.save_recipe(recipe)
         run.write_env({**environment(), "seed": recipe.train.seed, "strategy": strategy,
-                       "replicas": dist.num_replicas_in_sync, "devices": _devices(dist)})
+                       "replicas": dist.num_replicas_in_sync, "devices": devices(dist)})
         run.write_labels(src.info.class_names)
         state.update(recipe=recipe.name, phase="float", finished=False)
         run.write_state(state)
@@ -342,19 +341,23 @@ def _train(run, recipe, src, state, model, data, *, strategy, dist, verbose):
     if not state.get("float_done"):
         if verbose and dist.num_replicas_in_sync > 1:
             print(f"{type(dist).__name__}: {dist.num_replicas_in_sync} replicas "
-                  f"({', '.join(_devices(dist))})", flush=True)
+                  f"({', '.join(devices(dist))})", flush=True)
         callbacks = [
+            *extra_callbacks,  # BackupAndRestore first: it sets the epoch a restarted job resumes
             _make_checkpointer(run, state),
             keras.callbacks.TensorBoard(log_dir=str(run / Run.TENSORBOARD), update_freq="epoch",
                                         profile_batch=0, write_graph=False),
         ]
         t0 = time.time()
         if state["epoch"] < recipe.train.epochs:
+            first = 0 if extra_callbacks else state["epoch"]  # multi-worker: the backup decides
             with src.guard("train"):
-                model.fit(train_ds, epochs=recipe.train.epochs, initial_epoch=state["epoch"],
+                model.fit(train_ds, epochs=recipe.train.epochs, initial_epoch=first,
                           steps_per_epoch=steps, validation_data=val_ds, callbacks=callbacks,
                           verbose=verbose)
         state["train_seconds"] = state.get("train_seconds", 0.0) + (time.time() - t0)
+        if not report:
+            return TrainResult(run.path, {})
         summary = finish_run(run, recipe, src, state)
     else:
         summary = run.summary

@@ -61,6 +61,10 @@ def train_cmd(
                               markup=False, soft_wrap=True)
         raise typer.Exit(130)
     s = res.summary
+    if not s:  # a non-chief worker of a multi-worker job
+        console.print(f"done: this worker's part; the chief writes the run {res.run_dir}",
+                      soft_wrap=True)
+        return
     console.print(f"[bold green]done[/]: {s['recipe']} {s['model']} params={s['params']:,} "
                   f"MACs/image={s['macs_per_image']:,} {s['eval_split']} accuracy="
                   f"{s['test_accuracy']:.4f} ({s['test_images']:,} images), "

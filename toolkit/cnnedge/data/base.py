@@ -260,6 +260,12 @@ class Source:
             raise
         except Exception as e:  # only tf.errors are translated
             errors = tf.errors
+            lost = (errors.UnavailableError, errors.AbortedError, errors.DeadlineExceededError)
+            if isinstance(e, lost):  # a peer of a multi-worker job, not a file
+                why = one_line(str(e.message).split("{{")[0] + str(e.message).split("}}")[-1])
+                raise CnnedgeError(f"training stopped, a worker was lost ({type(e).__name__}: "
+                                   f"{why[:200]}); restart every worker with the same command "
+                                   f"to continue from the last finished epoch") from None
             if isinstance(e, errors.OpError):
                 raise CnnedgeError(one_line(self._explain(split, e))) from None
             raise

@@ -32,7 +32,7 @@ from cnnedge.distribute import (
 from cnnedge.errors import CnnedgeError
 from cnnedge.recipe import Recipe, check
 from cnnedge.run import Run, eval_split, open_data
-from cnnedge.utils import atomic_path, check_writable, environment
+from cnnedge.utils import StopOnCtrlC, atomic_path, check_writable, environment
 
 
 @dataclass
@@ -142,7 +142,7 @@ def init_weights(model, source) -> None:
 
 
 # ----------------------------------------------------------------------------- callbacks
-def _make_checkpointer(run: Run, state: dict):
+def _make_checkpointer(run: Run, state: dict, stop=None):
     from cnnedge.backend import keras
 
     class RunCheckpoint(keras.callbacks.Callback):
@@ -152,6 +152,8 @@ def _make_checkpointer(run: Run, state: dict):
             self.t0 = time.time()
 
         def on_epoch_end(self, epoch, logs=None):
+            if stop is not None and stop.is_set():  # an interrupted epoch is not a finished one
+                return
             logs = dict(logs or {})
             row = {"epoch": epoch + 1, "seconds": round(time.time() - self.t0, 2),
                    "lr": _current_lr(self.model.optimizer)}
@@ -342,16 +344,17 @@ def _train(run, recipe, src, state, model, data, *, strategy, dist, verbose, ext
         if verbose and dist.num_replicas_in_sync > 1:
             print(f"{type(dist).__name__}: {dist.num_replicas_in_sync} replicas "
                   f"({', '.join(devices(dist))})", flush=True)
+        ctrl_c = StopOnCtrlC(model)
         callbacks = [
             *extra_callbacks,  # BackupAndRestore first: it sets the epoch a restarted job resumes
-            _make_checkpointer(run, state),
+            _make_checkpointer(run, state, ctrl_c.stop),
             keras.callbacks.TensorBoard(log_dir=str(run / Run.TENSORBOARD), update_freq="epoch",
                                         profile_batch=0, write_graph=False),
         ]
         t0 = time.time()
         if state["epoch"] < recipe.train.epochs:
             first = 0 if extra_callbacks else state["epoch"]  # multi-worker: the backup decides
-            with src.guard("train"):
+            with ctrl_c, src.guard("train"):
                 model.fit(train_ds, epochs=recipe.train.epochs, initial_epoch=first,
                           steps_per_epoch=steps, validation_data=val_ds, callbacks=callbacks,
                           verbose=verbose)

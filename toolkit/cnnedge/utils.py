@@ -99,6 +99,43 @@ def split_list(values) -> list[str]:
     return [part.strip() for v in values for part in str(v).split(",") if part.strip()]
 
 
+class StopOnCtrlC:
+    """``with StopOnCtrlC(model):`` around Keras ``fit``: Ctrl-C (SIGINT) stops after the current
+    step instead of inside a TensorFlow op (which can crash the process), and ``.stop`` tells
+    the callbacks that the epoch in progress did not finish; KeyboardInterrupt follows once
+    ``fit`` has returned. A second Ctrl-C interrupts at once."""
+
+    def __init__(self, model):
+        import threading
+
+        self.model, self.stop = model, threading.Event()
+        self._main = threading.current_thread() is threading.main_thread()
+
+    def __enter__(self):
+        import signal
+
+        if self._main:  # signal handlers can only be set in the main thread
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handler)
+        return self.stop
+
+    def _handler(self, signum, frame):
+        import signal
+
+        self.stop.set()
+        self.model.stop_training = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def __exit__(self, kind, value, tb):
+        import signal
+
+        if self._main:
+            signal.signal(signal.SIGINT, self._previous)
+        if self.stop.is_set() and kind is None:
+            raise KeyboardInterrupt
+        return False
+
+
 def check_writable(path, what: str = "output") -> Path:
     """Fail before the work, not after it: ``path`` (a folder, or the first existing folder
     above it) must be writable."""

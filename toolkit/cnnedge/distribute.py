@@ -113,9 +113,13 @@ def shard_by_example(ds):
     return ds.with_options(options)
 
 
-def backup_callback(run_path: Path):
-    """BackupAndRestore in ``<run>.backup`` beside the run directory (shared by the workers)."""
+def backup_dir(run_path) -> Path:
+    """``<run>.backup`` beside the run directory, on storage every worker sees."""
+    return Path(run_path).with_name(Path(run_path).name + ".backup")
+
+
+def backup_callback(run_path):
+    """BackupAndRestore in :func:`backup_dir` (shared by the workers)."""
     from cnnedge.backend import keras
 
-    return keras.callbacks.BackupAndRestore(str(Path(run_path).with_name(
-        Path(run_path).name + ".backup")))
+    return keras.callbacks.BackupAndRestore(str(backup_dir(run_path)))

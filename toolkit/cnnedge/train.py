@@ -21,6 +21,7 @@ from typing import Optional
 
 from cnnedge.distribute import (
     backup_callback,
+    backup_dir,
     build_strategy,
     devices,
     is_chief,
@@ -242,17 +243,17 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
             model = _model(run, recipe, src, state, steps, teachers, from_best)
     new, extra, private = run is None, [], None
     if is_multiworker(dist):  # every worker runs this; the chief writes the run (distribute.py)
-        shared = run.path if run is not None else Path(runs_dir) / recipe.name / (name or "exp")
-        shared = Path(shared)
+        shared = Path(run.path if run is not None else Path(runs_dir) / recipe.name / (name or "exp"))
         train_ds, val_ds = shard_by_example(train_ds), val_ds and shard_by_example(val_ds)
         extra = [backup_callback(shared)]
+        job = Run(shared)
         restarted = new and Run.is_run(shared) and (shared / Run.STATE).is_file() \
-            and not Run(shared).state.get("finished") and Run(shared).recipe == recipe
+            and not job.state.get("finished") and job.recipe == recipe
         if not is_chief(dist):  # the chief's state, so that every worker saves when it does
             run, new, private = Run(worker_folder()), False, True
-            state = dict(Run(shared).state) if restarted else {"epoch": 0}
+            state = dict(job.state) if restarted else {"epoch": 0}
         elif restarted:  # a restarted job: continue from the backup
-            run, new = Run(shared), False
+            run, new = job, False
             state = run.state
     if new:
         run = Run.create(runs_dir, recipe.name, name, overwrite)
@@ -263,7 +264,7 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
                      strategy=strategy, dist=dist, verbose=verbose, extra_callbacks=extra,
                      report=not private)
         if extra and not private:  # the job is done: its backup goes
-            remove_folder(backup_callback(shared).backup_dir)
+            remove_folder(backup_dir(shared))
         return TrainResult(shared, res.summary) if private else res
     except BaseException:
         if new and state["epoch"] == 0:

@@ -8,7 +8,10 @@ Two reading disciplines:
   ``reconnect`` times (with a growing pause), then reading fails with a clear error.
 * **files** (video, images): every frame is read, in order. Decoding still runs ahead in a
   thread (a small bounded queue), so it overlaps with inference, but nothing is dropped and
-  the result is deterministic (this is what the tests rely on).
+  the result is deterministic (this is what the tests rely on). A folder is walked recursively
+  in sorted path order (hidden files and folders and ``__MACOSX`` skipped) and decoded by
+  :func:`cnnedge.preprocess.read_image`, like ``cnnedge predict``; an image that does not decode
+  is skipped with a warning (``on_skip``), not the end of the run.
 
 Only OpenCV and numpy are used here.
 """
@@ -22,6 +25,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from cnnedge import preprocess as P
 from cnnedge.errors import CnnedgeError
 
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # no V4L/FFmpeg warnings around our one-line errors
@@ -34,7 +38,7 @@ try:  # the environment variable only counts if cv2 was not imported before us
 except AttributeError:
     pass
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+IMAGE_EXTS = P.IMAGE_SUFFIXES
 URL_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
@@ -42,6 +46,13 @@ class Frame(NamedTuple):
     image: object  # np.ndarray, BGR (or gray) uint8 as OpenCV decodes it
     index: int  # position in the source (live: capture counter, so gaps = dropped frames)
     t: float  # time.perf_counter() when it was decoded
+    name: str | None = None  # image sources: the file
+
+
+class Skipped(NamedTuple):
+    """An image that did not decode: handed to the consumer thread, which warns and goes on."""
+
+    message: str
 
 
 _END = object()
@@ -58,6 +69,8 @@ class Source:
     def __init__(self, spec: str):
         self.spec = spec
         self.dropped = 0
+        self.skipped: list[str] = []  # warnings about files that were skipped
+        self.on_skip = None  # called with each warning, in the thread that reads
 
     def read(self) -> Frame | None:
         raise NotImplementedError
@@ -100,8 +113,10 @@ class _OrderedSource(Source):
 
     def _run(self):
         try:
-            for img, idx in self._frames():
-                if not self._put(Frame(img, idx, time.perf_counter())):
+            for item in self._frames():
+                if not isinstance(item, Skipped):
+                    item = Frame(item[0], item[1], time.perf_counter(), *item[2:])
+                if not self._put(item):
                     return
             self._put(_END)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer thread
@@ -109,12 +124,20 @@ class _OrderedSource(Source):
 
     def read(self) -> Frame | None:
         item = self._q.get()
+        while isinstance(item, Skipped):
+            self._warn(item.message)
+            item = self._q.get()
         if item is _END:
             self._q.put(_END)  # stay at the end for further reads
             return None
         if isinstance(item, BaseException):
             raise item
         return item
+
+    def _warn(self, message: str) -> None:
+        self.skipped.append(message)
+        if self.on_skip is not None:
+            self.on_skip(message)
 
     def close(self):
         self._stop.set()
@@ -160,37 +183,54 @@ class ImageSource(_OrderedSource):
     kind = "images"
     fps = 2.0  # frame rate of the annotated video written for image sources
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, on_skip=None):
         super().__init__(str(path))
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
-            if not files:
-                raise CnnedgeError(f"no images in folder {path} (looked for "
-                                   f"{', '.join(IMAGE_EXTS)})")
-        else:
-            files = [path]
+        self.on_skip = on_skip
+        files = P.list_images(path) if path.is_dir() else [path]
+        if not files:
+            raise CnnedgeError(f"no images in folder {path} (looked for {', '.join(IMAGE_EXTS)} "
+                               f"in it and its sub-folders)")
+        self.root = path if path.is_dir() else path.parent
         self.files = files
         self.frame_count = len(files)
-        first = self._imread(files[0])  # fail early on an unreadable first image
-        self._first = first
-        self.frame_shape = first.shape
+        # the first image that decodes gives the frame shape; a single file must decode
+        problems = []
+        for i, p in enumerate(files):
+            try:
+                self._first = (i, self._imread(p))
+                break
+            except CnnedgeError as e:
+                if not path.is_dir():
+                    raise
+                problems.append(str(e))
+        else:
+            raise CnnedgeError(f"no readable images in folder {path}: all {len(files)} fail to "
+                               f"decode (first: {problems[0]})")
+        for m in problems:  # warned only once the run can go on: an error is one line alone
+            self._warn(f"skipping {m}")
+        self.frame_shape = self._first[1].shape
 
     @staticmethod
     def _imread(p: Path):
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise CnnedgeError(f"cannot read image {p} (not an image OpenCV can decode, or corrupt)")
-        return img
+        """The shared decoder (the one predict uses), back to OpenCV's BGR/gray frame layout."""
+        img = P.read_image(p)
+        return img.reshape(img.shape[:2]) if img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
 
     def _frames(self):
-        for i, p in enumerate(self.files):
+        start, first = self._first
+        self._first = (start, None)
+        for i, p in enumerate(self.files[start:], start):
             if self._stop.is_set():
                 return
-            if i == 0 and self._first is not None:
-                img, self._first = self._first, None
+            if i == start:
+                img = first
             else:
-                img = self._imread(p)
-            yield img, i
+                try:
+                    img = self._imread(p)
+                except CnnedgeError as e:
+                    yield Skipped(f"skipping {e}")
+                    continue
+            yield img, i, str(p.relative_to(self.root))
 
 
 class LiveSource(Source):
@@ -307,10 +347,11 @@ class LiveSource(Source):
             self._cap.release()
 
 
-def open_source(spec, reconnect: int = 3, start: bool = True) -> Source:
+def open_source(spec, reconnect: int = 3, start: bool = True, on_skip=None) -> Source:
     """A :class:`Source` for ``spec``: camera index ("0"), /dev/videoN, a URL, a video file, an
     image file or a folder of images. Opening checks that a first frame can be read; ``start``
-    starts the reader thread (else call ``.start()``)."""
+    starts the reader thread (else call ``.start()``); ``on_skip`` gets a warning for each image
+    of a folder that does not decode."""
     text = str(spec).strip()
     if text.isdigit():
         src: Source = LiveSource(text, int(text), reconnect=reconnect)
@@ -324,7 +365,7 @@ def open_source(spec, reconnect: int = 3, start: bool = True) -> Source:
             raise CnnedgeError(f"no such file or folder: {text} (--source takes a camera index "
                                f"like 0, a video, an image, a folder of images or a URL)")
         if path.is_dir() or path.suffix.lower() in IMAGE_EXTS:
-            src = ImageSource(path)
+            src = ImageSource(path, on_skip=on_skip)
         else:
             src = VideoFileSource(path)
     return src.start() if start else src

@@ -49,7 +49,8 @@ def top_k(p: np.ndarray, k: int) -> list[tuple[int, float]]:
 class Overlay:
     """Draws the ROI, top-k bars, latency/FPS line and the model-input inset onto a BGR frame."""
 
-    def __init__(self, class_names: list[str], label: str, keys_help: bool = False, inset: bool = True):
+    def __init__(self, class_names: list[str], label: str, keys_help: str | None = None,
+                 inset: bool = True):
         self.names = [n if len(n) <= 16 else n[:15] + "." for n in class_names]
         self.label = label
         self.keys_help = keys_help
@@ -84,20 +85,24 @@ class Overlay:
 
     def draw(self, img: np.ndarray, box, top: list[tuple[int, float]], *, infer_ms: float,
              fps: float, inverted: bool, model_input: np.ndarray | None = None,
-             frozen: bool = False) -> np.ndarray:
+             frozen: bool = False, tag: str | None = None, notes: list[str] = ()) -> np.ndarray:
+        """``box`` (x, y, w, h): the region in ``img``; ``notes``: extra lines (collect counts)
+        in a panel under the top-k panel."""
         self._geometry(img.shape)
         h, w = img.shape[:2]
         fs, th, row, pad = self.fs, self.th, self.row, self.pad
-        x, y, s = box
+        x, y, bw_, bh_ = box
         colour = ORANGE if inverted else GREEN
-        cv2.rectangle(img, (x, y), (x + s - 1, y + s - 1), colour, 2 * th)
-        tag = f"ROI {s}px" + (" inverted" if inverted else "")
-        ty = y + s + int(18 * fs * 2) if y + s + int(24 * fs * 2) < h else y + s - pad  # below the box
-        cv2.putText(img, tag, (x + 2, ty), FONT, fs, colour, th, cv2.LINE_AA)
+        cv2.rectangle(img, (x, y), (x + bw_ - 1, y + bh_ - 1), colour, 2 * th)
+        tag = (tag or f"ROI {bw_}px") + (" inverted" if inverted else "")
+        below = y + bh_ + int(24 * fs * 2) < h
+        ty = y + bh_ + int(18 * fs * 2) if below else y + bh_ - pad
+        cv2.putText(img, tag, (x + 2 if below else x + pad, ty), FONT, fs, colour, th, cv2.LINE_AA)
 
         # top-k panel: solid background, name + percentage, confidence bar
         x0, y0, pw = pad, pad, self.panel_w
-        cv2.rectangle(img, (x0, y0), (x0 + pw, y0 + pad + row * len(top)), PANEL, -1)
+        if top:
+            cv2.rectangle(img, (x0, y0), (x0 + pw, y0 + pad + row * len(top)), PANEL, -1)
         for r, (i, p) in enumerate(top):
             ty = y0 + row * r + int(row * 0.62)
             cv2.putText(img, self.names[i] if i < len(self.names) else str(i), (x0 + pad, ty), FONT,
@@ -109,13 +114,19 @@ class Overlay:
             cv2.rectangle(img, (x0 + pad, by), (x0 + pad + bw, by + self.bar_h), (90, 90, 90), -1)
             cv2.rectangle(img, (x0 + pad, by), (x0 + pad + int(bw * min(1.0, p)), by + self.bar_h),
                           GREEN if r == 0 else CYAN, -1)
+        if notes:
+            y1 = y0 + (pad + row * len(top) + pad if top else 0)
+            cv2.rectangle(img, (x0, y1), (x0 + pw, y1 + pad + int(row * 0.8) * len(notes)), PANEL, -1)
+            for r, line in enumerate(notes):
+                cv2.putText(img, line[:28], (x0 + pad, y1 + int(row * 0.8) * r + int(row * 0.6)),
+                            FONT, fs * 0.9, WHITE, th, cv2.LINE_AA)
 
         # status line at the bottom
         status = f"infer {infer_ms:.2f} ms  {fps:.0f} FPS  {self.label}"
         if frozen:
             status += "  [frozen]"
         if self.keys_help:
-            status += "  q quit  s snapshot  space freeze"
+            status += f"  {self.keys_help}"
         (tw, tht), _ = cv2.getTextSize(status, FONT, fs, th)
         cv2.rectangle(img, (0, h - tht - 2 * pad), (min(w - 1, tw + 2 * pad), h - 1), PANEL, -1)
         cv2.putText(img, status, (pad, h - pad), FONT, fs, WHITE, th, cv2.LINE_AA)

@@ -40,7 +40,8 @@ def test_real_cifar10_folder():
     assert src.info.split_sizes == {"train": 50000, "test": 10000}
     assert src.info.image_size == (32, 32) and src.info.channels == 3
     x, y = next(src.pipeline("test", batch_size=8, take=8).as_numpy_iterator())
-    assert x.shape == (8, 32, 32, 3) and x.dtype == np.uint8 and set(y.tolist()) == {0}
+    assert x.shape == (8, 32, 32, 3) and x.dtype == np.uint8
+    assert len(set(y.tolist())) == 8  # a stratified sample, not the first 8 (all airplanes)
 
 
 def test_cli_info_json_and_table(tmp_path, capsys):

@@ -160,7 +160,8 @@ def test_image_folder_and_invert_auto(demo, tmp_path):
     assert run_cli(folder, "-m", demo["model"], "--headless", "--out", tmp_path / "imgs.mp4",
                    "--log", log, "--smooth", "0") == 0
     frames, summary = read_log(log)
-    assert summary["source_kind"] == "images" and summary["roi"] == 1.0
+    assert summary["source_kind"] == "images" and summary["roi"] is None  # the whole image
+    assert summary["smooth"] == 0.0 and summary["invert"] == "auto"  # 1-channel: dark background
     assert [r["inverted"] for r in frames] == [False] * 5 + [True]
     raw = demo["runner"].predict(x[..., None]).argmax(1)  # 28×28 at ROI 1.0: exactly the image
     assert [r["pred"] for r in frames] == raw.tolist()

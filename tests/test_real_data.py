@@ -69,3 +69,19 @@ def test_cifar10_tiny_on_the_jpeg_folder(tmp_path, cli):
     s = json.loads((tmp_path / "runs/cifar10_tiny/exp/summary.json").read_text())
     assert s["input_size"] == [32, 32, 3] and s["test_images"] == 1000
     assert s["test_accuracy"] > 0.2  # 60 steps: above chance (0.1), not a benchmark
+
+
+@pytest.mark.parametrize("name, data, split", [("cifar10", CIFAR, "test"),
+                                                ("fashion_mnist", FASHION, "test")])
+def test_reference_checkpoint_reproduces_its_figure(name, data, split):
+    """`cnnedge eval` on the shipped file gives the accuracy its .json (and the docs) state."""
+    from cnnedge import weights
+    from cnnedge.evaluate import evaluate_run
+
+    if not data.is_dir():
+        pytest.skip(f"{data} absent")
+    info = weights.info(name)
+    ev = evaluate_run(weights.path(name), dataset=str(data))
+    assert ev["split"] == split and ev["n"] == info["test_images"]
+    assert ev["accuracy"] == pytest.approx(info["test_accuracy"], abs=1e-4)
+    assert weights.path(name).stat().st_size <= 500 * 1024

@@ -64,7 +64,7 @@ def test_overrides_types():
     ("trian.epochs=3", "did you mean 'train.epochs'"),
     ("train=3", "is a section"),
     ("train.epochs", "key=value"),
-    ("data.image_size=1,2,3", "2 items"),
+    ("data.image_size=1,2,3", "HxW like 64x64, or keep"),
 ])
 def test_bad_overrides(override, message):
     with pytest.raises(CnnedgeError, match=message):

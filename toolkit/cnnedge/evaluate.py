@@ -62,21 +62,26 @@ def evaluate(model, src, *, split: str = "test", batch_size: int = 256,
             "per_class_accuracy": per_class, "confusion": conf.tolist()}
 
 
-def evaluate_run(run_or_model, *, split: str = "test", dataset: Optional[str] = None,
+def evaluate_run(run_or_model, *, split: Optional[str] = None, dataset: Optional[str] = None,
                  data_dir: Optional[str] = None, batch_size: int = 256,
                  take: Optional[int] = None, out: Optional[Path] = None,
                  tta: str = "none") -> dict:
-    """Evaluate a run directory (its best model on its recipe's data) or a .keras file."""
+    """Evaluate a run directory (its best model on its recipe's data, or on ``dataset``) or a
+    .keras file. ``split`` defaults to the run's evaluation split (test, else val); a
+    ``dataset`` that is one flat folder of class folders is scored whole (split "all").
+    ``take``: a seeded class-stratified sample of that many images."""
     from cnnedge import data, models
-    from cnnedge.run import Run
+    from cnnedge.run import Run, eval_split
 
     if out is not None:
         check_writable(Path(out).parent, "evaluation report")
     path = Path(run_or_model)
+    names = None
     if path.is_dir():
         run = Run(path).require("float", hint="is it a finished cnnedge run?")
         model_path = run.model_path("float")
         src = run.open_data(dataset, data_dir)
+        names = run.class_names
     elif path.is_file():
         if dataset is None:
             raise CnnedgeError("evaluating a model file needs --data <dataset name or path>")
@@ -84,8 +89,23 @@ def evaluate_run(run_or_model, *, split: str = "test", dataset: Optional[str] = 
         src = data.open_dataset(dataset, data_dir=data_dir)
     else:
         raise CnnedgeError(f"no run directory or model file at {path}")
+    if names and list(src.info.class_names) != list(names):
+        extra = sorted(set(src.info.class_names) - set(names))
+        missing = sorted(set(names) - set(src.info.class_names))
+        raise CnnedgeError(f"{dataset or src.info.source} has classes {list(src.info.class_names)}"
+                           f" but the model was trained on {list(names)}"
+                           f"{f'; not in the model: {extra}' if extra else ''}"
+                           f"{f'; missing: {missing}' if missing else ''}")
+    label = None
+    if split is None:
+        split = eval_split(src) if not (dataset and src.splits == ("train",)) else "train"
+    if dataset and src.splits == ("train",) and split in ("train", "test", "all"):
+        split, label = "train", "all"  # a flat class folder: all of it is the split to score
     model = models.load_model(model_path, compile=False)
     ev = evaluate(model, src, split=split, batch_size=batch_size, take=take, tta=tta)
+    if label:
+        ev["split"] = label
+    ev["data"] = str(dataset or src.info.source)
     ev["class_names"] = list(src.info.class_names)
     ev["model"] = str(model_path)
     if out is not None:
@@ -124,30 +144,101 @@ def plot_confusion(ev: dict, class_names: Sequence[str], out: Path) -> Path:
     return Path(out)
 
 
-def plot_curves(rows: list, out: Path) -> Path:
-    """Loss and accuracy per epoch (train and val) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    ep = [int(r["epoch"]) for r in rows]
-
-    def col(k):
-        return [float(r[k]) if r.get(k) not in (None, "") else math.nan for r in rows]
-
-    a1.plot(ep, col("loss"), "o-", label="train")
-    a1.plot(ep, col("val_loss"), "o-", label="val")
-    a1.set(title="loss", xlabel="epoch")
-    a2.plot(ep, col("accuracy"), "o-", label="train")
-    a2.plot(ep, col("val_accuracy"), "o-", label="val")
-    a2.set(title="accuracy", xlabel="epoch")
-    for a in (a1, a2):
-        a.grid(alpha=0.3)
-        a.legend()
-    fig.tight_layout()
+def plot_curves(rows: list, out: Path, qat_rows: Optional[list] = None) -> Path:
+    """Loss and accuracy per epoch (train and val, then any QAT epochs) as a PNG."""
+    fig = curves_figure(rows, qat_rows)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     return Path(out)
+
+
+def curves_figure(rows: list, qat_rows: Optional[list] = None):
+    """The figure `plot_curves` saves: float epochs, then QAT epochs in a shaded span.
+
+    Marked artists carry a gid ("best", "qat", "clipped") so that tests can find them.
+    """
+    # A bare Figure, not pyplot: no global state or backend switch, nothing to close.
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    qat_rows = qat_rows or []
+
+    def col(rs, k):
+        return np.array([float(r[k]) if r.get(k) not in (None, "") else math.nan for r in rs])
+
+    ep = np.array([int(r["epoch"]) for r in rows])
+    last = int(ep.max()) if len(ep) else 0
+    # QAT epochs count from 1 in qat_metrics.csv; they continue the float axis here.
+    qx = last + np.arange(1, len(qat_rows) + 1)
+    fig = Figure(figsize=(10, 3.8))
+    a1, a2 = fig.subplots(1, 2)
+    series = {}  # key -> (float values, QAT values)
+    for a, keys in ((a1, ("loss", "val_loss")), (a2, ("accuracy", "val_accuracy"))):
+        for c, k in zip(("C0", "C1"), keys):
+            y, qy = col(rows, k), col(qat_rows, k)
+            series[k] = (y, qy)
+            label = "val" if k.startswith("val_") else "train"
+            if np.isfinite(y).any():
+                a.plot(ep, y, "o-", color=c, ms=4, label=label)
+            if np.isfinite(qy).any():  # squares: fake-quantised model, not the float one
+                a.plot(qx, qy, "s-", color=c, ms=4,
+                       label=None if np.isfinite(y).any() else f"{label} (QAT)")
+
+    if len(qat_rows):
+        for a in (a1, a2):
+            a.axvspan(last + 0.5, qx[-1] + 0.5, color="0.5", alpha=0.15, lw=0, gid="qat")
+            # Above the axes: inside, the label sat on the QAT points of one panel or the other.
+            a.text((last + 0.5 + qx[-1] + 0.5) / 2, 1.01, "QAT", ha="center", va="bottom",
+                   fontsize=9, color="0.3", transform=a.get_xaxis_transform())
+
+    # Best float epoch: what best.keras holds (chosen on val, on train without a val split).
+    for k, name in (("val_accuracy", "val"), ("accuracy", "train")):
+        acc = series[k][0]
+        if np.isfinite(acc).any():
+            i = int(np.nanargmax(acc))
+            for a in (a1, a2):
+                a.axvline(ep[i], ls="--", color="0.4", lw=1, gid="best")
+            # Labelled through the legend: a text next to the star sat on the curves.
+            a2.plot(ep[i], acc[i], "*", color="C3", ms=13, mec="white", zorder=5,
+                    label=f"best: epoch {ep[i]}, {name} acc {100 * acc[i]:.1f} %")
+            break
+
+    # One diverging epoch (loss 31.7 among ~1.0) would flatten every other point. Clip rather
+    # than log-scale: a log axis still spends most of its height on the outlier and makes the
+    # small late-training differences that matter hard to read. The limit is the largest loss
+    # within 5x the median plus headroom: on synthetic runs 3x the 90th percentile kept half
+    # the axis empty, and missed the outlier in runs of <= 5 epochs or with >10 % bad epochs.
+    loss = [v for k in ("loss", "val_loss") for s in series[k] for v in s]
+    fin = np.array([v for v in loss if np.isfinite(v)])
+    if fin.size and np.median(fin) > 0 and (np.isposinf(loss).any()
+                                            or fin.max() > 5 * np.median(fin)):
+        keep = fin[fin <= 5 * np.median(fin)]
+        lo, hi = keep.min(), keep.max()
+        span = (hi - lo) or hi or 1.0
+        top = hi + 0.12 * span
+        a1.set_ylim(lo - 0.05 * span, top)
+        above = []
+        for c, k in zip(("C0", "C1"), ("loss", "val_loss")):
+            for x, v in ((x, v) for xs, s in zip((ep, qx), series[k]) for x, v in zip(xs, s)):
+                if v > top:  # nan is never > top; inf is
+                    above.append(v)
+                    a1.plot(x, top, "^", color=c, ms=9, mec="black", mew=0.6, clip_on=False,
+                            zorder=5, gid="clipped")
+        if above:  # none when the outlier is just past 5x the median, under the headroom
+            # The note is the last legend entry, which is placed where no curve runs.
+            a1.plot([], [], "^", color="0.6", mec="black", mew=0.6, ms=9,
+                    label=f"{len(above)} point{'s' * (len(above) > 1)} above {top:.3g} "
+                          f"(max {max(above):.3g})")
+
+    a1.set(title="loss", xlabel="epoch")
+    a2.set(title="accuracy", xlabel="epoch")
+    a2.yaxis.set_major_formatter(PercentFormatter(xmax=1))
+    for a in (a1, a2):
+        a.set_xlim(0.5, (qx[-1] if len(qat_rows) else max(last, 1)) + 0.5)
+        # No epoch 2.5; min_n_ticks=1 keeps a one-epoch run at tick 1, not 0.5, 0.6, ...
+        a.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        a.grid(alpha=0.3)
+        if a.get_legend_handles_labels()[0]:
+            a.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -31,7 +31,10 @@ class DataConfig:
     data_dir: Optional[str] = None  # searched first for the dataset's files
     val_fraction: float = 0.1  # carved from train; checkpoints are chosen on it
     image_size: Optional[Tuple[int, int]] = None  # resize (H, W); None keeps the source size
-    keep_size: bool = False  # variable-size images batched by padding (GMP models accept any H×W)
+    keep_size: bool = False  # variable-size images at their own size (GMP models accept any H×W)
+    # keep_size batches: "bucket" groups similar sizes (little padding, faster), "pad" pads each
+    # random batch to its largest image
+    batch_mode: Literal["pad", "bucket"] = "pad"
     cache: bool = False  # cache decoded images in memory after the first epoch
 
 
@@ -66,6 +69,8 @@ class TrainConfig:
     seed: int = 0
     steps_per_epoch: Optional[int] = None  # None: one pass over train; set it for smoke runs
     eval_images: Optional[int] = None  # None: the whole val/test split
+    class_weights: bool = False  # weigh the loss by inverse class frequency (imbalanced data)
+    max_minutes: Optional[float] = None  # time budget: no epoch starts that would overrun it
 
 
 @dataclass
@@ -122,6 +127,7 @@ RANGES = (
     ("train.label_smoothing", _in(0, 1), "in [0, 1)"),
     ("train.steps_per_epoch", _in(1, _INF, optional=True), ">= 1, or none (one pass)"),
     ("train.eval_images", _in(1, _INF, optional=True), ">= 1, or none (the whole split)"),
+    ("train.max_minutes", _in(0, _INF, lo_open=True, optional=True), "> 0, or none"),
     ("qat.epochs", _in(1, _INF), ">= 1"),
     ("qat.lr", _in(0, _INF, lo_open=True), "> 0"),
     ("qat.calibration_images", _in(1, _INF), ">= 1"),
@@ -226,6 +232,34 @@ def load_yaml(path: Path) -> Recipe:
 
 
 # ----------------------------------------------------------------------------- overrides
+def parse_image_size(text) -> Tuple[int, int] | str | None:
+    """The one image-size syntax of every command and of ``--set data.image_size=``: ``HxW``
+    (``64x48``; ``64,48`` and a square ``64`` too), or ``keep`` (each image at its own size)."""
+    if text is None or str(text).strip() == "":
+        return None
+    t = str(text).strip().lower()
+    if t == "keep":
+        return "keep"
+    parts = [p.strip() for p in t.replace(",", "x").replace("×", "x").split("x")]
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise CnnedgeError(f"image size must be HxW like 64x64, or keep; got '{text}'")
+    return int(parts[0]), int(parts[1])
+
+
+def set_image_size(recipe: Recipe, size) -> Recipe:
+    """``recipe`` with ``data.image_size`` set from :func:`parse_image_size` output."""
+    if size is None:
+        return recipe
+    data = recipe.data
+    if size == "keep":  # size-bucketed batches: far less padding than random batches
+        data = dataclasses.replace(data, image_size=None, keep_size=True, batch_mode="bucket")
+    else:
+        data = dataclasses.replace(data, image_size=tuple(size), keep_size=False)
+    return dataclasses.replace(recipe, data=data)
+
+
 def apply_overrides(recipe: Recipe, overrides: List[str]) -> Recipe:
     """Apply ``section.field=value`` strings; values are checked against the field's type."""
     recipe = from_dict(to_dict(recipe))  # deep copy
@@ -234,6 +268,9 @@ def apply_overrides(recipe: Recipe, overrides: List[str]) -> Recipe:
             raise CnnedgeError(f"--set expects key=value, got '{item}'")
         key, raw = item.split("=", 1)
         key = key.strip()
+        if key == "data.image_size" and raw.strip().lower() not in ("none", "null", "~", ""):
+            recipe = set_image_size(recipe, parse_image_size(raw))  # 64x64 | keep, as elsewhere
+            continue
         parts = key.split(".")
         obj, cls = recipe, Recipe
         for i, part in enumerate(parts):

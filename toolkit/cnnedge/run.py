@@ -22,7 +22,7 @@ import numpy as np
 
 from cnnedge import artifacts
 from cnnedge.errors import CnnedgeError
-from cnnedge.utils import atomic_write_csv, atomic_write_json
+from cnnedge.utils import atomic_write_csv, atomic_write_json, stratified_positions  # noqa: F401
 
 METRIC_FIELDS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
 
@@ -40,22 +40,9 @@ def open_data(recipe):
     return data.open_dataset(d.dataset, data_dir=d.data_dir, val_fraction=d.val_fraction,
                              seed=recipe.train.seed,
                              image_size=tuple(d.image_size) if d.image_size else None,
-                             keep_size=d.keep_size)
+                             keep_size=d.keep_size, batch_mode=d.batch_mode)
 
 
-def stratified_positions(labels, n: int, seed: int = 0) -> np.ndarray:
-    """Sorted positions of ``n`` examples drawn with a fixed seed, each class in proportion to
-    its share of ``labels`` (never "the first n" of a class-sorted folder)."""
-    labels = np.asarray(labels)
-    if n >= len(labels):
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(labels))
-    rank = np.empty(len(labels))
-    for c in np.unique(labels):
-        members = order[labels[order] == c]  # this class in shuffled order
-        rank[members] = (np.arange(len(members)) + rng.random()) / len(members)
-    return np.sort(np.argsort(rank, kind="stable")[:n])
 
 
 class Run:
@@ -205,6 +192,21 @@ class Run:
     def class_names(self) -> list[str] | None:
         return self._json(self.LABELS, None)
 
+    def preprocessing(self) -> dict:
+        """How to feed this run's models, as every artifact's metadata records it: the input
+        size, whether images were resized to it (``size_policy`` fixed) or kept at their own
+        size (keep; ``image_size`` is then the median), the resize policy, colour order and
+        background (runs from before these keys: grayscale ones count as dark-background)."""
+        s = self.summary
+        size = s.get("input_size")
+        channels = int(size[2]) if size and len(size) > 2 else None
+        default_bg = "dark" if channels == 1 else None
+        return {"image_size": [int(v) for v in size[:2]] if size else None,
+                "size_policy": s.get("size_policy", "fixed"),
+                "resize": s.get("resize", "stretch"),
+                "color_order": "GRAY" if channels == 1 else "RGB",
+                "background": s.get("background", default_bg)}
+
     def write_labels(self, names) -> None:
         atomic_write_json(self.path / self.LABELS, list(names))
 
@@ -267,10 +269,11 @@ class Run:
         import dataclasses
 
         recipe = self.recipe
-        if dataset or data_dir:
+        if dataset or data_dir:  # other data is scored whole: no validation carve-out
             recipe = dataclasses.replace(recipe, data=dataclasses.replace(
                 recipe.data, dataset=dataset or recipe.data.dataset,
-                data_dir=data_dir or recipe.data.data_dir))
+                data_dir=data_dir or recipe.data.data_dir,
+                val_fraction=0.0 if dataset else recipe.data.val_fraction))
         return open_data(recipe)
 
     def test_images(self, n: int | None = None, *, seed: int = 0, src=None):
@@ -299,3 +302,21 @@ def _fmt(v):
     if v is None or v == "":
         return ""
     return f"{float(v):.6g}" if not isinstance(v, str) else v
+
+
+def preprocessing_of(src) -> dict:
+    """The input size a run records (the training size, or the median size of a keep-size
+    dataset: never a made-up one), its size policy and the background of its images (from a
+    stratified sample of 200 training images, one per batch so that none is padded)."""
+    from cnnedge import preprocess
+
+    size = src.info.image_size
+    policy = "fixed"
+    if size is None:
+        policy = "keep"
+        shapes = src.split_index("train").shapes
+        size = (int(np.median(shapes[:, 0])), int(np.median(shapes[:, 1])))
+    with src.guard("train"):
+        images = [x.numpy()[0] for x, _ in src.pipeline("train", batch_size=1, take=200)]
+    return {"image_size": [int(size[0]), int(size[1])], "size_policy": policy,
+            "resize": "stretch", "background": preprocess.background(images)}

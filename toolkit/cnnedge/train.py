@@ -32,8 +32,8 @@ from cnnedge.distribute import (
 )
 from cnnedge.errors import CnnedgeError
 from cnnedge.recipe import Recipe, check
-from cnnedge.run import Run, eval_split, open_data
-from cnnedge.utils import StopOnCtrlC, atomic_path, check_writable, environment
+from cnnedge.run import Run, eval_split, open_data, preprocessing_of
+from cnnedge.utils import StopOnCtrlC, atomic_path, balanced_weights, check_writable, environment
 
 
 @dataclass
@@ -125,23 +125,6 @@ def datasets(src, recipe: Recipe, teachers=None):
     return train, val, steps
 
 
-def init_weights(model, source) -> None:
-    """Copy the weights of ``source`` (a run dir or a .keras file of the same architecture) into
-    ``model``: the start point of a fine-tuning run (recipe ``model.weights``)."""
-    from cnnedge.models import load_model
-
-    src = load_model(Run.model_file(source, "model.weights"), compile=False)
-    mine = [(w.name, tuple(w.shape)) for w in model.weights]
-    theirs = [(w.name, tuple(w.shape)) for w in src.weights]
-    if [s for _, s in mine] != [s for _, s in theirs]:
-        diff = next(((a, b) for a, b in zip(mine, theirs) if a[1] != b[1]), None)
-        where = (f"first difference: {diff[0][0]} {diff[0][1]} vs {diff[1][1]}" if diff else
-                 f"{len(mine)} vs {len(theirs)} weight tensors")
-        raise CnnedgeError(f"model.weights {source}: {src.name} does not match {model.name} "
-                           f"({where})")
-    model.set_weights(src.get_weights())
-
-
 # ----------------------------------------------------------------------------- callbacks
 def _make_checkpointer(run: Run, state: dict, stop=None):
     from cnnedge.backend import keras
@@ -172,6 +155,36 @@ def _make_checkpointer(run: Run, state: dict, stop=None):
             run.started()  # a run this one replaces (--overwrite) can go now
 
     return RunCheckpoint()
+
+
+def _budget(minutes: float, state: dict):
+    """Stop before an epoch that would end past ``minutes`` of training (resumes included)."""
+    from cnnedge.backend import keras
+
+    class Budget(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.t0, self.spent, self.first = time.time(), state.get("train_seconds", 0.0), None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.first = epoch if self.first is None else self.first
+
+        def on_epoch_end(self, epoch, logs=None):
+            done = epoch + 1 - self.first
+            used = self.spent + time.time() - self.t0
+            per_epoch = (time.time() - self.t0) / max(1, done)
+            if used + per_epoch > minutes * 60:
+                print(f"time budget of {minutes:g} min: stopping after epoch {epoch + 1}",
+                      flush=True)
+                self.model.stop_training = True
+
+    return Budget()
+
+
+def class_weights(src, recipe: Recipe):
+    """Inverse-frequency class weights (mean 1) when the recipe asks for them, else None."""
+    if not recipe.train.class_weights or recipe.distill.teachers:
+        return None
+    return balanced_weights(src.split_index("train").labels, len(src.info.class_names))
 
 
 def _current_lr(opt):
@@ -313,7 +326,10 @@ def _model(run, recipe, src, state, steps, teachers, from_best):
                                 channels=info.channels, **recipe.model.kwargs)
     models.check_input_size(model, (*_smallest_image(src), info.channels))
     if recipe.model.weights:
-        init_weights(model, recipe.model.weights)
+        from cnnedge.weights import init_weights
+
+        note = init_weights(model, recipe.model.weights)
+        print(f"weights: {recipe.model.weights} ({note})", flush=True)
     compile_model(model, recipe, steps, distill=bool(teachers))
     return model
 
@@ -355,10 +371,12 @@ def _train(run, recipe, src, state, model, data, *, strategy, dist, verbose, ext
         t0 = time.time()
         if state["epoch"] < recipe.train.epochs:
             first = 0 if extra_callbacks else state["epoch"]  # multi-worker: the backup decides
+            if recipe.train.max_minutes:
+                callbacks.append(_budget(recipe.train.max_minutes, state))
             with ctrl_c, src.guard("train"):
                 model.fit(train_ds, epochs=recipe.train.epochs, initial_epoch=first,
                           steps_per_epoch=steps, validation_data=val_ds, callbacks=callbacks,
-                          verbose=verbose)
+                          verbose=verbose, class_weight=class_weights(src, recipe))
         state["train_seconds"] = state.get("train_seconds", 0.0) + (time.time() - t0)
         if not report:
             return TrainResult(run.path, {})
@@ -382,7 +400,8 @@ def finish_run(run: Run, recipe: Recipe, src, state: dict) -> dict:
     split = eval_split(src)
     ev = evaluate.evaluate(best, src, split=split, batch_size=max(256, recipe.train.batch_size),
                            take=recipe.train.eval_images)
-    h, w = src.info.image_size or (32, 32)
+    pre = preprocessing_of(src)
+    h, w = pre.pop("image_size")
     stats = models.summary_dict(best, (h, w, src.info.channels))
     evaluate.plot_confusion(ev, src.info.class_names, run / Run.CONFUSION)
     evaluate.plot_curves(run.metrics(), run / Run.CURVES)
@@ -394,13 +413,14 @@ def finish_run(run: Run, recipe: Recipe, src, state: dict) -> dict:
         "macs_per_image": stats["macs"],
         "flops_per_image": 2 * stats["macs"],
         "input_size": [h, w, src.info.channels],
+        **pre,
         "min_input_size": stats.get("min_input_size"),
         "epochs": state["epoch"],
         "best_epoch": state.get("best_epoch"),
         "best_val_accuracy": state.get("best_score"),
         "eval_split": split,
-        "test_accuracy": ev["accuracy"],
-        "test_images": ev["n"],
+        f"{split}_accuracy": ev["accuracy"],
+        f"{split}_images": ev["n"],
         "per_class_accuracy": dict(zip(src.info.class_names, ev["per_class_accuracy"])),
         "train_minutes": round(state.get("train_seconds", 0.0) / 60, 2),
     }
@@ -463,14 +483,15 @@ def fine_tune_qat(run, *, epochs: Optional[int] = None, lr: Optional[float] = No
             callbacks=[KeepBest()], verbose=_verbose(verbose))
     seconds = time.time() - t0
     run.write_qat_metrics(rows)
+    evaluate.plot_curves(run.metrics(), run / Run.CURVES, rows)  # finish_run drew it before QAT
 
     qat = run.model("qat")
-    ev = evaluate.evaluate(qat, src, split=eval_split(src), batch_size=256,
-                           take=recipe.train.eval_images)
+    split = eval_split(src)
+    ev = evaluate.evaluate(qat, src, split=split, batch_size=256, take=recipe.train.eval_images)
     summary = run.summary
     summary.update({
         "qat_epochs": epochs, "qat_lr": lr, "qat_best_epoch": best.get("epoch"),
-        "qat_best_val_accuracy": best["score"], "qat_test_accuracy": ev["accuracy"],
+        "qat_best_val_accuracy": best["score"], f"qat_{split}_accuracy": ev["accuracy"],
         "qat_minutes": round(seconds / 60, 2),
         "qat_input_range": list(input_range(qat)),
     })

@@ -13,6 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from cnnedge.errors import CnnedgeError
 
 
@@ -227,3 +229,25 @@ def environment() -> dict:
         except metadata.PackageNotFoundError:
             pass
     return env
+
+
+def stratified_positions(labels, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted positions of ``n`` examples drawn with a fixed seed, each class in proportion to
+    its share of ``labels`` (never "the first n" of a class-sorted folder)."""
+    labels = np.asarray(labels)
+    if n >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(labels))
+    rank = np.empty(len(labels))
+    for c in np.unique(labels):
+        members = order[labels[order] == c]  # this class in shuffled order
+        rank[members] = (np.arange(len(members)) + rng.random()) / len(members)
+    return np.sort(np.argsort(rank, kind="stable")[:n])
+
+
+def balanced_weights(labels, k: int) -> dict:
+    """{class: weight} inversely proportional to the class counts of ``labels`` (mean 1)."""
+    counts = np.bincount(np.asarray(labels), minlength=k)
+    w = counts.sum() / (k * np.maximum(counts, 1))
+    return {i: float(v) for i, v in enumerate(w)}

@@ -4,15 +4,21 @@ The same N test images go through the Keras float model, the Keras QAT model and
 in the run's export folder. Per artifact: accuracy, top-1 agreement with its reference (int8 → the QAT
 Keras model when the run has one, else the float model; fp32/fp16 → the float model), max and
 mean |logit difference| (int8 outputs dequantized), per-class accuracy change vs float, and the
-images whose top-1 flips. ``verify.json`` + ``verify.md`` are written; ``passed`` is False when
-an agreement falls under its threshold.
+images whose top-1 flips. ``verify.json`` + ``verify.md`` are written.
+
+Each agreement comes with its exact 95 % interval (:func:`agreement_interval`) and a gate
+(:func:`gate`): ``pass``, ``fail``, ``inconclusive`` (fewer than 1,000 images, under the threshold
+but the interval still reaches it: rerun on more images) or ``info`` (measured, not gated: the
+Keras rows, and the PTQ int8 model, a comparison point for QAT, unless ``gate_ptq``). ``passed``
+is False when a gate fails.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -24,6 +30,63 @@ from cnnedge.utils import atomic_write_json, atomic_write_text, check_writable
 # the comparison point for QAT, so its bar is lower.
 DEFAULT_THRESHOLDS = {"fp32": 0.999, "fp16": 0.995, "int8": 0.995, "int8-ptq": 0.98}
 MAX_FLIPS_LISTED = 50
+# From this many images on, the gate is the plain comparison: the interval is then narrow
+# enough (98.84–99.84 % for 995 of 1,000) that "under the bar" means what it says.
+HARD_GATE_IMAGES = 1000
+CONFIDENCE = 0.95
+GATE_ICONS = {"pass": "✅", "fail": "❌", "inconclusive": "❔", "info": "➖"}
+
+
+def _lower_bound(agreed: int, n: int, alpha: float) -> float:
+    """The p where P(X >= agreed | n, p) = alpha: the lower Clopper–Pearson bound, by bisection on
+    the binomial tail (summed in log space), so no scipy is needed."""
+    if agreed <= 0:
+        return 0.0
+    i = np.arange(agreed, n + 1)
+    log_comb = np.concatenate([[0.0], np.cumsum(np.log(np.arange(n, 0, -1)) -
+                                                np.log(np.arange(1, n + 1)))])[agreed:]
+    lo, hi = 0.0, 1.0
+    for _ in range(64):  # the tail grows with p; 64 halvings reach float precision
+        p = (lo + hi) / 2
+        t = log_comb + i * np.log(p) + (n - i) * np.log1p(-p)
+        m = t.max()
+        lo, hi = (p, hi) if np.exp(m) * np.exp(t - m).sum() < alpha else (lo, p)
+    return (lo + hi) / 2
+
+
+def agreement_interval(agreed: int, n: int, confidence: float = CONFIDENCE) -> Tuple[float, float]:
+    """The Clopper–Pearson ("exact") ``confidence`` interval of an agreement of ``agreed`` images
+    out of ``n``: (0, 1) for n = 0, and 1.0 / 0.0 exactly at the ends.
+
+    Clopper–Pearson rather than Wilson: an upper bound under the threshold is then an exact
+    one-sided binomial test at 2.5 %. Wilson's upper bound is too low near 100 % at small n:
+    one fp32 flip in 120 images gives Wilson 99.85 %, under the 99.9 % bar, yet an artifact
+    exactly at the bar flips at least one of 120 images 11 % of the time (Clopper–Pearson: 99.98 %).
+    """
+    if not 0 <= agreed <= n:
+        raise ValueError(f"agreed must be in 0..n, got {agreed} of {n}")
+    if n == 0:
+        return 0.0, 1.0
+    alpha = (1 - confidence) / 2
+    return _lower_bound(agreed, n, alpha), 1.0 - _lower_bound(n - agreed, n, alpha)
+
+
+def gate(agreed: int, n: int, threshold: Optional[float], *, gated: bool = True) -> str:
+    """The gate of ``agreed`` of ``n`` images agreeing, against ``threshold`` (a fraction).
+
+    ``info`` when there is no threshold or the row is not ``gated``; ``pass`` when the agreement
+    reaches the threshold; under it, with fewer than HARD_GATE_IMAGES images, ``inconclusive``
+    while the upper bound of the 95 % interval still reaches the threshold (the images cannot
+    tell the artifact from one at the bar: rerun on more) and ``fail`` once it is under it too;
+    from HARD_GATE_IMAGES images on, under the threshold is ``fail``.
+    """
+    if threshold is None or not gated:
+        return "info"
+    if n and agreed / n >= threshold:
+        return "pass"
+    if n < HARD_GATE_IMAGES and agreement_interval(agreed, n)[1] >= threshold:
+        return "inconclusive"
+    return "fail"
 
 
 @dataclass
@@ -73,8 +136,11 @@ def _compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray, float_pred
 
 def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
            thresholds: Optional[Dict[str, float]] = None, threads: int = 0,
-           write: bool = True) -> dict:
-    """Compare every artifact of ``run_dir/export`` (or ``artifacts``) with the Keras models."""
+           gate_ptq: bool = False, write: bool = True) -> dict:
+    """Compare every artifact of ``run_dir/export`` (or ``artifacts``) with the Keras models.
+
+    ``gate_ptq``: let the PTQ int8 model's agreement decide ``passed`` (default: reported as
+    ``info``; it measures post-training quantization, which the shipped QAT model replaces)."""
     from cnnedge import runtime
 
     run = Run(run_dir).require("float", hint="verify takes a trained run directory")
@@ -89,7 +155,7 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
     src = run.open_data()
     class_names = list(src.info.class_names)
     images, labels, split = run.test_images(n, src=src)
-    k = len(class_names)
+    k, count = len(class_names), int(len(labels))
 
     float_logits = _keras_logits(run.model_path("float"), images)
     float_pred = float_logits.argmax(1)
@@ -101,6 +167,7 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
         row = {"artifact": name, "format": "keras", "precision": "qat" if "qat" in name else "fp32",
                "runtime": "keras", "reference": "keras-float"}
         row.update(_compare(ref.logits, float_logits, labels, float_pred, k))
+        row.update(_gated(row, count, None, gated=False))
         rows.append(row)
 
     tflite_int8 = None
@@ -118,8 +185,7 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
                "runtime": runner.runtime, "reference": ref.name}
         step = runner.output_details.get("scale") if prec == "int8" else None
         row.update(_compare(logits, ref.logits, labels, float_pred, k, output_step=step))
-        row["threshold"] = th.get(key)
-        row["passed"] = row["threshold"] is None or row["agreement"] >= row["threshold"]
+        row.update(_gated(row, count, th.get(key), gated=key != "int8-ptq" or gate_ptq))
         if meta.get("format") == "tflite" and key == "int8":
             tflite_int8 = (path.name, logits)
         rows.append(row)
@@ -132,14 +198,29 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
             row["agreement_with_" + tflite_int8[0]] = float(
                 (logits.argmax(1) == tflite_int8[1].argmax(1)).mean())
     report = {
-        "run": str(run.path), "split": split, "images": int(len(labels)),
-        "class_names": class_names, "thresholds": th, "rows": rows,
+        "run": str(run.path), "split": split, "images": count,
+        "split_images": int(src.num_examples(split)), "class_names": class_names,
+        "thresholds": th, "gate_ptq": bool(gate_ptq), "interval": "clopper-pearson 95 %",
+        "hard_gate_images": HARD_GATE_IMAGES, "rows": rows,
         "passed": all(r.get("passed", True) for r in rows),
+        "inconclusive": [r["artifact"] for r in rows if r["gate"] == "inconclusive"],
     }
     if write:
         atomic_write_json(run.report(Run.VERIFY_JSON), report)
         atomic_write_text(run.report(Run.VERIFY_MD), markdown(report))
     return report
+
+
+def _gated(row: dict, n: int, threshold: Optional[float], *, gated: bool) -> dict:
+    """A row's threshold, 95 % interval, gate and ``passed``. ``passed`` (kept for readers of
+    earlier reports) is on every row with a threshold and means "does not fail the report":
+    True for pass, inconclusive and info."""
+    agreed = n - row["flips"]
+    out = {"agreement_ci95": list(agreement_interval(agreed, n)),
+           "gate": gate(agreed, n, threshold, gated=gated)}
+    if threshold is not None:
+        out.update(threshold=threshold, passed=out["gate"] != "fail")
+    return out
 
 
 def flips_text(row: dict) -> str:
@@ -150,12 +231,57 @@ def flips_text(row: dict) -> str:
         f"{row['flips']} ({near} ≤ 1 step)"
 
 
+def pct(x: float) -> str:
+    """99.17 %: two decimals, rounded down, so a bound shown at the bar reaches it."""
+    return f"{math.floor(x * 10000 + 1e-9) / 100:.2f} %"
+
+
+def ci_text(row: dict) -> str:
+    """The interval cell: "95.44–99.97 %"."""
+    lo, hi = row["agreement_ci95"]
+    return f"{pct(lo)[:-2]}–{pct(hi)}"
+
+
+def gate_text(row: dict) -> str:
+    """The gate cell: "✅ pass (99.5 %)", the threshold in brackets where the row has one."""
+    thr = row.get("threshold")
+    return f"{GATE_ICONS[row['gate']]} {row['gate']}" + ("" if thr is None else f" ({100 * thr:g} %)")
+
+
 def row_cells(row: dict) -> list:
     """One report row as table cells, shared by verify.md and the CLI table."""
-    ok = "" if "passed" not in row else ("✅" if row["passed"] else "❌")
     return [row["artifact"], row["runtime"], f"{row['accuracy']:.4f}", row["reference"],
-            f"{100 * row['agreement']:.2f} %", f"{row['max_abs_logit_diff']:.4f}",
-            f"{row['mean_abs_logit_diff']:.4f}", flips_text(row), ok]
+            f"{100 * row['agreement']:.2f} %", ci_text(row), f"{row['max_abs_logit_diff']:.4f}",
+            f"{row['mean_abs_logit_diff']:.4f}", flips_text(row), gate_text(row)]
+
+
+def more_images(report: dict) -> str:
+    """What to run for firmer evidence: more images while the split has them."""
+    total, n, run = report.get("split_images") or 0, report["images"], report["run"]
+    if total >= 2000 or not total:
+        return f"rerun on more images: cnnedge verify {run} -n 2000"
+    if n < total:
+        return f"rerun on the whole {report['split']} split: cnnedge verify {run}"
+    return (f"the {report['split']} split holds only {total:,} images; more evidence needs a "
+            "larger one")
+
+
+def gate_lines(report: dict) -> list:
+    """A line per inconclusive row (with the advice to rerun on more images) and per non-gated row
+    that has a threshold (the PTQ model: how it fares against its bar)."""
+    n, lines = report["images"], []
+    for r in report["rows"]:
+        head = (f"{r['artifact']}: {100 * r['agreement']:.2f} % agreement on {n:,} images "
+                f"(95 % CI {ci_text(r)})")
+        thr = r.get("threshold")
+        if r["gate"] == "inconclusive":
+            lines.append(f"{head} is under its {100 * thr:g} % bar, but the interval reaches it: "
+                         f"inconclusive, not a failure; {more_images(report)}")
+        elif r["gate"] == "info" and thr is not None:
+            would = gate(n - r["flips"], n, thr)
+            lines.append(f"{head}: PTQ, a comparison point for QAT, reported but not gated "
+                         f"(against its {100 * thr:g} % bar: {would}; --gate-ptq gates it)")
+    return lines
 
 
 def agreement_lines(report: dict) -> list:
@@ -164,14 +290,24 @@ def agreement_lines(report: dict) -> list:
             for r in report["rows"] for k, v in r.items() if k.startswith("agreement_with_")]
 
 
+def title(report: dict) -> str:
+    """"parity on 120 of 10,000 test images": every report names its split and image count."""
+    n, total = report["images"], report.get("split_images")
+    of = f"{n:,} of {total:,}" if total and total > n else f"{n:,}"
+    return f"parity on {of} {report['split']} images"
+
+
 def markdown(report: dict) -> str:
-    lines = [f"Parity on {report['images']:,} {report['split']} images of {report['run']}",
+    lines = [f"P{title(report)[1:]} of {report['run']}",
              "",
-             "| artifact | runtime | accuracy | reference | top-1 agreement | max abs logit diff "
-             "| mean abs logit diff | flips | pass |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| artifact | runtime | accuracy | reference | top-1 agreement | 95 % CI | max abs "
+             "logit diff | mean abs logit diff | flips | gate |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(row_cells(r)) + " |" for r in report["rows"]]
-    lines += ["\n" + line for line in agreement_lines(report)]
+    lines += ["\n" + line for line in agreement_lines(report) + gate_lines(report)]
+    lines.append(f"\ngate: pass = agreement at or over its bar; under it, fail, except on fewer "
+                 f"than {HARD_GATE_IMAGES:,} images while the 95 % Clopper–Pearson interval still "
+                 "reaches the bar: inconclusive (rerun on more images); info = reported, not gated.")
     if any(r.get("flips_within_one_step") for r in report["rows"]):
         lines.append("\n≤ 1 step: flips where the reference's own top-2 logits are within one "
                      "int8 output quantization step of each other (near-ties, not counted as "

@@ -44,24 +44,28 @@ def _root(
 
 
 DataDir = typer.Option(None, "--data-dir", help="Folder holding the dataset files (searched first).")
-ImageSize = typer.Option(None, "--image-size", help="Resize images to HxW, e.g. 32x32.")
+ImageSize = typer.Option(None, "--image-size", help="Resize images to HxW, e.g. 32x32 (or keep: "
+                         "each image at its own size).")
 KeepSize = typer.Option(False, "--keep-size", help="Keep each image's own size (pad in batches).")
 ValFraction = typer.Option(0.0, "--val-fraction", help="Carve this fraction of train as 'val'.")
 
 
 def parse_size(text: Optional[str]):
-    if not text:
-        return None
-    parts = text.lower().replace(",", "x").split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise CnnedgeError(f"--image-size expects HxW like 32x32, got '{text}'")
-    return int(parts[0]), int(parts[1])
+    from cnnedge.recipe import parse_image_size
+
+    try:
+        return parse_image_size(text)
+    except CnnedgeError as e:
+        raise CnnedgeError(f"--image-size: {e}")
 
 
 def open_source(dataset, data_dir, image_size=None, keep_size=False, val_fraction=0.0):
     from cnnedge import data
 
-    return data.open_dataset(dataset, data_dir=data_dir, image_size=parse_size(image_size),
+    size = parse_size(image_size)
+    if size == "keep":
+        size, keep_size = None, True
+    return data.open_dataset(dataset, data_dir=data_dir, image_size=size,
                              keep_size=keep_size, val_fraction=val_fraction)
 
 

@@ -29,8 +29,19 @@ def train_cmd(
                                      "--strategy mirrored without GPUs)."),
     check: bool = typer.Option(False, "--check", help="Decode every image once before "
                                "training: a bad file is named before the first epoch."),
+    data: Optional[Path] = typer.Option(None, "--data", help="A folder of class folders "
+                                        "(<data>/<class>/<images>): without --recipe, an "
+                                        "automatic recipe for it; with one, its dataset."),
+    image_size: Optional[str] = typer.Option(None, "--image-size", help="HxW (e.g. 64x64) or "
+                                             "keep (each image at its own size)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Start from a reference "
+                                          "checkpoint (cifar10, fashion_mnist), a run or a "
+                                          ".keras file; none = scratch. A new class count "
+                                          "gets a new head."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Time budget of the float "
+                                            "phase: epochs chosen to fit, no epoch overruns."),
 ):
-    """Train a recipe into runs/<recipe>/<name>/.
+    """Train a recipe, or a folder of your own classes (--data), into runs/<name>/<run>/.
 
     Resumable (--resume), with QAT as the last phase when the recipe enables it.
     """
@@ -38,15 +49,33 @@ def train_cmd(
     from cnnedge import train as tr
     from cnnedge.run import Run
 
-    if resume is not None and (recipe or set_):
-        raise CnnedgeError("--resume continues a run with its saved recipe; drop --recipe/--set")
+    if resume is not None and (recipe or set_ or data or image_size or weights or minutes):
+        raise CnnedgeError("--resume continues a run with its saved recipe; drop --recipe/--set/"
+                           "--data/--image-size/--weights/--minutes")
     if from_best and resume is None:
         raise CnnedgeError("--from-best goes with --resume RUN_DIR")
     r = None
     if resume is None:
-        if not recipe:
-            raise CnnedgeError("give --recipe NAME (see `cnnedge recipes`) or --resume RUN_DIR")
-        r = rc.apply_overrides(rc.load_recipe(recipe), set_)
+        if not recipe and data is None:
+            raise CnnedgeError("give --data FOLDER (a folder of class folders), --recipe NAME "
+                               "(see `cnnedge recipes`) or --resume RUN_DIR")
+        if recipe:
+            r = rc.load_recipe(recipe)
+            if data is not None:
+                r = rc.apply_overrides(r, [f"data.dataset={data}"])
+            if minutes:
+                r.train.max_minutes = float(minutes)
+        else:
+            from cnnedge.auto import auto_recipe
+
+            r, notes = auto_recipe(data, image_size=image_size, weights=weights or "auto",
+                                   minutes=minutes)
+            for line in notes:
+                console.print(f"auto: {line}", markup=False, soft_wrap=True)
+        r = rc.set_image_size(r, rc.parse_image_size(image_size))
+        if weights is not None and recipe:
+            r = rc.apply_overrides(r, [f"model.weights={weights}"])
+        r = rc.apply_overrides(r, set_)
     run_dir_box = []
     try:
         res = tr.train(r, runs_dir=runs_dir, name=name, overwrite=overwrite, resume=resume,
@@ -65,13 +94,14 @@ def train_cmd(
         console.print(f"done: this worker's part; the chief writes the run {res.run_dir}",
                       soft_wrap=True)
         return
+    sp = s.get("eval_split", "test")
     console.print(f"[bold green]done[/]: {s['recipe']} {s['model']} params={s['params']:,} "
-                  f"MACs/image={s['macs_per_image']:,} {s['eval_split']} accuracy="
-                  f"{s['test_accuracy']:.4f} ({s['test_images']:,} images), "
+                  f"MACs/image={s['macs_per_image']:,} {sp} accuracy "
+                  f"{s[f'{sp}_accuracy']:.4f} ({s[f'{sp}_images']:,} {sp} images), "
                   f"{s['train_minutes']} min", soft_wrap=True)
-    if "qat_test_accuracy" in s:
-        console.print(f"QAT ({s['qat_epochs']} epochs): {s['eval_split']} accuracy "
-                      f"{s['qat_test_accuracy']:.4f} -> {Run.MODELS['qat']}", soft_wrap=True)
+    if f"qat_{sp}_accuracy" in s:
+        console.print(f"QAT ({s['qat_epochs']} epochs): {sp} accuracy "
+                      f"{s[f'qat_{sp}_accuracy']:.4f} -> {Run.MODELS['qat']}", soft_wrap=True)
     d = res.run_dir
     console.print(f"run: {d}/  (models, metrics, curves, confusion matrix, summary)",
                   soft_wrap=True)
@@ -92,20 +122,24 @@ def quantize_cmd(
     from cnnedge.train import fine_tune_qat
 
     s = fine_tune_qat(run, epochs=epochs, lr=lr)
+    sp = s.get("eval_split", "test")
     console.print(f"QAT: {s['qat_epochs']} epochs, best val {s['qat_best_val_accuracy']:.4f}, "
-                  f"test accuracy {s['qat_test_accuracy']:.4f} (float "
-                  f"{s.get('test_accuracy', float('nan')):.4f}) -> {Run(run).model_path('qat')}",
+                  f"{sp} accuracy {s[f'qat_{sp}_accuracy']:.4f} (float "
+                  f"{s.get(f'{sp}_accuracy', float('nan')):.4f}) -> {Run(run).model_path('qat')}",
                   soft_wrap=True)
 
 
 @app.command("eval")
 def eval_cmd(
     run: Path = typer.Argument(..., help="Run directory or .keras model file."),
-    split: str = typer.Option("test", help="Split to evaluate."),
-    data: Optional[str] = typer.Option(None, "--data", help="Dataset (needed for a bare model file)."),
+    split: Optional[str] = typer.Option(None, help="Split to evaluate (default: test, else val; "
+                                        "a flat class folder given with --data: all of it)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset or folder of class folders to "
+                                       "score instead of the run's own (needed for a model file)."),
     data_dir: Optional[Path] = DataDir,
     batch_size: int = typer.Option(256, help="Batch size."),
-    n: Optional[int] = typer.Option(None, "-n", help="Only the first N images."),
+    n: Optional[int] = typer.Option(None, "-n", help="A seeded sample of N images, stratified by "
+                                    "class."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write eval JSON (+ .png)."),
     tta: str = typer.Option("none", help="Test-time augmentation: none | flip (image and its "
                             "mirror, softmax averaged; 2 forward passes)."),
@@ -126,8 +160,9 @@ def eval_cmd(
         table.add_row(name_, f"{acc:.4f}", f"{sum(row):,}")
     console.print(table)
     with_tta = " with flip TTA" if tta == "flip" else ""
-    console.print(f"{ev['split']} accuracy{with_tta}: [bold]{ev['accuracy']:.4f}[/] on "
-                  f"{ev['n']:,} images")
+    what = "accuracy" if ev["split"] == "all" else f"{ev['split']} accuracy"
+    console.print(f"{what}{with_tta}: [bold]{ev['accuracy']:.4f}[/] on "
+                  f"{ev['n']:,} images of {ev['data']}", soft_wrap=True)
     if out:
         console.print(f"wrote {out} and {Path(out).with_suffix('.png')}")
 

@@ -12,7 +12,8 @@ from cnnedge.backend import tf
 from cnnedge.errors import CnnedgeError
 
 VALID = ("flip", "crop[:PAD] (= pad_crop:PAD, cropPAD; default 4)",
-         "translate[:PX] (default 2)")
+         "translate[:PX] (default 2)", "jitter[:PCT] (brightness/contrast/saturation ±PCT %, "
+         "default 20)")
 
 
 def _seed_pair(seed, salt: int):
@@ -82,6 +83,29 @@ def random_translate(max_px: int = 2, seed: int = 0):
                       f"translate{max_px}", 0x3A30 + 31 * max_px + 7919 * int(seed))
 
 
+def color_jitter(strength: float = 0.2, seed: int = 0):
+    """Scale each image's brightness, contrast and (RGB) saturation by its own random factor in
+    [1 - strength, 1 + strength]: photos of the same class under other light."""
+    strength = float(strength)
+    if not 0.0 <= strength < 1.0:
+        raise CnnedgeError(f"jitter strength must be in [0, 1), got {strength}")
+
+    def fn(images, s):
+        x = tf.cast(images, tf.float32)
+        b = tf.shape(x)[0]
+        f = tf.random.stateless_uniform([3, b, 1, 1, 1], s, 1 - strength, 1 + strength)
+        x = x * f[0]  # brightness
+        mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+        x = (x - mean) * f[1] + mean  # contrast
+        if images.shape[-1] == 3:
+            gray = tf.reduce_mean(x, axis=3, keepdims=True)
+            x = (x - gray) * f[2] + gray  # saturation
+        return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), images.dtype)
+
+    return _augmenter(fn, f"jitter{round(strength * 100)}",
+                      0x4B40 + round(strength * 100) + 7919 * int(seed))
+
+
 def compose(*fns):
     """Apply augmenters in order; each gets its own seed stream."""
     def call(images, labels, seed=None):
@@ -127,9 +151,12 @@ def _parse(name: str, seed: int):
             return pad_and_crop(int(arg) if arg else 4, seed=seed)
         if base in ("translate", "shift", "random_translate"):
             return random_translate(int(arg) if arg else 2, seed=seed)
+        if base in ("jitter", "color_jitter", "colour_jitter"):
+            return color_jitter(int(arg) / 100 if arg else 0.2, seed=seed)
     except ValueError:
         pass
     raise CnnedgeError(f"unknown augmentation {name!r}; valid: {', '.join(VALID)}")
 
 
-__all__ = ["build_augment", "compose", "pad_and_crop", "random_flip", "random_translate"]
+__all__ = ["build_augment", "color_jitter", "compose", "pad_and_crop", "random_flip",
+           "random_translate"]

@@ -22,6 +22,7 @@ import numpy as np
 
 from cnnedge.backend import tf
 from cnnedge.errors import CnnedgeError
+from cnnedge.utils import stratified_positions
 
 AUTOTUNE = -1  # == tf.data.AUTOTUNE, without importing TensorFlow
 SPLIT_ORDER = ("train", "val", "test")
@@ -53,13 +54,17 @@ def one_line(msg: object) -> str:
     return " ".join(str(msg).split())
 
 
-def carve_val(n: int, fraction: float, seed: int) -> np.ndarray:
-    """Sorted positions (of ``n`` train examples) that form "val"; same for the same seed."""
+def carve_val(n: int, fraction: float, seed: int, labels=None) -> np.ndarray:
+    """Sorted positions (of ``n`` train examples) that form "val"; same for the same seed.
+    With ``labels`` each class gets its share (a small or imbalanced folder keeps every class
+    in val)."""
     if not 0.0 <= fraction < 1.0:
         raise CnnedgeError(f"val_fraction must be in [0, 1), got {fraction}")
     n_val = round(n * fraction)
     if fraction > 0 and (n_val == 0 or n_val >= n):
         raise CnnedgeError(f"val_fraction={fraction} of {n} train examples leaves an empty split")
+    if labels is not None:
+        return stratified_positions(labels, n_val, int(seed) + 0x7A1).astype(np.int64)
     perm = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7A1])).permutation(n)
     return np.sort(perm[:n_val]).astype(np.int64)
 
@@ -76,7 +81,7 @@ def make_splits(base: dict[str, SplitIndex], val_fraction: float, seed: int) -> 
         raise CnnedgeError("the dataset already has a 'val' split; use val_fraction=0")
     tr = base["train"]
     n = len(tr.labels)
-    val_pos = carve_val(n, val_fraction, seed)
+    val_pos = carve_val(n, val_fraction, seed, tr.labels)
     keep = np.ones(n, bool)
     keep[val_pos] = False
     train_pos = np.flatnonzero(keep).astype(np.int64)
@@ -169,7 +174,8 @@ class Source:
     def _resize_images(self, images):
         if self._resize is None:
             return images
-        out = tf.image.resize(images, self._resize)
+        # antialiased: shrinking a photo averages its pixels (what cnnedge.preprocess does too)
+        out = tf.image.resize(images, self._resize, antialias=True)
         return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
 
     def _decode_batch_resized(self, *raw):
@@ -205,8 +211,10 @@ class Source:
         if take is not None:
             if int(take) < 1:
                 raise CnnedgeError(f"take must be >= 1, got {take}")
-            n = min(n, int(take))
-            ds = ds.take(n)
+            if int(take) < n:  # a seeded class-stratified sample, never the first N of a sorted folder
+                keep = stratified_positions(self.split_index(split).labels, int(take), seed=0)
+                ds = select_positions(ds, n, keep)
+                n = len(keep)
         decoded = False
         elem_bytes = self.raw_bytes
         if cache:

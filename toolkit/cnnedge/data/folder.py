@@ -217,8 +217,9 @@ class FolderSource(Source):
                     [hdr, np.full((len(hdr), 1), channels, np.int32)], axis=1)
         else:
             few = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
-            raise CnnedgeError(f"{root}: images differ in size ({few}, ...); pass "
-                               "image_size=(H, W) (--image-size) to resize, or keep_size=True")
+            raise CnnedgeError(f"{root}: images differ in size ({few}, ...); choose a "
+                               "size: --image-size HxW (e.g. 64x64) or --image-size keep "
+                               "(recipe: data.image_size=64x64 | keep)")
         self._kind = kinds.pop() if len(kinds) == 1 else "mixed"
         super().__init__(
             name=name or root.name, source=root, format="folder", class_names=class_names,

@@ -88,8 +88,8 @@ class RecordSource(Source):
                 if not tf.io.gfile.exists(p):
                     raise CnnedgeError(f"{p}: shard listed in {META} is missing")
         if size is None and not keep_size and not resize:
-            raise CnnedgeError(f"{folder}: images differ in size; pass image_size=(H, W) or "
-                               "keep_size=True")
+            raise CnnedgeError(f"{folder}: images differ in size; choose a size: "
+                               "--image-size HxW (e.g. 64x64) or --image-size keep")
         self._stored_size = size
         self.vectorized = size is not None
         if size:

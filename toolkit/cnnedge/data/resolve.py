@@ -2,17 +2,22 @@
 
 Names: ``fashion-mnist`` (``fashion_mnist``) and ``cifar10`` (``cifar-10``). They are searched in
 ``data_dir``, ``$CNNEDGE_DATA``, ``~/.keras/datasets``, and for Fashion-MNIST also in
-``/usr/share/datasets`` (the Debian package ``dataset-fashion-mnist``); nowhere else. Paths: an
-IDX folder, a ``cifar-10-batches-bin|py`` folder, a packed TFRecord folder (``dataset.json``, any
-gfile URL) or an image folder.
+``/usr/share/datasets`` (the Debian package ``dataset-fashion-mnist``); nowhere else. When
+``download`` is true and nothing is found, either is fetched into ``~/.keras/datasets`` (checksum
+checked, written atomically). Paths: an IDX folder, a ``cifar-10-batches-bin|py`` folder, a packed
+TFRecord folder (``dataset.json``, any gfile URL) or an image folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tarfile
 import tempfile
+import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 from cnnedge.data import cifar, idx
@@ -31,6 +36,9 @@ FASHION_SHA256 = {
 FASHION_NAMES = ("fashion-mnist", "fashion_mnist", "fashionmnist")
 CIFAR_NAMES = ("cifar10", "cifar-10", "cifar_10")
 CIFAR_DIRS = ("cifar-10-batches-bin", "cifar-10-batches-py", "cifar10-images", "cifar10")
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"  # the one checksum the dataset's page publishes
+CIFAR_PY = "cifar-10-batches-py"
 
 
 def _base_dirs(data_dir) -> list[Path]:
@@ -106,7 +114,104 @@ def _open_fashion(data_dir, download, kw):
     return idx.open_idx(dest, fashion=True, **kw)
 
 
-def _open_cifar(data_dir, kw):
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, urllib.error.URLError) and not isinstance(e, urllib.error.HTTPError):
+        e = e.reason  # the socket error it wraps says more ("Connection refused")
+    text = " ".join(str(e).split())[:200]
+    return text or type(e).__name__
+
+
+def _unsafe_member(m: tarfile.TarInfo, root: Path) -> str | None:
+    """Why ``m`` must not be extracted under ``root`` (None: safe)."""
+    name = m.name.replace("\\", "/")
+    if name.startswith("/") or os.path.isabs(m.name) or (len(name) > 1 and name[1] == ":"):
+        return "absolute path"
+    if ".." in name.split("/"):
+        return "'..' in the path"
+    if not (m.isfile() or m.isdir()):  # symlinks, hard links, devices, FIFOs
+        return "link or special file"
+    if not (root / name).resolve().is_relative_to(root.resolve()):
+        return "outside the target folder"
+    return None
+
+
+def _extract_safely(archive: Path, work: Path) -> None:
+    """Every member is checked before anything is written; ``filter="data"`` is a second guard."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = tar.getmembers()
+            for m in members:
+                why = _unsafe_member(m, work)
+                if why:
+                    raise CnnedgeError(f"{CIFAR_URL}: refusing unsafe tarball member {m.name!r} "
+                                       f"({why}); nothing was extracted")
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(work, members=members, filter="data")
+            else:  # a Python without PEP 706: the checks above are the guard
+                tar.extractall(work, members=members)
+    except CnnedgeError:
+        raise
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:  # damaged gzip or tar
+        raise CnnedgeError(f"{CIFAR_URL}: cannot unpack the tarball ({_one_line(e)}); "
+                           "nothing was kept") from None
+
+
+def download_cifar(base: Path) -> Path:
+    """Fetch the python tarball, check its MD5, unpack it to ``base/cifar-10-batches-py``.
+
+    The tarball goes to a temp file and is unpacked into a temp sibling folder that is renamed
+    into place only when complete, so a failure at any point leaves nothing behind.
+    """
+    dest = base / CIFAR_PY
+    if dest.is_dir() and any(dest.iterdir()):  # don't fetch 170 MB only to fail the rename
+        raise CnnedgeError(f"{dest} exists but holds no CIFAR-10 batches; remove it or put "
+                           "data_batch_1..5 and test_batch there")
+    manual = (f"download it by hand, unpack it and put {CIFAR_PY}/ in $CNNEDGE_DATA or "
+              "--data-dir, or pass the folder's path")
+    tmp = work = None
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".cifar-10-python.", suffix=".tar.gz", dir=base)
+        h = hashlib.md5(usedforsecurity=False)  # integrity against the published sum only
+        try:
+            with os.fdopen(fd, "wb") as f, urllib.request.urlopen(CIFAR_URL, timeout=60) as r:
+                size, got = r.headers.get("Content-Length"), 0
+                while chunk := r.read(1 << 20):
+                    h.update(chunk)
+                    f.write(chunk)
+                    got += len(chunk)
+            # read(n) returns b"" when the server hangs up early: name that, not a bad checksum
+            if size and size.isdigit() and got != int(size):
+                raise OSError(f"connection closed after {got} of {size} bytes")
+        except Exception as e:  # noqa: BLE001 - offline, DNS, HTTP, short read, disk
+            raise CnnedgeError(f"cannot download CIFAR-10 from {CIFAR_URL} ({_one_line(e)}); "
+                               f"{manual}") from None
+        if h.hexdigest() != CIFAR_MD5:
+            raise CnnedgeError(f"downloaded {CIFAR_URL} has md5 {h.hexdigest()}, expected "
+                               f"{CIFAR_MD5} (truncated or altered); nothing was kept; {manual}")
+        work = Path(tempfile.mkdtemp(prefix=f".{CIFAR_PY}.", dir=base))
+        _extract_safely(Path(tmp), work)
+        if not cifar.is_cifar_py(work / CIFAR_PY):
+            raise CnnedgeError(f"{CIFAR_URL}: the tarball holds no {CIFAR_PY}/ with "
+                               "data_batch_* files; nothing was kept")
+        try:
+            os.rename(work / CIFAR_PY, dest)  # same folder, so atomic: complete or absent
+        except OSError as e:
+            if not cifar.is_cifar_py(dest):  # else another process finished first: use its copy
+                raise CnnedgeError(f"cannot move the unpacked CIFAR-10 to {dest} "
+                                   f"({_one_line(e)})") from None
+    except OSError as e:  # mkdir, mkstemp, mkdtemp: disk full, read-only home
+        raise CnnedgeError(f"cannot download CIFAR-10 into {base} ({_one_line(e)}); "
+                           f"{manual}") from None
+    finally:
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
+        if work:
+            shutil.rmtree(work, ignore_errors=True)
+    return dest
+
+
+def _open_cifar(data_dir, download, kw):
     searched = []
     for b in _base_dirs(data_dir):
         for d in (b, *(b / n for n in CIFAR_DIRS)):
@@ -115,6 +220,9 @@ def _open_cifar(data_dir, kw):
                 src = _open_dir(d, kw, name="cifar10", cifar_only=True)
                 if src is not None:
                     return src
+    if download:
+        dest = download_cifar(Path.home() / ".keras" / "datasets")
+        return _open_dir(dest, kw, name="cifar10", cifar_only=True)
     bases = ", ".join(str(b) for b in _base_dirs(data_dir))
     raise CnnedgeError(f"CIFAR-10 not found: none of {', '.join(CIFAR_DIRS)} in {bases}; put "
                        "one there, set $CNNEDGE_DATA, or pass the folder's path")
@@ -168,7 +276,7 @@ def open_dataset(spec, *, data_dir=None, val_fraction: float = 0.0, seed: int = 
     if key in FASHION_NAMES:
         return _open_fashion(data_dir, download, {k: v for k, v in kw.items() if k != "keep_size"})
     if key in CIFAR_NAMES:
-        return _open_cifar(data_dir, kw)
+        return _open_cifar(data_dir, download, kw)
     if "://" in spec:
         from cnnedge.backend import tf
 

@@ -56,14 +56,25 @@ class Job:
             "channels": self.channels, "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
             "input_dtype": "float32", "input_scale": None, "input_zero_point": None,
             "output_dtype": "float32", "output_scale": None, "output_zero_point": None,
-            "pixel_range": [0, 255], "image_size": self.image_size,
+            "pixel_range": [0, 255],
             "dynamic_hw": self.dynamic_hw, "min_input_size": self.min_input_size,
+            **self.preprocessing(),
             "recipe": self.recipe, "source_run": str(self.run.path) if self.run else None,
             "source_model": str(self.float_path if source != "qat" else self.qat_path),
             "params": self.params, "macs_per_image": self.macs,
         }
         meta.update(io)
         return meta
+
+    def preprocessing(self) -> dict:
+        """Size policy, resize, colour order, background: the run's, else plain defaults."""
+        if self.run is not None:
+            pre = self.run.preprocessing()
+            pre["image_size"] = self.image_size
+            return pre
+        return {"image_size": self.image_size, "size_policy": "fixed", "resize": "stretch",
+                "color_order": "GRAY" if self.channels == 1 else "RGB",
+                "background": "dark" if self.channels == 1 else None}
 
     # ---------------------------------------------------------------- calibration
     def calib(self) -> list[np.ndarray]:

@@ -1,0 +1,243 @@
+"""Own classes end to end: `train --data` (automatic recipe), `eval --data`, `predict`, the
+shared preprocessing, and fine-tuning with a new head. Trains on a generated folder of
+coloured images of mixed sizes and formats (seconds)."""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cnnedge import preprocess
+from cnnedge.cli import main
+from cnnedge.errors import CnnedgeError
+from cnnedge.recipe import apply_overrides, load_recipe, parse_image_size
+
+COLOURS = {"blue": (200, 40, 40), "green": (40, 200, 40), "red": (40, 40, 200)}  # BGR
+
+
+def write_folder(root: Path, per_class: int, rng, sizes=(20, 60), imbalance=None):
+    for i, (name, bgr) in enumerate(COLOURS.items()):
+        d = root / name
+        d.mkdir(parents=True)
+        n = imbalance[i] if imbalance else per_class
+        for j in range(n):
+            h, w = (int(v) for v in rng.integers(sizes[0], sizes[1] + 1, 2))
+            img = np.clip(np.array(bgr)[None, None] + rng.integers(-30, 31, (h, w, 3)), 0, 255)
+            ext = ".png" if j % 2 else ".jpg"
+            cv2.imwrite(str(d / f"{j:04d}{ext}"), img.astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("own") / "photos"
+    rng = np.random.default_rng(0)
+    write_folder(root / "train", 60, rng)
+    write_folder(root / "test", 15, rng)
+    return root
+
+
+@pytest.fixture(scope="module")
+def own_run(photos, tmp_path_factory):
+    """`cnnedge train --data photos/train` from scratch, 2 short epochs, then int8 TFLite."""
+    from cnnedge.export import export
+
+    runs = tmp_path_factory.mktemp("runs")
+    rc = main(["train", "--data", str(photos / "train"), "--weights", "none", "--runs-dir",
+               str(runs), "--set", "train.epochs=3", "--set", "qat.enabled=false",
+               "--set", "train.batch_size=16"])
+    assert rc == 0
+    run = runs / "photos" / "exp"  # named after the data folder (train/ is a split folder)
+    export(run, formats="tflite", precisions="int8", verify=0)
+    return run
+
+
+# ------------------------------------------------------------------------- the recipe
+def test_image_size_syntax_is_one_everywhere():
+    assert parse_image_size("64x48") == (64, 48) == parse_image_size("64,48")
+    assert parse_image_size("32") == (32, 32) and parse_image_size("keep") == "keep"
+    with pytest.raises(CnnedgeError, match="HxW"):
+        parse_image_size("64x")
+    r = apply_overrides(load_recipe("cifar10"), ["data.image_size=64x64"])
+    assert r.data.image_size == (64, 64) and not r.data.keep_size
+    r = apply_overrides(r, ["data.image_size=keep"])
+    assert r.data.image_size is None and r.data.keep_size
+
+
+def test_auto_recipe_from_the_data(photos, tmp_path):
+    from cnnedge.auto import auto_recipe
+
+    r, notes = auto_recipe(photos / "train", weights="none")
+    assert r.name == "photos" and r.model.name == "gmp_xs" and r.model.weights is None
+    assert r.data.image_size[0] % 8 == 0 and 32 <= r.data.image_size[0] <= 48
+    assert r.data.val_fraction == 0.2 and r.qat.enabled and r.optim.name == "adamw"
+    assert not r.train.class_weights and "jitter:20" in r.augment.ops
+    assert any("median image size" in n for n in notes)
+    assert auto_recipe(photos / "train", weights="none", image_size="keep")[0].data.keep_size
+    assert auto_recipe(photos / "train", weights="none", image_size="40x24")[0].data.image_size \
+        == (40, 24)
+    write_folder(tmp_path / "imb", 0, np.random.default_rng(1), imbalance=(40, 10, 12))
+    r, notes = auto_recipe(tmp_path / "imb", weights="none")
+    assert r.train.class_weights and any("weighted" in n for n in notes)
+    with pytest.raises(CnnedgeError, match="not a folder"):
+        auto_recipe(tmp_path / "nope")
+
+
+def test_train_data_run_names_its_split(own_run):
+    s = json.loads((own_run / "summary.json").read_text())
+    assert s["eval_split"] == "val" and "test_accuracy" not in s
+    assert s["val_images"] == 36 and s["val_accuracy"] > 0.6  # 20 % of 3 × 60, stratified
+    assert s["size_policy"] == "fixed" and s["background"] is None
+    assert s["input_size"][:2] == list(json.loads(json.dumps(
+        __import__("yaml").safe_load((own_run / "recipe.yaml").read_text())["data"]
+        ["image_size"])))
+
+
+def test_eval_scores_a_separate_folder(own_run, photos, capsys):
+    from cnnedge.evaluate import evaluate_run
+
+    ev = evaluate_run(own_run, dataset=str(photos / "test"))
+    assert ev["split"] == "all" and ev["n"] == 45 and ev["accuracy"] > 0.6
+    ev = evaluate_run(own_run, dataset=str(photos / "test"), take=12)
+    assert ev["n"] == 12 and [sum(r) for r in ev["confusion"]] == [4, 4, 4]  # stratified
+    assert main(["eval", str(own_run), "--data", str(photos / "test"), "-n", "12"]) == 0
+    assert "on 12 images of" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------- predict
+def test_predict_folder_files_and_errors(own_run, photos, tmp_path):
+    from cnnedge.predict import predict
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "garbage.jpg").write_bytes(b"not an image")
+    good = next((photos / "test" / "red").glob("*.jpg")).read_bytes()
+    (bad / "cut.jpg").write_bytes(good[: len(good) // 2])
+    res = predict([photos / "test", bad, str(tmp_path / "missing.png")], own_run, top_k=2)
+    rows = res.predictions
+    assert len(rows) == 45 + 3 and res.model.suffix == ".tflite"
+    errs = {Path(p.source).name: p.error for p in res.errors}
+    assert "truncated JPEG" in errs["cut.jpg"] and "cannot decode" in errs["garbage.jpg"]
+    assert "no such file" in errs["missing.png"]
+    ok = [p for p in rows if not p.error]
+    right = sum(Path(p.source).parent.name == p.top[0][0] for p in ok)
+    assert right / len(ok) > 0.6 and all(len(p.top) == 2 for p in ok)
+    assert all(abs(sum(pr for _, pr in p.top) - 1) < 1 for p in ok)
+
+
+def test_predict_cli_json_csv_save_dir_and_exit_code(own_run, photos, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for f in sorted((photos / "test" / "blue").iterdir())[:3]:
+        (src / f.name).write_bytes(f.read_bytes())
+    out = tmp_path / "sorted"
+    rc = main(["predict", str(src), "-m", str(own_run), "--save-dir", str(out),
+               "--json", str(tmp_path / "p.json"), "--csv", str(tmp_path / "p.csv")])
+    assert rc == 0
+    doc = json.loads((tmp_path / "p.json").read_text())
+    assert len(doc["predictions"]) == 3 and doc["runtime"] == "litert"
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "p.csv").read_text())))
+    assert [r["class1"] for r in rows] == [p["top"][0]["class"] for p in doc["predictions"]]
+    saved = sorted(p.name for p in out.rglob("*") if p.is_file())
+    assert saved == sorted(f.name for f in src.iterdir())  # copied under <class>/
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    assert main(["predict", str(src), "-m", str(own_run)]) == 1  # the others still ran
+    assert "3 images, 1 errors" in capsys.readouterr().out
+
+
+def test_predict_video_every_nth_frame_and_glob(own_run, photos, tmp_path):
+    from cnnedge.predict import predict
+
+    video = tmp_path / "clip.avi"
+    vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(10):
+        vw.write(np.full((48, 64, 3), COLOURS["green"], np.uint8))
+    vw.release()
+    res = predict([video], own_run, every=3)
+    assert [p.frame for p in res] == [0, 3, 6, 9] and {p.top[0][0] for p in res} == {"green"}
+    res = predict([str(photos / "test" / "*" / "*.png")], own_run)
+    assert len(res) == 3 * 7 and not res.errors
+    with pytest.raises(CnnedgeError, match="no model"):
+        predict([video], tmp_path)
+
+
+def test_predict_keras_model_and_gray_images_into_rgb(own_run, tmp_path):
+    from cnnedge.predict import predict
+
+    gray = tmp_path / "g.png"
+    cv2.imwrite(str(gray), np.full((30, 30), 120, np.uint8))
+    res = predict([gray], own_run / "best.keras")
+    assert not res.errors and res.runtime == "keras"
+    assert any("grayscale images converted to RGB" in n for n in res.notes)
+
+
+# ------------------------------------------------------------------------- preprocessing
+def test_fit_policies_and_metadata():
+    img = np.zeros((20, 40, 3), np.uint8)
+    img[:, :20] = 255
+    assert preprocess.fit(img, (16, 16), "stretch").shape == (16, 16, 3)
+    lb = preprocess.fit(img, (16, 16), "letterbox")
+    assert lb.shape == (16, 16, 3) and lb[0].max() == 0 and lb[8, 0].max() == 255  # black bars
+    crop = preprocess.fit(img, (16, 16), "crop")
+    assert crop[:, :6].min() == 255 and crop[:, -6:].max() == 0  # the centre of the image
+    meta = {"channels": 1, "image_size": [28, 28], "dynamic_hw": True, "min_input_size": 8,
+            "size_policy": "keep"}
+    pre = preprocess.Preprocessor(meta)
+    assert pre(np.zeros((50, 70, 3), np.uint8)).shape == (50, 70, 1)  # keep: own size
+    assert pre(np.zeros((4, 6, 1), np.uint8)).shape == (8, 12, 1)  # enlarged to the minimum
+    assert preprocess.background([np.zeros((28, 28, 1), np.uint8)]) == "dark"
+    assert preprocess.background([np.full((8, 8, 3), 128, np.uint8)]) is None
+    with pytest.raises(CnnedgeError, match="resize policy"):
+        preprocess.Preprocessor(meta, resize="squash")
+
+
+def test_decode_sixteen_bit_gray_and_alpha(tmp_path):
+    p16 = tmp_path / "a.png"
+    cv2.imwrite(str(p16), np.full((5, 6), 65535, np.uint16))
+    assert preprocess.read_image(p16).shape == (5, 6, 1) and preprocess.read_image(p16).max() == 255
+    rgba = tmp_path / "b.png"
+    cv2.imwrite(str(rgba), np.dstack([np.full((4, 4), v, np.uint8) for v in (10, 20, 30, 255)]))
+    assert preprocess.read_image(rgba)[0, 0].tolist() == [30, 20, 10]  # RGB, alpha dropped
+    with pytest.raises(CnnedgeError, match="empty file"):
+        (tmp_path / "e.jpg").write_bytes(b"")
+        preprocess.read_image(tmp_path / "e.jpg")
+
+
+# ------------------------------------------------------------------------- fine-tuning
+def test_new_head_and_gray_from_rgb_checkpoint(own_run):
+    from cnnedge import models
+    from cnnedge.weights import init_weights
+
+    src = models.load_model(own_run / "best.keras")
+    five = models.create_model("gmp_xs", num_classes=5, channels=3)
+    assert "new head: 3 -> 5 classes" in init_weights(five, own_run)
+    np.testing.assert_array_equal(five.get_layer("logits").get_weights()[0].shape, (64, 5))
+    first = next(layer for layer in src.layers if layer.weights)
+    np.testing.assert_array_equal(five.get_layer(first.name).get_weights()[0],
+                                  first.get_weights()[0])
+    gray = models.create_model("gmp_xs", num_classes=3, channels=1)
+    assert "summed to grayscale" in init_weights(gray, own_run)
+    with pytest.raises(CnnedgeError, match="does not match|no layer"):
+        init_weights(models.create_model("gmp_s", num_classes=3, channels=3), own_run)
+
+
+def test_keep_size_records_the_true_policy(photos, tmp_path):
+    from cnnedge import artifacts
+    from cnnedge.auto import auto_recipe
+    from cnnedge.export import export
+    from cnnedge.train import train
+
+    r, _ = auto_recipe(photos / "train", weights="none", image_size="keep")
+    assert r.data.keep_size and r.data.batch_mode == "bucket"  # the recipe reaches bucketing
+    r = apply_overrides(r, ["train.epochs=1", "train.steps_per_epoch=3", "qat.enabled=false",
+                            "train.batch_size=16"])
+    run = train(r, runs_dir=tmp_path, verbose=0).run_dir
+    s = json.loads((run / "summary.json").read_text())
+    assert s["size_policy"] == "keep" and 20 <= s["input_size"][0] <= 60  # the median, not 32
+    export(run, formats="tflite", precisions="fp32", verify=0)
+    meta = artifacts.read_metadata(run / "export" / "model_fp32.tflite")
+    assert meta["size_policy"] == "keep" and meta["image_size"] == s["input_size"][:2]
+    assert meta["resize"] == "stretch" and meta["color_order"] == "RGB"

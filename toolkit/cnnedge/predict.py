@@ -1,0 +1,345 @@
+"""`cnnedge predict`: classify image files, folders, globs, videos and cameras with any model.
+
+    from cnnedge.predict import predict
+    res = predict(["photos/", "clip.mp4"], "runs/mydata/exp", top_k=3)
+    for p in res: print(p.source, p.top[0], p.error)
+
+The model is a run directory (its preferred export, int8 TFLite first, else its Keras model), an
+exported artifact or a ``.keras`` file, on any runtime the artifact table allows. Preprocessing is
+:mod:`cnnedge.preprocess` driven by the model's metadata (the demo's path too). Files are decoded
+by a thread pool while the previous batch runs; a file that cannot be read becomes a row with its
+error and the others still run. ``save_dir`` copies (or links) each image into
+``<save_dir>/<predicted class>/``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cnnedge import artifacts, preprocess
+from cnnedge.errors import CnnedgeError
+from cnnedge.utils import check_writable, quiet_stderr
+
+SAVE_MODES = ("copy", "link", "symlink")
+
+
+@dataclass
+class Prediction:
+    source: str  # the file (or "camera 0") the image came from
+    frame: int | None = None  # video / camera frame number
+    top: list[tuple[str, float]] = field(default_factory=list)  # (class, probability), best first
+    error: str | None = None
+    ms: float | None = None  # inference time per image, amortised over its batch
+    saved: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "frame": self.frame, "error": self.error,
+                "top": [{"class": c, "probability": round(p, 6)} for c, p in self.top],
+                "ms": None if self.ms is None else round(self.ms, 4), "saved": self.saved}
+
+
+@dataclass
+class PredictResult:
+    predictions: list[Prediction]
+    model: Path
+    runtime: str
+    threads: int
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def __iter__(self):
+        return iter(self.predictions)
+
+    def __len__(self):
+        return len(self.predictions)
+
+    @property
+    def errors(self) -> list[Prediction]:
+        return [p for p in self.predictions if p.error]
+
+    @property
+    def images_per_second(self) -> float:
+        ok = len(self.predictions) - len(self.errors)
+        return ok / self.seconds if self.seconds > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------- the model
+def resolve_model(model, runtime: str | None = None) -> Path:
+    """A model file: ``model`` itself, or a run's preferred export (int8 TFLite first; with
+    ``runtime``, the files it runs first), else the run's Keras model (QAT, then float)."""
+    from cnnedge.run import Run
+
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise CnnedgeError(f"no model file or run directory at {model}")
+    rows = [artifacts.get(k) for k in artifacts.EDGE_PREFERENCE]
+    if runtime:
+        rows.sort(key=lambda a: runtime not in a.runtimes)
+    for d in (Run(path).export_dir, path):
+        for a in rows:
+            if (d / a.filename).is_file() and (not runtime or runtime in a.runtimes):
+                return d / a.filename
+    if Run.is_run(path):
+        run = Run(path)
+        for kind in ("qat", "float"):
+            if run.has(kind):
+                return run.model_path(kind)
+    raise CnnedgeError(f"no model in {path}: neither an export ({Run.EXPORT}/) nor a trained "
+                       f"model; train or export it first")
+
+
+def open_model(model, runtime: str | None = None, threads: int | None = None):
+    """(path, Runner) with the run's preprocessing added to a Keras model's metadata."""
+    from cnnedge import runtime as rt
+    from cnnedge.run import Run
+
+    path = resolve_model(model, runtime)
+    with quiet_stderr():
+        runner = rt.load(path, runtime=runtime, threads=threads)
+    if runner.metadata.get("format") == "keras":  # .keras files carry no metadata: the run does
+        run = Run.of_model(path)
+        if run is not None:
+            runner.metadata.update(run.preprocessing())
+    return path, runner
+
+
+# ---------------------------------------------------------------------------- the sources
+@dataclass
+class _Item:
+    source: str
+    path: Path | None = None  # an image file
+    image: np.ndarray | None = None  # a decoded frame (RGB/gray)
+    frame: int | None = None
+    error: str | None = None
+    live: bool = False  # a camera frame: predicted at once, never held for a batch
+
+
+def is_camera(source: str) -> bool:
+    return str(source).isdigit()
+
+
+def expand(sources, every: int = 1, max_frames: int | None = None) -> Iterator[_Item]:
+    """Every image of ``sources`` in order: files, folders (recursive), globs, videos (every
+    ``every``-th frame) and camera indices. What cannot be opened is an item with its error."""
+    for s in sources:
+        s = str(s)
+        p = Path(s).expanduser()
+        if is_camera(s) and not p.exists():
+            yield from _frames(int(s), f"camera {s}", every, max_frames)
+        elif p.is_dir():
+            files = preprocess.list_images(p)
+            if not files:
+                yield _Item(s, error=f"{s}: no images in folder (looked for "
+                                     f"{', '.join(preprocess.IMAGE_SUFFIXES)})")
+            yield from (_Item(str(f), path=f) for f in files)
+        elif p.is_file():
+            if p.suffix.lower() in preprocess.VIDEO_SUFFIXES:
+                yield from _frames(str(p), s, every, max_frames)
+            else:
+                yield _Item(s, path=p)
+        elif glob.has_magic(s):
+            hits = sorted(glob.glob(os.path.expanduser(s), recursive=True))
+            files = [Path(h) for h in hits if Path(h).is_file()
+                     and Path(h).suffix.lower() in preprocess.IMAGE_SUFFIXES]
+            if not files:
+                yield _Item(s, error=f"{s}: no image files match")
+            yield from (_Item(str(f), path=f) for f in files)
+        else:
+            yield _Item(s, error=f"{s}: no such file, folder or camera")
+
+
+def _frames(target, name: str, every: int, max_frames: int | None) -> Iterator[_Item]:
+    cv = preprocess.cv2()
+    cap = cv.VideoCapture(target)
+    if not cap.isOpened():
+        what = "camera does not open" if isinstance(target, int) else "cannot open video"
+        yield _Item(name, error=f"{name}: {what}")
+        return
+    try:
+        i = n = 0
+        while max_frames is None or n < max_frames:
+            ok, frame = cap.read()
+            if not ok:
+                if i == 0:
+                    yield _Item(name, error=f"{name}: no frames could be read")
+                break
+            if i % every == 0:
+                yield _Item(name, image=preprocess.from_bgr(frame), frame=i,
+                            live=isinstance(target, int))
+                n += 1
+            i += 1
+    finally:
+        cap.release()
+
+
+# ---------------------------------------------------------------------------- predict
+def predict(sources, model, *, runtime: str | None = None, threads: int | None = None,
+            top_k: int = 5, batch_size: int = 64, every: int = 1, max_frames: int | None = None,
+            resize: str | None = None, image_size=None, save_dir=None, save_mode: str = "copy",
+            workers: int | None = None, on_prediction=None) -> PredictResult:
+    """Classify every image of ``sources`` with ``model`` (see the module docstring).
+
+    ``resize``/``image_size`` override the metadata's policy (stretch | letterbox | crop) and
+    size; ``on_prediction(p)`` is called for each row as it is ready (cameras stream).
+    """
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    if not sources:
+        raise CnnedgeError("no source given: pass image files, folders, globs, videos or a camera")
+    for name, v in (("top_k", top_k), ("batch_size", batch_size), ("every", every)):
+        if int(v) < 1:
+            raise CnnedgeError(f"{name} must be >= 1, got {v}")
+    if save_mode not in SAVE_MODES:
+        raise CnnedgeError(f"save mode must be one of {', '.join(SAVE_MODES)}, got {save_mode!r}")
+    if save_dir is not None:
+        check_writable(Path(save_dir), "save folder")
+    path, runner = open_model(model, runtime, threads)
+    names = runner.class_names
+    pre = preprocess.Preprocessor(runner.metadata, resize=resize, image_size=image_size)
+    k = min(int(top_k), len(names))
+    workers = workers or max(1, runner.threads)
+    preds: list[Prediction] = []
+    t0 = time.perf_counter()
+
+    def load(item: _Item):
+        if item.error:
+            return item, None
+        try:
+            img = item.image if item.image is not None else preprocess.read_image(item.path)
+            return item, pre(img)
+        except CnnedgeError as e:
+            item.error = str(e)
+            return item, None
+
+    def emit(p: Prediction):
+        preds.append(p)
+        if on_prediction:
+            on_prediction(p)
+
+    def run_batch(done):
+        rows = [Prediction(it.source, it.frame, error=it.error) for it, _ in done]
+        # equal shapes batch together (a keep-size model sees each image at its own size)
+        groups: dict[tuple, list] = {}
+        for i, (it, x) in enumerate(done):
+            if x is not None:
+                groups.setdefault(x.shape, []).append(i)
+        for group in groups.values():
+            t = time.perf_counter()
+            logits = runner.predict(np.stack([done[i][1] for i in group]))
+            ms = (time.perf_counter() - t) * 1000 / len(group)
+            probs = _softmax(logits)
+            order = np.argsort(-probs, axis=1)[:, :k]
+            for i, row, idx in zip(group, probs, order):
+                rows[i].top, rows[i].ms = [(names[j], float(row[j])) for j in idx], ms
+                if save_dir is not None:
+                    try:
+                        rows[i].saved = _save(done[i][0], rows[i].top[0][0], Path(save_dir),
+                                              save_mode)
+                    except CnnedgeError as e:
+                        rows[i].error = str(e)
+        for p in rows:
+            emit(p)
+
+    with ThreadPoolExecutor(workers) as pool:
+        pending = None  # decode batch i+1 while batch i runs
+        for chunk in _chunks(expand(sources, every, max_frames), int(batch_size)):
+            nxt = pool.map(load, chunk)
+            if pending is not None:
+                run_batch(list(pending))
+            pending = nxt
+        if pending is not None:
+            run_batch(list(pending))
+    res = PredictResult(preds, path, runner.runtime, runner.threads,
+                        time.perf_counter() - t0, sorted(pre.notes))
+    runner.close()
+    return res
+
+
+def _chunks(items, n: int):
+    chunk = []
+    for it in items:
+        chunk.append(it)
+        if len(chunk) == n or it.live:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _save(item: _Item, label: str, root: Path, mode: str) -> str:
+    """Copy/link the image (or write the frame) to ``root/<label>/``; never overwrites."""
+    folder = root / _safe(label)
+    folder.mkdir(parents=True, exist_ok=True)
+    if item.path is not None:
+        stem, suffix = item.path.stem, item.path.suffix
+    else:
+        stem, suffix = f"{_safe(Path(item.source).stem)}_f{item.frame:06d}", ".png"
+    target = folder / f"{stem}{suffix}"
+    i = 1
+    while target.exists() or target.is_symlink():
+        target = folder / f"{stem}_{i}{suffix}"
+        i += 1
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        if item.path is None:
+            cv = preprocess.cv2()
+            img = item.image
+            bgr = img if img.shape[2] == 1 else cv.cvtColor(img, cv.COLOR_RGB2BGR)
+            if not cv.imwrite(str(tmp), bgr):
+                raise CnnedgeError(f"cannot write {target}")
+        elif mode == "copy":
+            shutil.copy2(item.path, tmp)
+        elif mode == "link":
+            os.link(item.path, tmp)
+        else:
+            os.symlink(item.path.resolve(), tmp)
+        os.replace(tmp, target)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise CnnedgeError(f"cannot save {item.source} into {folder}: {e.strerror or e}")
+    return str(target)
+
+
+def _safe(name: str) -> str:
+    """A class name as a folder name (no separators, not '.' or '..')."""
+    s = "".join(c if c.isalnum() or c in "-_. " else "_" for c in str(name)).strip()
+    return s if s.strip(".") else "_"
+
+
+def write_table(res: PredictResult, fmt: str, out) -> None:
+    """All rows as ``json`` or ``csv`` to the open text file ``out``."""
+    import csv
+    import json
+
+    if fmt == "json":
+        json.dump({"model": str(res.model), "runtime": res.runtime, "threads": res.threads,
+                   "images_per_second": round(res.images_per_second, 1),
+                   "predictions": [p.as_dict() for p in res]}, out, indent=1)
+        out.write("\n")
+        return
+    k = max((len(p.top) for p in res), default=1)
+    w = csv.writer(out)
+    w.writerow(["source", "frame", *[f"{x}{i + 1}" for i in range(k) for x in ("class", "prob")],
+                "ms", "error", "saved"])
+    for p in res:
+        top = [v for c, pr in p.top for v in (c, f"{pr:.6f}")]
+        top += [""] * (2 * k - len(top))
+        w.writerow([p.source, "" if p.frame is None else p.frame, *top,
+                    "" if p.ms is None else f"{p.ms:.4f}", p.error or "", p.saved or ""])

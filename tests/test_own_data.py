@@ -241,3 +241,38 @@ def test_keep_size_records_the_true_policy(photos, tmp_path):
     meta = artifacts.read_metadata(run / "export" / "model_fp32.tflite")
     assert meta["size_policy"] == "keep" and meta["image_size"] == s["input_size"][:2]
     assert meta["resize"] == "stretch" and meta["color_order"] == "RGB"
+
+
+def test_edge_cases_found_in_review(own_run, tmp_path):
+    """Trailing data after a JPEG, a video saved by class, a glob of videos, a tiny class in
+    the stratified split, a model file without its run's size, the frozen rescale layer."""
+    from cnnedge import models
+    from cnnedge.data.base import carve_val
+    from cnnedge.predict import predict
+    from cnnedge.weights import init_weights
+
+    ok, buf = cv2.imencode(".jpg", np.full((20, 20, 3), 200, np.uint8))
+    (tmp_path / "motion.jpg").write_bytes(buf.tobytes() + b"\0" * 4096)  # e.g. a motion photo
+    assert preprocess.read_image(tmp_path / "motion.jpg").shape == (20, 20, 3)
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    vw = cv2.VideoWriter(str(vids / "c.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (32, 32))
+    for _ in range(3):
+        vw.write(np.full((32, 32, 3), COLOURS["red"], np.uint8))
+    vw.release()
+    res = predict([str(vids / "*.avi")], own_run, save_dir=tmp_path / "out", max_frames=2)
+    assert not res.errors and len(res) == 2
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*.png")) == \
+        ["c_f000000.png", "c_f000001.png"]
+    val = carve_val(41, 0.2, 0, labels=np.array([0] * 20 + [1] + [2] * 20))
+    counts = np.bincount(np.array([0] * 20 + [1] + [2] * 20)[val], minlength=3)
+    assert counts.tolist() == [4, 0, 4]  # a 1-image class stays in train
+    lone = tmp_path / "m.keras"
+    lone.write_bytes((own_run / "best.keras").read_bytes())
+    with pytest.raises(CnnedgeError, match="--image-size"):
+        predict([vids / "c.avi"], lone)
+    assert not predict([vids / "c.avi"], lone, image_size=(32, 32)).errors
+    gray = models.create_model("gmp_xs", num_classes=3, channels=1)
+    before = gray.get_layer("rescale").get_weights()[0].copy()
+    init_weights(gray, own_run)
+    np.testing.assert_array_equal(gray.get_layer("rescale").get_weights()[0], before)

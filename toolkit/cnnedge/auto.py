@@ -149,6 +149,7 @@ def auto_recipe(folder, *, image_size=None, weights: str | None = "auto",
         name=run_name(path),
         description=f"automatic recipe for {path.name}: {k} classes, {n:,} images",
         data=DataConfig(dataset=str(path.resolve()), data_dir=data_dir, val_fraction=val_fraction,
+                        val_split="stratified",
                         image_size=None if size == "keep" else tuple(size),
                         keep_size=size == "keep", batch_mode="bucket" if size == "keep" else "pad",
                         cache=bool(n * (64 * 64 * c if size == "keep" else size[0] * size[1] * c)

@@ -65,11 +65,12 @@ def evaluate(model, src, *, split: str = "test", batch_size: int = 256,
 def evaluate_run(run_or_model, *, split: Optional[str] = None, dataset: Optional[str] = None,
                  data_dir: Optional[str] = None, batch_size: int = 256,
                  take: Optional[int] = None, out: Optional[Path] = None,
-                 tta: str = "none") -> dict:
+                 tta: str = "none", image_size=None) -> dict:
     """Evaluate a run directory (its best model on its recipe's data, or on ``dataset``) or a
     .keras file. ``split`` defaults to the run's evaluation split (test, else val); a
     ``dataset`` that is one flat folder of class folders is scored whole (split "all").
-    ``take``: a seeded class-stratified sample of that many images."""
+    ``take``: a seeded class-stratified sample of that many images; ``image_size`` (H, W):
+    the size a model file is fed (a run uses its recipe's)."""
     from cnnedge import data, models
     from cnnedge.run import Run, eval_split
 
@@ -86,7 +87,7 @@ def evaluate_run(run_or_model, *, split: Optional[str] = None, dataset: Optional
         if dataset is None:
             raise CnnedgeError("evaluating a model file needs --data <dataset name or path>")
         model_path = path
-        src = data.open_dataset(dataset, data_dir=data_dir)
+        src = data.open_dataset(dataset, data_dir=data_dir, image_size=image_size)
     else:
         raise CnnedgeError(f"no run directory or model file at {path}")
     if names and list(src.info.class_names) != list(names):

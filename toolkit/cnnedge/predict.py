@@ -55,6 +55,7 @@ class PredictResult:
     threads: int
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    interrupted: bool = False  # stopped by Ctrl-C: the rows so far
 
     def __iter__(self):
         return iter(self.predictions)
@@ -125,6 +126,9 @@ class _Item:
     live: bool = False  # a camera frame: predicted at once, never held for a batch
 
 
+_SUFFIXES = preprocess.IMAGE_SUFFIXES + preprocess.VIDEO_SUFFIXES
+
+
 def is_camera(source: str) -> bool:
     return str(source).isdigit()
 
@@ -149,12 +153,11 @@ def expand(sources, every: int = 1, max_frames: int | None = None) -> Iterator[_
             else:
                 yield _Item(s, path=p)
         elif glob.has_magic(s):
-            hits = sorted(glob.glob(os.path.expanduser(s), recursive=True))
-            files = [Path(h) for h in hits if Path(h).is_file()
-                     and Path(h).suffix.lower() in preprocess.IMAGE_SUFFIXES]
-            if not files:
-                yield _Item(s, error=f"{s}: no image files match")
-            yield from (_Item(str(f), path=f) for f in files)
+            hits = [h for h in sorted(glob.glob(os.path.expanduser(s), recursive=True))
+                    if Path(h).is_dir() or Path(h).suffix.lower() in _SUFFIXES]
+            if not hits:
+                yield _Item(s, error=f"{s}: nothing matches (images, videos or folders)")
+            yield from expand(hits, every, max_frames)  # each hit as a file, video or folder
         else:
             yield _Item(s, error=f"{s}: no such file, folder or camera")
 
@@ -251,19 +254,23 @@ def predict(sources, model, *, runtime: str | None = None, threads: int | None =
         for p in rows:
             emit(p)
 
-    with ThreadPoolExecutor(workers) as pool:
-        pending = None  # decode batch i+1 while batch i runs
-        for chunk in _chunks(expand(sources, every, max_frames), int(batch_size)):
-            nxt = pool.map(load, chunk)
+    interrupted = False
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            pending = None  # decode batch i+1 while batch i runs
+            for chunk in _chunks(expand(sources, every, max_frames), int(batch_size)):
+                nxt = pool.map(load, chunk)
+                if pending is not None:
+                    run_batch(list(pending))
+                pending = nxt
             if pending is not None:
                 run_batch(list(pending))
-            pending = nxt
-        if pending is not None:
-            run_batch(list(pending))
-    res = PredictResult(preds, path, runner.runtime, runner.threads,
-                        time.perf_counter() - t0, sorted(pre.notes))
-    runner.close()
-    return res
+    except KeyboardInterrupt:  # a camera runs until Ctrl-C: keep what was predicted
+        interrupted = True
+    finally:
+        runner.close()
+    return PredictResult(preds, path, runner.runtime, runner.threads,
+                         time.perf_counter() - t0, sorted(pre.notes), interrupted)
 
 
 def _chunks(items, n: int):
@@ -296,14 +303,18 @@ def _save(item: _Item, label: str, root: Path, mode: str) -> str:
     while target.exists() or target.is_symlink():
         target = folder / f"{stem}_{i}{suffix}"
         i += 1
-    tmp = target.with_name(f".{target.name}.tmp")
+    tmp = target.with_name(f".{target.stem}.tmp{target.suffix}")  # OpenCV picks a codec by suffix
     try:
         if item.path is None:
             cv = preprocess.cv2()
             img = item.image
             bgr = img if img.shape[2] == 1 else cv.cvtColor(img, cv.COLOR_RGB2BGR)
-            if not cv.imwrite(str(tmp), bgr):
-                raise CnnedgeError(f"cannot write {target}")
+            try:
+                ok = cv.imwrite(str(tmp), bgr)
+            except cv.error as e:
+                raise OSError(str(e).strip().splitlines()[-1]) from e
+            if not ok:
+                raise OSError(f"OpenCV could not write {tmp.name}")
         elif mode == "copy":
             shutil.copy2(item.path, tmp)
         elif mode == "link":

@@ -54,9 +54,14 @@ def decode(data: bytes | np.ndarray, name: str = "image") -> np.ndarray:
     buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray)) else data
     if buf.size == 0:
         raise CnnedgeError(f"{name}: empty file")
-    if buf[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in buf[-1024:].tobytes():
-        raise CnnedgeError(f"{name}: truncated JPEG (no end-of-image marker)")
-    img = cv.imdecode(buf, cv.IMREAD_UNCHANGED)
+    if buf[:2].tobytes() == b"\xff\xd8":
+        data = buf.tobytes()  # an end-of-image marker after the last scan (data may follow it)
+        if data.find(b"\xff\xd9", max(2, data.rfind(b"\xff\xda"))) < 0:
+            raise CnnedgeError(f"{name}: truncated JPEG (no end-of-image marker)")
+    try:
+        img = cv.imdecode(buf, cv.IMREAD_UNCHANGED)
+    except cv.error as e:  # e.g. a header claiming more pixels than OpenCV allows
+        raise CnnedgeError(f"{name}: cannot decode image ({str(e).strip().splitlines()[-1]})")
     if img is None:
         img = _decode_pillow(buf, name)  # formats some OpenCV builds lack (GIF)
     if img.dtype == np.uint16:
@@ -207,10 +212,9 @@ class Preprocessor:
             self.size = None
         elif size:
             self.size = (int(size[0]), int(size[1]))
-        elif self.dynamic:
-            self.size = None
-        else:
-            raise CnnedgeError("the model's metadata has no image_size; pass an image size")
+        else:  # feeding each image at its own size would not be what the model was trained on
+            raise CnnedgeError("the model's metadata says no training image size (a model file "
+                               "outside its run?); pass one: --image-size HxW")
         if self.size and self.dynamic and min(self.size) < self.min_size:
             raise CnnedgeError(f"image size {self.size[0]}x{self.size[1]} is smaller than the "
                                f"model's minimum input {self.min_size}x{self.min_size}")

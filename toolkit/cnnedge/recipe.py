@@ -30,6 +30,7 @@ class DataConfig:
     dataset: str = "fashion-mnist"  # a name (fashion-mnist, cifar10) or a path
     data_dir: Optional[str] = None  # searched first for the dataset's files
     val_fraction: float = 0.1  # carved from train; checkpoints are chosen on it
+    val_split: Literal["random", "stratified"] = "random"  # stratified: each class its share
     image_size: Optional[Tuple[int, int]] = None  # resize (H, W); None keeps the source size
     keep_size: bool = False  # variable-size images at their own size (GMP models accept any H×W)
     # keep_size batches: "bucket" groups similar sizes (little padding, faster), "pad" pads each
@@ -237,7 +238,9 @@ def parse_image_size(text) -> Tuple[int, int] | str | None:
     (``64x48``; ``64,48`` and a square ``64`` too), or ``keep`` (each image at its own size)."""
     if text is None or str(text).strip() == "":
         return None
-    t = str(text).strip().lower()
+    if isinstance(text, (list, tuple)):
+        text = ",".join(str(v) for v in text)
+    t = str(text).strip().lower().strip("[]()")
     if t == "keep":
         return "keep"
     parts = [p.strip() for p in t.replace(",", "x").replace("×", "x").split("x")]

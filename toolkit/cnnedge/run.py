@@ -40,7 +40,8 @@ def open_data(recipe):
     return data.open_dataset(d.dataset, data_dir=d.data_dir, val_fraction=d.val_fraction,
                              seed=recipe.train.seed,
                              image_size=tuple(d.image_size) if d.image_size else None,
-                             keep_size=d.keep_size, batch_mode=d.batch_mode)
+                             keep_size=d.keep_size, batch_mode=d.batch_mode,
+                             val_split=d.val_split)
 
 
 
@@ -195,16 +196,17 @@ class Run:
     def preprocessing(self) -> dict:
         """How to feed this run's models, as every artifact's metadata records it: the input
         size, whether images were resized to it (``size_policy`` fixed) or kept at their own
-        size (keep; ``image_size`` is then the median), the resize policy, colour order and
-        background (runs from before these keys: grayscale ones count as dark-background)."""
+        size (keep; ``image_size`` is then the median), the resize policy and background (runs
+        from before these keys: grayscale ones count as dark-background)."""
         s = self.summary
         size = s.get("input_size")
         channels = int(size[2]) if size and len(size) > 2 else None
         default_bg = "dark" if channels == 1 else None
-        return {"image_size": [int(v) for v in size[:2]] if size else None,
-                "size_policy": s.get("size_policy", "fixed"),
+        keep = "size_policy" not in s and (self.path / self.RECIPE).is_file() \
+            and self.recipe.data.keep_size  # older runs recorded a made-up size for keep
+        return {"image_size": [int(v) for v in size[:2]] if size and not keep else None,
+                "size_policy": s.get("size_policy", "keep" if keep else "fixed"),
                 "resize": s.get("resize", "stretch"),
-                "color_order": "GRAY" if channels == 1 else "RGB",
                 "background": s.get("background", default_bg)}
 
     def write_labels(self, names) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from cnnedge.callbacks import time_budget
 from cnnedge.distribute import (
     backup_callback,
     backup_dir,
@@ -33,7 +34,13 @@ from cnnedge.distribute import (
 from cnnedge.errors import CnnedgeError
 from cnnedge.recipe import Recipe, check
 from cnnedge.run import Run, eval_split, open_data, preprocessing_of
-from cnnedge.utils import StopOnCtrlC, atomic_path, balanced_weights, check_writable, environment
+from cnnedge.utils import (
+    StopOnCtrlC,
+    atomic_path,
+    balanced_weights,
+    check_writable,
+    environment,
+)
 
 
 @dataclass
@@ -132,12 +139,16 @@ def _make_checkpointer(run: Run, state: dict, stop=None):
     class RunCheckpoint(keras.callbacks.Callback):
         """After each epoch: last and best (on val accuracy) model, metrics, state."""
 
+        def on_train_begin(self, logs=None):  # the time of earlier sessions of a resumed run
+            self.fit_t0, self.spent = time.time(), state.get("train_seconds", 0.0)
+
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.time()
 
         def on_epoch_end(self, epoch, logs=None):
             if stop is not None and stop.is_set():  # an interrupted epoch is not a finished one
                 return
+            state["train_seconds"] = self.spent + time.time() - self.fit_t0
             logs = dict(logs or {})
             row = {"epoch": epoch + 1, "seconds": round(time.time() - self.t0, 2),
                    "lr": _current_lr(self.model.optimizer)}
@@ -155,29 +166,6 @@ def _make_checkpointer(run: Run, state: dict, stop=None):
             run.started()  # a run this one replaces (--overwrite) can go now
 
     return RunCheckpoint()
-
-
-def _budget(minutes: float, state: dict):
-    """Stop before an epoch that would end past ``minutes`` of training (resumes included)."""
-    from cnnedge.backend import keras
-
-    class Budget(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.t0, self.spent, self.first = time.time(), state.get("train_seconds", 0.0), None
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.first = epoch if self.first is None else self.first
-
-        def on_epoch_end(self, epoch, logs=None):
-            done = epoch + 1 - self.first
-            used = self.spent + time.time() - self.t0
-            per_epoch = (time.time() - self.t0) / max(1, done)
-            if used + per_epoch > minutes * 60:
-                print(f"time budget of {minutes:g} min: stopping after epoch {epoch + 1}",
-                      flush=True)
-                self.model.stop_training = True
-
-    return Budget()
 
 
 def class_weights(src, recipe: Recipe):
@@ -368,16 +356,16 @@ def _train(run, recipe, src, state, model, data, *, strategy, dist, verbose, ext
             keras.callbacks.TensorBoard(log_dir=str(run / Run.TENSORBOARD), update_freq="epoch",
                                         profile_batch=0, write_graph=False),
         ]
-        t0 = time.time()
+        t0, spent = time.time(), state.get("train_seconds", 0.0)  # epochs update it as they end
         if state["epoch"] < recipe.train.epochs:
             first = 0 if extra_callbacks else state["epoch"]  # multi-worker: the backup decides
             if recipe.train.max_minutes:
-                callbacks.append(_budget(recipe.train.max_minutes, state))
+                callbacks.append(time_budget(recipe.train.max_minutes, state))
             with ctrl_c, src.guard("train"):
                 model.fit(train_ds, epochs=recipe.train.epochs, initial_epoch=first,
                           steps_per_epoch=steps, validation_data=val_ds, callbacks=callbacks,
                           verbose=verbose, class_weight=class_weights(src, recipe))
-        state["train_seconds"] = state.get("train_seconds", 0.0) + (time.time() - t0)
+        state["train_seconds"] = spent + (time.time() - t0)
         if not report:
             return TrainResult(run.path, {})
         summary = finish_run(run, recipe, src, state)

@@ -61,9 +61,20 @@ def predict_cmd(
 
             check_writable(Path(out).parent, "output file")
     quiet = "-" in (json_out, csv_out)
+    say = err_console if quiet else console
+
+    def stream(p):  # a camera prints each frame as it comes (Ctrl-C stops it)
+        if p.frame is not None and p.source.startswith("camera") and not p.error:
+            say.print(f"{p.source} frame {p.frame}: {p.top[0][0]} {p.top[0][1]:.3f} "
+                      f"({p.ms:.2f} ms)", markup=False)
+
+    from cnnedge.predict import is_camera
+
+    live = any(is_camera(s) and not Path(s).exists() for s in sources)
     res = predict(sources, model, runtime=runtime_, threads=threads or None, top_k=top_k,
                   batch_size=batch_size, every=every, max_frames=max_frames, resize=resize,
-                  image_size=size, save_dir=save_dir, save_mode=save_mode)
+                  image_size=size, save_dir=save_dir, save_mode=save_mode,
+                  on_prediction=stream if live else None)
     for fmt, out in (("json", json_out), ("csv", csv_out)):
         if out == "-":
             write_table(res, fmt, sys.stdout)
@@ -72,7 +83,6 @@ def predict_cmd(
 
             with atomic_path(Path(out)) as tmp, open(tmp, "w", newline="") as f:
                 write_table(res, fmt, f)
-    say = err_console if quiet else console
     if not quiet:
         t = Table("source", "frame", "top-1", "p", f"top-{top_k}" if top_k > 1 else "", "ms")
         for p in res.predictions[:MAX_ROWS]:
@@ -93,5 +103,8 @@ def predict_cmd(
               soft_wrap=True)
     if save_dir is not None:
         say.print(f"saved into {save_dir}/<class>/", markup=False, soft_wrap=True)
+    if res.interrupted:
+        say.print("interrupted: the rows above are the frames predicted so far", markup=False)
+        raise typer.Exit(130)
     if res.errors:
         raise typer.Exit(1)

@@ -39,7 +39,8 @@ def train_cmd(
                                           ".keras file; none = scratch. A new class count "
                                           "gets a new head."),
     minutes: Optional[float] = typer.Option(None, "--minutes", help="Time budget of the float "
-                                            "phase: epochs chosen to fit, no epoch overruns."),
+                                            "phase: no epoch starts that would overrun it (with "
+                                            "--data alone, epochs are also chosen to fit)."),
 ):
     """Train a recipe, or a folder of your own classes (--data), into runs/<name>/<run>/.
 
@@ -63,8 +64,8 @@ def train_cmd(
             r = rc.load_recipe(recipe)
             if data is not None:
                 r = rc.apply_overrides(r, [f"data.dataset={data}"])
-            if minutes:
-                r.train.max_minutes = float(minutes)
+            if minutes is not None:
+                r = rc.apply_overrides(r, [f"train.max_minutes={minutes}"])
         else:
             from cnnedge.auto import auto_recipe
 
@@ -97,11 +98,13 @@ def train_cmd(
     sp = s.get("eval_split", "test")
     console.print(f"[bold green]done[/]: {s['recipe']} {s['model']} params={s['params']:,} "
                   f"MACs/image={s['macs_per_image']:,} {sp} accuracy "
-                  f"{s[f'{sp}_accuracy']:.4f} ({s[f'{sp}_images']:,} {sp} images), "
+                  f"{s.get(f'{sp}_accuracy', s.get('test_accuracy')):.4f} "
+                  f"({s.get(f'{sp}_images', s.get('test_images')):,} {sp} images), "
                   f"{s['train_minutes']} min", soft_wrap=True)
-    if f"qat_{sp}_accuracy" in s:
+    qat_acc = s.get(f"qat_{sp}_accuracy", s.get("qat_test_accuracy"))
+    if qat_acc is not None:
         console.print(f"QAT ({s['qat_epochs']} epochs): {sp} accuracy "
-                      f"{s[f'qat_{sp}_accuracy']:.4f} -> {Run.MODELS['qat']}", soft_wrap=True)
+                      f"{qat_acc:.4f} -> {Run.MODELS['qat']}", soft_wrap=True)
     d = res.run_dir
     console.print(f"run: {d}/  (models, metrics, curves, confusion matrix, summary)",
                   soft_wrap=True)
@@ -123,10 +126,11 @@ def quantize_cmd(
 
     s = fine_tune_qat(run, epochs=epochs, lr=lr)
     sp = s.get("eval_split", "test")
+    qat_acc = s.get(f"qat_{sp}_accuracy", s.get("qat_test_accuracy"))
+    float_acc = s.get(f"{sp}_accuracy", s.get("test_accuracy", float("nan")))
     console.print(f"QAT: {s['qat_epochs']} epochs, best val {s['qat_best_val_accuracy']:.4f}, "
-                  f"{sp} accuracy {s[f'qat_{sp}_accuracy']:.4f} (float "
-                  f"{s.get(f'{sp}_accuracy', float('nan')):.4f}) -> {Run(run).model_path('qat')}",
-                  soft_wrap=True)
+                  f"{sp} accuracy {qat_acc:.4f} (float {float_acc:.4f}) -> "
+                  f"{Run(run).model_path('qat')}", soft_wrap=True)
 
 
 @app.command("eval")
@@ -143,6 +147,8 @@ def eval_cmd(
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write eval JSON (+ .png)."),
     tta: str = typer.Option("none", help="Test-time augmentation: none | flip (image and its "
                             "mirror, softmax averaged; 2 forward passes)."),
+    image_size: Optional[str] = typer.Option(None, "--image-size", help="HxW to resize the data "
+                                             "to, for a model file (a run uses its recipe's)."),
 ):
     """Accuracy, per-class accuracy, confusion matrix.
 
@@ -151,9 +157,13 @@ def eval_cmd(
     from rich.table import Table
 
     from cnnedge import evaluate
+    from cnnedge.cli.app import parse_size
 
+    size = parse_size(image_size)
+    if size == "keep":
+        size = None
     ev = evaluate.evaluate_run(run, split=split, dataset=data, data_dir=data_dir,
-                               batch_size=batch_size, take=n, out=out, tta=tta)
+                               batch_size=batch_size, take=n, out=out, tta=tta, image_size=size)
     table = Table("class", "accuracy", "images")
     conf = ev["confusion"]
     for name_, acc, row in zip(ev["class_names"], ev["per_class_accuracy"], conf):

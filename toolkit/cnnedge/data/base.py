@@ -56,20 +56,30 @@ def one_line(msg: object) -> str:
 
 def carve_val(n: int, fraction: float, seed: int, labels=None) -> np.ndarray:
     """Sorted positions (of ``n`` train examples) that form "val"; same for the same seed.
-    With ``labels`` each class gets its share (a small or imbalanced folder keeps every class
-    in val)."""
+    With ``labels`` (stratified) each class gives its own share, at least one image of a class
+    with two or more and never all of it, so a small or imbalanced folder keeps every class in
+    both train and val."""
     if not 0.0 <= fraction < 1.0:
         raise CnnedgeError(f"val_fraction must be in [0, 1), got {fraction}")
     n_val = round(n * fraction)
     if fraction > 0 and (n_val == 0 or n_val >= n):
         raise CnnedgeError(f"val_fraction={fraction} of {n} train examples leaves an empty split")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7A1]))
     if labels is not None:
-        return stratified_positions(labels, n_val, int(seed) + 0x7A1).astype(np.int64)
-    perm = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7A1])).permutation(n)
+        labels = np.asarray(labels)
+        out = []
+        for c in np.unique(labels):
+            idx = np.flatnonzero(labels == c)
+            k = int(np.clip(round(len(idx) * fraction), 1 if len(idx) >= 2 else 0,
+                            max(0, len(idx) - 1)))
+            out.append(rng.permutation(idx)[:k])
+        return np.sort(np.concatenate(out)).astype(np.int64)
+    perm = rng.permutation(n)
     return np.sort(perm[:n_val]).astype(np.int64)
 
 
-def make_splits(base: dict[str, SplitIndex], val_fraction: float, seed: int) -> dict:
+def make_splits(base: dict[str, SplitIndex], val_fraction: float, seed: int,
+                stratified: bool = False) -> dict:
     """Add a deterministic "val" carved from "train" (and removed from it)."""
     if not 0.0 <= val_fraction < 1.0:
         raise CnnedgeError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -81,7 +91,7 @@ def make_splits(base: dict[str, SplitIndex], val_fraction: float, seed: int) -> 
         raise CnnedgeError("the dataset already has a 'val' split; use val_fraction=0")
     tr = base["train"]
     n = len(tr.labels)
-    val_pos = carve_val(n, val_fraction, seed, tr.labels)
+    val_pos = carve_val(n, val_fraction, seed, tr.labels if stratified else None)
     keep = np.ones(n, bool)
     keep[val_pos] = False
     train_pos = np.flatnonzero(keep).astype(np.int64)
@@ -149,6 +159,15 @@ class Source:
 
     def _explain(self, split: str | None, err) -> str:
         return one_line(getattr(err, "message", err))
+
+    def carve_val(self, fraction: float, seed: int = 0) -> Source:
+        """Carve a class-stratified "val" from "train" (opened with val_fraction=0)."""
+        import dataclasses
+
+        self._splits = make_splits(self._splits, fraction, seed, stratified=True)
+        self.info = dataclasses.replace(
+            self.info, split_sizes={k: len(v.labels) for k, v in self._splits.items()})
+        return self
 
     # ----------------------------------------------------------------- helpers
     @property

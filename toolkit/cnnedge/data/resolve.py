@@ -255,8 +255,15 @@ def _open_dir(d: Path, kw, *, name=None, cifar_only=False):
 
 def open_dataset(spec, *, data_dir=None, val_fraction: float = 0.0, seed: int = 0,
                  image_size=None, keep_size: bool = False, batch_mode: str = "pad",
-                 download: bool = True):
-    """Open a dataset by name or path; nothing is read beyond headers and labels."""
+                 download: bool = True, val_split: str = "random"):
+    """Open a dataset by name or path; nothing is read beyond headers and labels.
+    ``val_split``: how ``val_fraction`` is carved from train, "random" or "stratified"."""
+    if val_split not in ("random", "stratified"):
+        raise CnnedgeError(f"val_split must be 'random' or 'stratified', got {val_split!r}")
+    if val_split == "stratified" and val_fraction:
+        src = open_dataset(spec, data_dir=data_dir, seed=seed, image_size=image_size,
+                           keep_size=keep_size, batch_mode=batch_mode, download=download)
+        return src.carve_val(float(val_fraction), int(seed))
     if batch_mode not in ("pad", "bucket"):
         raise CnnedgeError(f"batch_mode must be 'pad' or 'bucket', got {batch_mode!r}")
     if data_dir and not Path(data_dir).expanduser().is_dir():  # never fall back silently

@@ -68,13 +68,12 @@ class Job:
 
     def preprocessing(self) -> dict:
         """Size policy, resize, colour order, background: the run's, else plain defaults."""
+        pre = {"size_policy": "fixed", "resize": "stretch",
+               "background": "dark" if self.channels == 1 else None}
         if self.run is not None:
             pre = self.run.preprocessing()
-            pre["image_size"] = self.image_size
-            return pre
-        return {"image_size": self.image_size, "size_policy": "fixed", "resize": "stretch",
-                "color_order": "GRAY" if self.channels == 1 else "RGB",
-                "background": "dark" if self.channels == 1 else None}
+        return {**pre, "image_size": self.image_size,
+                "color_order": "GRAY" if self.channels == 1 else "RGB"}
 
     # ---------------------------------------------------------------- calibration
     def calib(self) -> list[np.ndarray]:
@@ -166,6 +165,9 @@ def resolve(run_or_model, calibration, opset, int8_method, calibration_images) -
         if path.suffix.lower() not in (".keras", ".h5"):
             raise CnnedgeError(f"{path}: expected a run directory or a .keras/.h5 model")
         float_path, qat_path = path, None
+        owner = Run.of_model(path)  # a run's model file: its training size is the run's
+        if owner is not None:
+            summary, recipe = owner.summary, owner.recipe
     else:
         raise CnnedgeError(f"no run directory or model file at {path}")
     try:  # class names of the run the model belongs to

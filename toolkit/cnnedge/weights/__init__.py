@@ -76,6 +76,8 @@ def init_weights(model, source) -> str:
             raise CnnedgeError(f"model.weights {source}: {src.name} has no layer {layer.name} "
                                f"of {model.name}; set model.name to {src.name}")
         ws, ours = other.get_weights(), layer.get_weights()
+        if not layer.trainable:  # constants the builder sets (the in-graph 1/255 rescale)
+            continue
         if [w.shape for w in ws] == [w.shape for w in ours]:
             layer.set_weights(ws)
         elif layer.name == "logits":

@@ -81,7 +81,7 @@ def test_reference_checkpoint_reproduces_its_figure(name, data, split):
     if not data.is_dir():
         pytest.skip(f"{data} absent")
     info = weights.info(name)
-    ev = evaluate_run(weights.path(name), dataset=str(data))
+    ev = evaluate_run(name, dataset=str(data))  # a reference checkpoint by name
     assert ev["split"] == split and ev["n"] == info["test_images"]
     assert ev["accuracy"] == pytest.approx(info["test_accuracy"], abs=1e-4)
     assert weights.path(name).stat().st_size <= 500 * 1024

@@ -12,6 +12,7 @@ import datetime
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from cnnedge.evaluate import evaluate_run
@@ -28,15 +29,29 @@ def cpu_model() -> str:
     return "unknown"
 
 
+def s_input(run: Run) -> tuple:
+    return tuple(run.summary["input_size"])
+
+
+def recompress(path: Path) -> None:
+    """Keras stores the .keras zip uncompressed; deflate it (about 10 % smaller, same bytes)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
+        for item in src.infolist():
+            dst.writestr(item.filename, src.read(item.filename))
+    tmp.replace(path)
+
+
 def main(run_dir: str, name: str, command: str) -> None:
     run = Run(run_dir)
-    model = load_model(run.model_path("float"))
+    model = load_model(run.model_path("float"), compile=False)  # no optimizer state to ship
     target = OUT / f"{name}.keras"
-    model.save(target, include_optimizer=False)
+    model.save(target)
+    recompress(target)
     s = run.summary
     ev = evaluate_run(target, dataset=run.recipe.data.dataset, data_dir=run.recipe.data.data_dir)
     info = {
-        "name": name, "model": model.name, "params": summary_dict(model)["params"],
+        "name": name, "model": model.name, "params": summary_dict(model, s_input(run))["params"],
         "dataset": s["dataset"], "class_names": run.class_names,
         "image_size": s["input_size"][:2], "channels": s["input_size"][2],
         "recipe": run.recipe.name, "command": command,

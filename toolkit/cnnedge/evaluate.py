@@ -76,7 +76,11 @@ def evaluate_run(run_or_model, *, split: Optional[str] = None, dataset: Optional
 
     if out is not None:
         check_writable(Path(out).parent, "evaluation report")
+    from cnnedge import weights
+
     path = Path(run_or_model)
+    if not path.exists() and weights.is_reference(str(run_or_model)):
+        path = weights.path(str(run_or_model))  # a shipped reference checkpoint by name
     names = None
     if path.is_dir():
         run = Run(path).require("float", hint="is it a finished cnnedge run?")

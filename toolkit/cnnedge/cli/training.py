@@ -135,7 +135,8 @@ def quantize_cmd(
 
 @app.command("eval")
 def eval_cmd(
-    run: Path = typer.Argument(..., help="Run directory or .keras model file."),
+    run: Path = typer.Argument(..., help="Run directory, .keras model file, or a reference "
+                               "checkpoint's name (cifar10, fashion_mnist)."),
     split: Optional[str] = typer.Option(None, help="Split to evaluate (default: test, else val; "
                                         "a flat class folder given with --data: all of it)."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset or folder of class folders to "

@@ -276,3 +276,18 @@ def test_edge_cases_found_in_review(own_run, tmp_path):
     before = gray.get_layer("rescale").get_weights()[0].copy()
     init_weights(gray, own_run)
     np.testing.assert_array_equal(gray.get_layer("rescale").get_weights()[0], before)
+
+
+def test_rgb_data_starts_from_the_shipped_cifar10_checkpoint(photos):
+    from cnnedge import models, weights
+    from cnnedge.auto import auto_recipe
+    from cnnedge.weights import init_weights
+
+    assert "cifar10" in weights.names() and weights.path("cifar10").stat().st_size < 500_000
+    r, notes = auto_recipe(photos / "train")
+    assert (r.model.weights, r.model.name, r.data.image_size) == ("cifar10", "gmp_res10", (32, 32))
+    assert any("fine-tuned from the cifar10 checkpoint" in n for n in notes)
+    three = models.create_model("gmp_res10", num_classes=3, channels=3)
+    assert "new head: 10 -> 3 classes" in init_weights(three, "cifar10")
+    with pytest.raises(CnnedgeError, match="reference checkpoint"):
+        weights.path("imagenet")

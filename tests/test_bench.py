@@ -16,6 +16,7 @@ import pytest
 from cnnedge import bench as bn
 from cnnedge.cli import main
 from cnnedge.errors import CnnedgeError
+from cnnedge.runtime import runtime_status
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,9 @@ def test_ok_rows_on_every_cpu_runtime(report, run_dir):
     assert {(r["artifact"], r["runtime"]) for r in ok} == {
         ("best.keras", "keras-tf.function"), ("best.keras", "keras-predict"),
         ("model_int8.tflite", "litert"), ("model_int8.tflite", "litert-ref"),
-        ("model_int8.onnx", "onnxruntime")}
+        ("model_int8.onnx", "onnxruntime"),
+        *{(a, rt) for a in ("model_int8.tflite", "model_int8.onnx")
+          for rt in ("openvino", "openvino-bf16") if runtime_status(rt)[0]}}
     for r in ok:
         assert r["threads"] == 1 and r["reason"] is None
         assert 0 < r["p50_us"] <= r["p90_us"] <= r["p99_us"], r
@@ -79,12 +82,14 @@ def test_gpu_runtimes_not_available(report):
 def test_failure_rows(report):
     for name in ("corrupt.tflite", "missing.tflite"):
         rows = rows_of(report, name)
-        assert {r["runtime"] for r in rows} == {"litert", "litert-ref"}
+        ov = {rt for rt in ("openvino", "openvino-bf16") if runtime_status(rt)[0]}
+        assert {r["runtime"] for r in rows if r["status"] == bn.FAILED} == {"litert",
+                                                                            "litert-ref", *ov}
         for r in rows:
-            assert r["status"] == bn.FAILED and r["p50_us"] is None
+            assert r["status"] in (bn.FAILED, bn.UNAVAILABLE) and r["p50_us"] is None
     assert "corrupt" in rows_of(report, "corrupt.tflite")[0]["reason"]
     assert "no model file" in rows_of(report, "missing.tflite")[0]["reason"]
-    assert report["failed_rows"] == 4 and report["exit_code"] == 1
+    assert report["failed_rows"] == 4 + 2 * len(ov) and report["exit_code"] == 1
 
 
 def test_mcu_estimate(report, run_dir):

@@ -27,7 +27,8 @@ def test_registry_lists_and_looks_up_by_name():
     avail = runtime.available_runtimes()
     assert {"litert", "litert-ref", "onnxruntime", "keras"} <= set(avail)
     assert runtime.runtime_status("litert") == (True, "ok")
-    assert runtime.runtimes_for("m.tflite") == ["litert", "litert-ref"]
+    assert runtime.runtimes_for("m.tflite") == ["litert", "litert-ref", "openvino",
+                                                "openvino-bf16"]
     assert runtime.default_runtime("m.onnx") == "onnxruntime"
     assert runtime.default_runtime("m.h5") == "keras"
 

@@ -27,6 +27,7 @@ REQUIRED_KEYS = ("format", "precision", "class_names", "channels", "input_dtype"
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 LITERT = ("litert", "litert-ref")
 ORT = ("onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt")
+OPENVINO = ("openvino", "openvino-bf16")
 
 
 @dataclass(frozen=True)
@@ -53,14 +54,15 @@ TABLE: tuple[Artifact, ...] = (
              "float TFLite"),
     Artifact("tflite-fp16", "tflite", "fp16", ".tflite", "model_fp16.tflite", LITERT, "float",
              "TFLite with fp16 weights"),
-    Artifact("tflite-int8", "tflite", "int8", ".tflite", "model_int8.tflite", LITERT, "qat or ptq",
+    Artifact("tflite-int8", "tflite", "int8", ".tflite", "model_int8.tflite",
+             (*LITERT, *OPENVINO), "qat or ptq",
              "full-integer TFLite from the QAT model (post-training quantization without one)"),
     Artifact("tflite-int8-ptq", "tflite", "int8", ".tflite", "model_int8_ptq.tflite", LITERT, "ptq",
              "post-training int8 of the float model, written beside a QAT int8 to compare"),
-    Artifact("onnx-fp32", "onnx", "fp32", ".onnx", "model_fp32.onnx", ORT, "float",
-             "float ONNX (tf2onnx)"),
-    Artifact("onnx-int8", "onnx", "int8", ".onnx", "model_int8.onnx", ORT, "qat or ptq",
-             "int8 ONNX converted from the int8 TFLite (bit-exact with it)"),
+    Artifact("onnx-fp32", "onnx", "fp32", ".onnx", "model_fp32.onnx", (*ORT, *OPENVINO),
+             "float", "float ONNX (tf2onnx)"),
+    Artifact("onnx-int8", "onnx", "int8", ".onnx", "model_int8.onnx", (*ORT, *OPENVINO),
+             "qat or ptq", "int8 ONNX converted from the int8 TFLite (bit-exact with it)"),
 )
 BY_KEY = {a.key: a for a in TABLE}
 METADATA_WHERE = {"keras": "the run directory (class names, summary)",

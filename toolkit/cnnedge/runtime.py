@@ -496,3 +496,5 @@ class KerasRunner(Runner):
         if self.mode == "predict":  # what users call; slower than the compiled call
             return self.model.predict(x, batch_size=len(x), verbose=0)
         return self._call(x).numpy()
+from cnnedge.runtime_openvino import register as _register_openvino  # noqa: E402,I001 - needs Runner
+_register_openvino(Runner, register_runtime)  # openvino, openvino-bf16 (no import cycle this way)

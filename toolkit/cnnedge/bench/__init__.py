@@ -41,6 +41,7 @@ from cnnedge.bench.report import (
     failure_lines,
     load_baseline,
     machine_info,
+    profile_table,
     progress_line,
     table,
     to_csv,
@@ -54,8 +55,8 @@ from cnnedge.utils import check_writable
 
 __all__ = ["BATCH_SIZES", "COLUMNS", "QUICK", "Timing", "bench", "bench_runtimes", "command_line",
            "compare_table", "failure_lines", "greedy_plan", "parse_batch_sizes", "parse_gates",
-           "parse_threads", "progress_line", "resolve_targets", "run_row", "table",
-           "tflite_memory_estimate", "to_csv", "write_report"]
+           "parse_threads", "profile_name", "profile_table", "progress_line", "resolve_targets",
+           "run_row", "table", "tflite_memory_estimate", "to_csv", "write_report"]
 
 WORKER_TIMEOUT_S = 600
 QUICK_MAX_IMAGES = 1000
@@ -78,14 +79,16 @@ def _row(t: Target, bench_name: str, threads) -> dict:
 def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: bool = False,
           out=None, compare=None, fail_under=None, batch_sizes=None, timing: Timing | None = None,
           timeout: float = WORKER_TIMEOUT_S, write: bool = True, command: str | None = None,
-          progress=None, isolate: bool = True) -> dict:
+          progress=None, isolate: bool = True, profile: bool = False) -> dict:
     """Benchmark a run directory or artifact files; returns the report (see module docstring).
 
     ``runtimes``: bench row names to keep (default: every one); ``threads``: list or "1,2"
     (default 1 and all cores); ``n``: test images for accuracy (default all; ``quick``: at most
     1,000, fewer timed runs); ``compare``: another bench.json; ``fail_under``:
     {"accuracy"|"speed"|"throughput": x} or ["accuracy=0.9", ...]; ``progress(row)`` is called
-    after each row; ``isolate=False`` measures every row in this process (tests, smoke checks).
+    after each row; ``isolate=False`` measures every row in this process (tests, smoke checks);
+    ``profile``: onnxruntime's per-node profile of each onnxruntime row, written as
+    profile_<row>.json beside bench.json and summarised in ``report["profiles"]``.
     """
     from cnnedge.utils import environment
 
@@ -119,7 +122,10 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
                 data_by_run[t.run.path] = save_test_images(t.run, n, workdir, notes)
         for t in files:
             rows += _rows_of(t, keep, thread_list, sizes, timing, data_by_run, workdir, timeout,
-                             notes, progress, isolate)
+                             notes, progress, isolate, profile)
+        # the profiler files live in the worker folder, which goes away with this block
+        profiles = [_keep_profile(r, out_dir if write else None) for r in rows
+                    if "_profile" in r]
     # accuracy is measured once per (artifact, runtime): the other thread counts and modes of
     # the same runtime (keras-predict runs the very model keras-tf.function runs) share it
     acc = {}
@@ -130,6 +136,7 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
         if r["status"] == OK and r["accuracy"] is None:
             r["accuracy"], r["images"] = acc.get((r["path"], r["_runtime"]), (None, None))
         del r["_runtime"]
+        r.pop("_profile", None)
 
     comparison = apply_compare(rows, baseline) if baseline else None
     gate_failures = check_gates(rows, gates)
@@ -141,6 +148,7 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
             "machine": machine_info(),
             "versions": environment(),
             "threads": thread_list, "batch_sizes": sizes, "quick": bool(quick),
+            "profile": bool(profile),
             "timing": asdict(timing),
             "images": {str(k): ({kk: v[kk] for kk in ("n", "split", "image_size")} if v else None)
                        for k, v in data_by_run.items()},
@@ -148,6 +156,7 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
         },
         "notes": notes,
         "rows": rows,
+        "profiles": profiles,
         "compare": comparison,
         "fail_under": gates,
         "gate_failures": gate_failures,
@@ -162,7 +171,7 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
 
 
 def _rows_of(t: Target, keep, thread_list, sizes, timing, data_by_run, workdir, timeout, notes,
-             progress, isolate) -> list[dict]:
+             progress, isolate, profile=False) -> list[dict]:
     """Every row of one file: runtime × mode × threads (or one ➖/❌ row per runtime)."""
     from cnnedge import runtime
 
@@ -201,18 +210,43 @@ def _rows_of(t: Target, keep, thread_list, sizes, timing, data_by_run, workdir, 
                     "accuracy": data is not None and name not in measured,
                     "images": (data or {}).get("images"), "labels": (data or {}).get("labels"),
                     "image_size": list(img_size),
-                    "channels": int((data or {}).get("channels") or meta.get("channels") or 1)}
+                    "channels": int((data or {}).get("channels") or meta.get("channels") or 1),
+                    "profile": str(workdir / f"prof_{t.path.stem}_{bench_name}_t{th}")
+                    if profile else None}
             measured.add(name)
             row = _row(t, bench_name, th)
             res = spawn(spec, workdir, timeout) if isolate else run_row(spec)
             row.update({k: v for k, v in res.items() if k in row})
             row["_runtime"] = name
+            if profile and row["status"] == OK:
+                row["_profile"] = res.get("profile") or {"note": "no profiler"}
             if mcu:
                 row.update(mcu_arena_bytes=mcu["arena_bytes"], mcu_flash_bytes=mcu["flash_bytes"],
                            mcu_weight_bytes=mcu["weight_bytes"])
             rows.append(row)
             _emit(progress, row)
     return rows
+
+
+def profile_name(row: dict) -> str:
+    """profile_<artifact>_<runtime>_t<threads>.json: one file per row."""
+    return f"profile_{Path(row['artifact']).stem}_{row['runtime']}_t{row['threads']}.json"
+
+
+def _keep_profile(row: dict, out_dir: Path | None) -> dict:
+    """A row's profile summary for report["profiles"]; its profiler JSON moved to ``out_dir``
+    (no file when nothing is written)."""
+    import shutil
+
+    p = dict(row["_profile"])
+    src = p.pop("file", None)
+    if src and out_dir is not None and Path(src).is_file():
+        dest = Path(out_dir) / profile_name(row)
+        dest.parent.mkdir(parents=True, exist_ok=True)  # before write_report makes it
+        shutil.move(src, dest)
+        p["file"] = str(dest)
+    return {"artifact": row["artifact"], "runtime": row["runtime"], "threads": row["threads"],
+            **p}
 
 
 def _emit(progress, row):

@@ -119,48 +119,87 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def plot(rows: list[dict], out: Path, title: str = "") -> Path:
-    """bench.png: accuracy vs p50 latency (log x), one labelled point per ✅ row."""
-    import matplotlib
+def pareto_front(rows: list[dict]) -> list[dict]:
+    """The rows no other row dominates (as fast or faster and as accurate or more, better in
+    one), by latency: the best accuracy each latency budget buys. Identical points both stay."""
+    def dominated(r):
+        return any(o["p50_us"] <= r["p50_us"] and o["accuracy"] >= r["accuracy"]
+                   and (o["p50_us"] < r["p50_us"] or o["accuracy"] > r["accuracy"]) for o in rows)
+    return sorted((r for r in rows if not dominated(r)), key=lambda r: (r["p50_us"], r["accuracy"]))
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    from cnnedge.utils import atomic_path
+def row_label(r: dict) -> str:
+    return f"{r['artifact']} · {r['runtime']} · {r['threads']}t"
+
+
+def accuracy_label(rows: list[dict], images: dict | None) -> str:
+    """'accuracy on the test split (1,000 images)': the split from the report header's images
+    (what save_test_images chose), the count from the rows (the number measured on)."""
+    splits = sorted({v["split"] for v in (images or {}).values() if v and v.get("split")})
+    counts = sorted({int(r["images"]) for r in rows if r.get("images")})
+    where = f" on the {' / '.join(splits)} split" if splits else ""
+    many = " / ".join(f"{c:,}" for c in counts)
+    return f"accuracy{where}" + (f" ({many} images)" if counts else "")
+
+
+def figure(rows: list[dict], title: str = "", images: dict | None = None):
+    """The bench.png Figure: accuracy vs p50 latency (log x), one point per ✅ row with an
+    accuracy, and the Pareto front.
+
+    Each row is a legend entry with its own colour (the artifact) and marker (runtime and
+    threads) instead of a text label beside its point: rows of one artifact share an accuracy
+    and often nearly a latency, so labels beside points pile up and land next to the wrong point,
+    while a legend entry cannot be misread for its neighbour's.
+    """
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
 
     pts = [r for r in rows if r["status"] == OK and r.get("p50_us") and r.get("accuracy")
            is not None]
-    fig, ax = plt.subplots(figsize=(11, 6.5))
-    runtimes = sorted({r["runtime"] for r in pts})
-    threads = sorted({r["threads"] for r in pts})
-    markers = "o^sDvP*X"
-    cmap = plt.get_cmap("tab10")
-    for j, rt in enumerate(runtimes):
-        for m, th in enumerate(threads):
-            sel = [r for r in pts if r["runtime"] == rt and r["threads"] == th]
-            if sel:
-                ax.scatter([r["p50_us"] for r in sel], [r["accuracy"] for r in sel], s=40,
-                           color=cmap(j % 10), marker=markers[m % len(markers)], zorder=3,
-                           label=f"{rt}, {th} thread{'s' * (th != 1)}")
-    # labels: staggered so that points at the same accuracy stay readable
-    offsets = [(5, 4), (5, -10), (5, 12), (5, -18), (5, 20), (5, -26)]
-    for k, r in enumerate(sorted(pts, key=lambda r: (r["accuracy"], r["p50_us"]))):
-        ax.annotate(f"{r['artifact'].replace('model_', '')}·t{r['threads']}",
-                    (r["p50_us"], r["accuracy"]), fontsize=6.5, xytext=offsets[k % len(offsets)],
-                    textcoords="offset points", alpha=0.85)
+    fig = Figure(figsize=(12, 6.5))
+    ax = fig.add_subplot()
+    arts = list(dict.fromkeys(r["artifact"] for r in pts))
+    kinds = list(dict.fromkeys((r["runtime"], r["threads"]) for r in pts))
+    markers = "o^sDvP*XhpH<>d8"
+    cmap = colormaps["tab20" if len(arts) > 10 else "tab10"]
+    for r in sorted(pts, key=lambda r: (arts.index(r["artifact"]), kinds.index((r["runtime"],
+                                                                                  r["threads"])))):
+        # hollow: rows at the same point (a tie) still show each marker's outline
+        ax.plot([r["p50_us"]], [r["accuracy"]], linestyle="none", ms=8, mfc="none", mew=1.6,
+                marker=markers[kinds.index((r["runtime"], r["threads"])) % len(markers)],
+                color=cmap(arts.index(r["artifact"]) % cmap.N), label=row_label(r), zorder=3)
+    front = pareto_front(pts)
+    if front:
+        # steps-post: from each front row, its accuracy holds until a slower row buys more;
+        # a grey halo marks the front rows, visible even when the front is a single row
+        ax.plot([r["p50_us"] for r in front], [r["accuracy"] for r in front], color="0.35",
+                lw=1.2, ls="--", drawstyle="steps-post", zorder=2, gid="pareto", marker="o",
+                ms=17, mfc="0.82", mec="none",
+                label=f"Pareto front ({len(front)} row{'s' * (len(front) != 1)}: none faster "
+                      f"and more accurate)")
     if pts:
         ax.set_xscale("log")
-        ax.legend(fontsize=7, loc="best", ncol=2)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
+                  ncol=1 if len(pts) <= 28 else 2, title="artifact · runtime · threads",
+                  title_fontsize=7.5)
     else:
         ax.text(0.5, 0.5, "no successful row with accuracy", ha="center", va="center",
                 transform=ax.transAxes)
-    ax.set(xlabel="p50 latency per call at batch 1 (µs, log scale)", ylabel="test accuracy",
+    ax.set(xlabel="p50 latency per call at batch 1 (µs, log scale)",
+           ylabel=accuracy_label(pts, images),
            title=title or "cnnedge bench: accuracy vs latency")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
+    return fig
+
+
+def plot(rows: list[dict], out: Path, title: str = "", images: dict | None = None) -> Path:
+    """Write bench.png (see :func:`figure`)."""
+    from cnnedge.utils import atomic_path
+
+    fig = figure(rows, title, images)
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+        fig.savefig(tmp, dpi=110, format="png")
     return out
 
 
@@ -172,8 +211,9 @@ def write_report(report: dict, out_dir) -> dict:
     files = {Path(name).suffix[1:]: str(out_dir / name) for name in Run.BENCH}
     report["files"] = files
     m = report["header"]["machine"]
-    plot(report["rows"], Path(files["png"]),
-         title=f"cnnedge bench — {m['cpu']}, {m['cores']} cores")
+    plot(report["rows"], Path(files["png"]), title=f"cnnedge bench — {m['cpu']}, {m['cores']} "
+         f"cores" + (" (quick: not figures to report)" if report["header"].get("quick") else ""),
+         images=report["header"].get("images"))
     atomic_write_text(files["csv"], to_csv(report["rows"]))
     atomic_write_json(files["json"], report)
     return files
@@ -251,6 +291,31 @@ def compare_table(report: dict):
         t.add_row(m["artifact"], m["runtime"], str(m["threads"]), _us(m["p50_us"]),
                   _us(m["baseline_p50_us"]), _fmt(m["speed_ratio"], "×{:.2f}"),
                   *[_fmt(m[f"throughput_ratio_b{b}"], "×{:.2f}") for b in BATCH_SIZES])
+    return t
+
+
+def profile_table(report: dict, top: int = 5):
+    """The --profile summary: per onnxruntime row its top nodes by kernel time and their share
+    of the profiled calls; other runtimes' rows say "no profiler"."""
+    from rich import box
+    from rich.table import Table
+
+    # the profiled calls run slower than the timed ones (the profiler's own bookkeeping), so
+    # the shares are the figures to read; the row's p50 comes from an unprofiled session
+    t = Table(title="per-node profile (onnxruntime profiler, separate from the timed calls; % of "
+                    "the profiled calls' time)", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("artifact", "runtime", "thr", "node", "op", "total µs", "median µs", "%"):
+        t.add_column(col, justify="right" if col in ("thr", "total µs", "median µs", "%")
+                     else "left", no_wrap=col != "node")
+    for p in report.get("profiles") or []:
+        head = [p["artifact"], p["runtime"], str(p["threads"])]
+        if not p.get("nodes"):
+            t.add_row(*head, p.get("note") or "no node events", "", "", "", "")
+            continue
+        for k, n in enumerate(p["nodes"][:top]):
+            t.add_row(*(head if k == 0 else ["", "", ""]), n["node"], n["op"] or "",
+                      _num(n["total_us"]), _num(n["median_us"]),
+                      _fmt(None if n["share"] is None else 100 * n["share"], "{:.1f}"))
     return t
 
 

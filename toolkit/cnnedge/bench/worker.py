@@ -24,6 +24,11 @@ import numpy as np
 from cnnedge.errors import CnnedgeError
 
 ACC_BATCH = 256
+# profiled calls per row: ORT writes ~2 KB of JSON per node per call, so a few MB at most
+PROFILE_MAX_RUNS = 100
+PROFILE_TOP = 10
+# a fresh session's first calls grow its arena; even --quick's 3 warm-up calls are too few
+PROFILE_WARMUP = 10
 OK, FAILED, UNAVAILABLE = "ok", "failed", "unavailable"
 STATUS_MARK = {OK: "✅", FAILED: "❌", UNAVAILABLE: "➖"}
 
@@ -160,6 +165,12 @@ def run_row(spec: dict) -> dict:
                              timing.batch_max_seconds, timing.max_runs) / 1e9
             res[f"ips_b{b}"] = float(b * len(tb) / tb.sum())
             res[f"runs_b{b}"] = int(len(tb))
+        if spec.get("profile"):
+            try:
+                res["profile"] = _profile(runner, xs[1], min(len(t), PROFILE_MAX_RUNS),
+                                          PROFILE_WARMUP, spec["profile"])
+            except Exception as e:  # noqa: BLE001 - the row's own figures still stand
+                res["profile"] = {"note": f"profiler failed: {' '.join(str(e).split())[:200]}"}
         if spec.get("accuracy") and labels is not None:
             res["accuracy"] = _accuracy(runner, fn, images, labels, dynamic_batch)
             res["images"] = int(len(images))
@@ -172,6 +183,76 @@ def run_row(spec: dict) -> dict:
     res["peak_rss_mb"] = peak / 1024
     res["mem_mb"] = max(0, peak - (base_kb or 0)) / 1024
     return res
+
+
+def _profile(runner, x, runs: int, warmup: int, prefix: str) -> dict:
+    """onnxruntime's per-node profile of ``runs`` batch-1 calls on ``x`` ({"note": "no
+    profiler"} for other runtimes).
+
+    A second session, built from the runner's own session options and providers with profiling
+    on, runs after the timed calls: the profiler's per-node bookkeeping costs more than a small
+    model's nodes, so profiling the timed session itself would inflate the row's p50. The
+    runner keeps its session private (``_sess``; the runtime module is not the bench's), hence
+    the getattr.
+    """
+    sess = getattr(runner, "_sess", None)
+    if getattr(runner, "package", None) != "onnxruntime" or sess is None:
+        return {"note": "no profiler"}
+    import onnxruntime as ort
+
+    so = sess.get_session_options()
+    so.enable_profiling = True
+    so.profile_file_prefix = prefix
+    providers = sess.get_providers()
+    popts = sess.get_provider_options()
+    prof = ort.InferenceSession(str(runner.path), so, providers=providers,
+                                provider_options=[popts.get(p, {}) for p in providers])
+    feed, out = {runner.input_details["name"]: x}, [sess.get_outputs()[0].name]
+    for _ in range(warmup + runs):
+        prof.run(out, feed)
+    path = prof.end_profiling()
+    summary = profile_summary(json.loads(Path(path).read_text()), warmup)
+    return dict(summary, file=str(path))
+
+
+def profile_summary(events: list[dict], warmup: int = 0, top: int = PROFILE_TOP) -> dict:
+    """Top nodes and op types by total kernel time over the profiled calls after ``warmup``,
+    each with its share of the calls' total (``model_run``) time, and per node the median of
+    its calls (one preempted call can make a node's mean several times its usual time)."""
+    runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") ==
+                   "model_run"), key=lambda e: e["ts"])
+    start = runs[warmup - 1]["ts"] + runs[warmup - 1]["dur"] if 0 < warmup <= len(runs) else 0
+    runs = runs[warmup:]
+    run_us = float(sum(e["dur"] for e in runs))
+    nodes: dict = {}
+    for e in events:
+        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time") or e["ts"] < start:
+            continue
+        k = e["name"][:-len("_kernel_time")]
+        args = e.get("args") or {}
+        n = nodes.setdefault(k, {"node": k, "op": args.get("op_name"),
+                                 "provider": args.get("provider"), "calls": 0, "total_us": 0.0,
+                                 "_durs": []})
+        n["calls"] += 1
+        n["total_us"] += float(e["dur"])
+        n["_durs"].append(float(e["dur"]))
+    ops: dict = {}
+    for n in nodes.values():
+        n["median_us"] = float(np.median(n.pop("_durs")))
+        o = ops.setdefault(n["op"], {"op": n["op"], "nodes": 0, "total_us": 0.0})
+        o["nodes"] += 1
+        o["total_us"] += n["total_us"]
+    for d in (*nodes.values(), *ops.values()):
+        d["share"] = d["total_us"] / run_us if run_us else None
+
+    def best(d):
+        return sorted(d.values(), key=lambda v: -v["total_us"])[:top]
+
+    return {"runs": len(runs), "warmup": warmup, "run_us": run_us,
+            "mean_run_us": run_us / len(runs) if runs else None,
+            "median_run_us": float(np.median([e["dur"] for e in runs])) if runs else None,
+            "kernel_share": sum(n["total_us"] for n in nodes.values()) / run_us if run_us
+            else None, "nodes": best(nodes), "ops": best(ops)}
 
 
 def _accuracy(runner, fn, images, labels, dynamic_batch: bool) -> float:

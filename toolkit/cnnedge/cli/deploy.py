@@ -32,6 +32,10 @@ def export_cmd(
     data: Optional[str] = typer.Option(None, "--data", help="Calibration dataset for a bare model file."),
     int8_method: str = typer.Option("tflite", help="int8 ONNX route: tflite (from the int8 .tflite, "
                                     "bit-exact with it) or qdq (onnxruntime quantize_static)."),
+    onnx_weights: Optional[str] = typer.Option(None, "--onnx-weights", help="int8 ONNX weights: "
+                                               "uint8 (+128; default: exact in onnxruntime on "
+                                               "every x86 CPU) or int8 (symmetric, zero point 0: "
+                                               "TensorRT, OpenVINO, faster on VNNI and ARM)."),
     opset: int = typer.Option(17, help="ONNX opset."),
     verify_n: int = typer.Option(512, "--verify", help="Quick parity check on N test images after "
                                  "export (0 = skip; runs only for run directories)."),
@@ -45,7 +49,8 @@ def export_cmd(
     from cnnedge.export import export
 
     res = export(run, formats=format_, precisions=precision, out_dir=out, calibration=data,
-                 opset=opset, int8_method=int8_method, verify=verify_n)
+                 opset=opset, int8_method=int8_method, verify=verify_n,
+                 onnx_weights=onnx_weights)
     t = Table("file", "format", "precision", "from", "size")
     for r in res:
         t.add_row(str(r["path"]), r["format"], r["precision"], r["source"], kib(r["bytes"]))
@@ -206,6 +211,9 @@ def bench_cmd(
     fail_under: List[str] = typer.Option([], "--fail-under",
                                          help="CI gate (repeatable): accuracy=0.92, speed=0.8 "
                                          "(baseline p50 / p50, needs --compare), throughput=0.8."),
+    profile: bool = typer.Option(False, "--profile", help="onnxruntime rows: per-node profiler "
+                                 "JSON (profile_<row>.json) and a top-nodes table; other "
+                                 "runtimes say 'no profiler'."),
 ):
     """Latency, accuracy and memory on every runtime.
 
@@ -216,20 +224,25 @@ def bench_cmd(
     width = None if console.is_terminal else 200
     rep = bn.bench(targets, runtimes=runtime, threads=threads, n=n, quick=quick, out=out,
                    compare=compare, fail_under=fail_under, batch_sizes=batch_sizes,
+                   profile=profile,
                    command=bn.command_line(targets, runtime=runtime, threads=threads, n=n,
                                            quick=quick, batch_sizes=batch_sizes, out=out,
-                                           compare=compare, fail_under=fail_under),
+                                           compare=compare, fail_under=fail_under,
+                                           profile=profile),
                    progress=lambda r: err_console.print(bn.progress_line(r), markup=False,
                                                         highlight=False, soft_wrap=True))
     console.print(bn.table(rep), width=width)
     if rep["compare"]:
         console.print(bn.compare_table(rep), width=width)
+    if rep["profiles"]:
+        console.print(bn.profile_table(rep), width=width)
     for line in rep["notes"]:
         err_console.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
     for line in bn.failure_lines(rep):
         err_console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
     if rep["files"]:
-        names = ", ".join(Path(f).name for f in rep["files"].values())
+        names = ", ".join(Path(f).name for f in [*rep["files"].values(), *(
+            p["file"] for p in rep["profiles"] if p.get("file"))])
         console.print(f"wrote {names} to {rep['out_dir']}", markup=False, highlight=False,
                       soft_wrap=True)
     if rep["exit_code"]:

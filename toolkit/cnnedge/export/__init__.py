@@ -31,6 +31,7 @@ from cnnedge.utils import split_list
 
 PRECISIONS = tuple(dict.fromkeys(a.precision for a in artifacts.exported()))  # fp32 fp16 int8
 INT8_METHODS = ("tflite", "qdq")
+ONNX_WEIGHTS = _onnx.WEIGHTS  # uint8 (default) | int8
 WRITERS = {"tflite": _tflite.writers, "onnx": _onnx.writers}  # one per format of the table
 QUICK_VERIFY_IMAGES = 512
 STAGE_PREFIX = ".export."  # the staging folder inside the output folder
@@ -92,18 +93,28 @@ def _names(values, valid: Sequence[str], what: str) -> list[str]:
 def export(run_or_model, *, formats: Sequence[str] | str = ("tflite", "onnx"),
            precisions: Sequence[str] | str = PRECISIONS, out_dir=None, calibration=None,
            opset: int = 17, int8_method: str = "tflite", calibration_images: int | None = None,
-           verify: int = QUICK_VERIFY_IMAGES, threads: int = 0) -> ExportResult:
+           verify: int = QUICK_VERIFY_IMAGES, threads: int = 0,
+           onnx_weights: str | None = None) -> ExportResult:
     """Export a run directory or a .keras/.h5 model (see the module docstring).
 
     ``calibration``: a dataset name/path or uint8 images [N, H, W, C] for int8 (a run uses its
     recipe's train split). Unsupported format×precision pairs are skipped (ONNX has no fp16);
     a precision no requested format supports is an error. ``verify``: test images of the quick
-    parity check after exporting a run (0: skip).
+    parity check after exporting a run (0: skip). ``onnx_weights``: the int8 ONNX weights,
+    uint8 (+ 128; the default of the tflite route: exact in onnxruntime on every x86 CPU) or
+    int8 (symmetric, zero point 0: standard QDQ, faster on VNNI CPUs and ARM; the qdq route's).
     """
+    if onnx_weights is None:
+        onnx_weights = "int8" if int8_method == "qdq" else "uint8"
     fmts = _names(formats, list_formats(), "export format")
     precs = _names(precisions, PRECISIONS, "precision")
     if int8_method not in INT8_METHODS:
         raise CnnedgeError(f"unknown int8_method '{int8_method}'; valid: {', '.join(INT8_METHODS)}")
+    if onnx_weights not in ONNX_WEIGHTS:
+        raise CnnedgeError(f"unknown onnx_weights '{onnx_weights}'; valid: "
+                           f"{', '.join(ONNX_WEIGHTS)}")
+    if onnx_weights != "int8" and int8_method != "tflite":  # quantize_static writes int8 only
+        raise CnnedgeError("onnx_weights uint8 needs int8_method tflite")
     for p in precs:
         if not any(p in format_precisions(f) for f in fmts):
             raise CnnedgeError(f"precision {p} is not supported by {', '.join(fmts)}; "
@@ -114,6 +125,7 @@ def export(run_or_model, *, formats: Sequence[str] | str = ("tflite", "onnx"),
     if int(verify) < 0:
         raise CnnedgeError(f"verify must be >= 0 test images, got {verify}")
     job = resolve(run_or_model, calibration, opset, int8_method, calibration_images)
+    job.cache["onnx_weights"] = onnx_weights  # read by the ONNX writer (_onnx.onnx_weights)
     if "int8" in precs and job.calibration is None:
         raise CnnedgeError("int8 export needs calibration data: pass --data <dataset name or "
                            "path> (calibration=...) or export a run directory")

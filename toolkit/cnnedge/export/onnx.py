@@ -2,7 +2,8 @@
 
 * ``"tflite"`` (default): ``tf2onnx.convert.from_tflite`` on the int8 TFLite model, then the
   rewrite of :mod:`cnnedge.export.onnx_int8`: onnxruntime runs integer kernels and the logits
-  equal the int8 TFLite model's.
+  equal the int8 TFLite model's. Weights int8 symmetric (zero point 0, default) or, with
+  ``onnx_weights="uint8"``, uint8 + 128 for AVX2 CPUs without VNNI (metadata ``onnx_weights``).
 * ``"qdq"``: ``onnxruntime.quantization.quantize_static`` on the fp32 ONNX model (QDQ,
   per-channel int8 weights, int8 activations calibrated on the calibration images): post-training
   quantization of the float model, so it ignores QAT.
@@ -22,7 +23,7 @@ from cnnedge import artifacts
 from cnnedge.artifacts import INPUT_NAME, OUTPUT_NAME, set_onnx_metadata
 from cnnedge.errors import CnnedgeError
 from cnnedge.export.job import Job
-from cnnedge.export.onnx_int8 import rename_io, requantize_uint8
+from cnnedge.export.onnx_int8 import WEIGHTS, rename_io, requantize
 from cnnedge.export.tflite import tflite_artifact
 from cnnedge.utils import quiet_stderr
 
@@ -71,6 +72,11 @@ def check_onnx(path: Path, meta: dict) -> None:
                                f"or not finite")
 
 
+def onnx_weights(job: Job) -> str:
+    """The int8 ONNX weight layout; export() keeps it in the job's cache (Job has no field)."""
+    return job.cache.get("onnx_weights", WEIGHTS[0])
+
+
 def onnx_int8_tflite(job: Job, tflite_buf: bytes):
     """int8 TFLite -> ONNX (tf2onnx.from_tflite) -> uint8 activations + int8 ReLU (see module)."""
     import tf2onnx
@@ -85,7 +91,7 @@ def onnx_int8_tflite(job: Job, tflite_buf: bytes):
             except Exception as e:  # noqa: BLE001
                 raise CnnedgeError(f"tf2onnx cannot convert the int8 TFLite model: "
                                    f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
-    return requantize_uint8(proto)
+    return requantize(proto, onnx_weights(job))
 
 
 def onnx_int8_qdq(job: Job):
@@ -157,7 +163,7 @@ def writers(job: Job, precision: str):
             proto = onnx_int8_qdq(job)
             io = {"input_dtype": "float32", "input_scale": None, "input_zero_point": None}
         meta = job.metadata("onnx", "int8", source, opset=job.opset, int8_method=job.int8_method,
-                            **io)
+                            onnx_weights=onnx_weights(job), **io)
         set_onnx_metadata(proto, meta)
         onnx.save(proto, str(tmp))
         check_onnx(Path(tmp), meta)

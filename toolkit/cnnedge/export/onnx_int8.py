@@ -5,8 +5,11 @@ onnxruntime fuses into real integer kernels (QLinearConv / QGemm), with the same
 * the ReLU that tf2onnx splits off each fused conv becomes ``Clip(min=zero point)`` on the
   quantized tensor (exact: quantization is monotonic);
 * input "image" takes uint8 pixels (scale 1, zero point 0), output "logits" is float32;
-* int8 weights become uint8 (zero point 128, same values) so that onnxruntime uses its U8U8
-  kernels, exact on every x86 CPU (its U8S8 ones saturate int16 sums on AVX2 CPUs without VNNI).
+* weights (``weights``): ``"uint8"`` (default) stores TFLite's int8 weights as uint8 + 128 with
+  zero point 128 (same values) for onnxruntime's U8U8 kernels, exact on every x86 CPU (on AVX2
+  CPUs without VNNI its U8S8 kernels add u8*s8 pairs into saturating int16 sums). ``"int8"``
+  keeps them int8 symmetric, zero point 0 made explicit -- standard QDQ (TensorRT, OpenVINO)
+  and onnxruntime's fast U8S8 kernels on VNNI CPUs and ARM.
 """
 
 from __future__ import annotations
@@ -35,8 +38,15 @@ def rename_io(proto, new_in: str, new_out: str) -> None:
         value.name = new
 
 
-def requantize_uint8(proto):
+# int8 ONNX weight layouts, default first (module doc): uint8 stays the default until int8
+# weights are exact on AVX2-only CPUs too (onnxruntime's U8S8 kernels saturate there)
+WEIGHTS = ("uint8", "int8")
+
+
+def requantize(proto, weights: str = "uint8"):
     """Rewrite tf2onnx's int8 QDQ graph so onnxruntime's QDQ fusion applies (module doc)."""
+    if weights not in WEIGHTS:
+        raise CnnedgeError(f"unknown ONNX weights '{weights}'; valid: {', '.join(WEIGHTS)}")
     from onnx import TensorProto, helper, numpy_helper
 
     g = proto.graph
@@ -59,11 +69,12 @@ def requantize_uint8(proto):
     def shifted(name, arr):  # int8 -> uint8 + 128: the same quantized values
         return add(name, (arr.astype(np.int16) + 128).astype(np.uint8))
 
-    # 1. every int8 Q/DQ -> uint8 (+128): activation zero points z -> z + 128; int8 weights
-    # (zero point 0) -> w + 128 with zero point 128, so onnxruntime runs its U8U8 kernels -- its
-    # U8S8 kernels on x86 CPUs without VNNI (AVX2 only) add u8*s8 pairs into saturating int16
-    # and drift from TFLite (measured on an AVX2 EPYC: 94.4 % top-1 agreement, |Δlogit| up to
-    # 3.1; U8U8: identical). int32 biases stay.
+    # 1. every int8 activation Q/DQ -> uint8 (+128): zero points z -> z + 128, so the uint8
+    # input and the QDQ pairs onnxruntime fuses agree. Weights (int8, zero point 0 in TFLite's
+    # quantization spec): kept as int8 with an explicit int8 zero point 0, or with "uint8"
+    # w + 128 with zero point 128 -- the U8U8 layout for AVX2 CPUs without VNNI, where U8S8
+    # drifted from TFLite (measured on an AVX2 EPYC: 94.4 % top-1 agreement, |Δlogit| up to 3.1;
+    # U8U8: identical). int32 biases stay.
     for i, n in enumerate(g.node):
         if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
             continue
@@ -72,9 +83,13 @@ def requantize_uint8(proto):
             w = const(n.input[0])
             if w.dtype != np.int8:
                 continue  # int32 biases
+            zero = np.zeros(np.shape(const(n.input[1])), np.int8)  # shaped like the scale
+            if weights == "int8":
+                if len(n.input) < 3:  # explicit: some consumers want the zero point's type
+                    n.input.append(add(f"{n.name}__zp_{i}", zero))
+                continue
             n.input[0] = shifted(f"{n.input[0]}__u8_{i}", w)
             if len(n.input) < 3:
-                zero = np.zeros(np.shape(const(n.input[1])), np.int8)  # shaped like the scale
                 n.input.append(shifted(f"{n.name}__zp_u8_{i}", zero))
                 continue
         elif len(n.input) < 3:

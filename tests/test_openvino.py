@@ -134,3 +134,20 @@ def test_bench_shows_openvino_rows(tiny_run, tmp_path, capsys):
         assert r["status"] == "ok" and r["p50_us"] > 0 and r["accuracy"] > 0.5, r
         prec = "f32" if r["runtime"] == "openvino" or not cpu_has_bf16() else "bf16"
         assert r["providers"] == f"CPU:{prec}"
+
+
+@needs_openvino
+def test_verify_adds_openvino_rows(tiny_run, capsys):
+    from cnnedge import verify
+    from cnnedge.cli import main
+
+    rep = verify.verify(tiny_run["run"], n=64, write=False, runtimes=["openvino"])
+    ov = [r for r in rep["rows"] if r["runtime"] == "openvino"]
+    assert {r["artifact"] for r in ov} >= {"model_fp32.onnx", "model_int8.onnx",
+                                          "model_int8.tflite"}
+    assert all(r["agreement"] >= 0.95 and r["gate"] != "fail" for r in ov), ov
+    defaults = [r for r in rep["rows"] if r["runtime"] in ("litert", "onnxruntime")]
+    assert len(defaults) == len(tiny_run["results"])  # each file on its default runtime too
+    assert main(["verify", str(tiny_run["run"]), "-n", "64", "-r", "openvino"]) == 0
+    assert "openvino" in capsys.readouterr().out
+    assert main(["verify", str(tiny_run["run"]), "-n", "64", "-r", "openvno"]) == 2

@@ -136,12 +136,19 @@ def _compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray, float_pred
 
 def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
            thresholds: Optional[Dict[str, float]] = None, threads: int = 0,
-           gate_ptq: bool = False, write: bool = True) -> dict:
+           gate_ptq: bool = False, write: bool = True, runtimes=()) -> dict:
     """Compare every artifact of ``run_dir/export`` (or ``artifacts``) with the Keras models.
 
     ``gate_ptq``: let the PTQ int8 model's agreement decide ``passed`` (default: reported as
-    ``info``; it measures post-training quantization, which the shipped QAT model replaces)."""
+    ``info``; it measures post-training quantization, which the shipped QAT model replaces).
+    ``runtimes``: more runtimes to run each artifact on, beside its default one (those of the
+    artifact table that can run the file), e.g. ``["openvino"]``: a row each, gated alike."""
     from cnnedge import runtime
+
+    for name in runtimes:  # an explicit request for a runtime that is not here is an error
+        ok, why = runtime.runtime_status(name)
+        if not ok:
+            raise CnnedgeError(f"runtime '{name}' is {why}")
 
     run = Run(run_dir).require("float", hint="verify takes a trained run directory")
     if write:
@@ -171,10 +178,12 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
         rows.append(row)
 
     tflite_int8 = None
-    for path in artifacts:
-        path = Path(path)
+    jobs = [(Path(p), rt) for p in artifacts
+            for rt in dict.fromkeys([runtime.default_runtime(p), *[
+                r for r in runtimes if r in runtime.runtimes_for(p)]])]
+    for path, rt in jobs:
         meta = runtime.read_metadata(path)
-        runner = runtime.load(path, threads=threads or None)
+        runner = runtime.load(path, runtime=rt, threads=threads or None)
         logits = np.asarray(runner.predict(images), dtype=np.float32)
         prec = meta.get("precision", "fp32")
         ref = refs["keras-qat"] if prec == "int8" and "keras-qat" in refs else refs["keras-float"]
@@ -186,8 +195,8 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
         step = runner.output_details.get("scale") if prec == "int8" else None
         row.update(_compare(logits, ref.logits, labels, float_pred, k, output_step=step))
         row.update(_gated(row, count, th.get(key), gated=key != "int8-ptq" or gate_ptq))
-        if meta.get("format") == "tflite" and key == "int8":
-            tflite_int8 = (path.name, logits)
+        if meta.get("format") == "tflite" and key == "int8" and tflite_int8 is None:
+            tflite_int8 = (path.name, logits)  # the default runtime's (it comes first)
         if meta.get("onnx_weights"):
             row["onnx_weights"] = meta["onnx_weights"]
         rows.append(row)

@@ -82,6 +82,9 @@ def verify_cmd(
     gate_ptq: bool = typer.Option(False, "--gate-ptq", help="Let the PTQ int8 model (a comparison "
                                   "point for QAT) decide the exit code too."),
     threads: int = typer.Option(0, help="Runtime threads (0: all cores)."),
+    runtimes: Optional[str] = typer.Option(None, "--runtime", "-r", help="More runtimes to run "
+                                           "each artifact on beside its default, comma list "
+                                           "(e.g. openvino,openvino-bf16)."),
 ):
     """Parity report: every artifact against Keras.
 
@@ -90,9 +93,13 @@ def verify_cmd(
     inconclusive (exit 0, rerun with more images), not a failure.
     """
     from cnnedge.run import Run
+    from cnnedge.utils import split_list
     from cnnedge.verify import verify
 
-    rep = verify(run, n=n, threads=threads, gate_ptq=gate_ptq, thresholds={
+    extra = split_list(runtimes) if runtimes else []
+    for name in extra:
+        runtime.runtime_class(name)  # an unknown name: one line with a close match
+    rep = verify(run, n=n, threads=threads, gate_ptq=gate_ptq, runtimes=extra, thresholds={
         "int8": min_int8 / 100, "fp32": min_fp32 / 100, "fp16": min_fp16 / 100,
         "int8-ptq": min_int8_ptq / 100})
     _print_verify(rep)

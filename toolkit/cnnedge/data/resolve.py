@@ -21,6 +21,7 @@ import zlib
 from pathlib import Path
 
 from cnnedge.data import cifar, idx
+from cnnedge.data.base import one_line
 from cnnedge.data.folder import FolderSource
 from cnnedge.data.records import RecordSource, is_packed, looks_partial
 from cnnedge.errors import CnnedgeError
@@ -73,11 +74,7 @@ def download_fashion(dest: Path, searched: list[Path]) -> Path:
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=dest)
             try:
                 h = hashlib.sha256()
-                with os.fdopen(fd, "wb") as f, urllib.request.urlopen(FASHION_URL + name,
-                                                                      timeout=60) as r:
-                    while chunk := r.read(1 << 20):
-                        h.update(chunk)
-                        f.write(chunk)
+                _fetch(FASHION_URL + name, fd, h)
                 if h.hexdigest() != sha:
                     raise CnnedgeError(f"downloaded {FASHION_URL + name} has sha256 "
                                        f"{h.hexdigest()}, expected {sha}")
@@ -90,6 +87,19 @@ def download_fashion(dest: Path, searched: list[Path]) -> Path:
     except Exception:  # noqa: BLE001 - offline, DNS, HTTP, disk: one clear message
         raise CnnedgeError(missing_msg) from None
     return dest
+
+
+def _fetch(url: str, fd: int, h) -> tuple[int, str | None]:
+    """Stream ``url`` into the open file ``fd``, feeding hasher ``h``; (bytes received, the
+    server's Content-Length or None)."""
+    got = 0
+    with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as r:
+        size = r.headers.get("Content-Length")
+        while chunk := r.read(1 << 20):
+            h.update(chunk)
+            f.write(chunk)
+            got += len(chunk)
+    return got, size
 
 
 def _sha256(path: Path) -> str:
@@ -117,8 +127,7 @@ def _open_fashion(data_dir, download, kw):
 def _one_line(e: BaseException) -> str:
     if isinstance(e, urllib.error.URLError) and not isinstance(e, urllib.error.HTTPError):
         e = e.reason  # the socket error it wraps says more ("Connection refused")
-    text = " ".join(str(e).split())[:200]
-    return text or type(e).__name__
+    return one_line(e)[:200] or type(e).__name__
 
 
 def _unsafe_member(m: tarfile.TarInfo, root: Path) -> str | None:
@@ -174,12 +183,7 @@ def download_cifar(base: Path) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=".cifar-10-python.", suffix=".tar.gz", dir=base)
         h = hashlib.md5(usedforsecurity=False)  # integrity against the published sum only
         try:
-            with os.fdopen(fd, "wb") as f, urllib.request.urlopen(CIFAR_URL, timeout=60) as r:
-                size, got = r.headers.get("Content-Length"), 0
-                while chunk := r.read(1 << 20):
-                    h.update(chunk)
-                    f.write(chunk)
-                    got += len(chunk)
+            got, size = _fetch(CIFAR_URL, fd, h)
             # read(n) returns b"" when the server hangs up early: name that, not a bad checksum
             if size and size.isdigit() and got != int(size):
                 raise OSError(f"connection closed after {got} of {size} bytes")

@@ -21,6 +21,7 @@ import numpy as np
 
 from cnnedge import preprocess as P
 from cnnedge.errors import CnnedgeError
+from cnnedge.utils import folder_name  # noqa: F401 (the demo's name for it)
 
 FULL = ".full"
 KEYS = "1234567890"  # key 1 is the first label, ..., key 0 the tenth
@@ -57,12 +58,6 @@ def label_problem(name: str) -> str | None:
     if any(ord(c) < 32 for c in name):
         return "contains a control character"
     return None
-
-
-def folder_name(class_name: str) -> str:
-    """A model's class name as a label folder ("T-shirt/top" -> "T-shirt_top")."""
-    s = "".join("_" if c in "/\\" or ord(c) < 32 else c for c in str(class_name)).strip()
-    return s.lstrip(".") or "_"
 
 
 def check(root, labels: list[str]) -> Path:

@@ -27,7 +27,7 @@ import numpy as np
 
 from cnnedge import artifacts, preprocess
 from cnnedge.errors import CnnedgeError
-from cnnedge.utils import check_writable, quiet_stderr
+from cnnedge.utils import check_writable, folder_name, quiet_stderr
 
 SAVE_MODES = ("copy", "link", "symlink")
 
@@ -292,12 +292,12 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def _save(item: _Item, label: str, root: Path, mode: str) -> str:
     """Copy/link the image (or write the frame) to ``root/<label>/``; never overwrites."""
-    folder = root / _safe(label)
+    folder = root / folder_name(label)
     folder.mkdir(parents=True, exist_ok=True)
     if item.path is not None:
         stem, suffix = item.path.stem, item.path.suffix
     else:
-        stem, suffix = f"{_safe(Path(item.source).stem)}_f{item.frame:06d}", ".png"
+        stem, suffix = f"{folder_name(Path(item.source).stem)}_f{item.frame:06d}", ".png"
     target = folder / f"{stem}{suffix}"
     i = 1
     while target.exists() or target.is_symlink():
@@ -326,12 +326,6 @@ def _save(item: _Item, label: str, root: Path, mode: str) -> str:
         tmp.unlink(missing_ok=True)
         raise CnnedgeError(f"cannot save {item.source} into {folder}: {e.strerror or e}")
     return str(target)
-
-
-def _safe(name: str) -> str:
-    """A class name as a folder name (no separators, not '.' or '..')."""
-    s = "".join(c if c.isalnum() or c in "-_. " else "_" for c in str(name)).strip()
-    return s if s.strip(".") else "_"
 
 
 def write_table(res: PredictResult, fmt: str, out) -> None:

@@ -246,6 +246,13 @@ def stratified_positions(labels, n: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.argsort(rank, kind="stable")[:n])
 
 
+def folder_name(class_name: str) -> str:
+    """A class name as a folder name ("T-shirt/top" -> "T-shirt_top"; never '.', '..' or
+    hidden): the class folders of `demo --collect` and `predict --save-dir`."""
+    s = "".join("_" if c in "/\\" or ord(c) < 32 else c for c in str(class_name)).strip()
+    return s.lstrip(".") or "_"
+
+
 def balanced_weights(labels, k: int) -> dict:
     """{class: weight} inversely proportional to the class counts of ``labels`` (mean 1)."""
     counts = np.bincount(np.asarray(labels), minlength=k)

@@ -14,15 +14,6 @@ from cnnedge.errors import CnnedgeError
 from cnnedge.utils import quiet_stderr
 
 
-def preference(runtime: str | None = None) -> tuple[str, ...]:
-    """Export file names in the order ``--model RUN_DIR`` tries them: the artifact table's edge
-    preference (int8 TFLite first), with the files ``runtime`` runs moved to the front."""
-    rows = [artifacts.get(k) for k in artifacts.EDGE_PREFERENCE]
-    if runtime:
-        rows.sort(key=lambda a: runtime not in a.runtimes)  # stable: keeps the order otherwise
-    return tuple(a.filename for a in rows)
-
-
 def resolve_model(model, runtime: str | None = None) -> Path:
     """A model file: ``model`` itself, or the preferred export in a run / export directory."""
     path = Path(model).expanduser()
@@ -32,11 +23,10 @@ def resolve_model(model, runtime: str | None = None) -> Path:
         raise CnnedgeError(f"no model file or run directory at {model}")
     from cnnedge.run import Run
 
-    order = preference(runtime)
-    for d in (Run(path).export_dir, path):
-        for name in order:
-            if (d / name).is_file():
-                return d / name
+    found = Run(path).edge_exports(runtime)
+    if found:
+        return found[0][1]
+    order = [a.filename for a in artifacts.edge_order(runtime)]
     sub = f"{Run.EXPORT}/"
     raise CnnedgeError(f"no exported model in {path} (looked for {sub}{f', {sub}'.join(order)}); "
                        f"export the run first: cnnedge export {path}")

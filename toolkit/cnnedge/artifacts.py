@@ -72,6 +72,15 @@ METADATA_WHERE = {"keras": "the run directory (class names, summary)",
 EDGE_PREFERENCE = ("tflite-int8", "tflite-fp16", "tflite-fp32", "onnx-int8", "onnx-fp32")
 
 
+def edge_order(runtime: str | None = None) -> list[Artifact]:
+    """The rows ``--model RUN`` tries, in EDGE_PREFERENCE order, with the rows ``runtime``
+    runs moved to the front (stable: the order is kept otherwise)."""
+    rows = [get(k) for k in EDGE_PREFERENCE]
+    if runtime:
+        rows.sort(key=lambda a: runtime not in a.runtimes)
+    return rows
+
+
 def get(key: str) -> Artifact:
     if key not in BY_KEY:
         raise unknown("artifact", key, BY_KEY)

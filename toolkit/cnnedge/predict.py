@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnedge import artifacts, preprocess
+from cnnedge import preprocess
 from cnnedge.errors import CnnedgeError
 from cnnedge.utils import check_writable, folder_name, quiet_stderr
 
@@ -84,13 +84,9 @@ def resolve_model(model, runtime: str | None = None) -> Path:
         return path
     if not path.exists():
         raise CnnedgeError(f"no model file or run directory at {model}")
-    rows = [artifacts.get(k) for k in artifacts.EDGE_PREFERENCE]
-    if runtime:
-        rows.sort(key=lambda a: runtime not in a.runtimes)
-    for d in (Run(path).export_dir, path):
-        for a in rows:
-            if (d / a.filename).is_file() and (not runtime or runtime in a.runtimes):
-                return d / a.filename
+    for a, f in Run(path).edge_exports(runtime):
+        if not runtime or runtime in a.runtimes:
+            return f
     if Run.is_run(path):
         run = Run(path)
         for kind in ("qat", "float"):

@@ -247,6 +247,13 @@ class Run:
     def export_dir(self) -> Path:
         return self.path / self.EXPORT
 
+    def edge_exports(self, runtime: str | None = None) -> list[tuple]:
+        """(table row, path) of the exported files in ``export/`` (or in this folder, when it
+        is an export folder itself), in :func:`artifacts.edge_order`: what ``--model RUN`` of
+        the demo and of predict picks from."""
+        return [(a, d / a.filename) for d in (self.export_dir, self.path)
+                for a in artifacts.edge_order(runtime) if (d / a.filename).is_file()]
+
     def artifacts(self) -> list[Path]:
         """Exported files the artifact table knows (by suffix), sorted by name."""
         d = self.export_dir

@@ -68,15 +68,9 @@ def decode(data: bytes | np.ndarray, name: str = "image") -> np.ndarray:
         img = (img >> 8).astype(np.uint8)
     elif img.dtype != np.uint8:
         raise CnnedgeError(f"{name}: unsupported pixel type {img.dtype}")
-    if img.ndim == 2:
-        return img[..., None]
-    if img.shape[2] == 1:
-        return img
-    if img.shape[2] == 4:
-        return cv.cvtColor(img, cv.COLOR_BGRA2RGB)
-    if img.shape[2] == 3:
-        return cv.cvtColor(img, cv.COLOR_BGR2RGB)
-    raise CnnedgeError(f"{name}: {img.shape[2]}-channel image; expected gray, RGB or RGBA")
+    if img.ndim == 3 and img.shape[2] not in (1, 3, 4):
+        raise CnnedgeError(f"{name}: {img.shape[2]}-channel image; expected gray, RGB or RGBA")
+    return from_bgr(img)
 
 
 def _decode_pillow(buf: np.ndarray, name: str) -> np.ndarray:

@@ -165,7 +165,7 @@ def auto_recipe(folder, *, image_size=None, weights: str | None = "auto",
     notes.append(f"split: {'the folder’s val' if has_val else f'{val_fraction:.0%} of each class'}"
                  f" for validation; augmentation {', '.join(recipe.augment.ops)}")
     if minutes is not None:
-        epochs = fit_minutes(recipe, float(minutes), k, c)
+        epochs = fit_minutes(recipe, float(minutes), k, c, n_train)
         recipe.train.epochs, recipe.train.max_minutes = epochs, float(minutes)
         notes.append(f"time budget {minutes:g} min: {epochs} epochs by a timed probe")
     notes.append(f"schedule: AdamW {recipe.optim.lr:g}, 1 warm-up epoch, cosine, "
@@ -173,9 +173,9 @@ def auto_recipe(folder, *, image_size=None, weights: str | None = "auto",
     return recipe, notes
 
 
-def fit_minutes(recipe: Recipe, minutes: float, k: int, c: int) -> int:
+def fit_minutes(recipe: Recipe, minutes: float, k: int, c: int, n_train: int) -> int:
     """Epochs that fit ``minutes``: a few timed training steps of the recipe's model at its
-    input size (validation and QAT not counted)."""
+    input size over ``n_train`` images an epoch (validation and QAT not counted)."""
     from cnnedge import models
     from cnnedge.backend import keras
 
@@ -191,9 +191,6 @@ def fit_minutes(recipe: Recipe, minutes: float, k: int, c: int) -> int:
     for _ in range(3):
         model.train_on_batch(x, y)
     per_step = (time.perf_counter() - t) / 3
-    from cnnedge import data
-
-    n = data.open_dataset(recipe.data.dataset, keep_size=True).num_examples("train")
-    steps = max(1, int(n * (1 - recipe.data.val_fraction)) // b)
+    steps = max(1, n_train // b)
     epoch = steps * per_step * 1.25  # + input pipeline and validation
     return int(np.clip(minutes * 60 / epoch, 1, 200))

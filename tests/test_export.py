@@ -92,21 +92,29 @@ def test_int8_tflite_matches_qat_model(exported):
     assert agreement(ptq, exported["keras"]) >= 0.95
 
 
-def test_int8_onnx_matches_int8_tflite(exported):
+def test_int8_onnx_matches_int8_tflite(exported, tmp_path):
+    """The same integer arithmetic: at most one output quantization step apart (requantization
+    rounding). On an x86 CPU without VNNI onnxruntime's U8S8 kernels saturate with the default
+    int8 weights (up to 27 steps, 98.2 % agreement measured), so there the uint8 layout, the
+    exact one for such CPUs, is the file held to it."""
+    from cnnedge.export import export
+    from cnnedge.verify import x86_without_vnni
+
     x = exported["x"]
+    path = art(exported, "model_int8.onnx")
+    if x86_without_vnni():
+        path = export(exported["run"], formats="onnx", precisions="int8", out_dir=tmp_path,
+                      onnx_weights="uint8", verify=0)[0]["path"]
     tfl = predict(art(exported, "model_int8.tflite"), x)
-    onx = predict(art(exported, "model_int8.onnx"), x)
+    onx = predict(path, x)
     assert agreement(onx, tfl) >= 0.998
-    # the same integer arithmetic: at most one output quantization step apart (requantization
-    # rounding), on every x86 CPU. Before the uint8 weights, onnxruntime's U8S8 kernels on an
-    # AVX2 CPU without VNNI drifted by up to 27 steps (98.2 % agreement here).
     step = np.diff(np.unique(tfl)).min()
     assert np.abs(onx - tfl).max() <= step * 1.01
 
 
-def test_int8_onnx_weights_are_uint8(exported):
-    """int8 weights travel as uint8 + 128 (zero point 128): onnxruntime's U8U8 kernels are exact
-    everywhere, its U8S8 ones saturate int16 sums on AVX2 CPUs without VNNI."""
+def test_int8_onnx_weights_are_symmetric_int8_by_default(exported):
+    """Standard QDQ: int8 weights with an explicit zero point 0 (TensorRT, OpenVINO, onnxruntime's
+    fast U8S8 kernels on VNNI CPUs and ARM); --onnx-weights uint8 is the AVX2 layout."""
     import onnx
     from onnx import numpy_helper
 
@@ -116,9 +124,8 @@ def test_int8_onnx_weights_are_uint8(exported):
                and inits[n.input[0]].dtype != np.int32]
     assert len(weights) >= 5  # rescale, 3 convs, logits
     for n in weights:
-        assert inits[n.input[0]].dtype == np.uint8, n.name
-        assert np.all(inits[n.input[2]] == 128) and inits[n.input[2]].dtype == np.uint8, n.name
-    assert not any(a.dtype == np.int8 for a in inits.values())
+        assert inits[n.input[0]].dtype == np.int8, n.name
+        assert not inits[n.input[2]].any() and inits[n.input[2]].dtype == np.int8, n.name
 
 
 def _optimized_ops(path, tmp_path):

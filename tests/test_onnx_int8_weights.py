@@ -1,7 +1,7 @@
-"""The int8 ONNX weight layouts (``onnx_weights``): uint8 + 128 (zero point 128, the default:
-onnxruntime's U8U8 kernels, exact on AVX2 CPUs without VNNI) and int8 symmetric (zero point 0:
-standard QDQ for TensorRT / OpenVINO, onnxruntime's fast U8S8 kernels on VNNI and ARM). Both must keep the
-int8 TFLite's values. The run is the session's ``tiny_run`` (conftest.py).
+"""The int8 ONNX weight layouts (``onnx_weights``): int8 symmetric (zero point 0, the default:
+standard QDQ for TensorRT / OpenVINO, onnxruntime's fast U8S8 kernels on VNNI and ARM) and
+uint8 + 128 (zero point 128: onnxruntime's U8U8 kernels, exact on AVX2 CPUs without VNNI too).
+Both must keep the int8 TFLite's values. The run is the session's ``tiny_run`` (conftest.py).
 """
 
 import numpy as np
@@ -60,7 +60,7 @@ def test_metadata_names_the_layout(onnx_both, tiny_run):
         assert m["onnx_weights"] == weights
         assert (m["input_dtype"], m["input_scale"], m["input_zero_point"]) == ("uint8", 1.0, 0)
     # the run's own export (conftest: default options) carries the default layout
-    assert read_metadata(tiny_run["run"] / "export" / "model_int8.onnx")["onnx_weights"] == "uint8"
+    assert read_metadata(tiny_run["run"] / "export" / "model_int8.onnx")["onnx_weights"] == "int8"
 
 
 def test_both_layouts_equal_int8_tflite(onnx_both, tiny_run):

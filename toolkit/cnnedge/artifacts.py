@@ -28,6 +28,7 @@ INPUT_NAME, OUTPUT_NAME = "image", "logits"
 LITERT = ("litert", "litert-ref")
 ORT = ("onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt")
 OPENVINO = ("openvino", "openvino-bf16")
+STATIC_ONLY = ("tflm",)  # runtimes that need a fixed input shape: the tflm row's file only
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,15 @@ TABLE: tuple[Artifact, ...] = (
              "float", "float ONNX (tf2onnx)"),
     Artifact("onnx-int8", "onnx", "int8", ".onnx", "model_int8.onnx", (*ORT, *OPENVINO),
              "qat or ptq", "int8 ONNX converted from the int8 TFLite (bit-exact with it)"),
+    Artifact("tflm-int8", "tflm", "int8", ".tflite", "model_int8_static.tflite",
+             ("tflm", *LITERT), "qat or ptq",
+             "int8 TFLite with a fixed 1×H×W×C input for TFLite Micro, and the C/C++ bundle "
+             "tflm/ (opt-in: --format tflm)"),
 )
 BY_KEY = {a.key: a for a in TABLE}
 METADATA_WHERE = {"keras": "the run directory (class names, summary)",
                   "tflite": "flatbuffer metadata entry 'cnnedge'",
+                  "tflm": "flatbuffer metadata entry 'cnnedge'; tflm/model_settings.h",
                   "onnx": "metadata_props 'cnnedge'"}
 # --model RUN for the demo and predictions: the edge artifact first
 EDGE_PREFERENCE = ("tflite-int8", "tflite-fp16", "tflite-fp32", "onnx-int8", "onnx-fp32")
@@ -116,11 +122,24 @@ def lookup(path) -> Artifact:
 
 
 def runtimes_for(path) -> list[str]:
-    """The runtimes that execute ``path`` (every row with its suffix), the default first."""
+    """The runtimes that execute ``path`` (every row with its suffix), the default first; those
+    that need a fixed input shape (STATIC_ONLY) only for a file that has one."""
     suffix = Path(path).suffix.lower()
     first = lookup(path).runtimes
     rest = [r for a in TABLE if a.suffix == suffix for r in a.runtimes]
-    return list(dict.fromkeys([*first, *rest]))
+    names = list(dict.fromkeys([*first, *rest]))
+    return [r for r in names if r not in STATIC_ONLY or is_static(path)]
+
+
+def is_static(path) -> bool:
+    """True for a cnnedge TFLite file with a fixed input size (``--format tflm``)."""
+    path = Path(path)
+    if path.suffix.lower() != ".tflite" or not path.is_file():
+        return path.name == get("tflm-int8").filename
+    try:
+        return (tflite_metadata(path.read_bytes(), path) or {}).get("dynamic_hw") is False
+    except CnnedgeError:
+        return False
 
 
 # ------------------------------------------------------------------------------------ metadata
@@ -259,7 +278,7 @@ def _read_tflite(path: Path) -> dict | None:
     return tflite_metadata(path.read_bytes(), path)
 
 
-_READERS = {"tflite": _read_tflite, "onnx": onnx_metadata}
+_READERS = {"tflite": _read_tflite, "tflm": _read_tflite, "onnx": onnx_metadata}
 
 
 def read_metadata(path) -> dict:

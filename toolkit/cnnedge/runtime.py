@@ -8,10 +8,9 @@
 Each runtime is one :class:`Runner` subclass (``@register_runtime``); which files it runs is
 said by the artifact table (:mod:`cnnedge.artifacts`). Preprocessing follows the metadata every
 artifact carries: uint8 pixel ``p`` becomes ``round(p / input_scale) + input_zero_point`` (for
-int8 TFLite scale 1.0 / zero point -128, i.e. ``p - 128`` exactly). This module needs only numpy
-plus the runtime's own package: TensorFlow is imported by the ``"keras"`` runtime alone, so the
-edge demo runs on a device without it. :func:`runtime_status` says why a runtime is unavailable
-and what to install.
+int8 TFLite scale 1.0 / zero point -128, i.e. ``p - 128`` exactly). Only numpy and the runtime's
+own package are needed (TensorFlow by ``"keras"`` alone), so the edge demo runs on a device
+without TensorFlow; :func:`runtime_status` says why a runtime is unavailable, what to install.
 """
 
 from __future__ import annotations
@@ -121,8 +120,9 @@ def load(path, runtime: str | None = None, threads: int | None = None, mode: str
         raise CnnedgeError(f"no model file at {path}")
     ext = path.suffix.lower()
     if name not in runtimes_for(path):
-        raise CnnedgeError(f"runtime '{name}' cannot run {ext} files ({path}); runtimes for "
-                           f"{ext}: {', '.join(runtimes_for(path)) or 'none'}")
+        raise CnnedgeError(f"runtime '{name}' cannot run {ext} files ({path}); " + (
+            "it needs a fixed input size: cnnedge export RUN --format tflm" if name in
+            artifacts.STATIC_ONLY else f"runtimes for {ext}: {', '.join(runtimes_for(path))}"))
     ok, reason = runtime_status(name)
     if not ok:
         raise CnnedgeError(f"runtime '{name}' is {reason}")
@@ -458,7 +458,6 @@ class KerasRunner(Runner):
         if mode not in (None, "function", "predict"):
             raise CnnedgeError(f"keras runtime mode must be 'function' or 'predict', got {mode!r}")
         self.mode = mode or "function"
-
         self.import_package(self.threads)
         self.threads = tf.config.threading.get_intra_op_parallelism_threads() or self.threads
         self.model = models.load_model(self.path, compile=False)
@@ -496,5 +495,6 @@ class KerasRunner(Runner):
         if self.mode == "predict":  # what users call; slower than the compiled call
             return self.model.predict(x, batch_size=len(x), verbose=0)
         return self._call(x).numpy()
-from cnnedge.runtime_openvino import register as _register_openvino  # noqa: E402,I001 - needs Runner
-_register_openvino(Runner, register_runtime)  # openvino, openvino-bf16 (no import cycle this way)
+from cnnedge import runtime_openvino, runtime_tflm  # noqa: E402,I001 - they need Runner
+for _extra in (runtime_openvino, runtime_tflm):  # openvino, openvino-bf16, tflm (no import cycle)
+    _extra.register(Runner, register_runtime)

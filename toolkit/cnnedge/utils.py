@@ -76,6 +76,24 @@ def quiet_stderr(enabled: bool | None = None):
         os.close(devnull)
 
 
+@contextlib.contextmanager
+def captured_stderr():
+    """Collect what native code writes to fd 2 (TFLite Micro's allocation report and errors):
+    yields a list that holds the text once the block ends."""
+    out: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as f:
+        try:
+            os.dup2(f.fileno(), 2)
+            yield out
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            f.seek(0)
+            out.append(f.read().decode("utf-8", "replace"))
+
+
 def did_you_mean(name, choices) -> str | None:
     """The choice closest to a mistyped ``name``, if one is close enough."""
     import difflib

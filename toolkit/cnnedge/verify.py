@@ -178,22 +178,28 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
         rows.append(row)
 
     tflite_int8 = None
+    resized: dict = {}  # fixed-size files (tflm) at another size: images and references there
     jobs = [(Path(p), rt) for p in artifacts
             for rt in dict.fromkeys([runtime.default_runtime(p), *[
                 r for r in runtimes if r in runtime.runtimes_for(p)]])]
     for path, rt in jobs:
         meta = runtime.read_metadata(path)
         runner = runtime.load(path, runtime=rt, threads=threads or None)
-        logits = np.asarray(runner.predict(images), dtype=np.float32)
+        x, row_refs = _at_size(meta, images, refs, resized, run)
+        logits = np.asarray(runner.predict(x), dtype=np.float32)
         prec = meta.get("precision", "fp32")
-        ref = refs["keras-qat"] if prec == "int8" and "keras-qat" in refs else refs["keras-float"]
+        ref = row_refs["keras-qat"] if prec == "int8" and "keras-qat" in row_refs \
+            else row_refs["keras-float"]
         key = prec
         if prec == "int8" and meta.get("source") == "ptq":
-            ref, key = refs["keras-float"], "int8-ptq"
+            ref, key = row_refs["keras-float"], "int8-ptq"
         row = {"artifact": path.name, "format": meta.get("format"), "precision": prec,
                "runtime": runner.runtime, "reference": ref.name}
         step = runner.output_details.get("scale") if prec == "int8" else None
-        row.update(_compare(logits, ref.logits, labels, float_pred, k, output_step=step))
+        row.update(_compare(logits, ref.logits, labels, row_refs["keras-float"].logits.argmax(1),
+                            k, output_step=step))
+        if meta.get("target") == "tflm":
+            row.update(_vs_litert(path, x, logits, step, artifacts, run))
         row.update(_gated(row, count, th.get(key), gated=key != "int8-ptq" or gate_ptq))
         if meta.get("format") == "tflite" and key == "int8" and tflite_int8 is None:
             tflite_int8 = (path.name, logits)  # the default runtime's (it comes first)
@@ -224,6 +230,64 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
         atomic_write_json(run.report(Run.VERIFY_JSON), report)
         atomic_write_text(run.report(Run.VERIFY_MD), markdown(report))
     return report
+
+
+def _at_size(meta: dict, images, refs: dict, cache: dict, run: Run):
+    """(images, references) for an artifact: a fixed-size file (``--format tflm`` at another
+    ``--image-size``) gets the images stretched to its size and the Keras logits there."""
+    size = meta.get("image_size") if meta.get("dynamic_hw") is False else None
+    if not size or tuple(size) == tuple(images.shape[1:3]):
+        return images, refs
+    size = tuple(int(v) for v in size)
+    if size not in cache:
+        from cnnedge.preprocess import resize
+
+        x = np.stack([resize(im, size).reshape(*size, im.shape[-1]) for im in images])
+        cache[size] = (x, {name: Reference(name, _keras_logits(
+            run.model_path("qat" if name == "keras-qat" else "float"), x)) for name in refs})
+    return cache[size]
+
+
+def _vs_litert(path: Path, x, logits, step, artifacts, run: Run) -> dict:
+    """A TFLite Micro file against the int8 TFLite on the same images: top-1 agreement and the
+    largest output difference in int8 steps, against LiteRT's reference kernels (BUILTIN_REF:
+    the arithmetic TFLite Micro implements; goal 100 % and <= 1 step) and against ``litert``
+    (XNNPACK, which rounds some layers differently)."""
+    from cnnedge import runtime
+    from cnnedge.artifacts import get
+
+    name = get("tflite-int8").filename
+    ref = next((Path(p) for p in artifacts if Path(p).name == name), run.export_dir / name)
+    out: dict = {}
+    if not ref.is_file():
+        return out
+    litert = runtime.load(ref, runtime="litert")
+    for label in ("LiteRT reference kernels", "litert"):
+        other = litert.predict(x) if label == "litert" else _reference_kernels(ref, litert, x)
+        other = np.asarray(other, dtype=np.float32)
+        key = f"{name} on {label}"
+        out[f"agreement_with_{key}"] = float((logits.argmax(1) == other.argmax(1)).mean())
+        out[f"max_steps_vs_{key}"] = int(np.rint(np.abs(logits - other).max() / step)) \
+            if step else None
+    return out
+
+
+def _reference_kernels(path: Path, runner, x) -> np.ndarray:
+    """Logits of a TFLite file on LiteRT's reference kernels (OpResolverType.BUILTIN_REF), one
+    image at a time; ``runner`` (a LiteRT runner of the file) does the pre- and postprocessing."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    i, o = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+    q = runner.prepare(x)
+    it.resize_tensor_input(i, [1, *q.shape[1:]], strict=False)
+    it.allocate_tensors()
+    raw = []
+    for one in q:
+        it.set_tensor(i, one[None])
+        it.invoke()
+        raw.append(it.get_tensor(o).copy())
+    return runner.postprocess(np.concatenate(raw))
 
 
 def _gated(row: dict, n: int, threshold: Optional[float], *, gated: bool) -> dict:
@@ -314,11 +378,14 @@ def x86_without_vnni() -> bool:
 
 
 def agreement_lines(report: dict) -> list:
-    """"<artifact> vs <other>: 100.00 % top-1 agreement" for the extra agreements (int8 ONNX),
-    with the row's note (an int8-weight ONNX that drifts on a CPU without VNNI)."""
+    """"<artifact> vs <other>: 100.00 % top-1 agreement" for the extra agreements (int8 ONNX and
+    TFLite Micro against the int8 TFLite; TFLite Micro with its largest output difference in
+    steps), with the row's note (an int8-weight ONNX that drifts on a CPU without VNNI)."""
     return [f"{r['artifact']} vs {k[len('agreement_with_'):]}: {100 * v:.2f} % top-1 agreement"
+            + (f", outputs within {r[steps]} int8 step(s)" if r.get(steps) is not None else "")
             + (f" -- {r['note']}" if r.get("note") else "")
-            for r in report["rows"] for k, v in r.items() if k.startswith("agreement_with_")]
+            for r in report["rows"] for k, v in r.items() if k.startswith("agreement_with_")
+            for steps in ["max_steps_vs_" + k[len("agreement_with_"):]]]
 
 
 def title(report: dict) -> str:

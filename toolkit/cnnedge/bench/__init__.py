@@ -189,11 +189,12 @@ def _rows_of(t: Target, keep, thread_list, sizes, timing, data_by_run, workdir, 
             mcu = tflite_memory_estimate(t.path)
         except CnnedgeError as e:
             notes.append(f"{t.name}: no microcontroller estimate ({e})")
+    measured = _tflm_arena(t, mcu, notes) if t.error is None else None
     data = data_by_run.get(t.run.path) if t.run is not None else None
     meta = t.meta or {}
     img_size = (data or {}).get("image_size") or meta.get("image_size") or \
         [max(32, int(meta.get("min_input_size") or 1))] * 2
-    rows, measured = [], set()
+    rows, ran = [], set()
     for bench_name, name, mode in plan:
         ok, why = (False, "no runtime runs this file type") if name is None else \
             runtime.runtime_status(name)
@@ -207,13 +208,13 @@ def _rows_of(t: Target, keep, thread_list, sizes, timing, data_by_run, workdir, 
         for th in thread_list:
             spec = {"path": str(t.path), "runtime": name, "mode": mode, "threads": th,
                     "timing": asdict(timing), "batch_sizes": sizes, "seed": 0,
-                    "accuracy": data is not None and name not in measured,
+                    "accuracy": data is not None and name not in ran,
                     "images": (data or {}).get("images"), "labels": (data or {}).get("labels"),
                     "image_size": list(img_size),
                     "channels": int((data or {}).get("channels") or meta.get("channels") or 1),
                     "profile": str(workdir / f"prof_{t.path.stem}_{bench_name}_t{th}")
                     if profile else None}
-            measured.add(name)
+            ran.add(name)
             row = _row(t, bench_name, th)
             res = spawn(spec, workdir, timeout) if isolate else run_row(spec)
             row.update({k: v for k, v in res.items() if k in row})
@@ -223,9 +224,33 @@ def _rows_of(t: Target, keep, thread_list, sizes, timing, data_by_run, workdir, 
             if mcu:
                 row.update(mcu_arena_bytes=mcu["arena_bytes"], mcu_flash_bytes=mcu["flash_bytes"],
                            mcu_weight_bytes=mcu["weight_bytes"])
+            row["tflm_arena_bytes"] = measured
             rows.append(row)
             _emit(progress, row)
     return rows
+
+
+def _tflm_arena(t: Target, mcu: dict | None, notes: list) -> int | None:
+    """The arena TFLite Micro allocates a fixed-size file in (measured, bytes), with a note that
+    sets it beside the greedy estimate and TFLM's own allocation report."""
+    from cnnedge import runtime_tflm
+
+    if not artifacts.is_static(t.path) or not runtime_tflm.check()[0]:
+        return None
+    try:
+        m = runtime_tflm.measure_arena(t.path.read_bytes(), t.path)
+    except CnnedgeError as e:
+        notes.append(f"{t.name}: no TFLite Micro arena ({e})")
+        return None
+    a, est = m["allocations"], (mcu or {}).get("arena_bytes")
+    vs = (f"; cnnedge's greedy estimate, {est:,} "
+          f"({100 * (est - m['arena_bytes']) / m['arena_bytes']:+.0f} %), plans activations only"
+          if est else "")
+    parts = ", ".join(f"{k} {v:,}" for k, v in a.items() if not k.startswith("arena "))
+    notes.append(f"{t.name}: TFLite Micro arena {m['arena_bytes']:,} bytes (smallest that "
+                 f"allocates; head {a.get('arena head', 0):,} + tail {a.get('arena tail', 0):,})"
+                 f"{vs}; TFLM's allocations: {parts}")
+    return m["arena_bytes"]
 
 
 def profile_name(row: dict) -> str:

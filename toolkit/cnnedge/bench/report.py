@@ -20,7 +20,8 @@ COLUMNS = ["artifact", "runtime", "threads", "status", "reason", "format", "prec
            "accuracy", "images", "file_bytes", "params", "macs_per_image", "import_ms", "load_ms",
            "first_ms", "runs", "mean_us", "p50_us", "p90_us", "p99_us",
            "ips_b1", "ips_b32", "ips_b256", "runs_b32", "runs_b256", "peak_rss_mb", "mem_mb",
-           "mcu_arena_bytes", "mcu_flash_bytes", "mcu_weight_bytes", "providers",
+           "mcu_arena_bytes", "mcu_flash_bytes", "mcu_weight_bytes", "tflm_arena_bytes",
+           "providers",
            "speed_ratio", "throughput_ratio_b1", "throughput_ratio_b32",
            "throughput_ratio_b256", "path"]
 
@@ -263,7 +264,8 @@ def table(report: dict):
               show_edge=False, collapse_padding=True,
               caption="\n".join(notes) or None, caption_justify="left")
     for col in ("artifact", "runtime", "thr", "", "acc", "KB", "load ms", "1st ms", "p50 µs",
-                "p90 µs", "p99 µs", "img/s b1", "b32", "b256", "mem MB", "arena KB"):
+                "p90 µs", "p99 µs", "img/s b1", "b32", "b256", "mem MB", "arena KB",
+                "TFLM arena KB"):
         t.add_column(col, justify="left" if col in ("artifact", "runtime", "") else "right",
                      no_wrap=True)
     for r in report["rows"]:
@@ -273,7 +275,8 @@ def table(report: dict):
                   _num(r["load_ms"]), _num(r["first_ms"]), _num(r["p50_us"]), _num(r["p90_us"]),
                   _num(r["p99_us"]), _num(r["ips_b1"]), _num(r["ips_b32"]), _num(r["ips_b256"]),
                   _num(r["mem_mb"]),
-                  _num(r["mcu_arena_bytes"] / 1024 if r["mcu_arena_bytes"] else None))
+                  _num(r["mcu_arena_bytes"] / 1024 if r["mcu_arena_bytes"] else None),
+                  _num(r["tflm_arena_bytes"] / 1024 if r.get("tflm_arena_bytes") else None))
     return t
 
 

@@ -26,21 +26,26 @@ _EDGE_RUNTIMES = " | ".join(dict.fromkeys(r for k in artifacts.EDGE_PREFERENCE
 def export_cmd(
     run: Path = typer.Argument(..., help="Run directory (its best and QAT models) or a .keras/.h5 "
                                "model."),
-    format_: str = typer.Option("all", "--format", "-f", help=f"{_FORMATS} | all (comma list ok)."),
+    format_: str = typer.Option("all", "--format", "-f", help=f"{_FORMATS} | all (comma list ok; "
+                                "all = every format but tflm: the fixed-size int8 model and C/C++ "
+                                "bundle for TFLite Micro, written on request)."),
     precision: str = typer.Option("all", "--precision", "-p", help=f"{_PRECISIONS} | all."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output folder (default <run>/export)."),
     data: Optional[str] = typer.Option(None, "--data", help="Calibration dataset for a bare model file."),
     int8_method: str = typer.Option("tflite", help="int8 ONNX route: tflite (from the int8 .tflite, "
                                     "bit-exact with it) or qdq (onnxruntime quantize_static)."),
     onnx_weights: Optional[str] = typer.Option(None, "--onnx-weights", help="int8 ONNX weights: "
-                                               "uint8 (+128; default: exact in onnxruntime on "
-                                               "every x86 CPU) or int8 (symmetric, zero point 0: "
-                                               "TensorRT, OpenVINO, faster on VNNI and ARM)."),
+                                               "int8 (default; symmetric, zero point 0: standard "
+                                               "QDQ for TensorRT and OpenVINO, fast on VNNI and "
+                                               "ARM) or uint8 (+128: exact in onnxruntime on x86 "
+                                               "CPUs without VNNI too)."),
     opset: int = typer.Option(17, help="ONNX opset."),
+    image_size: Optional[str] = typer.Option(None, "--image-size", help="HxW input of --format "
+                                             "tflm (default: the training size)."),
     verify_n: int = typer.Option(512, "--verify", help="Quick parity check on N test images after "
                                  "export (0 = skip; runs only for run directories)."),
 ):
-    """Export a run to TFLite and ONNX (fp32/fp16/int8).
+    """Export a run to TFLite and ONNX (fp32/fp16/int8), or TFLite Micro (--format tflm).
 
     Metadata is embedded in every artifact; a quick parity check follows.
     """
@@ -50,11 +55,25 @@ def export_cmd(
 
     res = export(run, formats=format_, precisions=precision, out_dir=out, calibration=data,
                  opset=opset, int8_method=int8_method, verify=verify_n,
-                 onnx_weights=onnx_weights)
+                 onnx_weights=onnx_weights, image_size=image_size)
     t = Table("file", "format", "precision", "from", "size")
     for r in res:
         t.add_row(str(r["path"]), r["format"], r["precision"], r["source"], kib(r["bytes"]))
     console.print(t)
+    from cnnedge.verify import x86_without_vnni
+
+    if onnx_weights != "uint8" and any(r["format"] == "onnx" and r["precision"] == "int8"
+                                       for r in res) and x86_without_vnni():
+        err_console.print("note: this CPU lacks VNNI, where onnxruntime adds int8-weight products "
+                          "into saturating int16 sums: model_int8.onnx (int8 weights, right for "
+                          "VNNI CPUs, ARM, TensorRT, OpenVINO) may differ from model_int8.tflite "
+                          "here; --onnx-weights uint8 writes one that is exact on this CPU too",
+                          markup=False, soft_wrap=True)
+    for r in res:
+        if r.get("arena_bytes"):
+            console.print(f"{r['path']}: TFLite Micro arena {r['arena_bytes']:,} bytes measured "
+                          f"(kTensorArenaSize in tflm/model_settings.h adds a margin)",
+                          soft_wrap=True, markup=False)
     if res.verify_error:
         err_console.print(f"warning: no quick parity check: {res.verify_error}", markup=False,
                           soft_wrap=True)

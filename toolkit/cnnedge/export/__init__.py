@@ -25,14 +25,16 @@ from cnnedge import artifacts
 from cnnedge.errors import CnnedgeError
 from cnnedge.export import onnx as _onnx
 from cnnedge.export import tflite as _tflite
+from cnnedge.export import tflm as _tflm
 from cnnedge.export.job import Job, resolve
 from cnnedge.run import Run
 from cnnedge.utils import split_list
 
 PRECISIONS = tuple(dict.fromkeys(a.precision for a in artifacts.exported()))  # fp32 fp16 int8
 INT8_METHODS = ("tflite", "qdq")
-ONNX_WEIGHTS = _onnx.WEIGHTS  # uint8 (default) | int8
-WRITERS = {"tflite": _tflite.writers, "onnx": _onnx.writers}  # one per format of the table
+ONNX_WEIGHTS = _onnx.WEIGHTS  # int8 (default) | uint8
+WRITERS = {"tflite": _tflite.writers, "onnx": _onnx.writers, "tflm": _tflm.writers}
+OPT_IN = ("tflm",)  # written on request only: "all" means every other format
 QUICK_VERIFY_IMAGES = 512
 STAGE_PREFIX = ".export."  # the staging folder inside the output folder
 
@@ -75,11 +77,11 @@ def _bad(what, name, valid) -> CnnedgeError:
     return CnnedgeError(f"unknown {what} '{name}'; valid: {', '.join(valid)}, all")
 
 
-def _names(values, valid: Sequence[str], what: str) -> list[str]:
+def _names(values, valid: Sequence[str], what: str, opt_in=()) -> list[str]:
     out: list[str] = []
     for part in (p.lower() for p in split_list(values)):
         if part == "all":
-            out.extend(valid)
+            out.extend(v for v in valid if v not in opt_in)
         elif part not in valid:
             raise _bad(what, part, valid)
         else:
@@ -94,19 +96,22 @@ def export(run_or_model, *, formats: Sequence[str] | str = ("tflite", "onnx"),
            precisions: Sequence[str] | str = PRECISIONS, out_dir=None, calibration=None,
            opset: int = 17, int8_method: str = "tflite", calibration_images: int | None = None,
            verify: int = QUICK_VERIFY_IMAGES, threads: int = 0,
-           onnx_weights: str | None = None) -> ExportResult:
+           onnx_weights: str | None = None, image_size=None) -> ExportResult:
     """Export a run directory or a .keras/.h5 model (see the module docstring).
 
     ``calibration``: a dataset name/path or uint8 images [N, H, W, C] for int8 (a run uses its
     recipe's train split). Unsupported format×precision pairs are skipped (ONNX has no fp16);
     a precision no requested format supports is an error. ``verify``: test images of the quick
-    parity check after exporting a run (0: skip). ``onnx_weights``: the int8 ONNX weights,
-    uint8 (+ 128; the default of the tflite route: exact in onnxruntime on every x86 CPU) or
-    int8 (symmetric, zero point 0: standard QDQ, faster on VNNI CPUs and ARM; the qdq route's).
+    parity check after exporting a run (0: skip). ``onnx_weights``: the int8 ONNX weights, int8
+    (symmetric, zero point 0, the default: standard QDQ, fast on VNNI CPUs and ARM) or uint8
+    (+ 128: exact in onnxruntime on x86 CPUs without VNNI too; the tflite route only).
+    ``formats`` "all" is every format but ``tflm`` (the fixed-size int8 file for TFLite Micro and
+    its C bundle, which needs the tflite-micro package); ``image_size`` (H, W or "HxW"): its
+    input size (default: the training size).
     """
     if onnx_weights is None:
-        onnx_weights = "int8" if int8_method == "qdq" else "uint8"
-    fmts = _names(formats, list_formats(), "export format")
+        onnx_weights = ONNX_WEIGHTS[0]
+    fmts = _names(formats, list_formats(), "export format", OPT_IN)
     precs = _names(precisions, PRECISIONS, "precision")
     if int8_method not in INT8_METHODS:
         raise CnnedgeError(f"unknown int8_method '{int8_method}'; valid: {', '.join(INT8_METHODS)}")
@@ -115,6 +120,8 @@ def export(run_or_model, *, formats: Sequence[str] | str = ("tflite", "onnx"),
                            f"{', '.join(ONNX_WEIGHTS)}")
     if onnx_weights != "int8" and int8_method != "tflite":  # quantize_static writes int8 only
         raise CnnedgeError("onnx_weights uint8 needs int8_method tflite")
+    if tuple(precisions) == PRECISIONS or "all" in [x.lower() for x in split_list(precisions)]:
+        precs = [p for p in precs if any(p in format_precisions(f) for f in fmts)]  # tflm: int8
     for p in precs:
         if not any(p in format_precisions(f) for f in fmts):
             raise CnnedgeError(f"precision {p} is not supported by {', '.join(fmts)}; "
@@ -124,7 +131,24 @@ def export(run_or_model, *, formats: Sequence[str] | str = ("tflite", "onnx"),
         raise CnnedgeError(f"ONNX opset must be between 7 and 21, got {opset}")
     if int(verify) < 0:
         raise CnnedgeError(f"verify must be >= 0 test images, got {verify}")
+    if image_size is not None:
+        from cnnedge.recipe import parse_image_size
+
+        image_size = parse_image_size(image_size)
+        if image_size == "keep":
+            raise CnnedgeError("--format tflm needs a fixed --image-size HxW, not keep")
+    if image_size is not None and "tflm" not in fmts:
+        raise CnnedgeError("--image-size sets the fixed input of --format tflm; the other "
+                           "formats keep the dynamic H×W input")
+    if "tflm" in fmts:
+        from cnnedge import runtime_tflm
+
+        runtime_tflm.require("--format tflm")
     job = resolve(run_or_model, calibration, opset, int8_method, calibration_images)
+    if image_size is not None:
+        job.cache["tflm_size"] = list(image_size)
+    if "tflm" in fmts:
+        _tflm.static_size(job)  # a model with no size recorded fails before any conversion
     job.cache["onnx_weights"] = onnx_weights  # read by the ONNX writer (_onnx.onnx_weights)
     if "int8" in precs and job.calibration is None:
         raise CnnedgeError("int8 export needs calibration data: pass --data <dataset name or "
@@ -138,7 +162,8 @@ def export(run_or_model, *, formats: Sequence[str] | str = ("tflite", "onnx"),
 
         try:  # the files are in place: a check that cannot run must not lose them
             res.verify = parity(job.run.path, n=int(verify), threads=threads, write=False,
-                                artifacts=[r["path"] for r in results])
+                                artifacts=[r["path"] for r in results
+                                           if Path(r["path"]).is_file()])
             res.passed = bool(res.verify["passed"])
         except CnnedgeError as e:
             res.verify_error = str(e)
@@ -151,6 +176,14 @@ def _out_dir(job: Job, out_dir) -> Path:
     if job.run is not None:
         return job.run.export_dir
     return job.float_path.parent / f"{job.float_path.stem}_export"
+
+
+def _move(src: Path, dest: Path, stage: Path) -> None:
+    """Rename ``src`` to ``dest``; an older folder there is moved into ``stage`` first (it is
+    deleted with it), as a folder cannot be renamed over a non-empty one."""
+    if src.is_dir() and dest.is_dir():
+        dest.replace(stage / f"old.{dest.name}")
+    src.replace(dest)
 
 
 def _write(job: Job, plan, out_dir: Path) -> list[dict]:
@@ -173,8 +206,16 @@ def _write(job: Job, plan, out_dir: Path) -> list[dict]:
                 results.append({"path": out_dir / row.filename, "format": f, "precision": p,
                                 "bytes": tmp.stat().st_size, "source": meta["source"],
                                 "seconds": round(time.time() - t0, 2), "_tmp": tmp})
+                if meta.get("tflm_arena_bytes"):
+                    results[-1]["arena_bytes"] = meta["tflm_arena_bytes"]
+                for extra in meta.get("_extra", ()):  # a folder beside the file (tflm/)
+                    files = [q for q in (stage / extra).rglob("*") if q.is_file()]
+                    results.append({"path": out_dir / extra, "format": f, "precision": p,
+                                    "bytes": sum(q.stat().st_size for q in files),
+                                    "source": meta["source"], "seconds": 0.0,
+                                    "_tmp": stage / extra})
         for r in results:  # everything written: move into place
-            Path(r.pop("_tmp")).replace(r["path"])
+            _move(Path(r.pop("_tmp")), r["path"], stage)
             r["path"] = str(r["path"])
     except BaseException as e:
         shutil.rmtree(stage, ignore_errors=True)

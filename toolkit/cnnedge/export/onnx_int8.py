@@ -5,11 +5,11 @@ onnxruntime fuses into real integer kernels (QLinearConv / QGemm), with the same
 * the ReLU that tf2onnx splits off each fused conv becomes ``Clip(min=zero point)`` on the
   quantized tensor (exact: quantization is monotonic);
 * input "image" takes uint8 pixels (scale 1, zero point 0), output "logits" is float32;
-* weights (``weights``): ``"uint8"`` (default) stores TFLite's int8 weights as uint8 + 128 with
-  zero point 128 (same values) for onnxruntime's U8U8 kernels, exact on every x86 CPU (on AVX2
-  CPUs without VNNI its U8S8 kernels add u8*s8 pairs into saturating int16 sums). ``"int8"``
-  keeps them int8 symmetric, zero point 0 made explicit -- standard QDQ (TensorRT, OpenVINO)
-  and onnxruntime's fast U8S8 kernels on VNNI CPUs and ARM.
+* weights (``weights``): ``"int8"`` (default) keeps TFLite's int8 weights symmetric, zero point
+  0 made explicit -- standard QDQ (TensorRT, OpenVINO) and onnxruntime's fast U8S8 kernels on
+  VNNI CPUs and ARM. ``"uint8"`` stores them as uint8 + 128 with zero point 128 (same values)
+  for onnxruntime's U8U8 kernels, exact on x86 CPUs without VNNI too, where the U8S8 kernels
+  add u8*s8 pairs into saturating int16 sums.
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ def rename_io(proto, new_in: str, new_out: str) -> None:
         value.name = new
 
 
-# int8 ONNX weight layouts, default first (module doc): uint8 stays the default until int8
-# weights are exact on AVX2-only CPUs too (onnxruntime's U8S8 kernels saturate there)
-WEIGHTS = ("uint8", "int8")
+# int8 ONNX weight layouts, default first (module doc): int8 is what TensorRT and OpenVINO expect
+# and the fast one on VNNI and ARM; uint8 is the exact one for x86 CPUs without VNNI
+WEIGHTS = ("int8", "uint8")
 
 
-def requantize(proto, weights: str = "uint8"):
+def requantize(proto, weights: str = "int8"):
     """Rewrite tf2onnx's int8 QDQ graph so onnxruntime's QDQ fusion applies (module doc)."""
     if weights not in WEIGHTS:
         raise CnnedgeError(f"unknown ONNX weights '{weights}'; valid: {', '.join(WEIGHTS)}")

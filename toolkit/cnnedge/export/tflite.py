@@ -17,21 +17,26 @@ from cnnedge.export.job import Job
 from cnnedge.utils import quiet_stderr
 
 
-def _concrete(model, channels: int, dynamic: bool):
+def _concrete(model, channels: int, dynamic: bool, size=None):
     from cnnedge.backend import tf
 
     hw = [None, None] if dynamic else list(model.input_shape[1:3])
-    spec = tf.TensorSpec([None, *hw, channels], tf.float32, name=INPUT_NAME)
+    batch = None
+    if size is not None:  # a fixed 1×H×W×C input (TFLite Micro plans for one shape)
+        batch, hw = 1, [int(v) for v in size]
+    spec = tf.TensorSpec([batch, *hw, channels], tf.float32, name=INPUT_NAME)
     fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     return fn.get_concrete_function()
 
 
-def convert_tflite(model, precision: str, calib=None, *, channels: int, dynamic: bool) -> bytes:
-    """A tf_keras model -> TFLite bytes (fp32, fp16 weights, or full-integer int8 I/O)."""
+def convert_tflite(model, precision: str, calib=None, *, channels: int, dynamic: bool,
+                   size=None) -> bytes:
+    """A tf_keras model -> TFLite bytes (fp32, fp16 weights, or full-integer int8 I/O);
+    ``size``: (H, W) of a fixed batch-1 input instead of the model's own input shape."""
     from cnnedge.backend import tf
 
     conv = tf.lite.TFLiteConverter.from_concrete_functions(
-        [_concrete(model, channels, dynamic)], model)
+        [_concrete(model, channels, dynamic and size is None, size)], model)
     if precision == "fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]

@@ -148,7 +148,40 @@ def test_image_size_and_verify_at_that_size(tflm, tmp_path):
     assert read_metadata(res[0]["path"])["image_size"] == [32, 24]
     assert "kInputHeight = 32;" in (tmp_path / "tflm" / "model_settings.h").read_text()
     rep = verify(tflm["run"], n=64, artifacts=[res[0]["path"]], write=False)
-    assert rep["rows"][-1]["agreement"] > 0.9
+    assert rep["rows"][-1]["agreement"] > 0.9 and rep["rows"][-1]["image_size"] == [32, 24]
+
+
+def test_bench_feeds_a_fixed_size_file_at_its_size(tflm, tmp_path):
+    from cnnedge.bench import QUICK, bench
+    from cnnedge.export import export
+
+    res = export(tflm["run"], formats="tflm", image_size="32x24", out_dir=tmp_path, verify=0)
+    rep = bench([res[0]["path"]], runtimes=["tflm", "litert"], threads=[1], n=16, quick=True,
+                timing=QUICK, write=False, isolate=False)
+    assert [r["status"] for r in rep["rows"]] == ["ok", "ok"], rep["rows"]
+    assert rep["rows"][0]["accuracy"] is not None
+
+
+def test_verify_without_tflite_micro_runs_the_file_on_litert(tflm, monkeypatch):
+    from cnnedge import runtime_tflm
+    from cnnedge.verify import verify
+
+    monkeypatch.setattr(runtime_tflm, "check", lambda: (False, "not available: pip install x"))
+    rep = verify(tflm["run"], n=32, artifacts=[tflm["file"]], write=False)
+    assert rep["rows"][-1]["runtime"] == "litert"
+    assert any("runtime tflm is not available" in n and "ran on litert" in n for n in rep["notes"])
+
+
+def test_reexport_keeps_files_the_user_added(tflm, tmp_path):
+    from cnnedge.export import export
+
+    export(tflm["run"], formats="tflm", out_dir=tmp_path, verify=0)
+    (tmp_path / "tflm" / "CMakeLists.txt").write_text("project(x)\n")
+    (tmp_path / "tflm" / "main.cc").write_text("stale")
+    export(tflm["run"], formats="tflm", out_dir=tmp_path, verify=0)
+    assert (tmp_path / "tflm" / "CMakeLists.txt").read_text() == "project(x)\n"
+    assert "RegisterModelOps" in (tmp_path / "tflm" / "main.cc").read_text()
+    assert not list(tmp_path.glob(".export.*"))
 
 
 def test_bench_shows_tflm_row_and_measured_arena(tflm):
@@ -215,5 +248,6 @@ def test_bundle_text_helpers():
     assert resolver_method("CUMSUM") == "AddCumSum"
     assert c_string('a"b\\c é?') == '"a\\"b\\\\c \\303\\251\\077"'
     assert [_float(1.0), _float(1e-5), _float(None)] == ["1.0f", "1e-05f", "0.0f"]
+    assert resolver_method("BATCH_MATMUL") == "AddBatchMatMul"
     assert arena_size(1000) == 2032 and arena_size(100_000) % 16 == 0
     assert arena_size(100_000) >= 125_000

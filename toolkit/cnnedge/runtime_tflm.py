@@ -79,7 +79,7 @@ def _refuse(log: str, path, limit: int = ARENA_LIMIT) -> CnnedgeError:
 
 def measure_arena(buf: bytes, path="<model>", limit: int = ARENA_LIMIT) -> dict:
     """The smallest tensor arena TFLM allocates ``buf`` in (bisection over ``arena_size`` in
-    16-byte steps, checked by one inference) and TFLM's allocation report at that size:
+    16-byte steps; the size found runs one inference) and TFLM's allocation report at that size:
     {"arena_bytes", "allocations": {what: bytes}, "report": text}."""
     require()
     static_shape(buf, path)
@@ -94,9 +94,13 @@ def measure_arena(buf: bytes, path="<model>", limit: int = ARENA_LIMIT) -> dict:
         ok, _ = _open(buf, mid)
         lo, hi = (lo, mid) if ok is not None else (mid, hi)
     it, log = _open(buf, hi)
-    d = it.get_input_details(0)
-    it.set_input(np.zeros(d["shape"], d["dtype"]), 0)
-    it.invoke()
+    try:
+        d = it.get_input_details(0)
+        it.set_input(np.zeros(d["shape"], d["dtype"]), 0)
+        it.invoke()
+    except (AttributeError, RuntimeError) as e:  # it is None, or the inference failed
+        raise CnnedgeError(f"{path}: TFLite Micro cannot run this model in {hi:,} bytes: "
+                           f"{one_line(log or e)}") from e
     with captured_stderr() as log:
         it.print_allocations()
     report = "\n".join(ln.replace("[RecordingMicroAllocator] ", "")
@@ -163,7 +167,7 @@ def _quant(d: dict) -> dict:
 def register(runner_base, register_runtime) -> None:
     """Register ``tflm`` (called once by :mod:`cnnedge.runtime`)."""
 
-    @register_runtime("tflm", check=check,
+    @register_runtime("tflm", check=lambda: check(),  # looked up when called (one check)
                       help="TFLite Micro interpreter (x86 reference kernels, batch 1, "
                            "single-threaded) for the fixed-size int8 file of --format tflm")
     class TFLMRunner(TFLMMixin, runner_base):

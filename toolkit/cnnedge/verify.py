@@ -179,8 +179,9 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
 
     tflite_int8 = None
     resized: dict = {}  # fixed-size files (tflm) at another size: images and references there
+    notes: list = []
     jobs = [(Path(p), rt) for p in artifacts
-            for rt in dict.fromkeys([runtime.default_runtime(p), *[
+            for rt in dict.fromkeys([_runtime_of(p, notes), *[
                 r for r in runtimes if r in runtime.runtimes_for(p)]])]
     for path, rt in jobs:
         meta = runtime.read_metadata(path)
@@ -195,6 +196,8 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
             ref, key = row_refs["keras-float"], "int8-ptq"
         row = {"artifact": path.name, "format": meta.get("format"), "precision": prec,
                "runtime": runner.runtime, "reference": ref.name}
+        if x is not images:  # a fixed-size file at another size: its own images and references
+            row["image_size"] = [int(v) for v in x.shape[1:3]]
         step = runner.output_details.get("scale") if prec == "int8" else None
         row.update(_compare(logits, ref.logits, labels, row_refs["keras-float"].logits.argmax(1),
                             k, output_step=step))
@@ -225,11 +228,26 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
         "hard_gate_images": HARD_GATE_IMAGES, "rows": rows,
         "passed": all(r.get("passed", True) for r in rows),
         "inconclusive": [r["artifact"] for r in rows if r["gate"] == "inconclusive"],
+        "notes": notes,
     }
     if write:
         atomic_write_json(run.report(Run.VERIFY_JSON), report)
         atomic_write_text(run.report(Run.VERIFY_MD), markdown(report))
     return report
+
+
+def _runtime_of(path, notes: list) -> str:
+    """The file's default runtime, or, when that one is an optional package that is not
+    installed (tflm), the first of its runtimes that is, with a note saying so."""
+    from cnnedge import runtime
+
+    name = runtime.default_runtime(path)
+    ok, why = runtime.runtime_status(name)
+    if ok:
+        return name
+    other = next((r for r in runtime.runtimes_for(path) if runtime.runtime_status(r)[0]), name)
+    notes.append(f"{Path(path).name}: runtime {name} is {why}; it ran on {other} instead")
+    return other
 
 
 def _at_size(meta: dict, images, refs: dict, cache: dict, run: Run):
@@ -329,7 +347,9 @@ def gate_text(row: dict) -> str:
 
 def row_cells(row: dict) -> list:
     """One report row as table cells, shared by verify.md and the CLI table."""
-    return [row["artifact"], row["runtime"], f"{row['accuracy']:.4f}", row["reference"],
+    size = "×".join(map(str, row["image_size"])) if row.get("image_size") else None
+    return [row["artifact"] + (f" at {size}" if size else ""), row["runtime"],
+            f"{row['accuracy']:.4f}", row["reference"],
             f"{100 * row['agreement']:.2f} %", ci_text(row), f"{row['max_abs_logit_diff']:.4f}",
             f"{row['mean_abs_logit_diff']:.4f}", flips_text(row), gate_text(row)]
 
@@ -402,7 +422,8 @@ def markdown(report: dict) -> str:
              "logit diff | mean abs logit diff | flips | gate |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(row_cells(r)) + " |" for r in report["rows"]]
-    lines += ["\n" + line for line in agreement_lines(report) + gate_lines(report)]
+    lines += ["\n" + line for line in agreement_lines(report) + gate_lines(report)
+              + report.get("notes", [])]
     lines.append(f"\ngate: pass = agreement at or over its bar; under it, fail, except on fewer "
                  f"than {HARD_GATE_IMAGES:,} images while the 95 % Clopper–Pearson interval still "
                  "reaches the bar: inconclusive (rerun on more images); info = reported, not gated.")

@@ -47,7 +47,13 @@ from cnnedge.bench.report import (
     to_csv,
     write_report,
 )
-from cnnedge.bench.targets import Target, open_targets, resolve_targets, save_test_images
+from cnnedge.bench.targets import (
+    Target,
+    open_targets,
+    resized_images,
+    resolve_targets,
+    save_test_images,
+)
 from cnnedge.bench.worker import FAILED, OK, QUICK, UNAVAILABLE, Timing, run_row, spawn
 from cnnedge.errors import CnnedgeError
 from cnnedge.run import Run
@@ -192,6 +198,9 @@ def _rows_of(t: Target, keep, thread_list, sizes, timing, data_by_run, workdir, 
     measured = _tflm_arena(t, mcu, notes) if t.error is None else None
     data = data_by_run.get(t.run.path) if t.run is not None else None
     meta = t.meta or {}
+    fixed = meta.get("image_size") if meta.get("dynamic_hw") is False else None
+    if data and fixed and list(data["image_size"]) != list(fixed):
+        data = resized_images(data, fixed, workdir)  # a fixed-size file exported at another size
     img_size = (data or {}).get("image_size") or meta.get("image_size") or \
         [max(32, int(meta.get("min_input_size") or 1))] * 2
     rows, ran = [], set()

@@ -118,3 +118,16 @@ def save_test_images(run: Run, n: int | None, workdir: Path, notes: list) -> dic
     np.save(lp, np.asarray(labels).astype(np.int64))
     return {"images": str(ip), "labels": str(lp), "n": int(len(labels)), "split": split,
             "image_size": list(images.shape[1:3]), "channels": int(images.shape[3])}
+
+
+def resized_images(data: dict, size, workdir: Path) -> dict:
+    """``data`` (from :func:`save_test_images`) stretched to ``size``: the images a fixed-size
+    file (``export --format tflm --image-size``) is fed, as verify does."""
+    from cnnedge.preprocess import resize
+
+    images = np.load(data["images"])
+    h, w = (int(v) for v in size)
+    out = np.stack([resize(im, (h, w)).reshape(h, w, im.shape[-1]) for im in images])
+    path = Path(data["images"]).with_name(f"{Path(data['images']).stem}_{h}x{w}.npy")
+    np.save(path, np.ascontiguousarray(out, dtype=np.uint8))
+    return {**data, "images": str(path), "image_size": [h, w]}

@@ -83,7 +83,8 @@ def export_cmd(
             err_console.print("warning: an artifact agrees less than its threshold; see the table "
                               f"and run: cnnedge verify {run}", markup=False, soft_wrap=True)
     is_run = Path(run).is_dir()
-    target = run if is_run else " ".join(str(r["path"]) for r in res)
+    target = run if is_run else " ".join(str(r["path"]) for r in res
+                                         if not Path(r["path"]).is_dir())
     console.print(f"next: cnnedge verify {run}  |  cnnedge bench {target}" if is_run
                   else f"next: cnnedge bench {target}", soft_wrap=True)
 
@@ -144,7 +145,7 @@ def _print_verify(rep: dict):
     console.print(t)
     for line in agreement_lines(rep):
         console.print(line)
-    for line in gate_lines(rep):  # stdout: an inconclusive gate is not an error
+    for line in gate_lines(rep) + rep.get("notes", []):  # stdout: these are not errors
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 

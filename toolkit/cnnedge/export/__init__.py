@@ -178,11 +178,13 @@ def _out_dir(job: Job, out_dir) -> Path:
     return job.float_path.parent / f"{job.float_path.stem}_export"
 
 
-def _move(src: Path, dest: Path, stage: Path) -> None:
-    """Rename ``src`` to ``dest``; an older folder there is moved into ``stage`` first (it is
-    deleted with it), as a folder cannot be renamed over a non-empty one."""
+def _move(src: Path, dest: Path) -> None:
+    """Rename ``src`` to ``dest``. A folder over an existing one: each written file replaces
+    its namesake there, files the user added to it stay."""
     if src.is_dir() and dest.is_dir():
-        dest.replace(stage / f"old.{dest.name}")
+        for f in sorted(src.iterdir()):
+            f.replace(dest / f.name)
+        return
     src.replace(dest)
 
 
@@ -215,7 +217,7 @@ def _write(job: Job, plan, out_dir: Path) -> list[dict]:
                                     "source": meta["source"], "seconds": 0.0,
                                     "_tmp": stage / extra})
         for r in results:  # everything written: move into place
-            _move(Path(r.pop("_tmp")), r["path"], stage)
+            _move(Path(r.pop("_tmp")), r["path"])
             r["path"] = str(r["path"])
     except BaseException as e:
         shutil.rmtree(stage, ignore_errors=True)

@@ -81,7 +81,8 @@ def tflm_artifact(job: Job) -> tuple[bytes, dict, dict]:
                 tflm_arena_bytes=arena["arena_bytes"])
     buf = embed_tflite_metadata(buf, meta)
     image, label = _test_image(job, size)
-    x = (image.astype(np.int16) + int(i["zero_point"] or 0)).astype(np.int8)
+    q = np.rint(image.astype(np.float32) / float(i["scale"] or 1.0)) + int(i["zero_point"] or 0)
+    x = np.clip(q, -128, 127).astype(np.int8)  # as PixelToInput and the runtimes do
     from tflite_micro.python.tflite_micro import runtime as tflm
 
     it = tflm.Interpreter.from_bytes(buf, arena_size=arena["arena_bytes"])

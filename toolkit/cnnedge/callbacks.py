@@ -27,3 +27,49 @@ def time_budget(minutes: float, state: dict):
                 self.model.stop_training = True
 
     return Budget()
+
+
+def weight_ema(model, decay: float, path):
+    """A Keras callback keeping an exponential moving average of every model weight (BN
+    statistics included, as timm's ModelEmaV2 does) after each step: ``swap()`` exchanges the
+    model's weights with the average, ``save()`` writes it to ``path`` (.npz) so a resumed run
+    continues it. The decay ramps up as (1 + t) / (10 + t) so early steps are not over-weighted."""
+    import numpy as np
+
+    from cnnedge.backend import keras, tf
+    from cnnedge.utils import atomic_path
+
+    class WeightEMA(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.vars = list(model.weights)
+            self.shadow = [tf.Variable(v, trainable=False) for v in self.vars]
+            self.step = tf.Variable(0.0, dtype=tf.float32, trainable=False)
+            if path.is_file():  # a resumed run: the average so far
+                with np.load(path) as saved:
+                    self.step.assign(float(saved["step"]))
+                    for k, s in enumerate(self.shadow):
+                        s.assign(saved[f"w{k}"])
+            self._update = tf.function(self._update_step)
+
+        def _update_step(self):
+            self.step.assign_add(1.0)
+            d = tf.minimum(decay, (1.0 + self.step) / (10.0 + self.step))
+            for s, v in zip(self.shadow, self.vars):
+                s.assign(d * s + (1.0 - d) * tf.cast(v, s.dtype))
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._update()
+
+        def swap(self):
+            for s, v in zip(self.shadow, self.vars):
+                raw = v.numpy()
+                v.assign(s)
+                s.assign(raw)
+
+        def save(self):
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.savez(f, step=self.step.numpy(),
+                         **{f"w{k}": s.numpy() for k, s in enumerate(self.shadow)})
+
+    return WeightEMA()

@@ -72,6 +72,7 @@ class TrainConfig:
     eval_images: Optional[int] = None  # None: the whole val/test split
     class_weights: bool = False  # weigh the loss by inverse class frequency (imbalanced data)
     max_minutes: Optional[float] = None  # time budget: no epoch starts that would overrun it
+    ema: float = 0.0  # weight EMA decay (e.g. 0.999; 0 = off): best.keras is the average
 
 
 @dataclass
@@ -129,6 +130,7 @@ RANGES = (
     ("train.steps_per_epoch", _in(1, _INF, optional=True), ">= 1, or none (one pass)"),
     ("train.eval_images", _in(1, _INF, optional=True), ">= 1, or none (the whole split)"),
     ("train.max_minutes", _in(0, _INF, lo_open=True, optional=True), "> 0, or none"),
+    ("train.ema", _in(0, 1, hi_open=True), ">= 0 and < 1"),
     ("qat.epochs", _in(1, _INF), ">= 1"),
     ("qat.lr", _in(0, _INF, lo_open=True), "> 0"),
     ("qat.calibration_images", _in(1, _INF), ">= 1"),

@@ -50,7 +50,7 @@ class Run:
     """A training run directory: its recipe, state, models, exports and reports."""
 
     RECIPE, STATE, ENV = "recipe.yaml", "state.json", "env.json"
-    LABELS, SUMMARY = "labels.json", "summary.json"
+    LABELS, SUMMARY, EMA = "labels.json", "summary.json", "ema.npz"
     METRICS, QAT_METRICS = "metrics.csv", "qat_metrics.csv"
     CURVES, CONFUSION, TENSORBOARD = "curves.png", "confusion.png", "tb"
     EXPORT, VERIFY_JSON, VERIFY_MD = "export", "verify.json", "verify.md"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cnnedge.callbacks import time_budget
+from cnnedge.callbacks import time_budget, weight_ema
 from cnnedge.distribute import (
     backup_callback,
     backup_dir,
@@ -133,11 +133,12 @@ def datasets(src, recipe: Recipe, teachers=None):
 
 
 # ----------------------------------------------------------------------------- callbacks
-def _make_checkpointer(run: Run, state: dict, stop=None):
+def _make_checkpointer(run: Run, state: dict, stop=None, ema=None, val=None):
     from cnnedge.backend import keras
 
     class RunCheckpoint(keras.callbacks.Callback):
-        """After each epoch: last and best (on val accuracy) model, metrics, state."""
+        """After each epoch: last and best (on val accuracy) model, metrics, state. With weight
+        EMA (``ema``), validation and best.keras are the averaged weights', last.keras the raw."""
 
         def on_train_begin(self, logs=None):  # the time of earlier sessions of a resumed run
             self.fit_t0, self.spent = time.time(), state.get("train_seconds", 0.0)
@@ -155,11 +156,19 @@ def _make_checkpointer(run: Run, state: dict, stop=None):
             row.update({k: logs.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")})
             with atomic_path(run.model_path("last")) as tmp:
                 self.model.save(tmp)
+            if ema is not None:
+                ema.save()
+                ema.swap()
+                if val is not None:
+                    r = self.model.evaluate(val, verbose=0, return_dict=True)
+                    row.update(val_loss=r["loss"], val_accuracy=r["accuracy"])
             score = row["val_accuracy"] if row["val_accuracy"] is not None else row["accuracy"]
             if score is not None and score > state.get("best_score", -1.0):
                 with atomic_path(run.model_path("float")) as tmp:
                     self.model.save(tmp)
                 state.update(best_score=float(score), best_epoch=epoch + 1)
+            if ema is not None:
+                ema.swap()
             run.append_metrics(row)
             state["epoch"] = epoch + 1
             run.write_state(state)
@@ -350,9 +359,11 @@ def _train(run, recipe, src, state, model, data, *, strategy, dist, verbose, ext
             print(f"{type(dist).__name__}: {dist.num_replicas_in_sync} replicas "
                   f"({', '.join(devices(dist))})", flush=True)
         ctrl_c = StopOnCtrlC(model)
+        ema = weight_ema(model, recipe.train.ema, run / Run.EMA) if recipe.train.ema else None
         callbacks = [
             *extra_callbacks,  # BackupAndRestore first: it sets the epoch a restarted job resumes
-            _make_checkpointer(run, state, ctrl_c.stop),
+            *([ema] if ema else []),
+            _make_checkpointer(run, state, ctrl_c.stop, ema, val_ds),
             keras.callbacks.TensorBoard(log_dir=str(run / Run.TENSORBOARD), update_freq="epoch",
                                         profile_batch=0, write_graph=False),
         ]

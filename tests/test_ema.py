@@ -1,0 +1,41 @@
+"""Weight EMA (``train.ema``): best.keras holds the averaged weights, last.keras the raw ones
+(with the optimizer), ema.npz the average so far, which a resumed run continues."""
+
+import json
+
+import numpy as np
+import pytest
+from test_train import easy_idx, small_recipe  # noqa: F401 (the fixture is used by name)
+
+from cnnedge.errors import CnnedgeError
+
+
+def test_best_is_the_average_and_resume_continues_it(easy_idx, tmp_path):  # noqa: F811
+    from cnnedge import models
+    from cnnedge.callbacks import weight_ema
+    from cnnedge.recipe import check
+    from cnnedge.train import train
+
+    res = train(small_recipe(easy_idx, **{"train.ema": 0.9}), runs_dir=tmp_path, name="e",
+                verbose=0)
+    run = res.run_dir
+    state = json.loads((run / "state.json").read_text())
+    with np.load(run / "ema.npz") as saved:
+        assert float(saved["step"]) == 2 * 20  # one update per step
+        shadow = [saved[f"w{k}"] for k in range(len(saved.files) - 1)]
+    best, last = models.load_model(run / "best.keras"), models.load_model(run / "last.keras")
+    assert not all(np.array_equal(a, b) for a, b in zip(best.get_weights(), last.get_weights()))
+    if state["best_epoch"] == 2:  # the average after the last epoch is the best model
+        for a, b in zip(best.weights, shadow):
+            np.testing.assert_allclose(a.numpy(), b, rtol=1e-6, atol=1e-7)
+    assert res.summary["test_accuracy"] > 0.6
+    # a resumed run starts from the saved average
+    cb = weight_ema(last, 0.9, run / "ema.npz")
+    assert float(cb.step.numpy()) == 40.0
+    np.testing.assert_allclose(cb.shadow[-1].numpy(), shadow[-1])
+    cb.swap()  # swapping twice is the identity
+    cb.swap()
+    assert all(np.array_equal(a, b) for a, b in zip(last.get_weights(),
+                                                     models.load_model(run / "last.keras").get_weights()))
+    with pytest.raises(CnnedgeError, match="train.ema"):
+        check(small_recipe(easy_idx, **{"train.ema": 1.0}))

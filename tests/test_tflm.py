@@ -24,6 +24,16 @@ def tflm(tiny_run, tmp_path_factory):
             "model_int8_static.tflite", "bundle": out / "run" / "export" / "tflm"}
 
 
+@pytest.fixture(scope="module")
+def tflm_32x24(tflm, tmp_path_factory):
+    """The same run exported at another --image-size (into its own folder)."""
+    from cnnedge.export import export
+
+    out = tmp_path_factory.mktemp("tflm_32x24")
+    return {"dir": out, "file": export(tflm["run"], formats="tflm", image_size="32x24",
+                                       out_dir=out, verify=0)[0]["path"]}
+
+
 def test_export_writes_the_fixed_size_file_and_bundle(tflm, tiny_run):
     from cnnedge.runtime import read_metadata
 
@@ -139,24 +149,20 @@ def test_verify_and_runtime_rows(tflm):
     assert any("within" in line and "reference kernels" in line for line in agreement_lines(rep))
 
 
-def test_image_size_and_verify_at_that_size(tflm, tmp_path):
-    from cnnedge.export import export
+def test_image_size_and_verify_at_that_size(tflm, tflm_32x24):
     from cnnedge.runtime import read_metadata
     from cnnedge.verify import verify
 
-    res = export(tflm["run"], formats="tflm", image_size="32x24", out_dir=tmp_path, verify=0)
-    assert read_metadata(res[0]["path"])["image_size"] == [32, 24]
-    assert "kInputHeight = 32;" in (tmp_path / "tflm" / "model_settings.h").read_text()
-    rep = verify(tflm["run"], n=64, artifacts=[res[0]["path"]], write=False)
+    assert read_metadata(tflm_32x24["file"])["image_size"] == [32, 24]
+    assert "kInputHeight = 32;" in (tflm_32x24["dir"] / "tflm" / "model_settings.h").read_text()
+    rep = verify(tflm["run"], n=64, artifacts=[tflm_32x24["file"]], write=False)
     assert rep["rows"][-1]["agreement"] > 0.9 and rep["rows"][-1]["image_size"] == [32, 24]
 
 
-def test_bench_feeds_a_fixed_size_file_at_its_size(tflm, tmp_path):
+def test_bench_feeds_a_fixed_size_file_at_its_size(tflm_32x24):
     from cnnedge.bench import QUICK, bench
-    from cnnedge.export import export
 
-    res = export(tflm["run"], formats="tflm", image_size="32x24", out_dir=tmp_path, verify=0)
-    rep = bench([res[0]["path"]], runtimes=["tflm", "litert"], threads=[1], n=16, quick=True,
+    rep = bench([tflm_32x24["file"]], runtimes=["tflm", "litert"], threads=[1], n=16, quick=True,
                 timing=QUICK, write=False, isolate=False)
     assert [r["status"] for r in rep["rows"]] == ["ok", "ok"], rep["rows"]
     assert rep["rows"][0]["accuracy"] is not None
@@ -172,16 +178,17 @@ def test_verify_without_tflite_micro_runs_the_file_on_litert(tflm, monkeypatch):
     assert any("runtime tflm is not available" in n and "ran on litert" in n for n in rep["notes"])
 
 
-def test_reexport_keeps_files_the_user_added(tflm, tmp_path):
+def test_reexport_keeps_files_the_user_added(tflm, tflm_32x24):
     from cnnedge.export import export
 
-    export(tflm["run"], formats="tflm", out_dir=tmp_path, verify=0)
-    (tmp_path / "tflm" / "CMakeLists.txt").write_text("project(x)\n")
-    (tmp_path / "tflm" / "main.cc").write_text("stale")
-    export(tflm["run"], formats="tflm", out_dir=tmp_path, verify=0)
-    assert (tmp_path / "tflm" / "CMakeLists.txt").read_text() == "project(x)\n"
-    assert "RegisterModelOps" in (tmp_path / "tflm" / "main.cc").read_text()
-    assert not list(tmp_path.glob(".export.*"))
+    out = tflm_32x24["dir"]  # the last test of this folder: it re-exports at the training size
+    (out / "tflm" / "CMakeLists.txt").write_text("project(x)\n")
+    (out / "tflm" / "main.cc").write_text("stale")
+    export(tflm["run"], formats="tflm", out_dir=out, verify=0)
+    assert (out / "tflm" / "CMakeLists.txt").read_text() == "project(x)\n"
+    assert "RegisterModelOps" in (out / "tflm" / "main.cc").read_text()
+    assert "kInputHeight = 28;" in (out / "tflm" / "model_settings.h").read_text()
+    assert not list(out.glob(".export.*"))
 
 
 def test_bench_shows_tflm_row_and_measured_arena(tflm):

@@ -95,7 +95,8 @@ def test_too_small_input_is_a_clear_error():
 def test_min_input_size_values():
     assert {n: models.min_input_size(models.create_model(n, num_classes=3, channels=1))
             for n in FAMILY} == {"gmp_xs": 8, "gmp_s": 8, "gmp_32_64_128": 8, "gmp_4stage": 16,
-                                 "gmp_res8": 8, "gmp_res10": 4, "gmp_res12": 4}
+                                 "gmp_res8": 8, "gmp_res10": 4, "gmp_res12": 4,
+                                 "gmp_dw_a": 4, "gmp_dw_b": 4, "gmp_dw_c": 4}
     # 'valid' layers: conv3 -> pool2 -> conv3 needs 8 (8→6→3→1); at 7 (7→5→2→?) CPU TF
     # silently returns a bogus 2×2 map instead of failing -- why the explicit check exists.
     x_in = keras.Input((None, None, 1))

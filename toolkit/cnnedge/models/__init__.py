@@ -21,6 +21,7 @@ QuantizeWrapper re-adds wrapped kernels as trainable, so during QAT it may drift
 """
 
 from cnnedge.models import baselines as _baselines  # noqa: F401  (registers the baselines)
+from cnnedge.models import dw as _dw  # noqa: F401  (registers the depthwise members)
 from cnnedge.models._registry import create_model, list_models, model_help, register_model
 from cnnedge.models.gmp import gmp_cnn, gmp_resnet
 from cnnedge.models.graph import (

@@ -144,6 +144,10 @@ def is_static(path) -> bool:
 
 # ------------------------------------------------------------------------------------ metadata
 def check_metadata(meta, path) -> dict:
+    """``meta`` if it is complete cnnedge metadata; a CnnedgeError naming ``path`` if it is
+    absent (None) or incomplete."""
+    if meta is None:
+        raise CnnedgeError(f"{path} has no cnnedge metadata (was it written by cnnedge export?)")
     if not isinstance(meta, dict) or any(k not in meta for k in REQUIRED_KEYS):
         raise CnnedgeError(f"{path}: cnnedge metadata is incomplete (need {', '.join(REQUIRED_KEYS)})")
     return meta
@@ -290,7 +294,4 @@ def read_metadata(path) -> dict:
     if reader is None:
         raise CnnedgeError(f"{path}: expected a {' or '.join(suffixes(True))} file written by "
                            f"cnnedge export")
-    meta = reader(path)
-    if meta is None:
-        raise CnnedgeError(f"{path} has no cnnedge metadata (was it written by cnnedge export?)")
-    return check_metadata(meta, path)
+    return check_metadata(reader(path), path)

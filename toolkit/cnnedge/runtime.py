@@ -259,11 +259,7 @@ class _LiteRTRunner(Runner):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         buf = self.path.read_bytes()
-        meta = artifacts.tflite_metadata(buf, self.path)
-        if meta is None:
-            raise CnnedgeError(f"{self.path} has no cnnedge metadata (was it written by "
-                               f"cnnedge export?)")
-        self.metadata = check_metadata(meta, self.path)
+        self.metadata = check_metadata(artifacts.tflite_metadata(buf, self.path), self.path)
         resolver = (OpResolverType.AUTO if self.use_xnnpack
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         from cnnedge.utils import quiet_stderr
@@ -339,11 +335,7 @@ class _OrtRunner(Runner):
         super().__init__(path, threads=threads)
         import onnxruntime as ort
 
-        meta = artifacts.onnx_metadata(self.path)
-        if meta is None:
-            raise CnnedgeError(f"{self.path} has no cnnedge metadata (was it written by "
-                               f"cnnedge export?)")
-        self.metadata = check_metadata(meta, self.path)
+        self.metadata = check_metadata(artifacts.onnx_metadata(self.path), self.path)
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1

@@ -21,7 +21,7 @@ import importlib.util
 import numpy as np
 
 from cnnedge import artifacts
-from cnnedge.artifacts import check_metadata, one_line
+from cnnedge.artifacts import one_line
 from cnnedge.errors import CnnedgeError
 
 MAX_STATIC_SHAPES = 8
@@ -50,14 +50,7 @@ class OpenVINOMixin:
         super().__init__(path, threads=threads)
         import openvino as ov
 
-        if self.path.suffix.lower() == ".onnx":
-            meta = artifacts.onnx_metadata(self.path)
-        else:
-            meta = artifacts.tflite_metadata(self.path.read_bytes(), self.path)
-        if meta is None:
-            raise CnnedgeError(f"{self.path} has no cnnedge metadata (was it written by "
-                               f"cnnedge export?)")
-        self.metadata = check_metadata(meta, self.path)
+        self.metadata = artifacts.read_metadata(self.path)
         self._core, self._ov_tensor = ov.Core(), ov.Tensor
         self._config = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY",
                         "INFERENCE_PRECISION_HINT": self.precision_hint, **opts}

@@ -122,13 +122,9 @@ class TFLMMixin:
     def __init__(self, path, *, threads: int, arena_size: int | None = None, **opts):
         super().__init__(path, threads=1)  # TFLM is single-threaded
         buf = self.path.read_bytes()
-        meta = artifacts.tflite_metadata(buf, self.path)
-        if meta is None:
-            raise CnnedgeError(f"{self.path} has no cnnedge metadata (was it written by "
-                               f"cnnedge export?)")
-        self.metadata = check_metadata(meta, self.path)
+        self.metadata = check_metadata(artifacts.tflite_metadata(buf, self.path), self.path)
         shape = static_shape(buf, self.path)
-        self.arena_bytes = int(arena_size or meta.get("tflm_arena_bytes") or 0) or ARENA_LIMIT
+        self.arena_bytes = int(arena_size or self.metadata.get("tflm_arena_bytes") or 0) or ARENA_LIMIT
         self._it, log = _open(buf, self.arena_bytes)
         if self._it is None:
             raise _refuse(log, self.path)

@@ -55,21 +55,6 @@ def _dw_block(x, kernel: int, expand: int, name: str):
     return keras.layers.ReLU(name=f"{name}_relu")(y)
 
 
-def _head_any(x, num_classes: int, pool: str, dropout: float, hidden: int):
-    """gmp's head, plus pool="concat": [global max, global average] -> ... -> "logits"."""
-    if pool != "concat":
-        return _head(x, num_classes, pool, dropout, hidden)
-    x = keras.layers.Concatenate(name="global_concat_pool")(
-        [keras.layers.GlobalMaxPooling2D(name="global_max_pool")(x),
-         keras.layers.GlobalAvgPool2D(name="global_avg_pool")(x)])
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
-    if hidden:
-        x = keras.layers.Dense(hidden, name="hidden")(x)
-        x = keras.layers.ReLU(name="hidden_relu")(x)
-    return keras.layers.Dense(num_classes, name="logits")(x)
-
-
 def gmp_dwnet(num_classes: int, channels: int, widths: Sequence[int] = (64, 128),
               blocks: Sequence[int] = (3, 3), stem: int = 0, kernel: int = 3, expand: int = 1,
               conv_stages: int = 0, pool: str = "max", dropout: float = 0.0, hidden: int = 0,
@@ -112,7 +97,7 @@ def gmp_dwnet(num_classes: int, channels: int, widths: Sequence[int] = (64, 128)
             x = _pw(x, w, f"s{i}_down_pw")
         for j in range(1, n + 1):
             x = _dw_block(x, kernel, expand, f"s{i}b{j}")
-    return keras.Model(x_in, _head_any(x, num_classes, pool, dropout, hidden), name=name)
+    return keras.Model(x_in, _head(x, num_classes, pool, dropout, hidden), name=name)
 
 
 # Params are for 10 classes: "1-ch" = 28×28×1, "3-ch" = 32×32×3 (params do not depend on H×W).

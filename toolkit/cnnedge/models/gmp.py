@@ -40,9 +40,14 @@ def _check_head(pool: str, dropout: float) -> None:
 
 
 def _head(x, num_classes: int, pool: str, dropout: float, hidden: int):
-    """Global max (or average) pool -> [Dropout] -> [Dense+ReLU] -> Dense "logits"."""
-    pooling = keras.layers.GlobalMaxPooling2D if pool == "max" else keras.layers.GlobalAvgPool2D
-    x = pooling(name=f"global_{pool}_pool")(x)
+    """Global max, average, or both side by side ("concat") -> [Dropout] -> [Dense+ReLU] ->
+    Dense "logits". Builders check ``pool`` (``_check_head``: max and avg for this module)."""
+    pools = {"max": keras.layers.GlobalMaxPooling2D(name="global_max_pool"),
+             "avg": keras.layers.GlobalAvgPool2D(name="global_avg_pool")}
+    if pool == "concat":
+        x = keras.layers.Concatenate(name="global_concat_pool")([pools["max"](x), pools["avg"](x)])
+    else:
+        x = pools[pool](x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
     if hidden:

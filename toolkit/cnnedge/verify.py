@@ -260,7 +260,7 @@ def _at_size(meta: dict, images, refs: dict, cache: dict, run: Run):
     if size not in cache:
         from cnnedge.preprocess import resize
 
-        x = np.stack([resize(im, size).reshape(*size, im.shape[-1]) for im in images])
+        x = np.stack([resize(im, size) for im in images])
         cache[size] = (x, {name: Reference(name, _keras_logits(
             run.model_path("qat" if name == "keras-qat" else "float"), x)) for name in refs})
     return cache[size]

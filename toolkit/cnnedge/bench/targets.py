@@ -127,7 +127,7 @@ def resized_images(data: dict, size, workdir: Path) -> dict:
 
     images = np.load(data["images"])
     h, w = (int(v) for v in size)
-    out = np.stack([resize(im, (h, w)).reshape(h, w, im.shape[-1]) for im in images])
+    out = np.stack([resize(im, (h, w)) for im in images])
     path = Path(data["images"]).with_name(f"{Path(data['images']).stem}_{h}x{w}.npy")
     np.save(path, np.ascontiguousarray(out, dtype=np.uint8))
     return {**data, "images": str(path), "image_size": [h, w]}

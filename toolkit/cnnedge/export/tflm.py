@@ -46,7 +46,7 @@ def _sized(images, size) -> list[np.ndarray]:
     for x in images:
         img = x[0] if x.ndim == 4 else x
         if list(img.shape[:2]) != list(size):
-            img = resize(img, tuple(size)).reshape(*size, img.shape[-1])
+            img = resize(img, tuple(size))
         out.append(img[None])
     return out
 

@@ -39,3 +39,41 @@ def test_best_is_the_average_and_resume_continues_it(easy_idx, tmp_path):  # noq
                                                      models.load_model(run / "last.keras").get_weights()))
     with pytest.raises(CnnedgeError, match="train.ema"):
         check(small_recipe(easy_idx, **{"train.ema": 1.0}))
+
+
+def test_recompute_bn_is_the_average_of_batch_statistics():
+    from cnnedge.backend import keras
+    from cnnedge.callbacks import recompute_bn
+
+    x_in = keras.Input((6, 6, 2))
+    conv = keras.layers.Conv2D(3, 3, name="c")(x_in)
+    model = keras.Model(x_in, keras.layers.BatchNormalization(momentum=0.9, name="bn")(conv))
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(k, 1 + k, (8, 6, 6, 2)).astype("float32") for k in range(3)]
+    feats = [keras.Model(x_in, conv)(b).numpy().reshape(-1, 3) for b in batches]
+    assert recompute_bn(model, iter(batches)) == 3
+    bn = model.get_layer("bn")
+    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([f.mean(0) for f in feats], 0),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(),  # unbiased per-batch variances
+                               np.mean([f.var(0, ddof=1) for f in feats], 0), rtol=1e-4)
+    assert bn.momentum == 0.9  # restored
+
+
+def test_ema_bn_images_recomputes_best_and_reports_it(easy_idx, tmp_path):  # noqa: F811
+    from cnnedge.recipe import check
+    from cnnedge.train import train
+
+    r = small_recipe(easy_idx, **{"train.ema": 0.9, "train.ema_bn_images": 64})
+    res = train(r, runs_dir=tmp_path, name="bn", verbose=0)
+    bn = res.summary["ema_bn"]
+    assert bn["images"] == 64 and bn["split"] == "val"
+    assert 0 <= bn["accuracy_before"] <= 1 and bn["kept"] == (bn["accuracy_after"]
+                                                              >= bn["accuracy_before"])
+    state = json.loads((res.run_dir / "state.json").read_text())
+    assert state["ema_bn"] == bn
+    from cnnedge.evaluate import evaluate_run  # best.keras is the model that scored better
+    kept = evaluate_run(res.run_dir, split="val")["accuracy"]
+    assert kept == pytest.approx(max(bn["accuracy_after"], bn["accuracy_before"]))
+    with pytest.raises(CnnedgeError, match="set train.ema too"):
+        check(small_recipe(easy_idx, **{"train.ema_bn_images": 64}))

@@ -73,3 +73,52 @@ def weight_ema(model, decay: float, path):
                          **{f"w{k}": s.numpy() for k, s in enumerate(self.shadow)})
 
     return WeightEMA()
+
+
+def recompute_bn(model, batches) -> int:
+    """Re-estimate every BatchNormalization layer's moving mean and variance from ``batches``
+    (input tensors) under the model's current weights: the plain average of the batch statistics,
+    as torch's ``swa_utils.update_bn`` does for averaged weights (an average of BN statistics taken
+    along the way lags the averaged weights it is paired with). Returns the batches used."""
+    from cnnedge.backend import keras, tf
+
+    bns = [m for m in model.submodules if isinstance(m, keras.layers.BatchNormalization)]
+    momenta = [b.momentum for b in bns]
+    n = 0
+    try:
+        for x in batches:
+            for b in bns:  # moving = (n·moving + batch) / (n + 1): read by each eager call
+                b.momentum = n / (n + 1.0)
+            model(tf.cast(x, tf.float32), training=True)
+            n += 1
+    finally:
+        for b, m in zip(bns, momenta):
+            b.momentum = m
+    return n
+
+
+def refresh_best_bn(run, src, recipe, state: dict) -> None:
+    """``train.ema_bn_images``: recompute best.keras's BN statistics on that many training images
+    (a seeded class-stratified sample, no augmentation) and keep them if validation accuracy does
+    not drop; what was measured goes to ``state["ema_bn"]`` (once) and the run summary."""
+    from cnnedge import evaluate
+    from cnnedge.utils import atomic_path
+
+    t = recipe.train
+    if not t.ema_bn_images or "ema_bn" in state:
+        return
+    split = "val" if src.info.split_sizes.get("val") else "train"
+    take = t.eval_images
+    model = run.model("float")
+    before = evaluate.evaluate(model, src, split=split, take=take)["accuracy"]
+    batches = src.pipeline("train", batch_size=min(t.batch_size, t.ema_bn_images), shuffle=True,
+                           seed=t.seed, take=t.ema_bn_images, drop_remainder=True)
+    with src.guard("train"):
+        n = recompute_bn(model, (x for x, _ in batches))
+    after = evaluate.evaluate(model, src, split=split, take=take)["accuracy"]
+    kept = after >= before
+    if kept:
+        with atomic_path(run.model_path("float")) as tmp:
+            model.save(tmp)
+    state["ema_bn"] = {"images": n * min(t.batch_size, t.ema_bn_images), "split": split,
+                       "accuracy_before": before, "accuracy_after": after, "kept": kept}

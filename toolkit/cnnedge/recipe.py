@@ -73,6 +73,7 @@ class TrainConfig:
     class_weights: bool = False  # weigh the loss by inverse class frequency (imbalanced data)
     max_minutes: Optional[float] = None  # time budget: no epoch starts that would overrun it
     ema: float = 0.0  # weight EMA decay (e.g. 0.999; 0 = off): best.keras is the average
+    ema_bn_images: int = 0  # with ema: recompute best.keras's BN statistics on N train images
 
 
 @dataclass
@@ -131,6 +132,7 @@ RANGES = (
     ("train.eval_images", _in(1, _INF, optional=True), ">= 1, or none (the whole split)"),
     ("train.max_minutes", _in(0, _INF, lo_open=True, optional=True), "> 0, or none"),
     ("train.ema", _in(0, 1, hi_open=True), ">= 0 and < 1"),
+    ("train.ema_bn_images", _in(0, _INF), ">= 0 (0 = off)"),
     ("qat.epochs", _in(1, _INF), ">= 1"),
     ("qat.lr", _in(0, _INF, lo_open=True), "> 0"),
     ("qat.calibration_images", _in(1, _INF), ">= 1"),
@@ -146,6 +148,9 @@ def check(recipe: Recipe) -> Recipe:
         if not ok(value):
             raise CnnedgeError(f"recipe {recipe.name}: {key}={value!r} is out of range; it must "
                                f"be {what}")
+    if recipe.train.ema_bn_images and not recipe.train.ema:
+        raise CnnedgeError(f"recipe {recipe.name}: train.ema_bn_images recomputes the BN "
+                           "statistics of the weight average; set train.ema too (e.g. 0.999)")
     return recipe
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cnnedge.callbacks import time_budget, weight_ema
+from cnnedge.callbacks import refresh_best_bn, time_budget, weight_ema
 from cnnedge.distribute import (
     backup_callback,
     backup_dir,
@@ -379,6 +379,7 @@ def _train(run, recipe, src, state, model, data, *, strategy, dist, verbose, ext
         state["train_seconds"] = spent + (time.time() - t0)
         if not report:
             return TrainResult(run.path, {})
+        refresh_best_bn(run, src, recipe, state)
         summary = finish_run(run, recipe, src, state)
     else:
         summary = run.summary
@@ -417,6 +418,7 @@ def finish_run(run: Run, recipe: Recipe, src, state: dict) -> dict:
         "epochs": state["epoch"],
         "best_epoch": state.get("best_epoch"),
         "best_val_accuracy": state.get("best_score"),
+        **({"ema_bn": state["ema_bn"]} if "ema_bn" in state else {}),
         "eval_split": split,
         f"{split}_accuracy": ev["accuracy"],
         f"{split}_images": ev["n"],

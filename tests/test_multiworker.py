@@ -94,6 +94,16 @@ def test_bad_tf_config_is_one_line(tmp_path):
     assert "Traceback" not in r.stderr and not list(tmp_path.iterdir())
 
 
+def test_weight_ema_is_refused_before_anything_is_written(tmp_path):
+    cfg = {"cluster": {"worker": [f"127.0.0.1:{_ports(1)[0]}"]}, "task": {"type": "worker", "index": 0}}
+    r = subprocess.run([sys.executable, "-m", "cnnedge", "train", "--recipe", "fashion_mnist_tiny",
+                        "--strategy", "multiworker", "--runs-dir", str(tmp_path),
+                        "--set", "train.ema=0.999"], capture_output=True, text=True,
+                       env={**os.environ, "TF_CONFIG": json.dumps(cfg), "CUDA_VISIBLE_DEVICES": ""})
+    assert r.returncode == 2 and "train.ema does not work multi-worker" in r.stderr
+    assert "Traceback" not in r.stderr and not list(tmp_path.iterdir())
+
+
 @pytest.fixture(autouse=True)
 def _no_worker_folders_left():
     import tempfile

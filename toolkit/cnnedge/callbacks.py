@@ -79,46 +79,57 @@ def recompute_bn(model, batches) -> int:
     """Re-estimate every BatchNormalization layer's moving mean and variance from ``batches``
     (input tensors) under the model's current weights: the plain average of the batch statistics,
     as torch's ``swa_utils.update_bn`` does for averaged weights (an average of BN statistics taken
-    along the way lags the averaged weights it is paired with). Returns the batches used."""
+    along the way lags the averaged weights it is paired with). Returns the images used."""
     from cnnedge.backend import keras, tf
 
     bns = [m for m in model.submodules if isinstance(m, keras.layers.BatchNormalization)]
     momenta = [b.momentum for b in bns]
-    n = 0
+    n = images = 0
     try:
         for x in batches:
-            for b in bns:  # moving = (n·moving + batch) / (n + 1): read by each eager call
-                b.momentum = n / (n + 1.0)
+            for b in bns:  # moving = (n·moving + batch) / (n + 1); eager calls re-read it
+                b.momentum = n / (n + 1.0)  # (a tf.function would freeze it at trace time)
             model(tf.cast(x, tf.float32), training=True)
-            n += 1
+            n, images = n + 1, images + int(x.shape[0])
     finally:
         for b, m in zip(bns, momenta):
             b.momentum = m
-    return n
+    return images
 
 
 def refresh_best_bn(run, src, recipe, state: dict) -> None:
     """``train.ema_bn_images``: recompute best.keras's BN statistics on that many training images
     (a seeded class-stratified sample, no augmentation) and keep them if validation accuracy does
-    not drop; what was measured goes to ``state["ema_bn"]`` (once) and the run summary."""
+    not drop (without a val split: keep them, as nothing else can judge); what was measured goes
+    to ``state["ema_bn"]``, once per best checkpoint, and the run summary."""
     from cnnedge import evaluate
     from cnnedge.utils import atomic_path
 
-    t = recipe.train
-    if not t.ema_bn_images or "ema_bn" in state:
+    t, best_epoch = recipe.train, state.get("best_epoch")
+    if not t.ema_bn_images or state.get("ema_bn", {}).get("best_epoch") == best_epoch:
         return
-    split = "val" if src.info.split_sizes.get("val") else "train"
-    take = t.eval_images
+    split = "val" if src.info.split_sizes.get("val") else None
     model = run.model("float")
-    before = evaluate.evaluate(model, src, split=split, take=take)["accuracy"]
+
+    def score():
+        return evaluate.evaluate(model, src, split=split, take=t.eval_images)["accuracy"] if split \
+            else None
+
+    before = score()
     batches = src.pipeline("train", batch_size=min(t.batch_size, t.ema_bn_images), shuffle=True,
-                           seed=t.seed, take=t.ema_bn_images, drop_remainder=True)
+                           seed=t.seed, take=t.ema_bn_images)
     with src.guard("train"):
-        n = recompute_bn(model, (x for x, _ in batches))
-    after = evaluate.evaluate(model, src, split=split, take=take)["accuracy"]
-    kept = after >= before
+        images = recompute_bn(model, (x for x, _ in batches))
+    after = score()
+    kept = images > 0 and (split is None or after >= before)
     if kept:
         with atomic_path(run.model_path("float")) as tmp:
             model.save(tmp)
-    state["ema_bn"] = {"images": n * min(t.batch_size, t.ema_bn_images), "split": split,
-                       "accuracy_before": before, "accuracy_after": after, "kept": kept}
+        if split:
+            state["best_score"] = after  # what best.keras now scores on val
+    state["ema_bn"] = {"images": images, "split": split, "accuracy_before": before,
+                       "accuracy_after": after, "kept": kept, "best_epoch": best_epoch}
+    run.write_state(state)
+    print(f"BN statistics of best.keras recomputed on {images:,} train images: "
+          + (f"val {before:.2%} -> {after:.2%}, " if split else "")
+          + ("kept" if kept else "not kept"), flush=True)

@@ -7,9 +7,7 @@
 The float phase writes checkpoints atomically after every epoch (``last.keras`` with optimizer
 state, ``best.keras`` on a better validation accuracy), so a run killed by SIGINT or SIGKILL
 loses at most the epoch in progress. The QAT phase wraps the best float model with the tfmot
-transforms of :mod:`cnnedge.quantize` and fine-tunes it with the same loss and data. The
-run's files are named by :class:`cnnedge.run.Run`.
-"""
+transforms of :mod:`cnnedge.quantize` and fine-tunes it with the same loss and data."""
 
 from __future__ import annotations
 
@@ -233,6 +231,8 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
     check_writable(run.path if run is not None else Path(runs_dir), "run")
 
     dist = build_strategy(strategy, logical_cpus)  # before any other TF op (logical CPUs)
+    if is_multiworker(dist) and recipe.train.ema:  # each worker would keep and swap its own average
+        raise CnnedgeError(f"recipe {recipe.name}: train.ema does not work multi-worker; set train.ema=0")
     from cnnedge.backend import set_seed
 
     set_seed(recipe.train.seed + state["epoch"])

@@ -1,6 +1,6 @@
 """Write a finished run's best model as a shipped reference checkpoint.
 
-    python docs/scripts/ship_reference.py runs/cifar10_short/ref cifar10 "cnnedge train --recipe cifar10_short --name ref"
+    python docs/scripts/ship_reference.py runs/cifar10/exp cifar10 "cnnedge train --recipe cifar10"
 
 Saves ``toolkit/cnnedge/weights/<name>.keras`` (float model, no optimizer state) and
 ``<name>.json``: the command that trained it, its recipe, classes, input size, and its accuracy

@@ -130,6 +130,6 @@ def refresh_best_bn(run, src, recipe, state: dict) -> None:
     state["ema_bn"] = {"images": images, "split": split, "accuracy_before": before,
                        "accuracy_after": after, "kept": kept, "best_epoch": best_epoch}
     run.write_state(state)
-    print(f"BN statistics of best.keras recomputed on {images:,} train images: "
+    print(f"BN statistics of {run.model_path('float').name} recomputed on {images:,} train images: "
           + (f"val {before:.2%} -> {after:.2%}, " if split else "")
           + ("kept" if kept else "not kept"), flush=True)

@@ -133,3 +133,14 @@ def refresh_best_bn(run, src, recipe, state: dict) -> None:
     print(f"BN statistics of {run.model_path('float').name} recomputed on {images:,} train images: "
           + (f"val {before:.2%} -> {after:.2%}, " if split else "")
           + ("kept" if kept else "not kept"), flush=True)
+
+
+def current_lr(opt):
+    """The optimizer's learning rate now (a schedule evaluated at its step), or None."""
+    lr = opt.learning_rate
+    try:
+        if callable(lr):
+            return float(lr(opt.iterations))
+        return float(lr.numpy() if hasattr(lr, "numpy") else lr)
+    except Exception:  # noqa: BLE001 - a schedule we cannot evaluate is not worth a crash
+        return None

@@ -78,6 +78,20 @@ def is_multiworker(dist) -> bool:
     return isinstance(dist, tf.distribute.MultiWorkerMirroredStrategy)
 
 
+def refuse_multiworker(recipe) -> None:
+    """Refuse recipe parts that break multi-worker: with ``train.ema`` each worker would keep and
+    swap in its own weight average; a restarted job would start its mixing ramp over."""
+    from cnnedge.data.mix import mixes
+
+    parts = [(k, fix) for k, fix, on in (
+        ("train.ema", "train.ema=0", recipe.train.ema),
+        ("augment.mixup/cutmix", "augment.mixup=0 and augment.cutmix=0", mixes(recipe))) if on]
+    if parts:
+        raise CnnedgeError(f"recipe {recipe.name}: {' and '.join(k for k, _ in parts)} "
+                           f"{'does' if len(parts) == 1 else 'do'} not work multi-worker; set "
+                           + " and ".join(fix for _, fix in parts))
+
+
 def is_chief(dist) -> bool:
     """True but for the non-chief workers of a multi-worker job."""
     if not is_multiworker(dist):

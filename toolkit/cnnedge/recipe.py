@@ -50,6 +50,11 @@ class ModelConfig:
 @dataclass
 class AugmentConfig:
     ops: Tuple[str, ...] = ()  # e.g. ("flip", "pad_crop:2"); see cnnedge.data.augment
+    # mixing two training images and their labels (cnnedge.data.mix); never in QAT
+    mixup: float = 0.0  # Beta(a, a) of the mixup weight (e.g. 0.4; 0 = off)
+    cutmix: float = 0.0  # Beta(a, a) of the CutMix box (e.g. 1.0; 0 = off); both: either, 50:50
+    mix_prob: float = 1.0  # share of images mixed once the ramp is done
+    mix_ramp: Tuple[float, float] = (0.0, 0.0)  # fractions of train.epochs: 0 until [0], full at [1]
 
 
 @dataclass
@@ -125,6 +130,10 @@ RANGES = (
     ("optim.weight_decay", _in(0, _INF), ">= 0"),
     ("optim.momentum", _in(0, 1), "in [0, 1)"),
     ("optim.warmup_epochs", _in(0, _INF), ">= 0"),
+    ("augment.mixup", _in(0, _INF), ">= 0 (0 = off)"),
+    ("augment.cutmix", _in(0, _INF), ">= 0 (0 = off)"),
+    ("augment.mix_prob", _in(0, 1, hi_open=False), "in [0, 1]"),
+    ("augment.mix_ramp", lambda v: 0 <= v[0] <= v[1] <= 1, "two fractions 0 <= start <= full <= 1"),
     ("train.epochs", _in(1, _INF), ">= 1"),
     ("train.batch_size", _in(1, _INF), ">= 1"),
     ("train.label_smoothing", _in(0, 1), "in [0, 1)"),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cnnedge.callbacks import refresh_best_bn, time_budget, weight_ema
+from cnnedge.callbacks import current_lr, refresh_best_bn, time_budget, weight_ema
 from cnnedge.distribute import (
     backup_callback,
     backup_dir,
@@ -25,6 +25,7 @@ from cnnedge.distribute import (
     devices,
     is_chief,
     is_multiworker,
+    refuse_multiworker,
     remove_folder,
     shard_by_example,
     worker_folder,
@@ -91,11 +92,13 @@ def compile_model(model, recipe: Recipe, steps_per_epoch: int, optimizer=None,
     return model
 
 
-def datasets(src, recipe: Recipe, teachers=None):
-    """(train, val or None, steps_per_epoch): one-hot labels for the smoothed loss, with the
+def datasets(src, recipe: Recipe, teachers=None, first_epoch: int = 0, mix: bool = True):
+    """(train, val or None, steps_per_epoch): one-hot labels for the smoothed loss, train images
+    mixed from ``first_epoch`` on if ``mix`` and the recipe says so (cnnedge.data.mix), with the
     ``teachers``' mean logits appended to them when distilling (cnnedge.distill)."""
     from cnnedge.backend import tf
     from cnnedge.data.augment import build_augment
+    from cnnedge.data.mix import mix_for
 
     t = recipe.train
     k = len(src.info.class_names)
@@ -114,6 +117,7 @@ def datasets(src, recipe: Recipe, teachers=None):
     train = src.pipeline("train", batch_size=t.batch_size, shuffle=True, seed=t.seed, augment=aug,
                          cache=recipe.data.cache, repeat=True, drop_remainder=True)
     train = train.map(onehot, num_parallel_calls=tf.data.AUTOTUNE)
+    train = mix_for(train, recipe, steps, first_epoch) if mix else train
     val = None
     if "val" in src.info.split_sizes and src.num_examples("val") > 0:
         val = src.pipeline("val", batch_size=t.batch_size, cache=recipe.data.cache,
@@ -150,7 +154,7 @@ def _make_checkpointer(run: Run, state: dict, stop=None, ema=None, val=None):
             state["train_seconds"] = self.spent + time.time() - self.fit_t0
             logs = dict(logs or {})
             row = {"epoch": epoch + 1, "seconds": round(time.time() - self.t0, 2),
-                   "lr": _current_lr(self.model.optimizer)}
+                   "lr": current_lr(self.model.optimizer)}
             row.update({k: logs.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")})
             with atomic_path(run.model_path("last")) as tmp:
                 self.model.save(tmp)
@@ -180,16 +184,6 @@ def class_weights(src, recipe: Recipe):
     if not recipe.train.class_weights or recipe.distill.teachers:
         return None
     return balanced_weights(src.split_index("train").labels, len(src.info.class_names))
-
-
-def _current_lr(opt):
-    lr = opt.learning_rate
-    try:
-        if callable(lr):
-            return float(lr(opt.iterations))
-        return float(lr.numpy() if hasattr(lr, "numpy") else lr)
-    except Exception:  # noqa: BLE001 - a schedule we cannot evaluate is not worth a crash
-        return None
 
 
 def _verbose(verbose: Optional[int]) -> int:
@@ -231,8 +225,8 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
     check_writable(run.path if run is not None else Path(runs_dir), "run")
 
     dist = build_strategy(strategy, logical_cpus)  # before any other TF op (logical CPUs)
-    if is_multiworker(dist) and recipe.train.ema:  # each worker would keep and swap its own average
-        raise CnnedgeError(f"recipe {recipe.name}: train.ema does not work multi-worker; set train.ema=0")
+    if is_multiworker(dist):  # one average per worker; a restarted job's mixing ramp restarts
+        refuse_multiworker(recipe)
     from cnnedge.backend import set_seed
 
     set_seed(recipe.train.seed + state["epoch"])
@@ -246,7 +240,7 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
         from cnnedge.distill import teachers_for
 
         teachers = teachers_for(recipe, src.info)
-    train_ds, val_ds, steps = datasets(src, recipe, teachers)
+    train_ds, val_ds, steps = datasets(src, recipe, teachers, first_epoch=state["epoch"])
     model = None
     if not state.get("float_done"):
         with dist.scope():
@@ -453,8 +447,8 @@ def fine_tune_qat(run, *, epochs: Optional[int] = None, lr: Optional[float] = No
     if lr <= 0:
         raise CnnedgeError(f"QAT learning rate must be positive, got {lr}")
     src = open_data(recipe)
-    teachers = teachers_for(recipe, src.info)  # QAT fine-tunes with the training loss
-    train_ds, val_ds, steps = datasets(src, recipe, teachers)
+    teachers = teachers_for(recipe, src.info)  # QAT fine-tunes with the training loss, unmixed
+    train_ds, val_ds, steps = datasets(src, recipe, teachers, mix=False)
     float_model = run.model("float")
     qat = apply_qat(float_model)
     calibrate_ranges(qat, float_model, representative_images(

@@ -94,13 +94,18 @@ def test_bad_tf_config_is_one_line(tmp_path):
     assert "Traceback" not in r.stderr and not list(tmp_path.iterdir())
 
 
-def test_weight_ema_is_refused_before_anything_is_written(tmp_path):
+@pytest.mark.parametrize("sets, says", [
+    (["train.ema=0.999"], "train.ema does not work multi-worker; set train.ema=0"),
+    (["augment.cutmix=1.0"], "augment.mixup/cutmix does not work multi-worker; set augment.mixup=0"),
+    (["train.ema=0.999", "augment.mixup=0.2"], "train.ema and augment.mixup/cutmix do not work"),
+])
+def test_weight_ema_and_mixing_are_refused_before_anything_is_written(tmp_path, sets, says):
     cfg = {"cluster": {"worker": [f"127.0.0.1:{_ports(1)[0]}"]}, "task": {"type": "worker", "index": 0}}
     r = subprocess.run([sys.executable, "-m", "cnnedge", "train", "--recipe", "fashion_mnist_tiny",
                         "--strategy", "multiworker", "--runs-dir", str(tmp_path),
-                        "--set", "train.ema=0.999"], capture_output=True, text=True,
+                        *[a for s in sets for a in ("--set", s)]], capture_output=True, text=True,
                        env={**os.environ, "TF_CONFIG": json.dumps(cfg), "CUDA_VISIBLE_DEVICES": ""})
-    assert r.returncode == 2 and "train.ema does not work multi-worker" in r.stderr
+    assert r.returncode == 2 and says in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not list(tmp_path.iterdir())
 
 

@@ -96,7 +96,7 @@ def test_bad_tf_config_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("sets, says", [
     (["train.ema=0.999"], "train.ema does not work multi-worker; set train.ema=0"),
-    (["augment.cutmix=1.0"], "augment.mixup/cutmix does not work multi-worker; set augment.mixup=0"),
+    (["augment.cutmix=1.0"], "augment.mixup/cutmix does not work multi-worker; set augment.mix_prob=0"),
     (["train.ema=0.999", "augment.mixup=0.2"], "train.ema and augment.mixup/cutmix do not work"),
 ])
 def test_weight_ema_and_mixing_are_refused_before_anything_is_written(tmp_path, sets, says):

@@ -81,11 +81,9 @@ def is_multiworker(dist) -> bool:
 def refuse_multiworker(recipe) -> None:
     """Refuse recipe parts that break multi-worker: with ``train.ema`` each worker would keep and
     swap in its own weight average; a restarted job would start its mixing ramp over."""
-    from cnnedge.data.mix import mixes
-
     parts = [(k, fix) for k, fix, on in (
         ("train.ema", "train.ema=0", recipe.train.ema),
-        ("augment.mixup/cutmix", "augment.mixup=0 and augment.cutmix=0", mixes(recipe))) if on]
+        ("augment.mixup/cutmix", "augment.mix_prob=0", recipe.augment.mixes)) if on]
     if parts:
         raise CnnedgeError(f"recipe {recipe.name}: {' and '.join(k for k, _ in parts)} "
                            f"{'does' if len(parts) == 1 else 'do'} not work multi-worker; set "

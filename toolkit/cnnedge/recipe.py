@@ -56,6 +56,11 @@ class AugmentConfig:
     mix_prob: float = 1.0  # share of images mixed once the ramp is done
     mix_ramp: Tuple[float, float] = (0.0, 0.0)  # fractions of train.epochs: 0 until [0], full at [1]
 
+    @property
+    def mixes(self) -> bool:
+        """Whether training images are mixed at all."""
+        return (self.mixup > 0 or self.cutmix > 0) and self.mix_prob > 0
+
 
 @dataclass
 class OptimConfig:
@@ -133,7 +138,8 @@ RANGES = (
     ("augment.mixup", _in(0, _INF), ">= 0 (0 = off)"),
     ("augment.cutmix", _in(0, _INF), ">= 0 (0 = off)"),
     ("augment.mix_prob", _in(0, 1, hi_open=False), "in [0, 1]"),
-    ("augment.mix_ramp", lambda v: 0 <= v[0] <= v[1] <= 1, "two fractions 0 <= start <= full <= 1"),
+    ("augment.mix_ramp", lambda v: isinstance(v, (list, tuple)) and len(v) == 2
+     and 0 <= v[0] <= v[1] <= 1 and v[0] < 1, "two fractions 0 <= start <= full <= 1, start < 1"),
     ("train.epochs", _in(1, _INF), ">= 1"),
     ("train.batch_size", _in(1, _INF), ">= 1"),
     ("train.label_smoothing", _in(0, 1), "in [0, 1)"),
@@ -157,6 +163,10 @@ def check(recipe: Recipe) -> Recipe:
         if not ok(value):
             raise CnnedgeError(f"recipe {recipe.name}: {key}={value!r} is out of range; it must "
                                f"be {what}")
+    d = recipe.data
+    if recipe.augment.mixes and d.keep_size and d.batch_mode == "pad":
+        raise CnnedgeError(f"recipe {recipe.name}: augment.mixup/cutmix mix the images of a batch, "
+                           "which data.batch_mode=pad pads to one size; set data.batch_mode=bucket")
     if recipe.train.ema_bn_images and not recipe.train.ema:
         raise CnnedgeError(f"recipe {recipe.name}: train.ema_bn_images recomputes the BN "
                            "statistics of the weight average; set train.ema too (e.g. 0.999)")

@@ -95,7 +95,8 @@ def compile_model(model, recipe: Recipe, steps_per_epoch: int, optimizer=None,
 def datasets(src, recipe: Recipe, teachers=None, first_epoch: int = 0, mix: bool = True):
     """(train, val or None, steps_per_epoch): one-hot labels for the smoothed loss, train images
     mixed from ``first_epoch`` on if ``mix`` and the recipe says so (cnnedge.data.mix), with the
-    ``teachers``' mean logits appended to them when distilling (cnnedge.distill)."""
+    ``teachers``' mean logits appended to them when distilling (cnnedge.distill), or each
+    image's class weight (``train.class_weights``) as a third element."""
     from cnnedge.backend import tf
     from cnnedge.data.augment import build_augment
     from cnnedge.data.mix import mix_for
@@ -118,6 +119,10 @@ def datasets(src, recipe: Recipe, teachers=None, first_epoch: int = 0, mix: bool
                          cache=recipe.data.cache, repeat=True, drop_remainder=True)
     train = train.map(onehot, num_parallel_calls=tf.data.AUTOTUNE)
     train = mix_for(train, recipe, steps, first_epoch) if mix else train
+    cw = class_weights(src, recipe)
+    if cw is not None:  # per image, so that a mixed label weighs by its shares (fit's is argmax)
+        w = tf.constant([cw[i] for i in range(k)], tf.float32)
+        train = train.map(lambda x, y: (x, y, tf.linalg.matvec(y, w)))
     val = None
     if "val" in src.info.split_sizes and src.num_examples("val") > 0:
         val = src.pipeline("val", batch_size=t.batch_size, cache=recipe.data.cache,
@@ -135,7 +140,7 @@ def datasets(src, recipe: Recipe, teachers=None, first_epoch: int = 0, mix: bool
 
 
 # ----------------------------------------------------------------------------- callbacks
-def _make_checkpointer(run: Run, state: dict, stop=None, ema=None, val=None):
+def _make_checkpointer(run: Run, state: dict, stop=None, ema=None, val=None, mixed=False):
     from cnnedge.backend import keras
 
     class RunCheckpoint(keras.callbacks.Callback):
@@ -164,7 +169,8 @@ def _make_checkpointer(run: Run, state: dict, stop=None, ema=None, val=None):
                 if val is not None:
                     r = self.model.evaluate(val, verbose=0, return_dict=True)
                     row.update(val_loss=r["loss"], val_accuracy=r["accuracy"])
-            score = row["val_accuracy"] if row["val_accuracy"] is not None else row["accuracy"]
+            score = row["val_accuracy"]  # else train accuracy; on mixed labels: the latest epoch
+            score = (epoch + 1.0 if mixed else row["accuracy"]) if score is None else score
             if score is not None and score > state.get("best_score", -1.0):
                 with atomic_path(run.model_path("float")) as tmp:
                     self.model.save(tmp)
@@ -357,7 +363,7 @@ def _train(run, recipe, src, state, model, data, *, strategy, dist, verbose, ext
         callbacks = [
             *extra_callbacks,  # BackupAndRestore first: it sets the epoch a restarted job resumes
             *([ema] if ema else []),
-            _make_checkpointer(run, state, ctrl_c.stop, ema, val_ds),
+            _make_checkpointer(run, state, ctrl_c.stop, ema, val_ds, recipe.augment.mixes),
             keras.callbacks.TensorBoard(log_dir=str(run / Run.TENSORBOARD), update_freq="epoch",
                                         profile_batch=0, write_graph=False),
         ]
@@ -369,7 +375,7 @@ def _train(run, recipe, src, state, model, data, *, strategy, dist, verbose, ext
             with ctrl_c, src.guard("train"):
                 model.fit(train_ds, epochs=recipe.train.epochs, initial_epoch=first,
                           steps_per_epoch=steps, validation_data=val_ds, callbacks=callbacks,
-                          verbose=verbose, class_weight=class_weights(src, recipe))
+                          verbose=verbose)
         state["train_seconds"] = spent + (time.time() - t0)
         if not report:
             return TrainResult(run.path, {})

@@ -7,9 +7,9 @@ mixed by the same ``lam`` (for CutMix, the area actually kept after clipping the
 on, each image picks one of them at even odds (timm's ``Mixup`` does the same per batch).
 ``p`` is 0 before ``ramp[0]`` of the epochs, grows linearly to ``prob`` at ``ramp[1]`` and stays
 there: the model learns clean images first and meets the harder mixed targets late. The draws
-are stateless functions of (seed, batch number), so a resumed run mixes exactly as an
-uninterrupted one; the batch number tells the epoch, because training batches repeat without
-end and Keras takes ``steps`` of them per epoch.
+are stateless functions of (seed, batch number), so the ramp and the draws of a resumed run
+continue where they stopped; the batch number tells the epoch, because training batches repeat without
+end and Keras takes ``steps`` of them per epoch from one iterator (tested through ``fit``).
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ def mix_probability(epoch, epochs: int, prob: float, ramp) -> float:
 
 def _beta(alpha: float, n, seed):
     """``n`` draws of Beta(alpha, alpha) (gamma ratio; 0.5 where both draws underflow)."""
-    a = tf.random.stateless_gamma([n], seed, alpha)
-    b = tf.random.stateless_gamma([n], seed + [0, 1], alpha)
+    s = tf.random.experimental.stateless_split(seed, 2)
+    a = tf.random.stateless_gamma([n], s[0], alpha)
+    b = tf.random.stateless_gamma([n], s[1], alpha)
     return tf.where(a + b > 0, a / tf.maximum(a + b, 1e-30), 0.5)
 
 
@@ -58,8 +59,7 @@ def mix_batch(images, labels, p, seed, mixup: float = 0.0, cutmix: float = 0.0):
     labels = tf.convert_to_tensor(labels, tf.float32)
     shape = tf.shape(images)
     n = shape[0]
-    seed = tf.cast(seed, tf.int64)
-    s = [seed + [0, 10 * k] for k in range(5)]
+    s = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 5)  # independent streams
     on = tf.random.stateless_uniform([n], s[0]) < p
     other, other_labels = tf.reverse(images, [0]), tf.reverse(labels, [0])
     lam = tf.ones([n])
@@ -95,15 +95,9 @@ def mix_batches(ds, *, mixup: float, cutmix: float, prob: float, ramp, epochs: i
     return tf.data.Dataset.zip((ds, counter)).map(fn, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def mixes(recipe) -> bool:
-    """Whether ``recipe`` mixes training images at all."""
-    a = recipe.augment
-    return (a.mixup > 0 or a.cutmix > 0) and a.mix_prob > 0
-
-
 def mix_for(ds, recipe, steps: int, first_epoch: int = 0):
     """``ds`` mixed as ``recipe.augment`` says (unchanged when it does not mix)."""
-    if not mixes(recipe):
+    if not recipe.augment.mixes:
         return ds
     a = recipe.augment
     return mix_batches(ds, mixup=a.mixup, cutmix=a.cutmix, prob=a.mix_prob, ramp=a.mix_ramp,
@@ -111,4 +105,4 @@ def mix_for(ds, recipe, steps: int, first_epoch: int = 0):
                        seed=recipe.train.seed)
 
 
-__all__ = ["mix_batch", "mix_batches", "mix_for", "mix_probability", "mixes"]
+__all__ = ["mix_batch", "mix_batches", "mix_for", "mix_probability"]

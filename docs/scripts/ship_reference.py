@@ -36,7 +36,8 @@ def s_input(run: Run) -> tuple:
 def recompress(path: Path) -> None:
     """Keras stores the .keras zip uncompressed; deflate it (about 10 % smaller, same bytes)."""
     tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
+    with zipfile.ZipFile(path) as src, \
+            zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
         for item in src.infolist():
             dst.writestr(item.filename, src.read(item.filename))
     tmp.replace(path)

@@ -161,12 +161,42 @@ def test_mixing_padded_variable_size_batches_is_refused(easy_idx):  # noqa: F811
                                      "data.batch_mode": "bucket"}))
 
 
-def test_without_validation_the_latest_mixed_epoch_is_kept(easy_idx, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("mixed, best", [(True, 3), (False, 1)])
+def test_without_validation_the_latest_mixed_epoch_is_kept(tmp_path, mixed, best):
+    """Accuracy on mixed labels falls as the ramp mixes more: it must not pick the checkpoint."""
+    from cnnedge.backend import keras
+    from cnnedge.run import Run
+    from cnnedge.train import _make_checkpointer
+
+    model = keras.Sequential([keras.layers.Dense(2, input_shape=(3,))])
+    model.compile(optimizer="adam", loss="mse")
+    state = {"epoch": 0}
+    cb = _make_checkpointer(Run.create(tmp_path, "r", "x"), state, mixed=mixed)
+    cb.set_model(model)
+    cb.on_train_begin()
+    for epoch, acc in enumerate([0.9, 0.6, 0.5]):
+        cb.on_epoch_begin(epoch)
+        cb.on_epoch_end(epoch, {"loss": 1.0, "accuracy": acc})
+    assert (state["best_epoch"], state["best_score"]) == (best, [0.9, 0.6, 0.5][best - 1])
+
+
+def test_without_validation_a_mixed_run_reports_an_accuracy(easy_idx, tmp_path):  # noqa: F811
     from cnnedge.train import train
 
     res = train(small_recipe(easy_idx, **{"augment.cutmix": 1.0, "data.val_fraction": 0,
                                           "train.epochs": 3}), runs_dir=tmp_path, verbose=0)
-    assert json.loads((res.run_dir / "state.json").read_text())["best_epoch"] == 3
+    summary = json.loads((res.run_dir / "summary.json").read_text())
+    assert summary["best_epoch"] == 3 and 0 <= summary["best_val_accuracy"] <= 1
+
+
+def test_a_ramp_that_starts_after_the_last_epoch_begins_is_refused(easy_idx):  # noqa: F811
+    from cnnedge.recipe import check
+
+    with pytest.raises(CnnedgeError, match="no image would be mixed"):
+        check(small_recipe(easy_idx, **{"augment.cutmix": 1.0, "train.epochs": 10,
+                                         "augment.mix_ramp": "[0.9,1.0]"}))
+    check(small_recipe(easy_idx, **{"augment.cutmix": 1.0, "train.epochs": 10,
+                                     "augment.mix_ramp": "[0.85,1.0]"}))
 
 
 def test_bad_mix_ramp_from_the_command_line(tmp_path):

@@ -104,9 +104,11 @@ def layers(steps: int) -> list:
 
 
 def _child(args: list) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(args)],
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    r = subprocess.run([sys.executable, __file__, "--child", json.dumps(args)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(f"{args[0]} {args[1:]} failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:

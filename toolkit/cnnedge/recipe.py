@@ -167,6 +167,12 @@ def check(recipe: Recipe) -> Recipe:
     if recipe.augment.mixes and d.keep_size and d.batch_mode == "pad":
         raise CnnedgeError(f"recipe {recipe.name}: augment.mixup/cutmix mix the images of a batch, "
                            "which data.batch_mode=pad pads to one size; set data.batch_mode=bucket")
+    start, full = recipe.augment.mix_ramp
+    last = (recipe.train.epochs - 1) / recipe.train.epochs  # where the last epoch starts
+    if recipe.augment.mixes and (last < start or (full > start and last == start)):
+        raise CnnedgeError(f"recipe {recipe.name}: augment.mix_ramp starts at {start} of "
+                           f"train.epochs={recipe.train.epochs}, after the last epoch begins, so "
+                           "no image would be mixed; start it earlier")
     if recipe.train.ema_bn_images and not recipe.train.ema:
         raise CnnedgeError(f"recipe {recipe.name}: train.ema_bn_images recomputes the BN "
                            "statistics of the weight average; set train.ema too (e.g. 0.999)")

@@ -169,9 +169,9 @@ def _make_checkpointer(run: Run, state: dict, stop=None, ema=None, val=None, mix
                 if val is not None:
                     r = self.model.evaluate(val, verbose=0, return_dict=True)
                     row.update(val_loss=r["loss"], val_accuracy=r["accuracy"])
-            score = row["val_accuracy"]  # else train accuracy; on mixed labels: the latest epoch
-            score = (epoch + 1.0 if mixed else row["accuracy"]) if score is None else score
-            if score is not None and score > state.get("best_score", -1.0):
+            score, latest = row["val_accuracy"], mixed and row["val_accuracy"] is None
+            score = row["accuracy"] if score is None else score  # mixed: the latest epoch wins
+            if score is not None and (latest or score > state.get("best_score", -1.0)):
                 with atomic_path(run.model_path("float")) as tmp:
                     self.model.save(tmp)
                 state.update(best_score=float(score), best_epoch=epoch + 1)

@@ -3,6 +3,8 @@ the label-half accuracy, teacher targets in the pipeline, a distilled run that r
 bad teacher settings. Small generated IDX data (seconds)."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -93,6 +95,13 @@ def test_distilled_run_trains_and_resumes(easy_idx, tmp_path, monkeypatch):  # n
     # the student's best.keras is a plain model: no teacher inside it
     best = models.load_model(run / "best.keras", compile=False)
     assert best.count_params() == models.load_model(teacher / "best.keras").count_params()
+    # ... that a fresh process loads without importing the training code (as export/eval do)
+    load = ("import sys; from cnnedge.models import load_model; "
+            "load_model(sys.argv[1]); assert 'cnnedge.distill' not in sys.modules")
+    for f in ("best.keras", "last.keras"):
+        r = subprocess.run([sys.executable, "-c", load, str(run / f)], capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
 
     # a run killed after epoch 1 resumes from last.keras with the distillation loss
     state = json.loads((run / "state.json").read_text())
@@ -119,6 +128,15 @@ def test_bad_distill_settings(easy_idx, tmp_path, sets, message):  # noqa: F811
     with pytest.raises(CnnedgeError, match=message):
         train(recipe, runs_dir=tmp_path, name="bad", verbose=0)
     assert not (tmp_path / "fashion_mnist_tiny" / "bad").exists()  # refused before the run dir
+
+
+def test_teacher_by_reference_checkpoint_name():
+    from cnnedge import weights
+    from cnnedge.distill import check_config
+    from cnnedge.recipe import DistillConfig
+
+    assert check_config(DistillConfig(teachers=("fashion_mnist",))) == [
+        weights.path("fashion_mnist")]
 
 
 def test_teacher_of_another_dataset_is_refused(easy_idx, tmp_path):  # noqa: F811

@@ -1,6 +1,7 @@
 """Where a training step's time goes on this CPU: input pipeline, step, threads, layer kinds.
 
     python docs/scripts/profile_train_step.py --recipe cifar10_mix [--steps 40]
+    python docs/scripts/profile_train_step.py --recipe cifar10 --set model.name=gmp_res10
 
 Each configuration runs in a fresh process (TensorFlow fixes its thread pools at start-up):
 1. the recipe's training input alone (``cnnedge.train.datasets``: cached decode, augmentation,
@@ -10,7 +11,9 @@ Each configuration runs in a fresh process (TensorFlow fixes its thread pools at
 3. forward + backward of single layers at the shapes the model has (dense 3×3 at full
    resolution, depthwise 3×3, pointwise 1×1, batch norm + ReLU, add) in ms per batch of 128 and
    per million MACs, on all threads: which layer kinds oneDNN runs well.
-Prints markdown tables; the machine is the one ``lscpu`` names.
+``--set KEY=VALUE`` overrides the recipe as ``cnnedge train --set`` does: another model for the
+step rows (32×32×3, batch 128 and 256 always), another batch size or augmentation for the input
+rows. Prints markdown tables; the machine is the one ``lscpu`` names.
 """
 
 import argparse
@@ -28,13 +31,18 @@ def _tf(threads: int):
     return tf
 
 
-def pipeline(recipe_name: str, threads: int, steps: int) -> dict:
+def _recipe(name: str, overrides: list):
+    from cnnedge.recipe import apply_overrides, check, load_recipe
+
+    return check(apply_overrides(load_recipe(name), overrides))
+
+
+def pipeline(recipe_name: str, overrides: list, threads: int, steps: int) -> dict:
     _tf(threads)
-    from cnnedge.recipe import load_recipe
     from cnnedge.run import open_data
     from cnnedge.train import datasets
 
-    recipe = load_recipe(recipe_name)
+    recipe = _recipe(recipe_name, overrides)
     src = open_data(recipe)
     ds, _, per_epoch = datasets(src, recipe, first_epoch=recipe.train.epochs - 1)  # mixing on
     it = iter(ds)
@@ -46,13 +54,12 @@ def pipeline(recipe_name: str, threads: int, steps: int) -> dict:
     return {"images_per_s": steps * recipe.train.batch_size / (time.perf_counter() - t0)}
 
 
-def step(recipe_name: str, threads: int, steps: int, batch: int) -> dict:
+def step(recipe_name: str, overrides: list, threads: int, steps: int, batch: int) -> dict:
     tf = _tf(threads)
     from cnnedge import models
-    from cnnedge.recipe import load_recipe
     from cnnedge.train import compile_model
 
-    recipe = load_recipe(recipe_name)
+    recipe = _recipe(recipe_name, overrides)
     model = models.create_model(recipe.model.name, num_classes=10, channels=3, **recipe.model.kwargs)
     compile_model(model, recipe, steps_per_epoch=100)
     x = tf.random.uniform([batch, 32, 32, 3], 0, 255)
@@ -114,6 +121,7 @@ def _child(args: list) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--recipe", default="cifar10")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--child")
     a = ap.parse_args()
@@ -121,13 +129,14 @@ def main() -> None:
         kind, *rest = json.loads(a.child)
         print(json.dumps({"pipeline": pipeline, "step": step, "layers": layers}[kind](*rest)))
         return
-    print(f"| {a.recipe} | intra-op threads | batch | images/s |\n|---|---|---|---|")
+    title = " ".join([a.recipe, *(f"--set {o}" for o in a.set)])
+    print(f"| {title} | intra-op threads | batch | images/s |\n|---|---|---|---|")
     for threads in (1, 2):
-        r = _child(["pipeline", a.recipe, threads, a.steps])
+        r = _child(["pipeline", a.recipe, a.set, threads, a.steps])
         print(f"| training input alone | {threads} | recipe | {r['images_per_s']:,.0f} |")
     for threads in (1, 2):
         for batch in (128, 256):
-            r = _child(["step", a.recipe, threads, max(5, a.steps * 128 // batch), batch])
+            r = _child(["step", a.recipe, a.set, threads, max(5, a.steps * 128 // batch), batch])
             print(f"| training step alone | {threads} | {batch} | {r['images_per_s']:,.0f} |")
     print("\n| layer (forward + backward, batch 128, all threads) | ms | M MACs | ms per G MAC |\n"
           "|---|---|---|---|")

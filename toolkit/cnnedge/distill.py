@@ -3,11 +3,11 @@
     recipe.distill = DistillConfig(teachers=("runs/cifar10/a", "runs/cifar10/b"),
                                    temperature=4.0, alpha=0.9)
 
-Teachers are trained cnnedge runs (their ``best.keras``) or ``.keras`` files. They run in
-inference mode on the *same augmented batch* the student sees, inside the input pipeline, and
-their mean logits travel with the one-hot labels as one target tensor ``[labels | teacher]``
-(shape ``(batch, 2K)``). The student stays a plain Keras model compiled with
-:class:`DistillLoss` (Hinton et al. 2015)::
+Teachers are trained cnnedge runs (their ``best.keras``), ``.keras`` files or the name of a
+shipped reference checkpoint (``cifar10``). They run in inference mode on the *same augmented
+batch* the student sees, inside the input pipeline, and their mean logits travel with the
+one-hot labels as one target tensor ``[labels | teacher]`` (shape ``(batch, 2K)``). The student
+stays a plain Keras model compiled with :class:`DistillLoss` (Hinton et al. 2015)::
 
     loss = (1 - alpha) * CE(labels, student) + alpha * T² * KL(softmax(t/T) || softmax(s/T))
 
@@ -20,52 +20,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from cnnedge.backend import keras, tf
+from cnnedge.backend import tf
 from cnnedge.errors import CnnedgeError
-from cnnedge.run import Run
-
-
-@keras.utils.register_keras_serializable(package="cnnedge")
-class DistillLoss(keras.losses.Loss):
-    """Loss on ``y_true = [one-hot labels | teacher logits]`` and student logits."""
-
-    def __init__(self, num_classes: int, temperature: float = 4.0, alpha: float = 0.9,
-                 label_smoothing: float = 0.0, name: str = "distill_loss", **kw):
-        super().__init__(name=name, **kw)
-        self.num_classes = int(num_classes)
-        self.temperature = float(temperature)
-        self.alpha = float(alpha)
-        self.label_smoothing = float(label_smoothing)
-
-    def call(self, y_true, y_pred):
-        k, t = self.num_classes, self.temperature
-        labels, teacher = y_true[:, :k], y_true[:, k:]
-        ce = keras.losses.categorical_crossentropy(
-            labels, y_pred, from_logits=True, label_smoothing=self.label_smoothing)
-        p_teacher = tf.nn.softmax(teacher / t)
-        kl = tf.reduce_sum(
-            p_teacher * (tf.nn.log_softmax(teacher / t) - tf.nn.log_softmax(y_pred / t)), -1)
-        return (1.0 - self.alpha) * ce + self.alpha * (t * t) * kl
-
-    def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes,
-                "temperature": self.temperature, "alpha": self.alpha,
-                "label_smoothing": self.label_smoothing}
-
-
-@keras.utils.register_keras_serializable(package="cnnedge")
-class LabelAccuracy(keras.metrics.CategoricalAccuracy):
-    """Top-1 accuracy against the label half of a ``[labels | teacher]`` target."""
-
-    def __init__(self, num_classes: int, name: str = "accuracy", **kw):
-        super().__init__(name=name, **kw)
-        self.num_classes = int(num_classes)
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        return super().update_state(y_true[:, :self.num_classes], y_pred, sample_weight)
-
-    def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes}
+from cnnedge.models.objectives import DistillLoss, LabelAccuracy  # noqa: F401 (re-exported)
+from cnnedge.weights import weights_file
 
 
 def check_config(cfg) -> List[Path]:
@@ -74,7 +32,7 @@ def check_config(cfg) -> List[Path]:
         raise CnnedgeError(f"distill.alpha must be in [0, 1], got {cfg.alpha}")
     if cfg.temperature <= 0:
         raise CnnedgeError(f"distill.temperature must be > 0, got {cfg.temperature}")
-    return [Run.model_file(p, "distill teacher") for p in cfg.teachers]
+    return [weights_file(p, "distill teacher") for p in cfg.teachers]
 
 
 def load_teachers(cfg, num_classes: int, channels: int) -> List:

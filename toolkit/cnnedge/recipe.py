@@ -96,7 +96,7 @@ class QATConfig:
 
 @dataclass
 class DistillConfig:
-    teachers: Tuple[str, ...] = ()  # run dirs (their best.keras) or .keras files; () = off
+    teachers: Tuple[str, ...] = ()  # run dirs, .keras files, reference names; () = off
     temperature: float = 4.0  # softens teacher and student logits in the KD term
     alpha: float = 0.9  # weight of the KD term; 1 - alpha weighs the label cross-entropy
     # teachers also label the mirror image of each view and their logits are averaged (flip

@@ -1,7 +1,8 @@
 """The GMP model family: compact strided-conv CNNs with a global-max-pooling head (timm style).
 
 One file per part: ``_registry`` (names -> builders), ``gmp`` (the family), ``baselines``
-(fixed-size Flatten models), ``graph`` (input sizes, params, MACs), ``saving`` (loading).
+(fixed-size Flatten models), ``graph`` (input sizes, params, MACs), ``saving`` (loading),
+``objectives`` (the training losses and metrics a saved config may name).
 
     m = create_model("gmp_s", num_classes=10, channels=1)   # any H×W >= min_input_size(m)
     list_models(); model_help("gmp_s"); summary_dict(m, (28, 28, 1))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cnnedge.backend import keras
 from cnnedge.errors import CnnedgeError
+from cnnedge.models import objectives  # noqa: F401 (registers the classes a config may name)
 
 
 def quantize_scope():

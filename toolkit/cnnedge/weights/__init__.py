@@ -45,14 +45,15 @@ def info(name: str) -> dict:
         raise CnnedgeError(f"cannot read {p}: {e}")
 
 
-def weights_file(source) -> Path:
-    """``model.weights``: a shipped reference checkpoint's name (``cifar10``), a run directory
-    (its best model) or a .keras file."""
+def weights_file(source, what: str = "model.weights") -> Path:
+    """A shipped reference checkpoint's name (``cifar10``), a run directory (its best model) or a
+    .keras file, as ``model.weights`` and ``distill.teachers`` take them; ``what`` names the
+    setting in the error."""
     if is_reference(source) and not Path(source).exists():
         return path(source)
     from cnnedge.run import Run
 
-    return Run.model_file(source, "model.weights")
+    return Run.model_file(source, what)
 
 
 def init_weights(model, source) -> str:

@@ -201,6 +201,7 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] | None = None,
         proc_ms: list[float] = []
         e2e_ms: list[float] = []
         n, fps, dt_avg, frozen, last, last_frame, batch = 0, 0.0, 0.0, False, None, None, None
+        stopped = None
         t0, cpu0 = time.perf_counter(), time.process_time()
         t_prev = t0
         src.start()
@@ -282,6 +283,9 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] | None = None,
                         on_key(key, f.image)
         except KeyboardInterrupt:
             echo("interrupted; finishing the video and log")
+        except C.CollectError as e:  # the images saved so far and their log are kept
+            stopped = CnnedgeError(f"{e}; collecting stopped with {sum(collector.saved.values())}"
+                                   f" images saved" + (f", log {log.path} kept" if log else ""))
         if video is not None:
             video.close()  # flush the encoder queue: part of the measured time
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
@@ -319,6 +323,8 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] | None = None,
         if log is not None:
             log.write({"summary": summary})
         ok = True
+        if stopped is not None:
+            raise stopped
         return summary
     finally:
         src.close()

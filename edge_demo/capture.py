@@ -11,7 +11,8 @@ Two reading disciplines:
   the result is deterministic (this is what the tests rely on). A folder is walked recursively
   in sorted path order (hidden files and folders and ``__MACOSX`` skipped) and decoded by
   :func:`cnnedge.preprocess.read_image`, like ``cnnedge predict``; an image that does not decode
-  is skipped with a warning (``on_skip``), not the end of the run.
+  (or is no regular file, a FIFO say, which is never opened) is skipped with a warning
+  (``on_skip``), not the end of the run.
 
 Only OpenCV and numpy are used here.
 """
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from cnnedge import imagefile
 from cnnedge import preprocess as P
 from cnnedge.errors import CnnedgeError
 
@@ -262,7 +264,10 @@ class LiveSource(Source):
         self._thread = threading.Thread(target=self._run, name=f"capture:{self.kind}", daemon=True)
 
     def _open(self):
-        cap = cv2.VideoCapture(self._target)
+        try:
+            cap = cv2.VideoCapture(self._target)
+        except cv2.error as e:  # e.g. an index OpenCV cannot take
+            raise CnnedgeError(f"cannot open {self.kind} {self.spec}: {P.cv_cause(e)}") from None
         if isinstance(self._target, int) and cap.isOpened():
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # drivers that honour it queue 1 frame, not 4
         return cap
@@ -354,6 +359,9 @@ def open_source(spec, reconnect: int = 3, start: bool = True, on_skip=None) -> S
     of a folder that does not decode."""
     text = str(spec).strip()
     if text.isdigit():
+        if int(text) > P.MAX_CAMERA:
+            raise CnnedgeError(f"cannot open camera {text}: no such camera index (OpenCV takes "
+                               f"0 to {P.MAX_CAMERA})")
         src: Source = LiveSource(text, int(text), reconnect=reconnect)
     elif text.lower().startswith(URL_PREFIXES):
         src = LiveSource(text, text, reconnect=reconnect)
@@ -364,6 +372,8 @@ def open_source(spec, reconnect: int = 3, start: bool = True, on_skip=None) -> S
         if not path.exists():
             raise CnnedgeError(f"no such file or folder: {text} (--source takes a camera index "
                                f"like 0, a video, an image, a folder of images or a URL)")
+        if not path.is_dir():  # a FIFO or device would block the reader: never opened
+            imagefile.check_regular(path)
         if path.is_dir() or path.suffix.lower() in IMAGE_EXTS:
             src = ImageSource(path, on_skip=on_skip)
         else:

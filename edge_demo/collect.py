@@ -21,7 +21,7 @@ import numpy as np
 
 from cnnedge import preprocess as P
 from cnnedge.errors import CnnedgeError
-from cnnedge.utils import folder_name  # noqa: F401 (the demo's name for it)
+from cnnedge.utils import default_mode, folder_name  # noqa: F401 (folder_name: the demo's name for it)
 
 FULL = ".full"
 KEYS = "1234567890"  # key 1 is the first label, ..., key 0 the tenth
@@ -85,6 +85,10 @@ def check(root, labels: list[str]) -> Path:
     return root
 
 
+class CollectError(CnnedgeError):
+    """An image could not be saved (a full disk): the run stops, keeping what it collected."""
+
+
 class Collector:
     """Saves ROI crops (and full frames) under their labels; ``counts`` per label in the folder."""
 
@@ -129,12 +133,12 @@ class Collector:
                 break
             n += 1  # another collector took this number meanwhile
         self._n[label] = n + 1
-        if full_png is not None:
-            _place(full_png, self.root / FULL / label / path.name, replace=True)
-        self.counts[label] += 1
+        self.counts[label] += 1  # counted before the full frame: a failure there keeps the crop
         self.saved[label] += 1
         rel = f"{label}/{path.name}"
         self.files.append(rel)
+        if full_png is not None:
+            _place(full_png, self.root / FULL / label / path.name, replace=True)
         return rel
 
     def lines(self) -> list[str]:
@@ -160,10 +164,11 @@ def _place(data: bytes, path: Path, replace: bool = False) -> bool:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise CnnedgeError(f"cannot write {path}: {e.strerror or e}") from None
+        raise CollectError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        default_mode(tmp)
         if replace:
             os.replace(tmp, path)
             return True
@@ -177,7 +182,7 @@ def _place(data: bytes, path: Path, replace: bool = False) -> bool:
             os.replace(tmp, path)
         return True
     except OSError as e:
-        raise CnnedgeError(f"cannot write {path}: {e.strerror or e}") from None
+        raise CollectError(f"cannot write {path}: {e.strerror or e}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -93,11 +93,27 @@ class JsonLog:
         self.path = path
 
     def write(self, rec: dict) -> None:
-        self._f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        try:
+            self._f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        except OSError as e:  # a full disk: the file is named, the temporary file removed
+            self._fail(e)
 
     def close(self, commit: bool | None = None) -> None:
-        self._f.close()
+        if self._f.closed:
+            return
+        try:
+            self._f.close()
+        except OSError as e:
+            self._fail(e)
         _finish(self.path, commit)
+
+    def _fail(self, e: OSError):
+        try:
+            self._f.close()
+        except OSError:
+            pass  # the buffered rest cannot be written either
+        _finish(self.path, False)
+        raise CnnedgeError(f"cannot write log {self.path}: {e.strerror or e}") from None
 
 
 def _tmp(path: Path) -> Path:

@@ -228,10 +228,10 @@ def test_cli_compare_and_gates(run_dir, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--fail-under", "speed=0.8"], "needs --compare"),
     (["--fail-under", "latency=3"], "--fail-under expects"),
-    (["--threads", "0"], "--threads expects"),
+    (["--threads", "0"], "--threads 0 is out of range"),
     (["--runtime", "litert-reff"], "did you mean 'litert-ref'"),
     (["--compare", "/nonexistent/bench.json"], "cannot read"),
-    (["-n", "0"], "-n must be"),
+    (["-n", "0"], "-n 0 is out of range"),
 ])
 def test_cli_bad_input(run_dir, args, message, capsys):
     rc = main(["bench", str(run_dir / "export" / "model_int8.tflite"), "--quick", *args])

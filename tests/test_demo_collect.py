@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import tree
 
 cv2 = pytest.importorskip("cv2")
 
@@ -33,11 +34,6 @@ def run_cli(*args) -> int:
 def read_log(path):
     lines = [json.loads(s) for s in Path(path).read_text().splitlines()]
     return [r for r in lines if "frame" in r], lines[-1]["summary"]
-
-
-def tree(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
 
 
 def write_avi(path: Path, colours, size=(320, 240)) -> Path:

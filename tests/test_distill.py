@@ -114,8 +114,10 @@ def test_distilled_run_trains_and_resumes(easy_idx, tmp_path, monkeypatch):  # n
 
 @pytest.mark.parametrize("sets,message", [
     (["distill.teachers=[/nonexistent/run]"], "no model at"),
-    (["distill.teachers=[{teacher}]", "distill.alpha=1.5"], "distill.alpha must be in"),
-    (["distill.teachers=[{teacher}]", "distill.temperature=0"], "distill.temperature must be"),
+    (["distill.teachers=[{teacher}]", "distill.alpha=1.5"],
+     r"distill.alpha=1.5 is out of range; it must be in \[0, 1\]"),
+    (["distill.teachers=[{teacher}]", "distill.temperature=0"],
+     r"distill.temperature=0.0 is out of range; it must be in \(0, 100\]"),
 ])
 def test_bad_distill_settings(easy_idx, tmp_path, sets, message):  # noqa: F811
     from cnnedge import models
@@ -123,8 +125,9 @@ def test_bad_distill_settings(easy_idx, tmp_path, sets, message):  # noqa: F811
 
     teacher = tmp_path / "t.keras"
     models.create_model("gmp_xs", num_classes=10, channels=1).save(teacher)
-    recipe = apply_overrides(small_recipe(easy_idx), [s.format(teacher=teacher) for s in sets])
-    with pytest.raises(CnnedgeError, match=message):
+    with pytest.raises(CnnedgeError, match=message):  # values: when set; teachers: by train
+        recipe = apply_overrides(small_recipe(easy_idx),
+                                 [s.format(teacher=teacher) for s in sets])
         train(recipe, runs_dir=tmp_path, name="bad", verbose=0)
     assert not (tmp_path / "fashion_mnist_tiny" / "bad").exists()  # refused before the run dir
 

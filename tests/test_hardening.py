@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import one_error, tree
 from test_data_helpers import write_folder
 from test_train import easy_idx  # noqa: F401 - a fixture
 
@@ -24,22 +25,6 @@ def train_args(data, tmp_path, *extra):
             "--set", "qat.enabled=false", "--set", "train.eval_images=64", *extra]
 
 
-def one_error(capsys, rc, *needles):
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    for n in needles:
-        assert n in err, (n, err)
-    return err
-
-
-def tree(folder: Path) -> dict:
-    """Every file under ``folder`` with its bytes: 'nothing lost' means this is unchanged."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
-
-
 @pytest.fixture(scope="module")
 def finished(easy_idx, tmp_path_factory):  # noqa: F811
     root = tmp_path_factory.mktemp("finished")
@@ -51,7 +36,7 @@ def finished(easy_idx, tmp_path_factory):  # noqa: F811
 @pytest.mark.parametrize("setting, needle", [
     ("model.name=gmp_ss", "unknown model 'gmp_ss'"),
     ("optim.lr=-1", "optim.lr=-1.0 is out of range"),
-    ("distill.alpha=2", "distill.alpha must be in [0, 1]"),
+    ("distill.alpha=2", "distill.alpha=2.0 is out of range; it must be in [0, 1]"),
     ("train.label_smoothing=5", "train.label_smoothing=5.0 is out of range"),
     ("train.steps_per_epoch=0", "train.steps_per_epoch=0 is out of range"),
     ("train.epochs=0", "train.epochs=0 is out of range"),
@@ -162,7 +147,7 @@ def test_corrupt_models_and_bad_options(finished, tmp_path, capsys):
     for cmd in (["eval", str(bad)], ["quantize", str(bad)], ["export", str(bad)]):
         one_error(capsys, main(cmd), str(bad / Run.MODELS["float"]))
     one_error(capsys, main(["train", "--recipe", "fashion_mnist_tiny", "--logical-cpus", "-2"]),
-              "--logical-cpus must be >= 0")
+              "--logical-cpus -2 is out of range")
 
 
 def test_read_only_outputs_fail_before_the_work(finished, tmp_path, capsys, monkeypatch):
@@ -248,9 +233,14 @@ MUTABLE = ["recipe.yaml", "summary.json", "labels.json", "state.json", "best.ker
 
 @pytest.fixture(scope="module")
 def pristine(tiny_run, tmp_path_factory):
-    """A copy of the session's run with its parity report, to mutate."""
+    """A copy of the session's run with its parity report, to mutate; its QAT phase (`quantize`)
+    takes 2 steps and scores 32 images."""
+    from cnnedge.recipe import apply_overrides
+
     copy = tmp_path_factory.mktemp("pristine") / "run"
     shutil.copytree(tiny_run["run"], copy, ignore=shutil.ignore_patterns("tb"))
+    Run(copy).save_recipe(apply_overrides(Run(copy).recipe, ["train.steps_per_epoch=2",
+                                                             "train.eval_images=32"]))
     return copy
 
 
@@ -266,14 +256,38 @@ def _mutate(path: Path, how: str, data: bytes, cut: float):
         path.write_bytes(data)
 
 
+def _run_files(run: Path) -> dict:
+    return {k: v for k, v in tree(run).items() if Path(k).name != ".lock"}  # held while writing
+
+
+def _mutation_commands(run: Path, inputs: Path, out: Path) -> list:
+    """(argv, whether it may write the run, whether its exit 1 is a failed row)."""
+    return [
+        (["eval", run, "-n", "32"], True, False),
+        (["export", run, "-f", "tflite", "-p", "fp32", "--verify", "0"], True, False),
+        (["verify", run, "-n", "32"], True, False),
+        (["quantize", run, "--epochs", "1"], True, False),
+        (["bench", run / "export" / "model_fp32.tflite", "--quick", "-r", "litert", "-t", "1",
+          "-n", "16", "--batch-sizes", "1", "-o", out / "bench"], False, True),
+        (["predict", inputs / "fm0.png", "-m", run, "--json", out / "predict.json"], False, True),
+        (["demo", inputs, "-m", run, "--headless", "--no-video", "--log", out / "demo.jsonl"],
+         False, False),
+    ]
+
+
 def test_mutated_run_directory_gives_one_clean_line(pristine, tmp_path_factory, capsys):
-    """Whatever happens to one file of a run, each command ends in success or one error line,
-    and when it fails, nothing it found in the run directory changed."""
+    """Whatever happens to one file of a run, each command ends in success or one error line
+    (bench and predict: a failed row is a row, with exit 1), and when it fails, nothing it found
+    in the run directory changed; bench, predict and demo only read it."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
+    from PIL import Image
 
-    commands = [["eval", "-n", "32"], ["export", "-f", "tflite", "-p", "fp32", "--verify", "0"],
-                ["verify", "-n", "32"]]
+    from cnnedge.bench.report import STATUS_MARK
+
+    inputs = tmp_path_factory.mktemp("inputs")
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(inputs / "fm0.png")
+    row_line = ("error: ", "warning: ", "note: ", *STATUS_MARK.values())
 
     @settings(max_examples=6, deadline=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
@@ -283,15 +297,20 @@ def test_mutated_run_directory_gives_one_clean_line(pristine, tmp_path_factory, 
         run = tmp_path_factory.mktemp("mutated") / "run"
         shutil.copytree(pristine, run)
         _mutate(run / name, how, data, cut)
-        for cmd in commands:
-            before = tree(run)
-            rc = main([cmd[0], str(run), *cmd[1:]])
+        out = tmp_path_factory.mktemp("outputs")
+        for argv, writes, rows in _mutation_commands(run, inputs, out):
+            cmd = argv[0]
+            before = _run_files(run)
+            rc = main([str(a) for a in argv])
             err = capsys.readouterr().err
             lines = err.strip().splitlines()
             assert "Traceback" not in err, (name, how, cmd, err[-2000:])
-            if rc:
+            if rc == 1 and rows:  # failed rows: each stderr line is a row, a note or an error
+                assert all(line.startswith(row_line) for line in lines), (name, how, cmd, err)
+            elif rc:
                 assert rc in (1, 2) and len(lines) == 1, (name, how, cmd, err)
                 assert lines[0].startswith("error: "), (name, how, cmd, err)
-                assert tree(run) == before, (name, how, cmd, "files changed on failure")
+            if rc or not writes:
+                assert _run_files(run) == before, (name, how, cmd, "files of the run changed")
 
     check()

@@ -71,4 +71,4 @@ def test_qat_phase_of_a_run(easy_idx, tmp_path, capsys):  # noqa: F811
     assert main(["quantize", str(tmp_path / "nope")]) == 2
     assert "no best.keras" in capsys.readouterr().err
     assert main(["quantize", str(res.run_dir), "--epochs", "0"]) == 2
-    assert "at least 1 epoch" in capsys.readouterr().err
+    assert "--epochs 0 is out of range" in capsys.readouterr().err

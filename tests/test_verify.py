@@ -36,11 +36,35 @@ def test_verify_report(run):
     assert json.loads((run / "verify.json").read_text())["passed"] == rep["passed"]
 
 
-def test_verify_cli_gate(run, capsys):
-    # an impossible threshold fails the gate with exit 1 and names the artifact
-    assert main(["verify", str(run), "-n", "200", "--min-fp16", "100.01"]) == 1
+def disagree(monkeypatch, name: str) -> None:
+    """Make the exported file ``name`` disagree with Keras on every image (each top-1 moves to
+    the next class): a gate that fails at the default bars, no impossible one needed (the
+    --min-* options are percentages in [0, 100])."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from cnnedge import runtime
+
+    real = runtime.load
+
+    def load(path, *args, **kwargs):
+        runner = real(path, *args, **kwargs)
+        if Path(path).name == name:
+            predict = runner.predict
+            runner.predict = lambda x, *a, **k: np.roll(predict(x, *a, **k), 1, axis=1)
+        return runner
+
+    monkeypatch.setattr(runtime, "load", load)
+
+
+def test_verify_cli_gate(run, capsys, monkeypatch):
+    # an artifact under its threshold fails the gate with exit 1 and names the artifact
+    disagree(monkeypatch, "model_fp16.tflite")
+    assert main(["verify", str(run), "-n", "200"]) == 1
     cap = capsys.readouterr()
     assert "model_fp16.tflite" in cap.err and "❌" in cap.out
+    monkeypatch.undo()
     assert main(["verify", str(run), "-n", "200", "--min-int8", "0", "--min-fp16", "0", "--min-int8-ptq", "0",
                  "--min-fp32", "0"]) == 0
 

@@ -79,11 +79,14 @@ def test_report_text_names_split_count_interval_and_advice():
     assert "holds only 500 images" in gate_lines(rep)[0]
 
 
-def test_ptq_is_info_unless_gated(tiny_run, capsys):
+def test_ptq_is_info_unless_gated(tiny_run, capsys, monkeypatch):
+    from test_verify import disagree
+
     from cnnedge.cli import main
 
     run = tiny_run["run"]
-    loose = ["--min-int8", "0", "--min-fp32", "0", "--min-fp16", "0", "--min-int8-ptq", "100.01"]
+    disagree(monkeypatch, "model_int8_ptq.tflite")  # under its 98 % bar
+    loose = ["--min-int8", "0", "--min-fp32", "0", "--min-fp16", "0"]
     assert main(["verify", str(run), "-n", "120", *loose]) == 0
     out = capsys.readouterr().out
     assert "--gate-ptq gates it" in out

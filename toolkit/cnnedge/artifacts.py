@@ -80,9 +80,11 @@ EDGE_PREFERENCE = ("tflite-int8", "tflite-fp16", "tflite-fp32", "onnx-int8", "on
 
 def edge_order(runtime: str | None = None) -> list[Artifact]:
     """The rows ``--model RUN`` tries, in EDGE_PREFERENCE order, with the rows ``runtime``
-    runs moved to the front (stable: the order is kept otherwise)."""
+    runs moved to the front (stable: the order is kept otherwise); with ``runtime``, the other
+    files it runs too (the tflm row's fixed-size file)."""
     rows = [get(k) for k in EDGE_PREFERENCE]
     if runtime:
+        rows += [a for a in TABLE if a.filename and a not in rows and runtime in a.runtimes]
         rows.sort(key=lambda a: runtime not in a.runtimes)
     return rows
 

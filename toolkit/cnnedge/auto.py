@@ -30,6 +30,7 @@ from cnnedge.recipe import (
     QATConfig,
     Recipe,
     TrainConfig,
+    check_field,
     parse_image_size,
 )
 
@@ -81,8 +82,9 @@ def auto_recipe(folder, *, image_size=None, weights: str | None = "auto",
     path = Path(folder).expanduser()
     if not path.is_dir():
         raise CnnedgeError(f"--data {folder}: not a folder (expected <folder>/<class>/<images>)")
-    if minutes is not None and float(minutes) <= 0:
-        raise CnnedgeError(f"--minutes must be > 0, got {minutes}")
+    if minutes is not None:
+        minutes = check_field("train.max_minutes", minutes, "--minutes")
+    size = parse_image_size(image_size)  # a size no memory holds: refused before the scan
     src = data.open_dataset(str(path), data_dir=data_dir, keep_size=True)
     names = list(src.info.class_names)
     labels = src.split_index("train").labels
@@ -94,7 +96,6 @@ def auto_recipe(folder, *, image_size=None, weights: str | None = "auto",
              + (f"; its own split(s): {', '.join(s for s in src.splits if s != 'train')}"
                 if len(src.splits) > 1 else "")]
 
-    size = parse_image_size(image_size)
     ref = None
     if weights in (None, "none", ""):
         weights = None

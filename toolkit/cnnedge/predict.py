@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnedge import preprocess
+from cnnedge import artifacts, preprocess
 from cnnedge.errors import CnnedgeError
 from cnnedge.utils import check_writable, folder_name, quiet_stderr
 
@@ -87,6 +87,11 @@ def resolve_model(model, runtime: str | None = None) -> Path:
     for a, f in Run(path).edge_exports(runtime):
         if not runtime or runtime in a.runtimes:
             return f
+    if runtime and runtime not in artifacts.get("keras").runtimes:  # a run's Keras files
+        files = [a.filename for a in artifacts.TABLE if a.filename and runtime in a.runtimes]
+        raise CnnedgeError(f"no file in {path} runs on {runtime} (it runs {', '.join(files)}); "
+                           f"export it first: cnnedge export {model}"
+                           + (" --format tflm" if runtime in artifacts.STATIC_ONLY else ""))
     if Run.is_run(path):
         run = Run(path)
         for kind in ("qat", "float"):
@@ -148,6 +153,8 @@ def expand(sources, every: int = 1, max_frames: int | None = None) -> Iterator[_
                 yield from _frames(str(p), s, every, max_frames)
             else:
                 yield _Item(s, path=p)
+        elif p.exists():  # a FIFO, device or socket: the reader refuses it without opening it
+            yield _Item(s, path=p)
         elif glob.has_magic(s):
             hits = [h for h in sorted(glob.glob(os.path.expanduser(s), recursive=True))
                     if Path(h).is_dir() or Path(h).suffix.lower() in _SUFFIXES]
@@ -159,8 +166,17 @@ def expand(sources, every: int = 1, max_frames: int | None = None) -> Iterator[_
 
 
 def _frames(target, name: str, every: int, max_frames: int | None) -> Iterator[_Item]:
+    """The frames of a video or camera; a failure is an item with its error, in one line."""
     cv = preprocess.cv2()
-    cap = cv.VideoCapture(target)
+    if isinstance(target, int) and target > preprocess.MAX_CAMERA:
+        yield _Item(name, error=f"{name}: no such camera index (OpenCV takes 0 to "
+                                f"{preprocess.MAX_CAMERA})")
+        return
+    try:
+        cap = cv.VideoCapture(target)
+    except cv.error as e:
+        yield _Item(name, error=f"{name}: cannot open ({preprocess.cv_cause(e)})")
+        return
     if not cap.isOpened():
         what = "camera does not open" if isinstance(target, int) else "cannot open video"
         yield _Item(name, error=f"{name}: {what}")
@@ -168,7 +184,12 @@ def _frames(target, name: str, every: int, max_frames: int | None) -> Iterator[_
     try:
         i = n = 0
         while max_frames is None or n < max_frames:
-            ok, frame = cap.read()
+            try:
+                ok, frame = cap.read()
+            except cv.error as e:
+                yield _Item(name, frame=i, error=f"{name}: cannot read frame {i} "
+                                                 f"({preprocess.cv_cause(e)})")
+                break
             if not ok:
                 if i == 0:
                     yield _Item(name, error=f"{name}: no frames could be read")
@@ -206,6 +227,16 @@ def predict(sources, model, *, runtime: str | None = None, threads: int | None =
     path, runner = open_model(model, runtime, threads)
     names = runner.class_names
     pre = preprocess.Preprocessor(runner.metadata, resize=resize, image_size=image_size)
+    if pre.size is not None:  # a batch that cannot fit is refused before any image is read
+        from cnnedge.limits import check_input_size
+
+        try:
+            check_input_size(pre.size, batch=int(batch_size), channels=pre.channels,
+                             what="image size" if image_size else "the model's input size",
+                             hint="choose a smaller --image-size or --batch")
+        except CnnedgeError:
+            runner.close()
+            raise
     k = min(int(top_k), len(names))
     workers = workers or max(1, runner.threads)
     preds: list[Prediction] = []

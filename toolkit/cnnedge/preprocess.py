@@ -7,7 +7,9 @@ training did), ``letterbox`` (keep the aspect, pad with black) or ``crop`` (cent
 aspect, then resize); a model trained with ``size_policy: keep`` gets each image at its own size.
 Models take uint8 pixels and rescale inside the graph, so nothing here normalises. Shrinking uses
 area averaging, enlarging bilinear interpolation (training resizes with antialiasing, which is the
-same filter up to rounding). Needs numpy and OpenCV only, never TensorFlow.
+same filter up to rounding). Files are read by :mod:`cnnedge.imagefile`, which refuses
+non-regular files, oversized files and images of more than its pixel limit before any decoder
+runs. Needs numpy and OpenCV only, never TensorFlow.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnedge import imagefile
 from cnnedge.errors import CnnedgeError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
@@ -24,12 +27,25 @@ RESIZE_POLICIES = ("stretch", "letterbox", "crop")
 DARK, LIGHT = 48.0, 207.0  # mean border brightness under/over which a dataset has a plain background
 
 
+MAX_CAMERA = 2**31 - 1  # OpenCV takes a C int
+
+
 def cv2():
     try:
         import cv2 as _cv2
     except ImportError:
         raise CnnedgeError("OpenCV is not installed: pip install opencv-python-headless")
     return _cv2
+
+
+def cv_cause(e: Exception) -> str:
+    """An OpenCV exception as one line: its kind and message, without build and source path."""
+    import re
+
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    first = lines[0] if lines else type(e).__name__
+    m = re.search(r"error: \((-?\d+):([^)]*)\)\s*(.*)", first)
+    return f"OpenCV: {m.group(2)}{': ' + m.group(3) if m.group(3) else ''}" if m else first
 
 
 def list_images(folder) -> list[Path]:
@@ -49,19 +65,24 @@ def list_images(folder) -> list[Path]:
 def decode(data: bytes | np.ndarray, name: str = "image") -> np.ndarray:
     """Encoded image bytes -> uint8 H×W×C, C = 1 (gray) or 3 (RGB); alpha is dropped and 16-bit
     images are scaled to 8 bits. A file that does not decode, or a truncated JPEG (which OpenCV
-    would decode half grey with only a warning), is a :class:`CnnedgeError` naming ``name``."""
-    cv = cv2()
+    would decode half grey with only a warning), is a :class:`CnnedgeError` naming ``name``;
+    so is one whose header claims more pixels than :func:`cnnedge.imagefile.max_pixels`."""
     buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray)) else data
-    if buf.size == 0:
-        raise CnnedgeError(f"{name}: empty file")
+    imagefile.check_bytes(buf.tobytes(), name)  # before any decoder sees it
+    return _decode(buf, name)
+
+
+def _decode(buf: np.ndarray, name: str) -> np.ndarray:
+    """:func:`decode` of bytes whose header passed the checks."""
+    cv = cv2()
     if buf[:2].tobytes() == b"\xff\xd8":
         data = buf.tobytes()  # an end-of-image marker after the last scan (data may follow it)
         if data.find(b"\xff\xd9", max(2, data.rfind(b"\xff\xda"))) < 0:
             raise CnnedgeError(f"{name}: truncated JPEG (no end-of-image marker)")
     try:
         img = cv.imdecode(buf, cv.IMREAD_UNCHANGED)
-    except cv.error as e:  # e.g. a header claiming more pixels than OpenCV allows
-        raise CnnedgeError(f"{name}: cannot decode image ({str(e).strip().splitlines()[-1]})")
+    except cv.error as e:  # e.g. a damaged header
+        raise CnnedgeError(f"{name}: cannot decode image ({cv_cause(e)})") from None
     if img is None:
         img = _decode_pillow(buf, name)  # formats some OpenCV builds lack (GIF)
     if img.dtype == np.uint16:
@@ -91,13 +112,10 @@ def _decode_pillow(buf: np.ndarray, name: str) -> np.ndarray:
 
 
 def read_image(path) -> np.ndarray:
-    """Decode the image file ``path`` (see :func:`decode`)."""
-    path = Path(path)
-    try:
-        data = np.fromfile(path, np.uint8)  # unlike cv2.imread: any path, and a real OSError
-    except OSError as e:
-        raise CnnedgeError(f"{path}: cannot read ({e.strerror or e})")
-    return decode(data, str(path))
+    """Decode the image file ``path`` (see :func:`decode`): a FIFO, device or socket is refused
+    without being opened, and a file larger than its header allows is not read."""
+    _, data = imagefile.read(path, str(path))  # regular files only, header checked, bounded
+    return _decode(np.frombuffer(data, np.uint8), str(path))
 
 
 def from_bgr(frame: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnedge.errors import CnnedgeError
-from cnnedge.utils import atomic_path
+from cnnedge.utils import atomic_path, check_writable
 
 PIXEL_MIN, PIXEL_MAX = 0.0, 255.0
 
@@ -125,6 +125,36 @@ def save_qat(model, path) -> Path:
         warnings.simplefilter("ignore", UserWarning)  # "HDF5 is legacy": deliberate, see above
         model.save(tmp)
     return path
+
+
+def check_outputs(folder, paths) -> None:
+    """Before the fine-tune: the files it replaces at its end (``paths``, in ``folder``) must
+    be replaceable, so that a failure there never comes after qat.h5 was replaced."""
+    check_writable(folder, "QAT model")
+    for path in map(Path, paths):
+        if path.is_dir():
+            raise CnnedgeError(f"{path} is a folder where the QAT phase writes a file; move it "
+                               "away first")
+
+
+def load_finite(staged, target, rows, lr):
+    """The fine-tuned model at ``staged`` loaded back, before it may replace ``target``: a
+    fine-tune that diverged (no epoch with a finite loss, or NaN/inf weights) is an error and
+    ``target`` stays as it was. ``rows``: the epochs' logs; ``lr``: named in the error."""
+    from cnnedge import models
+
+    target = Path(target)
+    kept = f"{target} was kept as it was" if target.is_file() else f"{target} was not written"
+    loss = rows[-1].get("loss") if rows else None
+    if not Path(staged).is_file():
+        raise CnnedgeError(f"QAT fine-tune diverged (loss {loss} with learning rate {lr:g}); "
+                           f"{kept}: try a lower learning rate (--lr)")
+    model = models.load_model(staged)
+    bad = [w.name for w in model.weights if not np.isfinite(w.numpy()).all()]
+    if bad:
+        raise CnnedgeError(f"QAT fine-tune left non-finite weights ({bad[0]}, learning rate "
+                           f"{lr:g}); {kept}: try a lower learning rate (--lr)")
+    return model
 
 
 # ----------------------------------------------------------------------------- calibration

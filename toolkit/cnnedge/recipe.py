@@ -12,7 +12,6 @@ import dataclasses
 import importlib
 import importlib.util
 import pkgutil
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any, Dict, List, Literal, Optional, Tuple
 import yaml
 
 from cnnedge.errors import CnnedgeError
+from cnnedge.numbers import Range, number
 from cnnedge.utils import atomic_write_text, did_you_mean, unknown
 
 
@@ -118,48 +118,67 @@ class Recipe:
 
 
 # ------------------------------------------------------------------------------ ranges
-def _in(lo, hi, lo_open=False, hi_open=True, optional=False):
-    def ok(v):
-        if v is None:
-            return optional
-        return (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi)
-    return ok
-
-
-_INF = float("inf")
-# what `check` enforces before a run starts: (key, test, what the value must be)
-RANGES = (
-    ("data.val_fraction", _in(0, 1), "in [0, 1)"),
+MAX_EPOCHS = 100_000
+MAX_IMAGES = 10**9
+# every numeric field's range: --set, a run's recipe.yaml, a recipe module and the CLI options
+# that set a field (quantize --lr, train --minutes) are all checked by cnnedge.numbers.number
+FIELDS = {
+    "data.val_fraction": Range(0, 1, hi_open=True),
+    "optim.lr": Range(0, 10, note="0 keeps the start weights"),
+    "optim.weight_decay": Range(0, 1),
+    "optim.momentum": Range(0, 1, hi_open=True),
+    "optim.warmup_epochs": Range(0, MAX_EPOCHS),
+    "augment.mixup": Range(0, 100, note="0 = off"),
+    "augment.cutmix": Range(0, 100, note="0 = off"),
+    "augment.mix_prob": Range(0, 1),
+    "augment.mix_ramp": Range(0, 1),  # each of the two fractions
+    "train.epochs": Range(1, MAX_EPOCHS, integer=True),
+    "train.batch_size": Range(1, 65536, integer=True),
+    "train.label_smoothing": Range(0, 1, hi_open=True),
+    "train.seed": Range(0, 2**32 - 1, integer=True),  # what NumPy and TensorFlow seed with
+    "train.steps_per_epoch": Range(1, MAX_IMAGES, integer=True, optional=True,
+                                   note="one pass"),
+    "train.eval_images": Range(1, MAX_IMAGES, integer=True, optional=True,
+                               note="the whole split"),
+    "train.max_minutes": Range(0, 10**7, lo_open=True, optional=True),
+    "train.ema": Range(0, 1, hi_open=True),
+    "train.ema_bn_images": Range(0, MAX_IMAGES, integer=True, note="0 = off"),
+    "qat.epochs": Range(1, MAX_EPOCHS, integer=True),
+    "qat.lr": Range(0, 10, lo_open=True),
+    "qat.calibration_images": Range(1, 100_000, integer=True),
+    "distill.temperature": Range(0, 100, lo_open=True),
+    "distill.alpha": Range(0, 1),
+}
+# what `check` enforces beyond each number's range: (key, test, what the value must be)
+SHAPES = (
     ("data.image_size", lambda v: v is None or min(v) >= 1, "two sizes >= 1, or none"),
-    ("optim.lr", _in(0, _INF), ">= 0 (0 keeps the start weights)"),
-    ("optim.weight_decay", _in(0, _INF), ">= 0"),
-    ("optim.momentum", _in(0, 1), "in [0, 1)"),
-    ("optim.warmup_epochs", _in(0, _INF), ">= 0"),
-    ("augment.mixup", _in(0, _INF), ">= 0 (0 = off)"),
-    ("augment.cutmix", _in(0, _INF), ">= 0 (0 = off)"),
-    ("augment.mix_prob", _in(0, 1, hi_open=False), "in [0, 1]"),
     ("augment.mix_ramp", lambda v: isinstance(v, (list, tuple)) and len(v) == 2
      and 0 <= v[0] <= v[1] <= 1 and v[0] < 1, "two fractions 0 <= start <= full <= 1, start < 1"),
-    ("train.epochs", _in(1, _INF), ">= 1"),
-    ("train.batch_size", _in(1, _INF), ">= 1"),
-    ("train.label_smoothing", _in(0, 1), "in [0, 1)"),
-    ("train.steps_per_epoch", _in(1, _INF, optional=True), ">= 1, or none (one pass)"),
-    ("train.eval_images", _in(1, _INF, optional=True), ">= 1, or none (the whole split)"),
-    ("train.max_minutes", _in(0, _INF, lo_open=True, optional=True), "> 0, or none"),
-    ("train.ema", _in(0, 1, hi_open=True), ">= 0 and < 1"),
-    ("train.ema_bn_images", _in(0, _INF), ">= 0 (0 = off)"),
-    ("qat.epochs", _in(1, _INF), ">= 1"),
-    ("qat.lr", _in(0, _INF, lo_open=True), "> 0"),
-    ("qat.calibration_images", _in(1, _INF), ">= 1"),
 )
+
+
+def check_field(key: str, value, name: str | None = None):
+    """``value`` checked against recipe field ``key``'s range, named ``name`` (a flag) or the key."""
+    return number(value, name or key, FIELDS[key])
+
+
+def _value(recipe, key: str):
+    for part in key.split("."):
+        recipe = getattr(recipe, part)
+    return recipe
 
 
 def check(recipe: Recipe) -> Recipe:
     """Refuse values outside their range (one line naming the key) before anything runs."""
-    for key, ok, what in RANGES:
-        value = recipe
-        for part in key.split("."):
-            value = getattr(value, part)
+    for key, rng in FIELDS.items():
+        value = _value(recipe, key)
+        try:
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                number(v, key, rng)
+        except CnnedgeError as e:
+            raise CnnedgeError(f"recipe {recipe.name}: {e}") from None
+    for key, ok, what in SHAPES:
+        value = _value(recipe, key)
         if not ok(value):
             raise CnnedgeError(f"recipe {recipe.name}: {key}={value!r} is out of range; it must "
                                f"be {what}")
@@ -176,6 +195,12 @@ def check(recipe: Recipe) -> Recipe:
     if recipe.train.ema_bn_images and not recipe.train.ema:
         raise CnnedgeError(f"recipe {recipe.name}: train.ema_bn_images recomputes the BN "
                            "statistics of the weight average; set train.ema too (e.g. 0.999)")
+    if d.image_size:  # a batch no memory holds: refused before the data is opened
+        from cnnedge.limits import check_input_size
+
+        check_input_size(d.image_size, batch=recipe.train.batch_size,
+                         what=f"recipe {recipe.name}: data.image_size",
+                         hint="choose a smaller data.image_size or train.batch_size")
     return recipe
 
 
@@ -208,9 +233,6 @@ def load_recipe(name_or_path: str) -> Recipe:
     if not isinstance(recipe, Recipe):
         raise CnnedgeError(f"recipe module {name_or_path} does not define RECIPE = Recipe(...)")
     return dataclasses.replace(recipe)
-
-
-_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 # ----------------------------------------------------------------------------- (de)serialise
@@ -257,11 +279,29 @@ def save_yaml(recipe: Recipe, path: Path) -> None:
 
 
 def load_yaml(path: Path) -> Recipe:
+    """A run's ``recipe.yaml``; any fault is one line naming the file (and line, column)."""
     try:
-        d = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise CnnedgeError(f"cannot read recipe {path}: {e}")
-    return from_dict(d)
+        d = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise CnnedgeError(f"cannot read recipe {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise CnnedgeError(f"cannot read recipe {path}: not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        raise CnnedgeError(f"cannot read recipe {path}: {_yaml_fault(e)}") from None
+    if d is None:
+        raise CnnedgeError(f"recipe {path} is empty")
+    try:
+        return from_dict(d)
+    except CnnedgeError as e:
+        raise CnnedgeError(f"recipe {path}: {e}") from None
+
+
+def _yaml_fault(e: yaml.YAMLError) -> str:
+    """``line 3, column 7: mapping values are not allowed here`` from PyYAML's many lines."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    cause = getattr(e, "problem", None) or getattr(e, "context", None) or str(e).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{' '.join(str(cause).split())}"
 
 
 # ----------------------------------------------------------------------------- overrides
@@ -280,6 +320,9 @@ def parse_image_size(text) -> Tuple[int, int] | str | None:
         parts = parts * 2
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
         raise CnnedgeError(f"image size must be HxW like 64x64, or keep; got '{text}'")
+    from cnnedge.limits import check_input_size
+
+    check_input_size((int(parts[0]), int(parts[1])), what="")  # one no memory holds: refused
     return int(parts[0]), int(parts[1])
 
 
@@ -310,7 +353,7 @@ def apply_overrides(recipe: Recipe, overrides: List[str]) -> Recipe:
         obj, cls = recipe, Recipe
         for i, part in enumerate(parts):
             if isinstance(obj, dict):  # model.kwargs.<name>=value: a free-form builder argument
-                obj[".".join(parts[i:])] = _parse_scalar(raw)
+                obj[".".join(parts[i:])] = _valued(recipe, key, _parse_scalar, raw)
                 break
             names = [f.name for f in dataclasses.fields(cls)]
             if part not in names:
@@ -320,13 +363,26 @@ def apply_overrides(recipe: Recipe, overrides: List[str]) -> Recipe:
                 if dataclasses.is_dataclass(tp):
                     raise CnnedgeError(f"'{key}' is a section; set one of its fields, e.g. "
                                        f"{key}.{dataclasses.fields(tp)[0].name}=...")
-                setattr(obj, part, _coerce(_parse_for_type(raw, tp, key), tp, key))
+                setattr(obj, part, _valued(recipe, key, lambda r: _coerce(
+                    _parse_for_type(r, tp, key), tp, key), raw))
             else:
                 obj = getattr(obj, part)
                 cls = type(obj) if dataclasses.is_dataclass(obj) else dict
                 if not dataclasses.is_dataclass(obj) and not isinstance(obj, dict):
                     raise CnnedgeError(f"'{'.'.join(parts[:i + 1])}' is a value, not a section")
     return recipe
+
+
+def _valued(recipe: Recipe, key: str, parse, raw: str):
+    """``parse(raw)``; a bad value names the recipe as :func:`check` does. Numbers of free-form
+    builder arguments (model.kwargs) are finite too."""
+    try:
+        value = parse(raw)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = number(value, key, Range(integer=isinstance(value, int)))
+        return value
+    except CnnedgeError as e:
+        raise CnnedgeError(f"recipe {recipe.name}: {e}") from None
 
 
 def _unknown_key(key: str, cls, prefix: str) -> str:
@@ -398,18 +454,8 @@ def _coerce(value, tp, key: str):
         if isinstance(value, bool):
             return value
         raise CnnedgeError(f"{key} must be true or false; got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise CnnedgeError(f"{key} must be an integer; got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):  # YAML 1.1 reads 1e-3 as text
-            return float(value)
-        raise CnnedgeError(f"{key} must be a number; got {value!r}")
+    if tp in (int, float):  # one parser: the type, a finite value, the field's range
+        return number(value, key, FIELDS.get(key, Range(integer=tp is int)))
     if tp is str:
         if isinstance(value, str):
             return value

@@ -56,6 +56,7 @@ class Run:
     EXPORT, VERIFY_JSON, VERIFY_MD = "export", "verify.json", "verify.md"
     BENCH = ("bench.json", "bench.csv", "bench.png")
     MODELS = {"float": "best.keras", "last": "last.keras", "qat": "qat.h5"}
+    LOCK = ".lock"  # held by the command writing the run (cnnedge.locks)
 
     def __init__(self, path):
         self.path = Path(path)
@@ -106,6 +107,8 @@ class Run:
                 if old.exists():
                     raise CnnedgeError(f"{old} exists (an earlier --overwrite that did not finish "
                                        f"an epoch): move it back to {path} or delete it first")
+                with cls(path).lock("cnnedge train --overwrite"):  # not while another writes it
+                    pass
                 path.rename(old)
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -136,6 +139,27 @@ class Run:
             raise CnnedgeError(f"{what} {path}: no model at {f} (give a finished run directory or "
                                f"a .keras file)")
         return f
+
+    def lock(self, command: str):
+        """``with run.lock("cnnedge export"):`` while one command writes the run, another that
+        would gets a CnnedgeError naming it (see :mod:`cnnedge.locks`)."""
+        from cnnedge.locks import folder_lock
+
+        return folder_lock(self.path, command, self.LOCK)
+
+    @classmethod
+    def holding(cls, path) -> Run | None:
+        """The run directory ``path`` is in (itself or a folder above it), or None."""
+        path = Path(path).absolute()
+        return next((cls(p) for p in (path, *path.parents) if cls.is_run(p)), None)
+
+    @classmethod
+    def lock_of(cls, path, command: str):
+        """The lock of the run that ``path`` is in; no lock outside runs (or for None)."""
+        import contextlib
+
+        run = cls.holding(path) if path is not None else None
+        return run.lock(command) if run is not None else contextlib.nullcontext()
 
     # ------------------------------------------------------------------ what it holds
     def require(self, kind: str = "float", hint: str = "train it first (cnnedge train)") -> Run:
@@ -264,6 +288,13 @@ class Run:
     def keras_models(self) -> list[Path]:
         """The run's own Keras models that exist: best, then QAT."""
         return [self.model_path(k) for k in ("float", "qat") if self.has(k)]
+
+    @staticmethod
+    def failed_report(path) -> Path:
+        """Where a report that could not be completed goes instead of replacing ``path``
+        (bench.json -> bench.failed.json): the previous report stays as it was."""
+        path = Path(path)
+        return path.with_name(f"{path.stem}.failed{path.suffix}")
 
     def report(self, name: str) -> Path:
         """Where a report of this run lives (verify.json, bench.csv, ...)."""

@@ -31,7 +31,7 @@ from cnnedge.distribute import (
     worker_folder,
 )
 from cnnedge.errors import CnnedgeError
-from cnnedge.recipe import Recipe, check
+from cnnedge.recipe import Recipe, check, check_field
 from cnnedge.run import Run, eval_split, open_data, preprocessing_of
 from cnnedge.utils import (
     StopOnCtrlC,
@@ -270,9 +270,9 @@ def train(recipe: Optional[Recipe] = None, *, runs_dir="runs", name: Optional[st
     if on_run_dir:
         on_run_dir(run.path)
     try:
-        res = _train(run, recipe, src, state, model, (train_ds, val_ds, steps),
-                     strategy=strategy, dist=dist, verbose=verbose, extra_callbacks=extra,
-                     report=not private)
+        with run.lock("cnnedge train"):  # one command at a time writes a run
+            res = _train(run, recipe, src, state, model, (train_ds, val_ds, steps), strategy=strategy,
+                         dist=dist, verbose=verbose, extra_callbacks=extra, report=not private)
         if extra and not private:  # the job is done: its backup goes
             remove_folder(backup_dir(shared))
         return TrainResult(shared, res.summary) if private else res
@@ -438,20 +438,17 @@ def fine_tune_qat(run, *, epochs: Optional[int] = None, lr: Optional[float] = No
 
     Writes the QAT metrics and adds ``qat_*`` fields to the summary; returns the summary.
     """
-    from cnnedge import evaluate
+    from cnnedge import evaluate, quantize
     from cnnedge.backend import keras
     from cnnedge.distill import teachers_for
     from cnnedge.quantize import apply_qat, calibrate_ranges, input_range, representative_images, save_qat
 
     run = (run if isinstance(run, Run) else Run(run)).require("float")
-    check_writable(run.path, "QAT model")
-    recipe = run.recipe
-    epochs = recipe.qat.epochs if epochs is None else epochs
-    lr = recipe.qat.lr if lr is None else lr
-    if epochs < 1:
-        raise CnnedgeError(f"QAT needs at least 1 epoch, got {epochs}")
-    if lr <= 0:
-        raise CnnedgeError(f"QAT learning rate must be positive, got {lr}")
+    quantize.check_outputs(run.path, [run.model_path("qat"), *(run / name for name in (
+        Run.SUMMARY, Run.QAT_METRICS, Run.CURVES))])
+    recipe, summary, curves = run.recipe, run.summary, run.metrics()  # damaged: named now
+    epochs = check_field("qat.epochs", recipe.qat.epochs if epochs is None else epochs, "epochs")
+    lr = check_field("qat.lr", recipe.qat.lr if lr is None else lr, "lr")
     src = open_data(recipe)
     teachers = teachers_for(recipe, src.info)  # QAT fine-tunes with the training loss, unmixed
     train_ds, val_ds, steps = datasets(src, recipe, teachers, mix=False)
@@ -475,21 +472,23 @@ def fine_tune_qat(run, *, epochs: Optional[int] = None, lr: Optional[float] = No
             score = logs.get("val_accuracy", logs.get("accuracy", 0.0))
             rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
                          "seconds": round(time.time() - self.t0, 2)})
-            if score > best["score"]:
+            finite = abs(rows[-1].get("loss", 0.0)) < float("inf")  # False for NaN too
+            if finite and score > best["score"]:  # a diverged epoch is never kept
                 best.update(score=float(score), epoch=epoch + 1)
-                save_qat(self.model, run.model_path("qat"))
+                save_qat(self.model, staged)
 
     t0 = time.time()
-    qat.fit(train_ds, epochs=epochs, steps_per_epoch=steps, validation_data=val_ds,
-            callbacks=[KeepBest()], verbose=_verbose(verbose))
-    seconds = time.time() - t0
+    with atomic_path(run.model_path("qat")) as staged:  # replaced only by a finite model
+        qat.fit(train_ds, epochs=epochs, steps_per_epoch=steps, validation_data=val_ds,
+                callbacks=[KeepBest(), keras.callbacks.TerminateOnNaN()],
+                verbose=_verbose(verbose))
+        seconds = time.time() - t0
+        qat = quantize.load_finite(staged, run.model_path("qat"), rows, lr)
+        split = eval_split(src)
+        ev = evaluate.evaluate(qat, src, split=split, batch_size=256,
+                               take=recipe.train.eval_images)
     run.write_qat_metrics(rows)
-    evaluate.plot_curves(run.metrics(), run / Run.CURVES, rows)  # finish_run drew it before QAT
-
-    qat = run.model("qat")
-    split = eval_split(src)
-    ev = evaluate.evaluate(qat, src, split=split, batch_size=256, take=recipe.train.eval_images)
-    summary = run.summary
+    evaluate.plot_curves(curves, run / Run.CURVES, rows)  # finish_run drew it before QAT
     summary.update({
         "qat_epochs": epochs, "qat_lr": lr, "qat_best_epoch": best.get("epoch"),
         "qat_best_val_accuracy": best["score"], f"qat_{split}_accuracy": ev["accuracy"],

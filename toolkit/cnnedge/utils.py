@@ -156,6 +156,44 @@ class StopOnCtrlC:
         return False
 
 
+class Interrupts:
+    """``with Interrupts() as ctrl_c: ...; ctrl_c.check()``: Ctrl-C (SIGINT) raises
+    KeyboardInterrupt as usual and is also remembered, so that a library which swallows it (a
+    bare ``except:`` inside a converter) cannot make the command run on: ``check()`` between
+    phases raises it again. Outside the main thread it only watches the flag."""
+
+    def __init__(self):
+        import threading
+
+        self.hit = False
+        self._main = threading.current_thread() is threading.main_thread()
+
+    def __enter__(self):
+        import signal
+
+        if self._main:
+            # None: a handler set outside Python; Python's own is the one to restore then
+            self._previous = signal.getsignal(signal.SIGINT) or signal.default_int_handler
+            if self._previous is not signal.SIG_IGN:  # a background job stays uninterruptible
+                signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        self.hit = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+
+    def __exit__(self, kind, value, tb):
+        import signal
+
+        if self._main and self._previous is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
 def check_writable(path, what: str = "output") -> Path:
     """Fail before the work, not after it: ``path`` (a folder, or the first existing folder
     above it) must be writable."""
@@ -164,6 +202,51 @@ def check_writable(path, what: str = "output") -> Path:
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise CnnedgeError(f"cannot write the {what} to {path}: {folder} is not a writable folder")
     return path
+
+
+def check_output(path, what: str = "output", *, inputs=(), suffixes=None, replaces=None,
+                 folder: bool = False) -> Path:
+    """Refuse, before any work, an output that would destroy something it is not an earlier
+    version of: one of the command's ``inputs`` (the same file, or an existing file inside an
+    input folder, of ``suffixes`` when given), an existing folder (or, with ``folder``, an
+    existing file), or an existing file or folder that ``replaces(path)`` does not accept as an
+    earlier output. Then the folder above it must be writable (:func:`check_writable`)."""
+    p = Path(path).expanduser()
+    for src in inputs:
+        if _is_input(p, Path(src).expanduser(), suffixes):
+            raise CnnedgeError(f"{what} {p} is one of the command's inputs ({src}); pick "
+                               "another name")
+    if p.is_dir() and not folder:
+        raise CnnedgeError(f"{what} {p} is a folder; give a file name")
+    if folder and (p.exists() or p.is_symlink()) and not p.is_dir():
+        raise CnnedgeError(f"{what} {p} is an existing file, not a folder; pick another name")
+    if (p.exists() or p.is_symlink()) and replaces is not None and not replaces(p):
+        kind = "folder" if p.is_dir() else "file"
+        raise CnnedgeError(f"{what} {p} is an existing {kind} that is not an earlier {what}; "
+                           "move it away or pick another name")
+    check_writable(p.parent, what)
+    return p
+
+
+def _is_input(out: Path, src: Path, suffixes) -> bool:
+    if not out.exists() or not src.exists():  # what does not exist is read by no one
+        return False
+    if os.path.samefile(out, src) or (out.is_dir() and _inside(src, out)):  # a folder replaced
+        return True
+    return src.is_dir() and _inside(out, src) and (suffixes is None or
+                                                   out.suffix.lower() in suffixes)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return os.path.realpath(path).startswith(os.path.realpath(folder).rstrip(os.sep) + os.sep)
+
+
+def default_mode(path) -> None:
+    """Give a file made by ``tempfile.mkstemp`` (always 0600) the mode a plain ``open`` would
+    have under the umask, before it is renamed into place as an output."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _cleanup(tmp):

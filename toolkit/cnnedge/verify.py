@@ -23,6 +23,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from cnnedge.errors import CnnedgeError
+from cnnedge.numbers import Range, number
 from cnnedge.run import Run
 from cnnedge.utils import atomic_write_json, atomic_write_text, check_writable
 
@@ -142,7 +143,17 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
     ``gate_ptq``: let the PTQ int8 model's agreement decide ``passed`` (default: reported as
     ``info``; it measures post-training quantization, which the shipped QAT model replaces).
     ``runtimes``: more runtimes to run each artifact on, beside its default one (those of the
-    artifact table that can run the file), e.g. ``["openvino"]``: a row each, gated alike."""
+    artifact table that can run the file), e.g. ``["openvino"]``: a row each, gated alike.
+    With ``write`` the run is locked while it is read and its report written (one command at a
+    time writes a run); a check that cannot run (bad input) leaves the earlier report as it was."""
+    import contextlib
+
+    with Run(run_dir).lock("cnnedge verify") if write else contextlib.nullcontext():
+        return _verify(run_dir, n=n, artifacts=artifacts, thresholds=thresholds, threads=threads,
+                       gate_ptq=gate_ptq, write=write, runtimes=runtimes)
+
+
+def _verify(run_dir, *, n, artifacts, thresholds, threads, gate_ptq, write, runtimes) -> dict:
     from cnnedge import runtime
 
     for name in runtimes:  # an explicit request for a runtime that is not here is an error
@@ -153,12 +164,15 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
     run = Run(run_dir).require("float", hint="verify takes a trained run directory")
     if write:
         check_writable(run.path, "parity report")
-    th = dict(DEFAULT_THRESHOLDS, **(thresholds or {}))
+    th = {k: number(v, f"threshold {k}", Range(0, 1))  # fractions; the CLI's --min-* are %
+          for k, v in dict(DEFAULT_THRESHOLDS, **(thresholds or {})).items()}
+    n = None if n is None else number(n, "n", Range(1, None, integer=True))
     if artifacts is None:
         artifacts = run.artifacts()
         if not artifacts:
             raise CnnedgeError(f"no exported models in {run.export_dir}; run: cnnedge export "
                                f"{run.path}")
+    _require_qat(run, artifacts)
     src = run.open_data()
     class_names = list(src.info.class_names)
     images, labels, split = run.test_images(n, src=src)
@@ -234,6 +248,30 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
         atomic_write_json(run.report(Run.VERIFY_JSON), report)
         atomic_write_text(run.report(Run.VERIFY_MD), markdown(report))
     return report
+
+
+def _require_qat(run: Run, artifacts) -> None:
+    """int8 files exported from the QAT model are held against it: without it they would be
+    compared with the float model instead, and the verdict would be false."""
+    from cnnedge import runtime
+
+    if run.has("qat"):
+        return
+    try:
+        qat_ran = any(k.startswith("qat_") for k in run.summary)
+    except CnnedgeError:
+        qat_ran = False
+    for path in artifacts:
+        try:
+            meta = runtime.read_metadata(path)
+        except CnnedgeError:
+            continue  # the comparison names what is wrong with it
+        source = meta.get("source")
+        if meta.get("precision") == "int8" and (source == "qat" or (source is None and qat_ran)):
+            raise CnnedgeError(
+                f"{run.model_path('qat')} is missing, but {Path(path).name} was exported from "
+                f"it (int8 files are checked against the QAT model they came from); restore it, "
+                f"or rerun: cnnedge quantize {run.path} && cnnedge export {run.path}")
 
 
 def _runtime_of(path, notes: list) -> str:

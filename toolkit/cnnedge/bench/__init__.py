@@ -117,9 +117,53 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
         check_writable(out_dir, "bench report")
     files = open_targets(paths)
 
+    # one command at a time writes a run's reports (and reads its files while it measures)
+    with Run.lock_of(out_dir if write else None, "cnnedge bench"):
+        started = time.time()
+        rows, notes, profiles, data_by_run = _measure(
+            files, n, (keep, thread_list, sizes, timing), timeout, progress, isolate, profile,
+            out_dir if write else None)
+        comparison = apply_compare(rows, baseline) if baseline else None
+        gate_failures = check_gates(rows, gates)
+        failed = [r for r in rows if r["status"] == FAILED]
+        report = {
+            "header": {
+                "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                "command": command or " ".join(["cnnedge", "bench", *map(str, paths)]),
+                "machine": machine_info(),
+                "versions": environment(),
+                "threads": thread_list, "batch_sizes": sizes, "quick": bool(quick),
+                "profile": bool(profile),
+                "timing": asdict(timing),
+                "images": {str(k): ({kk: v[kk] for kk in ("n", "split", "image_size")}
+                                    if v else None) for k, v in data_by_run.items()},
+                "seconds": round(time.time() - started, 1),
+            },
+            "notes": notes,
+            "rows": rows,
+            "profiles": profiles,
+            "compare": comparison,
+            "fail_under": gates,
+            "gate_failures": gate_failures,
+            "failed_rows": len(failed),
+            "exit_code": 1 if failed or gate_failures else 0,
+            "out_dir": str(out_dir),
+            "files": {},
+        }
+        # a bench with failed rows leaves the previous report as it was (its own goes to
+        # bench.failed.*), and writes nothing at all where it measured nothing outside a run
+        measured = any(r["status"] == OK for r in rows)
+        if write and (not failed or measured or out is not None or run is not None):
+            report["files"] = write_report(report, out_dir, failed=bool(failed))
+    return report
+
+
+def _measure(files, n, plan, timeout, progress, isolate, profile, out_dir):
+    """(rows, notes, profile summaries, test images by run) of every file; ``plan``: (runtimes
+    kept, thread counts, batch sizes, timing). Profiler files go to ``out_dir`` unless a row
+    failed (the earlier ones stay) or it is None."""
     notes: list[str] = []
     rows: list[dict] = []
-    started = time.time()
     with tempfile.TemporaryDirectory(prefix="cnnedge-bench-") as tmp:
         workdir = Path(tmp)
         data_by_run: dict = {}
@@ -127,11 +171,12 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
             if t.error is None and t.run is not None and t.run.path not in data_by_run:
                 data_by_run[t.run.path] = save_test_images(t.run, n, workdir, notes)
         for t in files:
-            rows += _rows_of(t, keep, thread_list, sizes, timing, data_by_run, workdir, timeout,
-                             notes, progress, isolate, profile)
+            rows += _rows_of(t, *plan, data_by_run, workdir, timeout, notes, progress, isolate,
+                             profile)
         # the profiler files live in the worker folder, which goes away with this block
-        profiles = [_keep_profile(r, out_dir if write else None) for r in rows
-                    if "_profile" in r]
+        if any(r["status"] == FAILED for r in rows):
+            out_dir = None
+        profiles = [_keep_profile(r, out_dir) for r in rows if "_profile" in r]
     # accuracy is measured once per (artifact, runtime): the other thread counts and modes of
     # the same runtime (keras-predict runs the very model keras-tf.function runs) share it
     acc = {}
@@ -143,37 +188,7 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
             r["accuracy"], r["images"] = acc.get((r["path"], r["_runtime"]), (None, None))
         del r["_runtime"]
         r.pop("_profile", None)
-
-    comparison = apply_compare(rows, baseline) if baseline else None
-    gate_failures = check_gates(rows, gates)
-    failed = [r for r in rows if r["status"] == FAILED]
-    report = {
-        "header": {
-            "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "command": command or " ".join(["cnnedge", "bench", *map(str, paths)]),
-            "machine": machine_info(),
-            "versions": environment(),
-            "threads": thread_list, "batch_sizes": sizes, "quick": bool(quick),
-            "profile": bool(profile),
-            "timing": asdict(timing),
-            "images": {str(k): ({kk: v[kk] for kk in ("n", "split", "image_size")} if v else None)
-                       for k, v in data_by_run.items()},
-            "seconds": round(time.time() - started, 1),
-        },
-        "notes": notes,
-        "rows": rows,
-        "profiles": profiles,
-        "compare": comparison,
-        "fail_under": gates,
-        "gate_failures": gate_failures,
-        "failed_rows": len(failed),
-        "exit_code": 1 if failed or gate_failures else 0,
-        "out_dir": str(out_dir),
-        "files": {},
-    }
-    if write:
-        report["files"] = write_report(report, out_dir)
-    return report
+    return rows, notes, profiles, data_by_run
 
 
 def _rows_of(t: Target, keep, thread_list, sizes, timing, data_by_run, workdir, timeout, notes,

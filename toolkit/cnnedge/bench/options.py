@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
 from cnnedge.errors import CnnedgeError
+from cnnedge.numbers import Range, number
 from cnnedge.utils import split_list, unknown
 
 BATCH_SIZES = (1, 32, 256)
@@ -57,11 +56,8 @@ def parse_threads(text) -> list[int]:
     for part in (p.lower() for p in parts):
         if part in ("all", "max"):
             out.append(default_threads())
-        elif part.isdigit() and int(part) >= 1:
-            out.append(int(part))
-        else:
-            raise CnnedgeError(f"--threads expects positive integers like 1,2 (or 'all'), "
-                               f"got '{part}'")
+        else:  # 1,2 or all
+            out.append(number(part, "--threads", Range(1, 4096, integer=True, note="or all")))
     if not out:
         raise CnnedgeError("--threads: no thread count given")
     return list(dict.fromkeys(out))
@@ -71,10 +67,8 @@ def parse_batch_sizes(text) -> list[int]:
     if text is None:
         return list(BATCH_SIZES)
     out = []
-    for part in split_list(text):
-        if not part.isdigit() or int(part) < 1:
-            raise CnnedgeError(f"batch sizes must be positive integers like 1,32,256, got '{part}'")
-        out.append(int(part))
+    for part in split_list(text):  # 1,32,256
+        out.append(number(part, "--batch-sizes", Range(1, 65536, integer=True)))
     return sorted(set(out) | {1})
 
 
@@ -89,11 +83,5 @@ def parse_gates(items) -> dict[str, float]:
         if not sep or key not in GATES:
             raise CnnedgeError(f"--fail-under expects one of {', '.join(g + '=X' for g in GATES)}"
                                f", got '{part}'")
-        try:
-            v = float(value)
-        except ValueError:
-            raise CnnedgeError(f"--fail-under {key}: '{value}' is not a number") from None
-        if not math.isfinite(v) or v < 0:
-            raise CnnedgeError(f"--fail-under {key}: expected a number >= 0, got {value}")
-        gates[key] = v
+        gates[key] = number(value, f"--fail-under {key}", Range(0, 1000))  # finite, >= 0
     return gates

@@ -204,12 +204,16 @@ def plot(rows: list[dict], out: Path, title: str = "", images: dict | None = Non
     return out
 
 
-def write_report(report: dict, out_dir) -> dict:
+def write_report(report: dict, out_dir, failed: bool = False) -> dict:
+    """bench.json/.csv/.png in ``out_dir``, each replaced atomically; a complete report also
+    removes the bench.failed.* of an earlier failed bench. ``failed`` (rows that could not
+    run): bench.failed.json/.csv/.png instead, and the previous report stays as it was."""
     from cnnedge.utils import atomic_write_json, atomic_write_text
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {Path(name).suffix[1:]: str(out_dir / name) for name in Run.BENCH}
+    names = {Path(name).suffix[1:]: out_dir / name for name in Run.BENCH}
+    files = {k: str(Run.failed_report(p) if failed else p) for k, p in names.items()}
     report["files"] = files
     m = report["header"]["machine"]
     plot(report["rows"], Path(files["png"]), title=f"cnnedge bench — {m['cpu']}, {m['cores']} "
@@ -217,6 +221,8 @@ def write_report(report: dict, out_dir) -> dict:
          images=report["header"].get("images"))
     atomic_write_text(files["csv"], to_csv(report["rows"]))
     atomic_write_json(files["json"], report)
+    for path in names.values() if not failed else ():
+        Run.failed_report(path).unlink(missing_ok=True)
     return files
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import Optional
@@ -11,6 +12,7 @@ from rich.console import Console
 
 from cnnedge import __version__
 from cnnedge.errors import CnnedgeError
+from cnnedge.numbers import Range, number
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
@@ -43,11 +45,38 @@ def _root(
         os.environ["CNNEDGE_DEBUG"] = "1"
 
 
+# ranges of options that set no recipe field (those that do name it: checked("qat.lr"))
+IMAGES = Range(1, 10**9, integer=True)
+THREADS = Range(0, 4096, integer=True, note="0 = all cores")
+PERCENT = Range(0, 100)
+
+
+def checked(spec):
+    """An option callback: the value goes through :func:`cnnedge.numbers.number`, named by its
+    flag. ``spec`` is a recipe key (the range ``--set KEY=`` has) or a Range; a left-out
+    option (None) stays None."""
+
+    def callback(ctx, param, value):
+        from cnnedge.recipe import FIELDS
+
+        if value is None:
+            return None
+        rng = FIELDS[spec] if isinstance(spec, str) else spec
+        rng = dataclasses.replace(rng, optional=False)  # a flag is left out, never "none"
+        name = "/".join(param.opts)
+        if isinstance(value, (list, tuple)):
+            return [number(v, name, rng) for v in value]
+        return number(value, name, rng)
+
+    return callback
+
+
 DataDir = typer.Option(None, "--data-dir", help="Folder holding the dataset files (searched first).")
 ImageSize = typer.Option(None, "--image-size", help="Resize images to HxW, e.g. 32x32 (or keep: "
                          "each image at its own size).")
 KeepSize = typer.Option(False, "--keep-size", help="Keep each image's own size (pad in batches).")
-ValFraction = typer.Option(0.0, "--val-fraction", help="Carve this fraction of train as 'val'.")
+ValFraction = typer.Option(0.0, "--val-fraction", help="Carve this fraction of train as 'val'.",
+                           callback=checked("data.val_fraction"))
 
 
 def parse_size(text: Optional[str]):

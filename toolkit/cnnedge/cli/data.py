@@ -12,10 +12,12 @@ from cnnedge.cli.app import (
     ImageSize,
     KeepSize,
     ValFraction,
+    checked,
     console,
     data_app,
     open_source,
 )
+from cnnedge.numbers import Range
 
 
 @data_app.command("info")
@@ -63,8 +65,9 @@ def data_preview(
     dataset: str = typer.Argument(..., help="Dataset name or path."),
     out: Path = typer.Option(Path("preview.png"), "-o", "--out", help="PNG file to write."),
     split: str = typer.Option("train", help="Split to sample."),
-    n: int = typer.Option(36, "-n", help="Number of images in the grid."),
-    seed: int = typer.Option(0, help="Sampling seed."),
+    n: int = typer.Option(36, "-n", help="Number of images in the grid.",
+                          callback=checked(Range(1, 10_000, integer=True))),
+    seed: int = typer.Option(0, help="Sampling seed.", callback=checked("train.seed")),
     data_dir: Optional[Path] = DataDir,
     image_size: Optional[str] = ImageSize,
     keep_size: bool = KeepSize,
@@ -82,7 +85,8 @@ def data_preview(
 def data_pack(
     dataset: str = typer.Argument(..., help="Dataset name or path."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (local or any tf.io.gfile path)."),
-    shards: int = typer.Option(8, help="Number of TFRecord shards per split."),
+    shards: int = typer.Option(8, help="Number of TFRecord shards per split.",
+                               callback=checked(Range(1, 100_000, integer=True))),
     data_dir: Optional[Path] = DataDir,
     image_size: Optional[str] = ImageSize,
     keep_size: bool = KeepSize,
@@ -101,8 +105,9 @@ def data_pack(
 def data_bench(
     dataset: str = typer.Argument(..., help="Dataset name or path."),
     split: str = typer.Option("train", help="Split to stream."),
-    batch_size: int = typer.Option(128, help="Batch size."),
-    epochs: int = typer.Option(2, help="Full passes to time (the first warms the file cache)."),
+    batch_size: int = typer.Option(128, help="Batch size.", callback=checked("train.batch_size")),
+    epochs: int = typer.Option(2, help="Full passes to time (the first warms the file cache).",
+                               callback=checked(Range(1, 10_000, integer=True))),
     shuffle: bool = typer.Option(True, help="Shuffle as training does."),
     data_dir: Optional[Path] = DataDir,
     image_size: Optional[str] = ImageSize,

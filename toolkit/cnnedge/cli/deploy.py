@@ -12,12 +12,14 @@ from typing import List, Optional
 import typer
 
 from cnnedge import artifacts, runtime
-from cnnedge.cli.app import app, console, err_console, kib
+from cnnedge.cli.app import IMAGES, PERCENT, THREADS, app, checked, console, err_console, kib
+from cnnedge.numbers import Range
 
 _FORMATS = " | ".join(artifacts.formats())
 _PRECISIONS = " | ".join(dict.fromkeys(a.precision for a in artifacts.exported()))
 _EDGE_FILES = ", ".join(artifacts.get(k).filename for k in artifacts.EDGE_PREFERENCE)
 _BENCH_ROWS = ", ".join(row for name in runtime.list_runtimes() for row in runtime.modes(name))
+FRAMES = Range(1, 10**12, integer=True)
 _EDGE_RUNTIMES = " | ".join(dict.fromkeys(r for k in artifacts.EDGE_PREFERENCE
                                           for r in artifacts.get(k).runtimes))
 
@@ -39,11 +41,12 @@ def export_cmd(
                                                "QDQ for TensorRT and OpenVINO, fast on VNNI and "
                                                "ARM) or uint8 (+128: exact in onnxruntime on x86 "
                                                "CPUs without VNNI too)."),
-    opset: int = typer.Option(17, help="ONNX opset."),
+    opset: int = typer.Option(17, help="ONNX opset.", callback=checked(Range(7, 21, integer=True))),
     image_size: Optional[str] = typer.Option(None, "--image-size", help="HxW input of --format "
                                              "tflm (default: the training size)."),
     verify_n: int = typer.Option(512, "--verify", help="Quick parity check on N test images after "
-                                 "export (0 = skip; runs only for run directories)."),
+                                 "export (0 = skip; runs only for run directories).",
+                                 callback=checked(Range(0, 10**9, integer=True, note="0 = skip"))),
 ):
     """Export a run to TFLite and ONNX (fp32/fp16/int8), or TFLite Micro (--format tflm).
 
@@ -93,15 +96,20 @@ def export_cmd(
 def verify_cmd(
     run: Path = typer.Argument(..., help="Run directory with exported models in export/."),
     n: Optional[int] = typer.Option(None, "-n", help="N test images, a seeded sample stratified "
-                                   "by class (default: all, in file order)."),
-    min_int8: float = typer.Option(99.5, help="Minimum int8 top-1 agreement (%) with QAT Keras."),
-    min_fp32: float = typer.Option(99.9, help="Minimum fp32 top-1 agreement (%) with Keras."),
-    min_fp16: float = typer.Option(99.5, help="Minimum fp16 top-1 agreement (%) with Keras."),
+                                   "by class (default: all, in file order).",
+                                   callback=checked(IMAGES)),
+    min_int8: float = typer.Option(99.5, help="Minimum int8 top-1 agreement (%) with QAT Keras.",
+                                   callback=checked(PERCENT)),
+    min_fp32: float = typer.Option(99.9, help="Minimum fp32 top-1 agreement (%) with Keras.",
+                                   callback=checked(PERCENT)),
+    min_fp16: float = typer.Option(99.5, help="Minimum fp16 top-1 agreement (%) with Keras.",
+                                   callback=checked(PERCENT)),
     min_int8_ptq: float = typer.Option(98.0, help="Bar (%) for the PTQ int8 model's agreement "
-                                       "with Keras float (reported, gated only with --gate-ptq)."),
+                                       "with Keras float (reported, gated only with --gate-ptq).",
+                                       callback=checked(PERCENT)),
     gate_ptq: bool = typer.Option(False, "--gate-ptq", help="Let the PTQ int8 model (a comparison "
                                   "point for QAT) decide the exit code too."),
-    threads: int = typer.Option(0, help="Runtime threads (0: all cores)."),
+    threads: int = typer.Option(0, help="Runtime threads (0: all cores).", callback=checked(THREADS)),
     runtimes: Optional[str] = typer.Option(None, "--runtime", "-r", help="More runtimes to run "
                                            "each artifact on beside its default, comma list "
                                            "(e.g. openvino,openvino-bf16)."),
@@ -161,9 +169,10 @@ def demo_cmd(
     runtime: Optional[str] = typer.Option(None, help=f"{_EDGE_RUNTIMES} (default: by file "
                                           "type)."),
     threads: int = typer.Option(1, help="Inference threads (1 leaves the other cores to "
-                                "decoding and encoding)."),
+                                "decoding and encoding).", callback=checked(Range(1, 4096, integer=True))),
     roi: Optional[float] = typer.Option(None, help="Centred square ROI, fraction of the short "
-                                        "side (default 0.6; images: the whole image)."),
+                                        "side (default 0.6; images: the whole image).",
+                                        callback=checked(Range(0, 1, lo_open=True))),
     invert: str = typer.Option("model", help="model, auto, on or off: invert light-background "
                                "ROIs; model: auto for models trained on a dark background "
                                "(Fashion-MNIST), else off."),
@@ -172,8 +181,10 @@ def demo_cmd(
                                                "dynamic-H×W (GMP) model instead of resizing "
                                                "(default: as the model was trained)."),
     smooth: float = typer.Option(0.6, help="EMA weight of past frames' probabilities (0: off; "
-                                 "videos and cameras only, never across images)."),
-    top_k: int = typer.Option(3, "--top-k", help="Classes shown and logged."),
+                                 "videos and cameras only, never across images).",
+                                 callback=checked(Range(0, 1, hi_open=True))),
+    top_k: int = typer.Option(3, "--top-k", help="Classes shown and logged.",
+                              callback=checked(Range(1, 1000, integer=True))),
     headless: bool = typer.Option(False, "--headless", help="No window: write an annotated "
                                   "video and a JSON-lines log."),
     out: Path = typer.Option(Path("demo.mp4"), "--out", "-o", help="Annotated video (.mp4 "
@@ -181,12 +192,15 @@ def demo_cmd(
     no_video: bool = typer.Option(False, "--no-video", help="Headless: write the log only."),
     log: Optional[Path] = typer.Option(None, help="JSON-lines log (default with --headless: "
                                        "<out>.jsonl)."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after N frames."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after N frames.",
+                                             callback=checked(FRAMES)),
     snapshot_dir: Path = typer.Option(Path("."), help="Folder for snapshots (key s, "
                                       "--snapshot-at)."),
     snapshot_at: List[int] = typer.Option([], "--snapshot-at", help="Also save annotated "
-                                          "frame N as a PNG (repeatable)."),
-    reconnect: int = typer.Option(3, help="Reopen a lost camera/stream this many times."),
+                                          "frame N as a PNG (repeatable).",
+                                          callback=checked(Range(0, 10**12, integer=True))),
+    reconnect: int = typer.Option(3, help="Reopen a lost camera/stream this many times.",
+                                  callback=checked(Range(0, 10**6, integer=True))),
     collect: Optional[Path] = typer.Option(None, "--collect", help="Save ROI crops as a "
                                            "dataset: DIR/<label>/NNNN.png (full frames in "
                                            "DIR/.full/<label>/)."),
@@ -195,7 +209,7 @@ def demo_cmd(
                                         "classes); headless: one label."),
     collect_every: Optional[int] = typer.Option(None, "--collect-every", help="Also save every "
                                                 "Nth frame under the one --label (headless "
-                                                "default 10)."),
+                                                "default 10).", callback=checked(FRAMES)),
 ):
     """Live classification from a camera, video or images.
 
@@ -226,7 +240,8 @@ def bench_cmd(
     threads: Optional[str] = typer.Option(None, "--threads", "-t",
                                           help="Thread counts, e.g. 1,2 (default: 1 and all cores)."),
     n: Optional[int] = typer.Option(None, "-n", help="Test images for accuracy: a seeded sample "
-                                   "stratified by class (default: all; --quick: 1,000)."),
+                                   "stratified by class (default: all; --quick: 1,000).",
+                                   callback=checked(IMAGES)),
     quick: bool = typer.Option(False, "--quick", help="Few timed runs: a smoke test, not numbers "
                                "to report."),
     batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes",
@@ -270,7 +285,9 @@ def bench_cmd(
     if rep["files"]:
         names = ", ".join(Path(f).name for f in [*rep["files"].values(), *(
             p["file"] for p in rep["profiles"] if p.get("file"))])
-        console.print(f"wrote {names} to {rep['out_dir']}", markup=False, highlight=False,
+        kept = " (rows failed: the earlier bench report there is kept as it was)" \
+            if rep["failed_rows"] else ""
+        console.print(f"wrote {names} to {rep['out_dir']}{kept}", markup=False, highlight=False,
                       soft_wrap=True)
     if rep["exit_code"]:
         raise typer.Exit(rep["exit_code"])

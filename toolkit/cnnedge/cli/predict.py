@@ -9,8 +9,9 @@ from typing import List, Optional
 import typer
 
 from cnnedge import runtime
-from cnnedge.cli.app import app, console, err_console
+from cnnedge.cli.app import THREADS, app, checked, console, err_console
 from cnnedge.errors import CnnedgeError
+from cnnedge.numbers import Range
 
 MAX_ROWS = 50  # rows the terminal table shows; --json/--csv hold them all
 
@@ -24,12 +25,17 @@ def predict_cmd(
     runtime_: Optional[str] = typer.Option(None, "--runtime", help="One of: "
                                            f"{' | '.join(runtime.list_runtimes())} (default: "
                                            "the file's first in `cnnedge formats`)."),
-    threads: int = typer.Option(0, help="Inference threads (0 = all cores)."),
-    top_k: int = typer.Option(3, "--top", "-k", help="Classes per image."),
-    batch_size: int = typer.Option(64, "--batch", help="Images per inference call."),
-    every: int = typer.Option(1, "--every", help="Videos and cameras: every Nth frame."),
+    threads: int = typer.Option(0, help="Inference threads (0 = all cores).",
+                                callback=checked(THREADS)),
+    top_k: int = typer.Option(3, "--top", "-k", help="Classes per image.",
+                              callback=checked(Range(1, 1000, integer=True))),
+    batch_size: int = typer.Option(64, "--batch", help="Images per inference call.",
+                                   callback=checked("train.batch_size")),
+    every: int = typer.Option(1, "--every", help="Videos and cameras: every Nth frame.",
+                              callback=checked(Range(1, 10**9, integer=True))),
     max_frames: Optional[int] = typer.Option(None, "--frames", help="Videos and cameras: stop "
-                                             "after N predicted frames."),
+                                             "after N predicted frames.",
+                                             callback=checked(Range(1, 10**12, integer=True))),
     resize: Optional[str] = typer.Option(None, "--resize", help="stretch | letterbox | crop "
                                          "(default: the model's metadata, i.e. as trained)."),
     image_size: Optional[str] = typer.Option(None, "--image-size", help="HxW to feed instead of "
@@ -55,11 +61,7 @@ def predict_cmd(
     if size == "keep":
         raise CnnedgeError("--image-size keep: give HxW here (a keep-size model already feeds "
                            "each image at its own size)")
-    for out in (json_out, csv_out):
-        if out and out != "-":
-            from cnnedge.utils import check_writable
-
-            check_writable(Path(out).parent, "output file")
+    _check_outputs(sources, json_out, csv_out)
     quiet = "-" in (json_out, csv_out)
     say = err_console if quiet else console
 
@@ -75,7 +77,10 @@ def predict_cmd(
                   batch_size=batch_size, every=every, max_frames=max_frames, resize=resize,
                   image_size=size, save_dir=save_dir, save_mode=save_mode,
                   on_prediction=stream if live else None)
-    for fmt, out in (("json", json_out), ("csv", csv_out)):
+    # Ctrl-C ends a camera run: its rows are the result. Over files it cuts the run short:
+    # a partial report must not replace a complete one.
+    report = not res.interrupted or live
+    for fmt, out in (("json", json_out), ("csv", csv_out)) if report else ():
         if out == "-":
             write_table(res, fmt, sys.stdout)
         elif out:
@@ -101,10 +106,57 @@ def predict_cmd(
     say.print(f"{ok:,} images, {len(res.errors):,} errors; {res.images_per_second:,.0f} images/s "
               f"({res.model.name} on {res.runtime}, {res.threads} threads)", markup=False,
               soft_wrap=True)
-    if save_dir is not None:
-        say.print(f"saved into {save_dir}/<class>/", markup=False, soft_wrap=True)
+    saved = sum(1 for p in res if p.saved)
+    if saved:
+        say.print(f"saved {saved:,} image{'s' if saved > 1 else ''} into {save_dir}/<class>/",
+                  markup=False, soft_wrap=True)
     if res.interrupted:
-        say.print("interrupted: the rows above are the frames predicted so far", markup=False)
+        files = [o for o in (json_out, csv_out) if o and o != "-"]
+        if report or not (json_out or csv_out):
+            say.print("interrupted: the rows above are the ones predicted so far", markup=False)
+        else:
+            kept = f"; {' and '.join(files)} kept as before" if files else ""
+            say.print(f"interrupted after {len(res):,} rows: no report written{kept}",
+                      markup=False, soft_wrap=True)
         raise typer.Exit(130)
     if res.errors:
         raise typer.Exit(1)
+
+
+def _check_outputs(sources, json_out, csv_out) -> None:
+    """Before any work: --json/--csv are files that are not among the images read, not folders,
+    not the same file twice, and at most one of them is stdout; an existing file is replaced
+    only when it is an earlier report of its kind (or empty)."""
+    import glob
+
+    from cnnedge.preprocess import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+    from cnnedge.utils import check_output
+
+    if json_out == "-" and csv_out == "-":
+        raise CnnedgeError("--json - and --csv - would mix on stdout; write one of them to a file")
+    if json_out and json_out == csv_out:
+        raise CnnedgeError(f"--json and --csv both name {json_out}; give each its own file")
+    inputs = []
+    for s in sources:
+        if not Path(s).expanduser().exists() and glob.has_magic(s):
+            inputs += glob.glob(str(Path(s).expanduser()), recursive=True)
+        else:
+            inputs.append(s)
+    for flag, out in (("--json", json_out), ("--csv", csv_out)):
+        if out and out != "-":
+            check_output(out, f"{flag} file", inputs=inputs, suffixes=IMAGE_SUFFIXES +
+                         VIDEO_SUFFIXES, replaces=lambda p, fmt=flag[2:]: _earlier_report(p, fmt))
+
+
+def _earlier_report(path: Path, fmt: str) -> bool:
+    """An empty file, or one written by --json / --csv before (by its first bytes)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return False
+    if not head.strip():
+        return True
+    if fmt == "json":
+        return head.lstrip().startswith(b"{") and b'"predictions"' in head
+    return head.startswith(b"source,frame,")

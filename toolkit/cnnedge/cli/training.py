@@ -7,8 +7,9 @@ from typing import List, Optional
 
 import typer
 
-from cnnedge.cli.app import DataDir, app, console, err_console
+from cnnedge.cli.app import IMAGES, DataDir, app, checked, console, err_console
 from cnnedge.errors import CnnedgeError
+from cnnedge.numbers import Range
 
 
 @app.command("train")
@@ -26,7 +27,8 @@ def train_cmd(
                                    "best checkpoint (when the last one is missing or damaged)."),
     strategy: str = typer.Option("none", help="none | mirrored | multiworker (tf.distribute)."),
     logical_cpus: int = typer.Option(0, help="Split the CPU into N logical devices (testing "
-                                     "--strategy mirrored without GPUs)."),
+                                     "--strategy mirrored without GPUs).",
+                                     callback=checked(Range(0, 4096, integer=True))),
     check: bool = typer.Option(False, "--check", help="Decode every image once before "
                                "training: a bad file is named before the first epoch."),
     data: Optional[Path] = typer.Option(None, "--data", help="A folder of class folders "
@@ -40,7 +42,8 @@ def train_cmd(
                                           "gets a new head."),
     minutes: Optional[float] = typer.Option(None, "--minutes", help="Time budget of the float "
                                             "phase: no epoch starts that would overrun it (with "
-                                            "--data alone, epochs are also chosen to fit)."),
+                                            "--data alone, epochs are also chosen to fit).",
+                                            callback=checked("train.max_minutes")),
 ):
     """Train a recipe, or a folder of your own classes (--data), into runs/<name>/<run>/.
 
@@ -114,8 +117,10 @@ def train_cmd(
 @app.command("quantize")
 def quantize_cmd(
     run: Path = typer.Argument(..., help="A finished run directory (with its best model)."),
-    epochs: Optional[int] = typer.Option(None, help="QAT epochs (default: the recipe's qat.epochs)."),
-    lr: Optional[float] = typer.Option(None, help="QAT learning rate (default: recipe's qat.lr)."),
+    epochs: Optional[int] = typer.Option(None, help="QAT epochs (default: the recipe's qat.epochs).",
+                                         callback=checked("qat.epochs")),
+    lr: Optional[float] = typer.Option(None, help="QAT learning rate (default: recipe's qat.lr).",
+                                       callback=checked("qat.lr")),
 ):
     """Quantization-aware fine-tuning of a run.
 
@@ -124,7 +129,8 @@ def quantize_cmd(
     from cnnedge.run import Run
     from cnnedge.train import fine_tune_qat
 
-    s = fine_tune_qat(run, epochs=epochs, lr=lr)
+    with Run(run).lock("cnnedge quantize"):  # one command at a time writes a run
+        s = fine_tune_qat(run, epochs=epochs, lr=lr)
     sp = s.get("eval_split", "test")
     qat_acc = s.get(f"qat_{sp}_accuracy", s.get("qat_test_accuracy"))
     float_acc = s.get(f"{sp}_accuracy", s.get("test_accuracy", float("nan")))
@@ -142,9 +148,9 @@ def eval_cmd(
     data: Optional[str] = typer.Option(None, "--data", help="Dataset or folder of class folders to "
                                        "score instead of the run's own (needed for a model file)."),
     data_dir: Optional[Path] = DataDir,
-    batch_size: int = typer.Option(256, help="Batch size."),
+    batch_size: int = typer.Option(256, help="Batch size.", callback=checked("train.batch_size")),
     n: Optional[int] = typer.Option(None, "-n", help="A seeded sample of N images, stratified by "
-                                    "class."),
+                                    "class.", callback=checked(IMAGES)),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write eval JSON (+ .png)."),
     tta: str = typer.Option("none", help="Test-time augmentation: none | flip (image and its "
                             "mirror, softmax averaged; 2 forward passes)."),

@@ -62,8 +62,10 @@ def carve_val(n: int, fraction: float, seed: int, labels=None) -> np.ndarray:
     if not 0.0 <= fraction < 1.0:
         raise CnnedgeError(f"val_fraction must be in [0, 1), got {fraction}")
     n_val = round(n * fraction)
+    fix = "add images, or train without validation (--set data.val_fraction=0)"
     if fraction > 0 and (n_val == 0 or n_val >= n):
-        raise CnnedgeError(f"val_fraction={fraction} of {n} train examples leaves an empty split")
+        raise CnnedgeError(f"val_fraction={fraction} of {n} train examples leaves an empty "
+                           f"split; {fix}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7A1]))
     if labels is not None:
         labels = np.asarray(labels)
@@ -73,7 +75,11 @@ def carve_val(n: int, fraction: float, seed: int, labels=None) -> np.ndarray:
             k = int(np.clip(round(len(idx) * fraction), 1 if len(idx) >= 2 else 0,
                             max(0, len(idx) - 1)))
             out.append(rng.permutation(idx)[:k])
-        return np.sort(np.concatenate(out)).astype(np.int64)
+        val = np.sort(np.concatenate(out)).astype(np.int64)
+        if not len(val):  # a class gives val an image only when it has two or more
+            raise CnnedgeError(f"no class has more than one image, so a validation split "
+                               f"(val_fraction={fraction}) would be empty; {fix}")
+        return val
     perm = rng.permutation(n)
     return np.sort(perm[:n_val]).astype(np.int64)
 

@@ -1,7 +1,8 @@
 """Image folders: ``<root>/<class>/*`` or ``<root>/{train,val,test}/<class>/*``.
 
 Files are listed once (``os.scandir``, sorted by name) and their *headers* are read in Python
-when the folder is opened: that checks every file's signature and gives each image's size and
+when the folder is opened (:mod:`cnnedge.imagefile`, the reader ``predict`` and the demo use):
+that checks every file's signature, pixel count and file size and gives each image's size and
 channel count without decoding anything. Images are then read and decoded in parallel inside
 tf.data (``decode_jpeg``/``decode_png`` when the folder holds only one kind, else
 ``decode_image``).
@@ -10,102 +11,31 @@ tf.data (``decode_jpeg``/``decode_png`` when the folder holds only one kind, els
 from __future__ import annotations
 
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
 
+from cnnedge import imagefile
 from cnnedge.backend import tf
 from cnnedge.data.base import Source, SplitIndex, make_splits
 from cnnedge.errors import CnnedgeError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 SPLIT_DIRS = ("train", "val", "test")
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-class _BadImage(Exception):
-    pass
+TRAIN_KINDS = ("jpeg", "png", "bmp", "gif")  # what tf.io.decode_image reads
 
 
 def image_header(path: str) -> tuple[str, int, int, int]:
-    """(kind, height, width, channels-after-decode) from the first bytes of an image file."""
-    with open(path, "rb") as f:
-        head = f.read(1024)
-        if head[:2] == b"\xff\xd8":
-            h, w, c = _jpeg_header(f, head)
-            return "jpeg", h, w, c
-        if head[:8] == b"\x89PNG\r\n\x1a\n":
-            if len(head) < 26 or head[12:16] != b"IHDR":
-                raise _BadImage("truncated PNG header")
-            w, h = struct.unpack(">II", head[16:24])
-            color = head[25]
-            if h == 0 or w == 0 or color not in (0, 2, 3, 4, 6):
-                raise _BadImage(f"unsupported PNG header ({h}x{w}, color type {color})")
-            return "png", h, w, 1 if color in (0, 4) else 3
-        if head[:2] == b"BM":
-            if len(head) < 30:
-                raise _BadImage("truncated BMP header")
-            dib = struct.unpack("<I", head[14:18])[0]
-            if dib == 12:
-                w, h, _planes, bpp = struct.unpack("<hhHH", head[18:26])
-            else:
-                w, h, _planes, bpp = struct.unpack("<iiHH", head[18:30])
-            h = abs(h)
-            if h == 0 or w <= 0:
-                raise _BadImage(f"unsupported BMP size {h}x{w}")
-            return "bmp", h, w, 1 if bpp <= 8 else 3
-        if head[:6] in (b"GIF87a", b"GIF89a"):
-            if len(head) < 10:
-                raise _BadImage("truncated GIF header")
-            w, h = struct.unpack("<HH", head[6:10])
-            if h == 0 or w == 0:
-                raise _BadImage("GIF with zero size")
-            return "gif", h, w, 3
-    raise _BadImage("not a JPEG, PNG, BMP or GIF file (unknown signature)")
-
-
-def _jpeg_header(f, head: bytes) -> tuple[int, int, int]:
-    """Walk JPEG segments from the start of the file until the frame (SOF) header."""
-    pos, buf, buf_start = 2, head, 0
-
-    def need(k):  # make sure buf holds bytes [pos, pos+k) of the file
-        nonlocal buf, buf_start, pos
-        if pos + k <= len(buf):
-            return True
-        absolute = buf_start + pos
-        f.seek(absolute)
-        buf, buf_start, pos = f.read(max(k, 4096)), absolute, 0
-        return len(buf) >= k
-
-    while True:
-        if not need(2):
-            raise _BadImage("JPEG ends before its frame header")
-        if buf[pos] != 0xFF:
-            raise _BadImage("corrupt JPEG marker")
-        marker = buf[pos + 1]
-        if marker == 0xFF:
-            pos += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            pos += 2
-            continue
-        if marker in (0xD9, 0xDA):
-            raise _BadImage("JPEG has no frame header")
-        if not need(4):
-            raise _BadImage("truncated JPEG segment")
-        length = struct.unpack(">H", buf[pos + 2:pos + 4])[0]
-        if length < 2:
-            raise _BadImage("corrupt JPEG segment length")
-        if marker in _SOF:
-            if not need(10):
-                raise _BadImage("truncated JPEG frame header")
-            h, w = struct.unpack(">HH", buf[pos + 5:pos + 9])
-            comps = buf[pos + 9]
-            if h == 0 or w == 0 or comps not in (1, 3, 4):
-                raise _BadImage(f"unsupported JPEG frame ({h}x{w}, {comps} components)")
-            return h, w, 1 if comps == 1 else 3
-        pos += 2 + length
+    """(kind, height, width, channels-after-decode) from the first bytes of an image file, by
+    the shared reader's checks (regular file, pixel limit, file size against the header)."""
+    try:
+        hdr = imagefile.probe(path)
+    except imagefile.BadImage as e:
+        raise CnnedgeError(f"{path}: unreadable image ({e.reason})") from None
+    if hdr.kind not in TRAIN_KINDS:
+        raise CnnedgeError(f"{path}: unreadable image (a {hdr.kind.upper()} file; training "
+                           f"reads JPEG, PNG, BMP and GIF: convert it)")
+    return hdr.kind, hdr.height, hdr.width, hdr.channels
 
 
 def _list_images(class_dir: Path) -> list[str]:
@@ -190,12 +120,7 @@ class FolderSource(Source):
         for split, pairs in items.items():
             hdr = np.zeros((len(pairs), 2), np.int32)
             for i, (p, _) in enumerate(pairs):
-                try:
-                    kind, h, w, c = image_header(p)
-                except _BadImage as e:
-                    raise CnnedgeError(f"{p}: unreadable image ({e})") from None
-                except OSError as e:
-                    raise CnnedgeError(f"{p}: cannot read ({e.strerror or e})") from None
+                kind, h, w, c = image_header(p)
                 hdr[i] = (h, w)
                 kinds.add(kind)
                 chans.add(c)

@@ -19,6 +19,7 @@ import numpy as np
 from cnnedge.backend import tf
 from cnnedge.data.base import Source, SplitIndex, make_splits, one_line
 from cnnedge.errors import CnnedgeError
+from cnnedge.utils import check_output
 
 META = "dataset.json"
 MAGIC = "cnnedge-tfrecord"
@@ -170,6 +171,8 @@ def pack(source: Source, out_dir: str, *, shards: int = 8, overwrite: bool = Fal
     if int(shards) < 1:
         raise CnnedgeError(f"shards must be >= 1, got {shards}")
     gfile = tf.io.gfile
+    if "://" not in out_dir:  # replaces a pack folder only, never a file or what it reads
+        check_output(out_dir, "pack folder", inputs=[source.info.source], folder=True)
     if gfile.exists(out_dir):
         if not overwrite:
             raise CnnedgeError(f"{out_dir} already exists; pass overwrite=True (--overwrite)")

@@ -25,6 +25,7 @@ from cnnedge.data.base import one_line
 from cnnedge.data.folder import FolderSource
 from cnnedge.data.records import RecordSource, is_packed, looks_partial
 from cnnedge.errors import CnnedgeError
+from cnnedge.utils import default_mode
 
 FASHION_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 # sha256 of the original Fashion-MNIST files (zalandoresearch; same bytes as the Keras mirror)
@@ -78,6 +79,7 @@ def download_fashion(dest: Path, searched: list[Path]) -> Path:
                 if h.hexdigest() != sha:
                     raise CnnedgeError(f"downloaded {FASHION_URL + name} has sha256 "
                                        f"{h.hexdigest()}, expected {sha}")
+                default_mode(tmp)
                 os.replace(tmp, target)
             finally:
                 if os.path.exists(tmp):
@@ -267,7 +269,10 @@ def open_dataset(spec, *, data_dir=None, val_fraction: float = 0.0, seed: int = 
     if val_split == "stratified" and val_fraction:
         src = open_dataset(spec, data_dir=data_dir, seed=seed, image_size=image_size,
                            keep_size=keep_size, batch_mode=batch_mode, download=download)
-        return src.carve_val(float(val_fraction), int(seed))
+        try:
+            return src.carve_val(float(val_fraction), int(seed))
+        except CnnedgeError as e:  # the split's message does not know which data it is
+            raise CnnedgeError(f"{spec}: {e}") from None
     if batch_mode not in ("pad", "bucket"):
         raise CnnedgeError(f"batch_mode must be 'pad' or 'bucket', got {batch_mode!r}")
     if data_dir and not Path(data_dir).expanduser().is_dir():  # never fall back silently

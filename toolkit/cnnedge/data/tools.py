@@ -14,6 +14,7 @@ import numpy as np
 from cnnedge.backend import tf
 from cnnedge.data.base import AUTOTUNE, Source, select_positions
 from cnnedge.errors import CnnedgeError
+from cnnedge.utils import default_mode
 
 
 def check(source: Source) -> int:
@@ -102,9 +103,7 @@ def preview(source: Source, out, *, split: str = "train", n: int = 36, seed: int
         try:
             with os.fdopen(fd, "wb") as f:
                 fig.savefig(f, format="png")
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it 0600
+            default_mode(tmp)
             os.replace(tmp, out)
         except BaseException:
             if os.path.exists(tmp):

@@ -14,6 +14,7 @@ parity check as the CLI (:func:`cnnedge.verify.verify` on ``verify`` test images
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 import time
@@ -21,14 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnedge import artifacts
+from cnnedge import artifacts, locks
 from cnnedge.errors import CnnedgeError
 from cnnedge.export import onnx as _onnx
 from cnnedge.export import tflite as _tflite
 from cnnedge.export import tflm as _tflm
 from cnnedge.export.job import Job, resolve
 from cnnedge.run import Run
-from cnnedge.utils import split_list
+from cnnedge.utils import Interrupts, split_list
 
 PRECISIONS = tuple(dict.fromkeys(a.precision for a in artifacts.exported()))  # fp32 fp16 int8
 INT8_METHODS = ("tflite", "qdq")
@@ -154,8 +155,9 @@ def export(run_or_model, *, formats: Sequence[str] | str = ("tflite", "onnx"),
         raise CnnedgeError("int8 export needs calibration data: pass --data <dataset name or "
                            "path> (calibration=...) or export a run directory")
     out_dir = _out_dir(job, out_dir)
-    results = _write(job, [(f, p) for f in fmts for p in precs if p in format_precisions(f)],
-                     out_dir)
+    with Run.lock_of(out_dir, "cnnedge export"):  # one command at a time writes a run
+        results = _write(job, [(f, p) for f in fmts for p in precs if p in format_precisions(f)],
+                         out_dir)
     res = ExportResult(results, out_dir)
     if verify and job.run is not None and Run.is_run(job.run.path):
         from cnnedge.verify import verify as parity
@@ -193,32 +195,18 @@ def _write(job: Job, plan, out_dir: Path) -> list[dict]:
     created_dir = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in out_dir.glob(f"{STAGE_PREFIX}*"):  # left by an export that was killed
-            shutil.rmtree(stale, ignore_errors=True)
+        clear_stale(out_dir)
         stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=out_dir))
+        held = locks.hold(stage)  # while this export runs, its staging folder is not stale
     except OSError as e:  # before any conversion work: a read-only or missing folder
         raise CnnedgeError(f"cannot write to {out_dir}: {e.strerror or e}") from e
     results = []
     try:
-        for f, p in plan:
-            for row, write in WRITERS[f](job, p):
-                t0 = time.time()
-                tmp = stage / row.filename
-                meta = write(tmp)
-                results.append({"path": out_dir / row.filename, "format": f, "precision": p,
-                                "bytes": tmp.stat().st_size, "source": meta["source"],
-                                "seconds": round(time.time() - t0, 2), "_tmp": tmp})
-                if meta.get("tflm_arena_bytes"):
-                    results[-1]["arena_bytes"] = meta["tflm_arena_bytes"]
-                for extra in meta.get("_extra", ()):  # a folder beside the file (tflm/)
-                    files = [q for q in (stage / extra).rglob("*") if q.is_file()]
-                    results.append({"path": out_dir / extra, "format": f, "precision": p,
-                                    "bytes": sum(q.stat().st_size for q in files),
-                                    "source": meta["source"], "seconds": 0.0,
-                                    "_tmp": stage / extra})
-        for r in results:  # everything written: move into place
-            _move(Path(r.pop("_tmp")), r["path"])
-            r["path"] = str(r["path"])
+        with Interrupts() as ctrl_c:
+            _stage_all(job, plan, stage, out_dir, results, ctrl_c)
+            for r in results:  # everything written: move into place
+                _move(Path(r.pop("_tmp")), r["path"])
+                r["path"] = str(r["path"])
     except BaseException as e:
         shutil.rmtree(stage, ignore_errors=True)
         if created_dir:
@@ -228,5 +216,37 @@ def _write(job: Job, plan, out_dir: Path) -> list[dict]:
             raise CnnedgeError(f"cannot write to {out_dir}: {e.strerror or e}; nothing was "
                                f"written") from e
         raise
+    finally:
+        if held is not None:
+            os.close(held)
     shutil.rmtree(stage, ignore_errors=True)
     return results
+
+
+def _stage_all(job: Job, plan, stage: Path, out_dir: Path, results: list, ctrl_c) -> None:
+    """Run every writer of ``plan`` into ``stage``, one result row per file or folder."""
+    for f, p in plan:
+        for row, write in WRITERS[f](job, p):
+            t0 = time.time()
+            tmp = stage / row.filename
+            meta = write(tmp)
+            ctrl_c.check()  # converters (tf2onnx) swallow a Ctrl-C in their bare excepts
+            results.append({"path": out_dir / row.filename, "format": f, "precision": p,
+                            "bytes": tmp.stat().st_size, "source": meta["source"],
+                            "seconds": round(time.time() - t0, 2), "_tmp": tmp})
+            if meta.get("tflm_arena_bytes"):
+                results[-1]["arena_bytes"] = meta["tflm_arena_bytes"]
+            for extra in meta.get("_extra", ()):  # a folder beside the file (tflm/)
+                files = [q for q in (stage / extra).rglob("*") if q.is_file()]
+                results.append({"path": out_dir / extra, "format": f, "precision": p,
+                                "bytes": sum(q.stat().st_size for q in files),
+                                "source": meta["source"], "seconds": 0.0,
+                                "_tmp": stage / extra})
+
+
+def clear_stale(out_dir: Path) -> None:
+    """Remove the staging folders that exports killed before they finished left in
+    ``out_dir``; those of exports still running (locked) stay."""
+    for stale in out_dir.glob(f"{STAGE_PREFIX}*"):
+        if not locks.held(stale):
+            shutil.rmtree(stale, ignore_errors=True)

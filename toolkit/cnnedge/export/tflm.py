@@ -35,7 +35,38 @@ def static_size(job: Job) -> list[int]:
     if min(size) < k:
         raise CnnedgeError(f"--image-size {size[0]}x{size[1]} is smaller than this model's "
                            f"minimum {k}×{k}")
-    return [int(v) for v in size]
+    size = [int(v) for v in size]
+    if job.cache.get("tflm_checked") != size:
+        check_memory(job, size)
+        job.cache["tflm_checked"] = size
+    return size
+
+
+def check_memory(job: Job, size) -> None:
+    """Refuse a size whose int8 model cannot fit a TFLite Micro arena, or whose conversion
+    cannot fit this machine's memory, before converting: lower bounds from the float model's
+    layer shapes (the largest layer's input + output at 1 byte a value; the calibration images
+    at ``size`` as uint8 + float32 and the converter's float activations of one image)."""
+    from cnnedge.limits import BYTES_PER_INPUT_VALUE, available_memory, gb
+    from cnnedge.models.graph import activation_sizes
+
+    h, w = size
+    peak, total = activation_sizes(job.float_model, (h, w, job.channels))
+    convert = (job.calibration_images * h * w * job.channels * BYTES_PER_INPUT_VALUE
+               + 2 * 4 * total)
+    what = (f"--image-size {h}x{w}" if job.cache.get("tflm_size") else f"the training size "
+            f"{h}x{w}")
+    estimate = (f"{what}: the fixed-size int8 model needs a tensor arena of at least "
+                f"{peak / 2**20:,.1f} MiB (its largest layer's input and output) and converting "
+                f"it about {gb(convert)}")
+    avail = available_memory()
+    if peak > runtime_tflm.ARENA_LIMIT:
+        raise CnnedgeError(f"{estimate}; TFLite Micro is given at most "
+                           f"{runtime_tflm.ARENA_LIMIT >> 20} MiB (no microcontroller has more); "
+                           f"choose a smaller --image-size")
+    if avail is not None and convert > avail:
+        raise CnnedgeError(f"{estimate}, more than the {gb(avail)} of memory available; choose "
+                           f"a smaller --image-size")
 
 
 def _sized(images, size) -> list[np.ndarray]:

@@ -138,20 +138,9 @@ def count_params(model) -> int:
     return int(model.count_params())
 
 
-def count_macs(model, input_shape: Sequence[int] | None = None) -> int:
-    """Multiply-accumulates per image at ``input_shape`` (H, W, C) for Conv2D, DepthwiseConv2D,
-    SeparableConv2D and Dense layers (batch norm, pooling, adds and activations not counted)."""
-    if input_shape is None:
-        fixed = _fixed_size(model)
-        if fixed is None:
-            raise CnnedgeError(f"model {model.name} takes any H×W: give input_shape=(H, W, C)")
-        input_shape = (*fixed, model.input_shape[-1])
-    input_shape = tuple(int(v) for v in input_shape)
-    if len(input_shape) == 2:
-        input_shape = (*input_shape, model.input_shape[-1])
-    check_input_size(model, input_shape)
+def _shapes(model, input_shape: tuple):
+    """(layer, [input shapes], output shape) of every layer but the input, batch 1, in order."""
     shapes: dict[str, tuple] = {}
-    macs = 0
     for layer, parents in _graph(model):
         ins = [shapes[p] for p in parents if p in shapes] or [(1, *input_shape)]
         inner = _unwrap(layer)
@@ -164,6 +153,39 @@ def count_macs(model, input_shape: Sequence[int] | None = None) -> int:
         except Exception:  # noqa: BLE001 - layers without shape inference pass shapes through
             out = tuple(ins[0])
         shapes[layer.name] = out
+        yield inner, ins, out
+
+
+_FOLDED = ("BatchNormalization", "ReLU", "Activation", "Dropout", "InputLayer")
+
+
+def activation_sizes(model, input_shape: Sequence[int]) -> tuple[int, int]:
+    """(peak, total) values at ``input_shape`` (H, W, C) for one image: ``peak`` the largest
+    inputs + output of one layer that stays an op once batch norm and activations are folded
+    (the least a tensor arena holds at once), ``total`` the sum of every layer's output."""
+    peak = total = 0
+    for inner, ins, out in _shapes(model, tuple(int(v) for v in input_shape)):
+        n = math.prod(v for v in out[1:] if v)
+        total += n
+        if type(inner).__name__ not in _FOLDED:
+            peak = max(peak, n + sum(math.prod(v for v in i[1:] if v) for i in ins))
+    return peak, total
+
+
+def count_macs(model, input_shape: Sequence[int] | None = None) -> int:
+    """Multiply-accumulates per image at ``input_shape`` (H, W, C) for Conv2D, DepthwiseConv2D,
+    SeparableConv2D and Dense layers (batch norm, pooling, adds and activations not counted)."""
+    if input_shape is None:
+        fixed = _fixed_size(model)
+        if fixed is None:
+            raise CnnedgeError(f"model {model.name} takes any H×W: give input_shape=(H, W, C)")
+        input_shape = (*fixed, model.input_shape[-1])
+    input_shape = tuple(int(v) for v in input_shape)
+    if len(input_shape) == 2:
+        input_shape = (*input_shape, model.input_shape[-1])
+    check_input_size(model, input_shape)
+    macs = 0
+    for inner, ins, out in _shapes(model, input_shape):
         kind = type(inner).__name__
         if kind == "Conv2D":
             kh, kw = inner.kernel_size

@@ -94,11 +94,35 @@ def _model_config(path: Path) -> dict:
                            f"{' '.join(str(e).split())[:200]}") from e
 
 
+def _keras_version(path: Path) -> str | None:
+    """The Keras version a file was saved by, from its metadata (None where it says none)."""
+    try:
+        if _is_hdf5(path):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                v = f.attrs.get("keras_version")
+        else:
+            with zipfile.ZipFile(path) as z:
+                v = json.loads(z.read("metadata.json")).get("keras_version")
+    except Exception:  # noqa: BLE001 - no metadata: judged by its config alone
+        return None
+    return v.decode() if isinstance(v, bytes) else (str(v) if v else None)
+
+
 def check_no_code(path) -> None:
     """Refuse a model file whose config names anything but built-in, code-free classes."""
     path = Path(path)
     allowed = _allowed_classes()
-    stack = [_model_config(path)]
+    config = _model_config(path)
+    version = _keras_version(path)
+    if version and version.split(".")[0] not in ("2",):
+        # Keras 3 configs name classes (DTypePolicy, __keras_tensor__) tf-keras cannot build
+        raise CnnedgeError(
+            f"cannot load {path}: it was saved by Keras {version}; cnnedge reads Keras 2 "
+            f"(tf-keras) model files, which QAT needs: rebuild the model with tf_keras and save "
+            f"it there, or train it with cnnedge (model.weights takes a cnnedge checkpoint)")
+    stack = [config]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):

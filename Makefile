@@ -8,14 +8,14 @@ STAMP  := $(VENV)/.installed
 # commands below and the tests find them through $CNNEDGE_DATA.
 export CNNEDGE_DATA ?= $(wildcard $(abspath ../shared/datasets))
 
-.PHONY: setup data test test-fast demo lint clean
+.PHONY: setup data test test-fast test-full demo lint clean
 
 setup: $(STAMP) data
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c requirements.lock -e ".[dev,demo]"
+	$(BIN)/python -m pip install -q -c requirements.lock -e ".[dev]"
 	touch $(STAMP)
 
 # Fashion-MNIST's original files from Debian (no internet needed); skipped where apt is missing.
@@ -27,11 +27,22 @@ data:
 	  ( $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist ); \
 	else echo "apt-get not found: put the Fashion-MNIST *-ubyte.gz files in \$$CNNEDGE_DATA"; fi
 
+# test (what CI runs): all but the heavy real-data runs marked `full`; its budget is 8 minutes on
+# 2 cores (past that it prints a warning line, never a failure) and it lists the 15 slowest tests.
+# test-fast: also without the real-data tests marked `slow`. test-full: every test, the `full`
+# runs included (run it before closing a change to training, export or verify). All three run
+# TEST_WORKERS processes (pytest-xdist), each taking a whole test file at a time so that a file's
+# fixtures are built once; each process builds the session's shared runs it needs.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 test: setup
-	$(BIN)/python -m pytest -q --durations=15 tests
+	$(PYTEST) --durations=15 -m "not full" tests
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(PYTEST) -m "not slow and not full" tests
+
+test-full: setup
+	$(PYTEST) --durations=15 tests
 
 # The main job on real data, end to end: inspect Fashion-MNIST, train the quick recipe (+QAT),
 # export every format and precision, verify parity on the test set, benchmark at 1 thread.

@@ -7,8 +7,9 @@ without a model.
     summary = run_demo(DemoConfig(source="clip.mp4", model="runs/fashion_mnist/exp",
                                   headless=True, out="demo.mp4"))
 
-``cnnedge demo ...`` and ``python -m edge_demo ...`` both call :func:`run_demo`. Needs numpy,
-OpenCV and a runtime (ai_edge_litert or onnxruntime) only, never TensorFlow.
+``cnnedge demo ...`` and ``python -m edge_demo ...`` both call :func:`run_demo`: its setup,
+per-frame step and finish are the methods of ``_Demo``. Needs numpy, OpenCV and a runtime
+(ai_edge_litert or onnxruntime) only, never TensorFlow.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from cnnedge.errors import CnnedgeError
 
 KEY_QUIT, KEY_SNAPSHOT, KEY_FREEZE = (ord("q"), 27), (ord("s"),), (ord(" "),)
 DEFAULT_MODEL = "runs/fashion_mnist/exp"
-IMAGE_CANVAS = (640, 480)  # output frame (w, h) of image sources: see _display_image
 COLLECT_EVERY = 10  # headless --collect default: 3 images a second of a 30 FPS video
+WINDOW = "cnnedge demo (q quit, s snapshot, space freeze)"
 
 
 @dataclass
@@ -110,103 +111,140 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] | None = None,
     echo = echo or (lambda s: print(s, file=sys.stderr))
     warn = warn or (lambda s: print(s, file=sys.stderr))
     _check(cfg)
-    import cv2
-
-    from edge_demo import collect as C
-    from edge_demo.capture import open_source
-    from edge_demo.model import load_model
-    from edge_demo.output import JsonLog, VideoSink
-    from edge_demo.overlay import Overlay, Smoother, softmax, top_k
-    from edge_demo.preprocess import Preprocessor
-
-    model_arg = cfg.model or (None if cfg.collect else DEFAULT_MODEL)
-    model_path, runner = load_model(model_arg, cfg.runtime, cfg.threads) if model_arg else (None, None)
-    meta = runner.metadata if runner is not None else None
-    names = list(meta["class_names"]) if meta else []
-    collector = None
-    if cfg.collect is not None:
-        labels = C.parse_labels(cfg.label)
-        if not labels:  # window mode without --label: the model's classes name the keys
-            if not names:
-                raise CnnedgeError("--collect without --model needs --label names (e.g. "
-                                   "--label cat,dog: keys 1 and 2 save under cat/ and dog/)")
-            labels = [C.folder_name(c) for c in names]
-            if len(set(labels)) != len(labels) or len(labels) > len(C.KEYS):
-                raise CnnedgeError(f"the model's {len(names)} classes cannot be keys 1-9 and 0; "
-                                   f"give --label with up to {len(C.KEYS)} names")
-            C.check(cfg.collect, labels)
-        collector = C.Collector(cfg.collect, labels)
-    src = open_source(cfg.source, reconnect=cfg.reconnect, start=False,
-                      on_skip=lambda m: warn(f"warning: {m}"))
-    images = src.kind == "images"
-    video = log = None
+    demo = _Demo(cfg, echo, warn)
     ok = False  # outputs are moved into place only when the run ends well
     try:
-        roi = cfg.roi if cfg.roi is not None else (None if images else 0.6)
-        pre = Preprocessor(meta, roi=roi, invert=cfg.invert, native_size=cfg.native_size)
+        demo.setup()
+        stopped = demo.loop()
+        summary = demo.finish()
+        ok = True
+        if stopped is not None:
+            raise stopped
+        return summary
+    finally:
+        demo.close(commit=ok)
+
+
+class _Demo:
+    """One run of the demo, in the order :func:`run_demo` calls it: ``_Demo()`` opens the model,
+    the collector and the source (not started yet); :meth:`setup` the preprocessing, overlay,
+    log, video and window; :meth:`loop` reads frames and keys, :meth:`step` handles one frame;
+    :meth:`finish` makes the summary (the log's last line); :meth:`close` releases everything."""
+
+    def __init__(self, cfg: DemoConfig, echo, warn):
+        import cv2  # noqa: F401 - before capture sets OpenCV's log level (as it always was)
+
+        from edge_demo.capture import open_source
+        from edge_demo.model import load_model
+
+        self.cfg, self.echo = cfg, echo
+        model_arg = cfg.model or (None if cfg.collect else DEFAULT_MODEL)
+        self.model_path, self.runner = (load_model(model_arg, cfg.runtime, cfg.threads)
+                                        if model_arg else (None, None))
+        self.meta = self.runner.metadata if self.runner is not None else None
+        self.names = list(self.meta["class_names"]) if self.meta else []
+        self.collector = self._collector()
+        self.src = open_source(cfg.source, reconnect=cfg.reconnect, start=False,
+                               on_skip=lambda m: warn(f"warning: {m}"))
+        self.images = self.src.kind == "images"
+        self.video = self.log = None
+
+    def _collector(self):
+        from edge_demo import collect as C
+
+        cfg = self.cfg
+        if cfg.collect is None:
+            return None
+        labels = C.parse_labels(cfg.label)
+        if not labels:  # window mode without --label: the model's classes name the keys
+            if not self.names:
+                raise CnnedgeError("--collect without --model needs --label names (e.g. "
+                                   "--label cat,dog: keys 1 and 2 save under cat/ and dog/)")
+            labels = [C.folder_name(c) for c in self.names]
+            if len(set(labels)) != len(labels) or len(labels) > len(C.KEYS):
+                raise CnnedgeError(f"the model's {len(self.names)} classes cannot be keys 1-9 "
+                                   f"and 0; give --label with up to {len(C.KEYS)} names")
+            C.check(cfg.collect, labels)
+        return C.Collector(cfg.collect, labels)
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        """Preprocessing and overlay for the model, then the outputs: log, snapshots, window,
+        video."""
+        from edge_demo import collect as C
+        from edge_demo.overlay import Overlay, Smoother
+        from edge_demo.preprocess import FramePreprocessor
+
+        cfg, runner = self.cfg, self.runner
+        self.roi = cfg.roi if cfg.roi is not None else (None if self.images else 0.6)
+        self.pre = pre = FramePreprocessor(self.meta, roi=self.roi, invert=cfg.invert,
+                                           native_size=cfg.native_size)
         if runner is None:
-            input_desc = "none"
+            self.input_desc = "none"
         elif pre.size:
-            input_desc = f"{pre.size[0]}x{pre.size[1]}x{pre.channels}"
+            self.input_desc = f"{pre.size[0]}x{pre.size[1]}x{pre.channels}"
         else:
-            input_desc = f"native {'image' if roi is None else 'ROI'} x{pre.channels}"
-        label = (f"{runner.runtime} {meta.get('precision', '?')} {input_desc}" if runner
+            self.input_desc = f"native {'image' if self.roi is None else 'ROI'} x{pre.channels}"
+        label = (f"{runner.runtime} {self.meta.get('precision', '?')} {self.input_desc}" if runner
                  else "no model: collecting")
         keys = None
         if not cfg.headless:
             keys = "q quit  s snapshot  space freeze"
-            if collector is not None:
-                last_key = C.KEYS[len(collector.labels) - 1]
+            if self.collector is not None:
+                last_key = C.KEYS[len(self.collector.labels) - 1]
                 keys += f"  {'1' if last_key == '1' else '1-' + last_key} save"
-        overlay = Overlay(names, label, keys_help=keys, inset=cfg.inset)
+        self.overlay = Overlay(self.names, label, keys_help=keys, inset=cfg.inset)
         # each image of a folder is its own scene: averaging it with the previous one is wrong
-        smooth = 0.0 if images else float(cfg.smooth)
-        smoother = Smoother(smooth)
-        k = min(int(cfg.top_k), len(names))
-        every = cfg.collect_every or (COLLECT_EVERY if cfg.headless else None)
-        write_video = cfg.headless and not cfg.no_video
+        self.smooth = 0.0 if self.images else float(cfg.smooth)
+        self.smoother = Smoother(self.smooth)
+        self.k = min(int(cfg.top_k), len(self.names))
+        self.every = cfg.collect_every or (COLLECT_EVERY if cfg.headless else None)
+        self._outputs(keys)
+        self.infer_ms: list[float] = []
+        self.proc_ms: list[float] = []
+        self.e2e_ms: list[float] = []
+        self.n, self.dt_avg, self.batch = 0, 0.0, None
+
+    def _outputs(self, keys: str | None) -> None:
+        import cv2
+
+        from edge_demo.output import JsonLog, VideoSink
+        from edge_demo.overlay import IMAGE_CANVAS, display_size
+
+        cfg = self.cfg
         log_path = cfg.log
         if log_path is None and cfg.headless:
             log_path = str(Path(cfg.out or "demo.mp4").with_suffix(".jsonl"))
-        log = JsonLog(log_path) if log_path else None
-        snap_dir = Path(cfg.snapshot_dir)
-        snap_at = {int(i) for i in cfg.snapshot_at}
-        snapshots: list[str] = []
-        if snap_at or not cfg.headless:
-            snap_dir.mkdir(parents=True, exist_ok=True)
-        window = "cnnedge demo (q quit, s snapshot, space freeze)"
+        self.log = JsonLog(log_path) if log_path else None
+        self.snap_dir = Path(cfg.snapshot_dir)
+        self.snap_at = {int(i) for i in cfg.snapshot_at}
+        self.snapshots: list[str] = []
+        if self.snap_at or not cfg.headless:
+            self.snap_dir.mkdir(parents=True, exist_ok=True)
         if not cfg.headless:
-            cv2.namedWindow(window, cv2.WINDOW_AUTOSIZE)
-            echo(f"keys: {keys}")
+            cv2.namedWindow(WINDOW, cv2.WINDOW_AUTOSIZE)
+            self.echo(f"keys: {keys}")
+        self.frame_size = IMAGE_CANVAS if self.images else display_size(self.src.frame_shape)
+        if cfg.headless and not cfg.no_video:
+            self.video = VideoSink(cfg.out or "demo.mp4", self.src.fps or 30.0, self.frame_size)
+            if self.video.path != Path(cfg.out or "demo.mp4"):
+                self.echo(f"mp4v is not available here; writing {self.video.path} (MJPG)")
 
-        frame_size = IMAGE_CANVAS if images else _display_size(src.frame_shape)
-        if write_video:
-            video = VideoSink(cfg.out or "demo.mp4", src.fps or 30.0, frame_size)
-            if video.path != Path(cfg.out or "demo.mp4"):
-                echo(f"mp4v is not available here; writing {video.path} (MJPG)")
+    # ------------------------------------------------------------------ frames
+    def loop(self) -> CnnedgeError | None:
+        """Frames (and, in a window, keys) until the source ends, ``max_frames``, ``q`` or
+        Ctrl-C; returns the error that stopped collecting, if one did (what was saved stays)."""
+        import cv2
 
-        def save(name: str | None, frame) -> str | None:
-            if name is None:
-                return None
-            rel = collector.save(name, pre.crop(frame), frame)
-            if not cfg.headless:
-                echo(f"saved {Path(cfg.collect) / rel}")
-            return rel
+        from edge_demo.collect import CollectError
 
-        def on_key(key: int, frame) -> None:
-            if collector is not None and frame is not None:
-                save(collector.key_label(key), frame)
-
-        infer_ms: list[float] = []
-        proc_ms: list[float] = []
-        e2e_ms: list[float] = []
-        n, fps, dt_avg, frozen, last, last_frame, batch = 0, 0.0, 0.0, False, None, None, None
-        stopped = None
-        t0, cpu0 = time.perf_counter(), time.process_time()
-        t_prev = t0
-        src.start()
+        cfg = self.cfg
+        frozen, last, last_frame = False, None, None
+        self.t0, self.cpu0 = time.perf_counter(), time.process_time()
+        self.t_prev = self.t0
+        self.src.start()
         try:
-            while cfg.max_frames is None or n < cfg.max_frames:
+            while cfg.max_frames is None or self.n < cfg.max_frames:
                 if frozen:  # window mode only: keep showing the frozen frame
                     key = cv2.waitKey(30) & 0xFF
                     if key in KEY_QUIT:
@@ -214,81 +252,115 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] | None = None,
                     if key in KEY_FREEZE:
                         frozen = False
                     elif key in KEY_SNAPSHOT and last is not None:
-                        snapshots.append(_snapshot(cv2, last, snap_dir, n, echo))
+                        self._snapshot(last, self.n)
                     else:
-                        on_key(key, last_frame)
+                        self._on_key(key, last_frame)
                     continue
-                f = src.read()
+                f = self.src.read()
                 if f is None:
                     break
-                t_in = time.perf_counter()
-                shown, p, inverted = [], None, False
-                if runner is not None:
-                    batch, inverted = pre(f.image)
-                    t_m = time.perf_counter()
-                    logits = runner.predict(batch)
-                    t_i = time.perf_counter()
-                    p = softmax(logits[0])
-                    shown = top_k(smoother(p), k)
-                else:
-                    t_m = t_i = time.perf_counter()
-                saved = None
-                if collector is not None and every and n % every == 0:
-                    saved = save(collector.labels[0], f.image)
-                # FPS shown: 1 / (moving average of the time between finished frames)
-                dt, t_prev = t_i - t_prev, t_i
-                dt_avg = dt if n == 0 else 0.95 * dt_avg + 0.05 * dt
-                fps = 1.0 / dt_avg if dt_avg > 0 else 0.0
-                box = pre.region(f.image.shape)
-                tag = f"ROI {box[2]}px" if roi is not None else f"{box[2]}x{box[3]}"
-                if images:
-                    img, box = _display_image(cv2, f.image, box)
-                else:
-                    img, box = _display(cv2, f.image, box)
-                overlay.draw(img, box, shown, infer_ms=(t_i - t_m) * 1e3, fps=fps,
-                             inverted=inverted, model_input=pre.last_input, tag=tag,
-                             notes=collector.lines() if collector is not None else ())
-                if video is not None:
-                    video.write(img)
-                if n in snap_at:
-                    snapshots.append(_snapshot(cv2, img, snap_dir, n, echo))
-                t_out = time.perf_counter()
-                infer_ms.append((t_i - t_m) * 1e3)
-                proc_ms.append((t_out - t_in) * 1e3)
-                e2e_ms.append((t_out - f.t) * 1e3)
-                if log is not None:
-                    rec = {"frame": n, "source_frame": f.index, "t": round(f.t - t0, 4),
-                           "top": [{"class": names[i], "index": i, "p": round(q, 4)}
-                                   for i, q in shown],
-                           "pred": int(np.argmax(p)) if p is not None else None,
-                           "inverted": inverted, "infer_ms": round(infer_ms[-1], 4),
-                           "proc_ms": round(proc_ms[-1], 4), "e2e_ms": round(e2e_ms[-1], 4)}
-                    if f.name is not None:
-                        rec["file"] = f.name
-                    if collector is not None:
-                        rec["saved"] = saved
-                    log.write(rec)
-                n += 1
+                img = self.step(f)
                 if not cfg.headless:
-                    cv2.imshow(window, img)
+                    cv2.imshow(WINDOW, img)
                     last, last_frame = img, f.image
                     key = cv2.waitKey(1) & 0xFF
                     if key in KEY_QUIT:
                         break
                     if key in KEY_SNAPSHOT:
-                        snapshots.append(_snapshot(cv2, img, snap_dir, n - 1, echo))
+                        self._snapshot(img, self.n - 1)
                     elif key in KEY_FREEZE:
                         frozen = True
                     else:
-                        on_key(key, f.image)
+                        self._on_key(key, f.image)
         except KeyboardInterrupt:
-            echo("interrupted; finishing the video and log")
-        except C.CollectError as e:  # the images saved so far and their log are kept
-            stopped = CnnedgeError(f"{e}; collecting stopped with {sum(collector.saved.values())}"
-                                   f" images saved" + (f", log {log.path} kept" if log else ""))
-        if video is not None:
-            video.close()  # flush the encoder queue: part of the measured time
-        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+            self.echo("interrupted; finishing the video and log")
+        except CollectError as e:  # the images saved so far and their log are kept
+            return CnnedgeError(f"{e}; collecting stopped with "
+                                f"{sum(self.collector.saved.values())} images saved"
+                                + (f", log {self.log.path} kept" if self.log else ""))
+        return None
+
+    def step(self, f) -> np.ndarray:
+        """One frame: infer, collect, draw, write to the video and the log; the drawn image."""
+        from edge_demo.overlay import display_frame, display_image, softmax, top_k
+
+        t_in = time.perf_counter()
+        shown, p, inverted = [], None, False
+        if self.runner is not None:
+            self.batch, inverted = self.pre(f.image)
+            t_m = time.perf_counter()
+            logits = self.runner.predict(self.batch)
+            t_i = time.perf_counter()
+            p = softmax(logits[0])
+            shown = top_k(self.smoother(p), self.k)
+        else:
+            t_m = t_i = time.perf_counter()
+        saved = None
+        if self.collector is not None and self.every and self.n % self.every == 0:
+            saved = self._save(self.collector.labels[0], f.image)
+        # FPS shown: 1 / (moving average of the time between finished frames)
+        dt, self.t_prev = t_i - self.t_prev, t_i
+        self.dt_avg = dt if self.n == 0 else 0.95 * self.dt_avg + 0.05 * dt
+        fps = 1.0 / self.dt_avg if self.dt_avg > 0 else 0.0
+        box = self.pre.region(f.image.shape)
+        tag = f"ROI {box[2]}px" if self.roi is not None else f"{box[2]}x{box[3]}"
+        img, box = (display_image if self.images else display_frame)(f.image, box)
+        self.overlay.draw(img, box, shown, infer_ms=(t_i - t_m) * 1e3, fps=fps,
+                          inverted=inverted, model_input=self.pre.last_input, tag=tag,
+                          notes=self.collector.lines() if self.collector is not None else ())
+        if self.video is not None:
+            self.video.write(img)
+        if self.n in self.snap_at:
+            self._snapshot(img, self.n)
+        t_out = time.perf_counter()
+        self.infer_ms.append((t_i - t_m) * 1e3)
+        self.proc_ms.append((t_out - t_in) * 1e3)
+        self.e2e_ms.append((t_out - f.t) * 1e3)
+        if self.log is not None:
+            self.log.write(self._record(f, shown, p, inverted, saved))
+        self.n += 1
+        return img
+
+    def _record(self, f, shown, p, inverted: bool, saved) -> dict:
+        """The frame's JSON-lines log record."""
+        rec = {"frame": self.n, "source_frame": f.index, "t": round(f.t - self.t0, 4),
+               "top": [{"class": self.names[i], "index": i, "p": round(q, 4)} for i, q in shown],
+               "pred": int(np.argmax(p)) if p is not None else None,
+               "inverted": inverted, "infer_ms": round(self.infer_ms[-1], 4),
+               "proc_ms": round(self.proc_ms[-1], 4), "e2e_ms": round(self.e2e_ms[-1], 4)}
+        if f.name is not None:
+            rec["file"] = f.name
+        if self.collector is not None:
+            rec["saved"] = saved
+        return rec
+
+    def _save(self, name: str | None, frame) -> str | None:
+        if name is None:
+            return None
+        rel = self.collector.save(name, self.pre.crop(frame), frame)
+        if not self.cfg.headless:
+            self.echo(f"saved {Path(self.cfg.collect) / rel}")
+        return rel
+
+    def _on_key(self, key: int, frame) -> None:
+        if self.collector is not None and frame is not None:
+            self._save(self.collector.key_label(key), frame)
+
+    def _snapshot(self, img, n: int) -> None:
+        import cv2
+
+        self.snapshots.append(_snapshot(cv2, img, self.snap_dir, n, self.echo))
+
+    # ------------------------------------------------------------------ the end
+    def finish(self) -> dict:
+        """The run's summary, also written as the log's last line; the video is flushed first
+        (the encoder's queue is part of the measured time)."""
+        if self.video is not None:
+            self.video.close()
+        wall, cpu = time.perf_counter() - self.t0, time.process_time() - self.cpu0
+        cfg, runner, meta, src, video, log = (self.cfg, self.runner, self.meta, self.src,
+                                              self.video, self.log)
+        n, infer_ms, collector = self.n, self.infer_ms, self.collector
         parts = ["decode", "preprocess"] + (["infer"] if runner is not None else []) + ["draw"]
         if video is not None:
             parts.append("video encode")
@@ -302,89 +374,40 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] | None = None,
             "cpu_ms_per_frame": round(cpu * 1e3 / n, 4) if n else 0.0, "cpu_count": os.cpu_count(),
             "infer_ms_mean": round(float(np.mean(infer_ms)), 4) if infer_ms else 0.0,
             "infer_ms_p50": _percentile(infer_ms, 50), "infer_ms_p95": _percentile(infer_ms, 95),
-            "proc_ms_mean": round(float(np.mean(proc_ms)), 4) if proc_ms else 0.0,
-            "e2e_ms_p50": _percentile(e2e_ms, 50), "e2e_ms_p95": _percentile(e2e_ms, 95),
+            "proc_ms_mean": round(float(np.mean(self.proc_ms)), 4) if self.proc_ms else 0.0,
+            "e2e_ms_p50": _percentile(self.e2e_ms, 50), "e2e_ms_p95": _percentile(self.e2e_ms, 95),
             "dropped_frames": src.dropped, "source": str(cfg.source), "source_kind": src.kind,
             "frame_size": [int(src.frame_shape[1]), int(src.frame_shape[0])],
-            "output_size": list(frame_size),
-            "model": str(model_path) if model_path else None,
+            "output_size": list(self.frame_size),
+            "model": str(self.model_path) if self.model_path else None,
             "runtime": runner.runtime if runner else None,
             "precision": meta.get("precision") if meta else None,
-            "threads": runner.threads if runner else None, "input": input_desc,
-            "input_shape": list(batch.shape) if batch is not None else None,
-            "roi": roi, "invert": pre.invert, "background": pre.background, "smooth": smooth,
+            "threads": runner.threads if runner else None, "input": self.input_desc,
+            "input_shape": list(self.batch.shape) if self.batch is not None else None,
+            "roi": self.roi, "invert": self.pre.invert, "background": self.pre.background,
+            "smooth": self.smooth,
             "video": str(video.path) if video is not None else None,
             "video_frames": video.frames if video is not None else 0,
-            "log": str(log.path) if log is not None else None, "snapshots": snapshots,
+            "log": str(log.path) if log is not None else None, "snapshots": self.snapshots,
             "skipped": list(src.skipped),
             "collect": str(cfg.collect) if collector is not None else None,
             "collected": dict(collector.saved) if collector is not None else {},
         }
         if log is not None:
             log.write({"summary": summary})
-        ok = True
-        if stopped is not None:
-            raise stopped
         return summary
-    finally:
-        src.close()
-        if video is not None:
-            video.close(commit=ok)
-        if log is not None:
-            log.close(commit=ok)
-        if not cfg.headless:
+
+    def close(self, commit: bool) -> None:
+        """Stop the reader; move the video and log into place if ``commit``, else drop them."""
+        self.src.close()
+        if self.video is not None:
+            self.video.close(commit=commit)
+        if self.log is not None:
+            self.log.close(commit=commit)
+        if not self.cfg.headless:
             import cv2
 
             cv2.destroyAllWindows()
-
-
-MIN_DISPLAY = 360  # smaller frames (e.g. 28×28 dataset images) are enlarged to draw the overlay
-
-
-def _display_size(shape) -> tuple[int, int]:
-    h, w = shape[:2]
-    f = -(-MIN_DISPLAY // min(h, w)) if min(h, w) < MIN_DISPLAY else 1
-    return w * f, h * f
-
-
-def _bgr(cv2, img):
-    if img.ndim == 2 or img.shape[2] != 3:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR if img.ndim == 2 or img.shape[2] == 1
-                            else cv2.COLOR_BGRA2BGR)
-    return img
-
-
-def _display(cv2, frame, box):
-    """The BGR frame to draw on (the decoded frame itself when possible) and the region in it."""
-    img = _bgr(cv2, frame)
-    h, w = img.shape[:2]
-    if min(h, w) < MIN_DISPLAY:
-        f = -(-MIN_DISPLAY // min(h, w))
-        img = cv2.resize(img, (w * f, h * f), interpolation=cv2.INTER_NEAREST)
-        box = tuple(v * f for v in box)
-    return img, box
-
-
-def _display_image(cv2, frame, box):
-    """An image of a folder letterboxed at its own aspect into the fixed IMAGE_CANVAS, so the
-    output video has one frame size whatever the images' sizes. Fixed 640×480 rather than the
-    largest image: it needs no pass over the folder before the first frame, it is the size the
-    overlay's text is laid out for, and it is the 4:3 of most camera frames. Small images are
-    enlarged by a whole factor with nearest neighbour (crisp pixels), large ones area-averaged."""
-    cw, ch = IMAGE_CANVAS
-    img = _bgr(cv2, frame)
-    h, w = img.shape[:2]
-    s = min(cw / w, ch / h)
-    if s >= 1:
-        s = float(int(s))
-    nw, nh = max(1, round(w * s)), max(1, round(h * s))
-    canvas = np.zeros((ch, cw, 3), np.uint8)
-    x0, y0 = (cw - nw) // 2, (ch - nh) // 2
-    canvas[y0:y0 + nh, x0:x0 + nw] = cv2.resize(
-        img, (nw, nh), interpolation=cv2.INTER_NEAREST if s >= 1 else cv2.INTER_AREA)
-    x, y, bw, bh = box
-    return canvas, (x0 + round(x * s), y0 + round(y * s), max(1, round(bw * s)),
-                    max(1, round(bh * s)))
 
 
 def _snapshot(cv2, img, folder: Path, n: int, echo) -> str:

@@ -1,6 +1,7 @@
-"""Frame sources: camera index, video file, image file or folder, RTSP/HTTP URL.
+"""Frame sources: camera index, video file, image file, folder or glob, RTSP/HTTP URL.
 
-Two reading disciplines:
+The kinds of source, and how a source string names one, are :mod:`cnnedge.frames` (the list
+``cnnedge predict`` takes too); this module reads them with two disciplines:
 
 * **live** (camera, URL): a capture thread keeps only the *newest* frame. When inference is
   slower than the camera, old frames are dropped (counted in ``dropped``) instead of queueing
@@ -12,7 +13,7 @@ Two reading disciplines:
   in sorted path order (hidden files and folders and ``__MACOSX`` skipped) and decoded by
   :func:`cnnedge.preprocess.read_image`, like ``cnnedge predict``; an image that does not decode
   (or is no regular file, a FIFO say, which is never opened) is skipped with a warning
-  (``on_skip``), not the end of the run.
+  (``on_skip``), not the end of the run. A glob's images are read in the order it matches.
 
 Only OpenCV and numpy are used here.
 """
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from cnnedge import imagefile
+from cnnedge import frames, imagefile
 from cnnedge import preprocess as P
 from cnnedge.errors import CnnedgeError
 
@@ -39,9 +40,6 @@ try:  # the environment variable only counts if cv2 was not imported before us
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 except AttributeError:
     pass
-
-IMAGE_EXTS = P.IMAGE_SUFFIXES
-URL_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
 class Frame(NamedTuple):
@@ -153,7 +151,7 @@ class VideoFileSource(_OrderedSource):
     def __init__(self, path: Path):
         super().__init__(str(path))
         self.path = path
-        self._cap = cv2.VideoCapture(str(path))
+        self._cap = frames.open_capture(path)
         ok, first = (self._cap.read() if self._cap.isOpened() else (False, None))
         if not ok or first is None:
             self._cap.release()
@@ -185,14 +183,20 @@ class ImageSource(_OrderedSource):
     kind = "images"
     fps = 2.0  # frame rate of the annotated video written for image sources
 
-    def __init__(self, path: Path, on_skip=None):
+    def __init__(self, spec: frames.Spec, on_skip=None):
+        path = spec.target
         super().__init__(str(path))
         self.on_skip = on_skip
-        files = P.list_images(path) if path.is_dir() else [path]
+        files = frames.image_files(spec)
+        several = spec.kind != "image"
+        if not files and spec.kind == "glob":
+            raise CnnedgeError(f"no images match {path} (looked for "
+                               f"{', '.join(P.IMAGE_SUFFIXES)})")
         if not files:
-            raise CnnedgeError(f"no images in folder {path} (looked for {', '.join(IMAGE_EXTS)} "
-                               f"in it and its sub-folders)")
-        self.root = path if path.is_dir() else path.parent
+            raise CnnedgeError(f"no images in folder {path} (looked for "
+                               f"{', '.join(P.IMAGE_SUFFIXES)} in it and its sub-folders)")
+        self.root = path if spec.kind == "folder" else Path(os.path.commonpath(
+            [str(f.parent.absolute()) for f in files]))
         self.files = files
         self.frame_count = len(files)
         # the first image that decodes gives the frame shape; a single file must decode
@@ -202,11 +206,12 @@ class ImageSource(_OrderedSource):
                 self._first = (i, self._imread(p))
                 break
             except CnnedgeError as e:
-                if not path.is_dir():
+                if not several:
                     raise
                 problems.append(str(e))
         else:
-            raise CnnedgeError(f"no readable images in folder {path}: all {len(files)} fail to "
+            where = "matching" if spec.kind == "glob" else "in folder"
+            raise CnnedgeError(f"no readable images {where} {path}: all {len(files)} fail to "
                                f"decode (first: {problems[0]})")
         for m in problems:  # warned only once the run can go on: an error is one line alone
             self._warn(f"skipping {m}")
@@ -232,7 +237,7 @@ class ImageSource(_OrderedSource):
                 except CnnedgeError as e:
                     yield Skipped(f"skipping {e}")
                     continue
-            yield img, i, str(p.relative_to(self.root))
+            yield img, i, os.path.relpath(p.absolute(), self.root)
 
 
 class LiveSource(Source):
@@ -265,9 +270,9 @@ class LiveSource(Source):
 
     def _open(self):
         try:
-            cap = cv2.VideoCapture(self._target)
-        except cv2.error as e:  # e.g. an index OpenCV cannot take
-            raise CnnedgeError(f"cannot open {self.kind} {self.spec}: {P.cv_cause(e)}") from None
+            cap = frames.open_capture(self._target)
+        except frames.SourceError as e:  # an index OpenCV cannot take, an OpenCV exception
+            raise CnnedgeError(f"cannot open {self.kind} {self.spec}: {e.cause}") from None
         if isinstance(self._target, int) and cap.isOpened():
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # drivers that honour it queue 1 frame, not 4
         return cap
@@ -353,29 +358,21 @@ class LiveSource(Source):
 
 
 def open_source(spec, reconnect: int = 3, start: bool = True, on_skip=None) -> Source:
-    """A :class:`Source` for ``spec``: camera index ("0"), /dev/videoN, a URL, a video file, an
-    image file or a folder of images. Opening checks that a first frame can be read; ``start``
-    starts the reader thread (else call ``.start()``); ``on_skip`` gets a warning for each image
-    of a folder that does not decode."""
-    text = str(spec).strip()
-    if text.isdigit():
-        if int(text) > P.MAX_CAMERA:
-            raise CnnedgeError(f"cannot open camera {text}: no such camera index (OpenCV takes "
-                               f"0 to {P.MAX_CAMERA})")
-        src: Source = LiveSource(text, int(text), reconnect=reconnect)
-    elif text.lower().startswith(URL_PREFIXES):
-        src = LiveSource(text, text, reconnect=reconnect)
-    elif text.startswith("/dev/video"):
-        src = LiveSource(text, text, reconnect=reconnect)
-    else:
-        path = Path(text).expanduser()
-        if not path.exists():
-            raise CnnedgeError(f"no such file or folder: {text} (--source takes a camera index "
-                               f"like 0, a video, an image, a folder of images or a URL)")
-        if not path.is_dir():  # a FIFO or device would block the reader: never opened
-            imagefile.check_regular(path)
-        if path.is_dir() or path.suffix.lower() in IMAGE_EXTS:
-            src = ImageSource(path, on_skip=on_skip)
-        else:
-            src = VideoFileSource(path)
+    """A :class:`Source` for ``spec`` (:func:`cnnedge.frames.parse`): camera index ("0"),
+    /dev/videoN, a URL, a video file, an image file, a folder or a glob of images. Opening
+    checks that a first frame can be read; ``start`` starts the reader thread (else call
+    ``.start()``); ``on_skip`` gets a warning for each image that does not decode."""
+    s = frames.parse(str(spec).strip())
+    if s.live:
+        src: Source = LiveSource(s.text, s.target, reconnect=reconnect)
+    elif s.kind == "missing":
+        raise CnnedgeError(f"no such file or folder: {s.text} (--source takes a camera index "
+                           f"like 0, a video, an image, a folder or a glob of images, or a URL)")
+    elif s.kind in ("image", "folder", "glob"):
+        if s.kind == "image":  # a FIFO or device would block the reader: never opened
+            imagefile.check_regular(s.target)
+        src = ImageSource(s, on_skip=on_skip)
+    else:  # a video, a file of another suffix, or a FIFO/device (refused unopened)
+        imagefile.check_regular(s.target)
+        src = VideoFileSource(s.target)
     return src.start() if start else src

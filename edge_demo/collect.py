@@ -21,7 +21,8 @@ import numpy as np
 
 from cnnedge import preprocess as P
 from cnnedge.errors import CnnedgeError
-from cnnedge.utils import default_mode, folder_name  # noqa: F401 (folder_name: the demo's name for it)
+from cnnedge.files import default_mode
+from cnnedge.utils import folder_name  # noqa: F401 (folder_name: the demo's name for it)
 
 FULL = ".full"
 KEYS = "1234567890"  # key 1 is the first label, ..., key 0 the tenth

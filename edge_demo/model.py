@@ -1,6 +1,9 @@
-"""Pick the exported artifact (file or run directory) and open it with a cnnedge runtime.
+"""Open the exported artifact ``--model`` names with a cnnedge runtime.
 
-Uses :mod:`cnnedge.runtime` only (numpy + ai_edge_litert or onnxruntime), never TensorFlow.
+What ``--model`` names (a file, a run or export folder, a reference checkpoint's name) is
+resolved by :mod:`cnnedge.model_file`, as for ``cnnedge predict``; the demo takes exported files
+only and uses :mod:`cnnedge.runtime` only (numpy + ai_edge_litert or onnxruntime), never
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -9,39 +12,25 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnedge import artifacts
+from cnnedge import artifacts, model_file
 from cnnedge.errors import CnnedgeError
 from cnnedge.utils import quiet_stderr
 
 
 def resolve_model(model, runtime: str | None = None) -> Path:
-    """A model file: ``model`` itself, or the preferred export in a run / export directory."""
-    path = Path(model).expanduser()
-    if path.is_file():
-        return path
-    if not path.exists():
-        raise CnnedgeError(f"no model file or run directory at {model}")
-    from cnnedge.run import Run
-
-    found = Run(path).edge_exports(runtime)
-    if found:
-        return found[0][1]
-    order = [a.filename for a in artifacts.edge_order(runtime)]
-    sub = f"{Run.EXPORT}/"
-    raise CnnedgeError(f"no exported model in {path} (looked for {sub}{f', {sub}'.join(order)}); "
-                       f"export the run first: cnnedge export {path}")
+    """The exported file ``model`` names: itself, or the preferred export of a run / export
+    directory (:func:`cnnedge.model_file.resolve_model` with ``exported=True``)."""
+    return model_file.resolve_model(model, runtime, exported=True)
 
 
 def load_model(model, runtime: str | None = None, threads: int | None = 1):
-    """(path, Runner) for ``--model``; errors are :class:`CnnedgeError` one-liners."""
-    from cnnedge import runtime as rt
-
+    """(path, Runner) for ``--model``, warmed up; errors are :class:`CnnedgeError` one-liners."""
     path = resolve_model(model, runtime)
     if path.suffix.lower() not in artifacts.suffixes(exported_only=True):
         raise CnnedgeError(f"{path}: the demo runs exported .tflite or .onnx models; export it "
                            f"first (cnnedge export)")
+    path, runner = model_file.open_model(path, runtime, threads, exported=True)
     with quiet_stderr():  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate"
-        runner = rt.load(path, runtime=runtime, threads=threads)
         warm_up(runner)
     return path, runner
 

@@ -1,4 +1,5 @@
-"""Probabilities (softmax + EMA smoothing, top-k) and the on-frame overlay.
+"""Probabilities (softmax + EMA smoothing, top-k), the on-frame overlay and the frame it is drawn
+on (small frames enlarged, images of a folder letterboxed into one canvas).
 
 Drawing uses only cheap OpenCV primitives (filled rectangles, Hershey text, one small
 nearest-neighbour inset), straight into the frame: no alpha blending, no full-frame copies.
@@ -12,6 +13,7 @@ import numpy as np
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 WHITE, GREY, BLACK, PANEL = (255, 255, 255), (170, 170, 170), (0, 0, 0), (48, 48, 48)
 GREEN, ORANGE, CYAN = (80, 220, 80), (0, 165, 255), (230, 200, 40)  # BGR
+IMAGE_CANVAS = (640, 480)  # output frame (w, h) of image sources: see display_image
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -141,3 +143,53 @@ class Overlay:
                 cv2.putText(img, "model input", (xs, ys + n + int(16 * fs * 2)), FONT, fs * 0.8,
                             WHITE, th, cv2.LINE_AA)
         return img
+
+
+# ------------------------------------------------------------------ the frame drawn on
+MIN_DISPLAY = 360  # smaller frames (e.g. 28×28 dataset images) are enlarged to draw the overlay
+
+
+def display_size(shape) -> tuple[int, int]:
+    h, w = shape[:2]
+    f = -(-MIN_DISPLAY // min(h, w)) if min(h, w) < MIN_DISPLAY else 1
+    return w * f, h * f
+
+
+def _bgr(img):
+    if img.ndim == 2 or img.shape[2] != 3:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR if img.ndim == 2 or img.shape[2] == 1
+                            else cv2.COLOR_BGRA2BGR)
+    return img
+
+
+def display_frame(frame, box):
+    """The BGR frame to draw on (the decoded frame itself when possible) and the region in it."""
+    img = _bgr(frame)
+    h, w = img.shape[:2]
+    if min(h, w) < MIN_DISPLAY:
+        f = -(-MIN_DISPLAY // min(h, w))
+        img = cv2.resize(img, (w * f, h * f), interpolation=cv2.INTER_NEAREST)
+        box = tuple(v * f for v in box)
+    return img, box
+
+
+def display_image(frame, box):
+    """An image of a folder letterboxed at its own aspect into the fixed IMAGE_CANVAS, so the
+    output video has one frame size whatever the images' sizes. Fixed 640×480 rather than the
+    largest image: it needs no pass over the folder before the first frame, it is the size the
+    overlay's text is laid out for, and it is the 4:3 of most camera frames. Small images are
+    enlarged by a whole factor with nearest neighbour (crisp pixels), large ones area-averaged."""
+    cw, ch = IMAGE_CANVAS
+    img = _bgr(frame)
+    h, w = img.shape[:2]
+    s = min(cw / w, ch / h)
+    if s >= 1:
+        s = float(int(s))
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    canvas = np.zeros((ch, cw, 3), np.uint8)
+    x0, y0 = (cw - nw) // 2, (ch - nh) // 2
+    canvas[y0:y0 + nh, x0:x0 + nw] = cv2.resize(
+        img, (nw, nh), interpolation=cv2.INTER_NEAREST if s >= 1 else cv2.INTER_AREA)
+    x, y, bw, bh = box
+    return canvas, (x0 + round(x * s), y0 + round(y * s), max(1, round(bw * s)),
+                    max(1, round(bh * s)))

@@ -63,8 +63,9 @@ def model_background(metadata: dict) -> str | None:
     return "dark" if int(metadata.get("channels", 0)) == 1 else None
 
 
-class Preprocessor:
-    """``pre(frame) -> (batch uint8 [1, H, W, C], inverted)`` for one model's metadata
+class FramePreprocessor:
+    """``pre(frame) -> (batch uint8 [1, H, W, C], inverted)`` for one model's metadata: the
+    region, then the shared :class:`cnnedge.preprocess.Preprocessor`, then inversion
     (``metadata`` None: :meth:`crop` only, for collecting without a model)."""
 
     def __init__(self, metadata: dict | None, roi: float | None = 0.6, invert: str = "model",

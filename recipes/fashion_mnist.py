@@ -1,11 +1,13 @@
-"""Fashion-MNIST: < 100k-parameter strided-conv GMP CNN, >= 93 % test in about 15 min on 2 cores.
+"""Fashion-MNIST: a < 100k-parameter strided-conv GMP CNN aiming at >= 93 % test accuracy within
+15 minutes of 2 CPU cores (measured: docs/results.md, "Fashion-MNIST training").
 
 Choices:
 - gmp_s: a 16-filter stem, then strided stages 32-48-96 (one extra 3×3 conv in the first two),
   global max pooling, 10 logits; no dropout (22 epochs do not overfit it). The full-resolution
   stem and the extra 14×14 conv are what buy accuracy; cheaper models given the same minutes
   (more epochs) end lower.
-- 22 epochs: what fits about 15 minutes of 2 CPU cores with validation included.
+- 22 epochs: what fits the 15-minute budget with validation included on the slower of the
+  machines measured.
 - Augmentation: left-right flips (garments are mirror-symmetric in class) and 2-pixel
   pad-and-crop; no vertical flips (shoes and bags have an up).
 - AdamW, peak LR 1e-2 after a 1-epoch warm-up, cosine decay to 0: a short schedule trains

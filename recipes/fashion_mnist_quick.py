@@ -1,7 +1,8 @@
 """The quick real-data job of `make demo`: gmp_s on Fashion-MNIST for 3 epochs + 1 QAT epoch.
 
-Built on `fashion_mnist_long` (AdamW 3e-3, dropout 0.1), so a few minutes on 2 CPU cores land
-near 90 % test accuracy; the full recipes reach 93 %+.
+Built on `fashion_mnist_long` (AdamW 3e-3, dropout 0.1). It runs the whole pipeline on real data
+in minutes; it is not meant to reach the accuracy of the full recipes (their figures:
+docs/results.md, "Fashion-MNIST training").
 """
 
 import dataclasses

@@ -1,13 +1,44 @@
-import sys
-from pathlib import Path
+"""Fixtures shared by the test modules: generated data and the runs that many modules read,
+each trained once per session. Plain helper functions live in helpers.py. At the end, a warning
+line when the suite ran over its time budget."""
+
+import time
 
 import numpy as np
 import pytest
+from helpers import idx_bytes, small_recipe, tree
 
-sys.path.insert(0, str(Path(__file__).parent))  # test helpers (test_data_helpers) import by name
+SUITE_BUDGET_S = 8 * 60  # `make test` on a 2-core machine; a warning, never a failure
 
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                   "Sneaker", "Bag", "Ankle boot"]
+
+@pytest.fixture(scope="session")
+def easy_idx(tmp_path_factory):
+    """A learnable 28×28 IDX dataset: class k has brightness 30 + 70k (4 classes used).
+    Read only: a test that changes it works on a copy."""
+    folder = tmp_path_factory.mktemp("easy_idx")
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 1200), ("t10k", 200)):
+        labels = rng.integers(0, 4, n).astype(np.uint8)
+        base = 30 + 70 * labels.astype(np.int32)
+        images = np.clip(base[:, None, None] + rng.integers(-12, 13, (n, 28, 28)), 0, 255)
+        img, lab = idx_bytes(images.astype(np.uint8), labels)
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(img)
+        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(lab)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_run(easy_idx, tmp_path_factory):
+    """``small_recipe(easy_idx)`` trained once (2 epochs × 20 steps, no QAT): the TrainResult.
+    Read only (checked at the end of the session); copy the run directory to change it."""
+    from cnnedge.train import train
+
+    res = train(small_recipe(easy_idx), runs_dir=tmp_path_factory.mktemp("small_run"),
+                name="small", verbose=0)
+    before = tree(res.run_dir)
+    yield res
+    changed = sorted(set(before.items()) ^ set(tree(res.run_dir).items()))
+    assert not changed, f"a test changed the shared small_run: {sorted({k for k, _ in changed})}"
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +74,20 @@ def tiny_run(tmp_path_factory):
     return {"run": run.path, "results": list(results), "x": x, "y": y, "model": model,
             "keras": model.predict(x.astype(np.float32), verbose=0),
             "qat": qat.predict(x.astype(np.float32), verbose=0)}
+
+
+# ------------------------------------------------------------------------ the suite's budget
+_STARTED = pytest.StashKey[float]()
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_STARTED] = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """A warning line, never a failure (machine speed varies 3× between runs), when the default
+    suite (`make test`: -m "not full") runs over its budget."""
+    took = time.monotonic() - config.stash.get(_STARTED, time.monotonic())
+    if took > SUITE_BUDGET_S and "not full" in (config.getoption("markexpr") or ""):
+        terminalreporter.write_line(f"warning: the suite took {took / 60:.1f} min, over its "
+                                    f"{SUITE_BUDGET_S // 60}-minute budget", yellow=True, bold=True)

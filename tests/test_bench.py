@@ -36,17 +36,17 @@ def report(run_dir, tmp_path_factory):
     seen = []
     rep = bn.bench(targets, quick=True, threads=[1], out=bad / "out", progress=seen.append,
                    isolate=False)
-    assert len(seen) == len(rep["rows"])
+    assert len(seen) == len(rep.rows)
     return rep
 
 
 def rows_of(rep, artifact, runtime=None):
-    return [r for r in rep["rows"] if r["artifact"] == artifact
+    return [r for r in rep.rows if r["artifact"] == artifact
             and (runtime is None or r["runtime"] == runtime)]
 
 
 def test_ok_rows_on_every_cpu_runtime(report, run_dir):
-    ok = [r for r in report["rows"] if r["status"] == bn.OK]
+    ok = [r for r in report.rows if r["status"] == bn.OK]
     assert {(r["artifact"], r["runtime"]) for r in ok} == {
         ("best.keras", "keras-tf.function"), ("best.keras", "keras-predict"),
         ("model_int8.tflite", "litert"), ("model_int8.tflite", "litert-ref"),
@@ -89,7 +89,7 @@ def test_failure_rows(report):
             assert r["status"] in (bn.FAILED, bn.UNAVAILABLE) and r["p50_us"] is None
     assert "corrupt" in rows_of(report, "corrupt.tflite")[0]["reason"]
     assert "no model file" in rows_of(report, "missing.tflite")[0]["reason"]
-    assert report["failed_rows"] == 4 + 2 * len(ov) and report["exit_code"] == 1
+    assert report.failed_rows == 4 + 2 * len(ov) and report.exit_code == 1
 
 
 def test_mcu_estimate(report, run_dir):
@@ -115,15 +115,21 @@ def test_greedy_plan_reuses_memory():
     assert peak16 == 112 + 64
 
 
-def test_files_written(report):
-    files = report["files"]
+def test_files_written(report, tmp_path):
+    files = report.files
     data = json.loads(Path(files["json"]).read_text())
     assert data["header"]["machine"]["cores"] >= 1 and data["header"]["versions"]["onnxruntime"]
     assert data["header"]["command"].startswith("cnnedge bench")
-    assert len(data["rows"]) == len(report["rows"])
+    assert len(data["rows"]) == len(report.rows)
+    from cnnedge.files import atomic_write_json  # bench.json is the report's to_dict()
+
+    atomic_write_json(tmp_path / "again.json", report.to_dict())
+    assert (tmp_path / "again.json").read_bytes() == Path(files["json"]).read_bytes()
+    assert list(data) == ["header", "notes", "rows", "profiles", "compare", "fail_under",
+                          "gate_failures", "failed_rows", "exit_code", "out_dir", "files"]
     with open(files["csv"]) as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == bn.COLUMNS and len(rows) == len(report["rows"])
+    assert list(rows[0]) == bn.COLUMNS and len(rows) == len(report.rows)
     png = Path(files["png"]).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
@@ -145,10 +151,10 @@ def test_worker_row_in_process(run_dir, tmp_path):
 def test_threads_rows_and_accuracy_shared(run_dir, tmp_path):
     rep = bn.bench([run_dir / "export" / "model_int8.tflite"], runtimes="litert",
                    threads="1,2", quick=True, n=64, out=tmp_path, isolate=False)
-    assert [(r["runtime"], r["threads"]) for r in rep["rows"]] == [("litert", 1), ("litert", 2)]
-    assert all(r["status"] == bn.OK and r["images"] == 64 for r in rep["rows"])
-    assert rep["rows"][0]["accuracy"] == rep["rows"][1]["accuracy"]
-    assert rep["exit_code"] == 0 and rep["out_dir"] == str(tmp_path)
+    assert [(r["runtime"], r["threads"]) for r in rep.rows] == [("litert", 1), ("litert", 2)]
+    assert all(r["status"] == bn.OK and r["images"] == 64 for r in rep.rows)
+    assert rep.rows[0]["accuracy"] == rep.rows[1]["accuracy"]
+    assert rep.exit_code == 0 and rep.out_dir == str(tmp_path)
 
 
 def test_rows_run_in_their_own_process(run_dir, tmp_path):
@@ -156,7 +162,7 @@ def test_rows_run_in_their_own_process(run_dir, tmp_path):
     test process holds TensorFlow and the Keras models; a LiteRT worker does not)."""
     rep = bn.bench([run_dir / "export" / "model_int8.tflite"], runtimes="litert", threads="1",
                    quick=True, n=64, out=tmp_path)
-    (row,) = rep["rows"]
+    (row,) = rep.rows
     assert row["status"] == bn.OK and row["images"] == 64
     status = Path("/proc/self/status").read_text()
     mine = int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1]) / 1024

@@ -35,38 +35,54 @@ def _rows(extra=()):
 IMAGES = {"runs/x": {"n": 1000, "split": "test", "image_size": [28, 28]}}
 
 
-def test_figure_markers_match_rows_and_pareto():
+def test_figure_one_thing_per_channel_and_a_front_per_panel():
     rows = _rows([dict({c: None for c in bn.COLUMNS}, artifact="bad.onnx", runtime="onnxruntime",
                        threads=1, status=bn.FAILED, reason="boom")])
     fig = rp.figure(rows, images=IMAGES)
-    ax = fig.axes[0]
-    points = {ln.get_label(): ln for ln in ax.lines if ln.get_gid() != "pareto"}
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["1 thread", "2 threads"]  # a panel per count
     ok = [r for r in rows if r["status"] == bn.OK]
-    assert set(points) == {rp.row_label(r) for r in ok}  # one marker per ✅ row, no more
-    for r in ok:
-        ln = points[rp.row_label(r)]
-        assert list(ln.get_xdata()) == [r["p50_us"]] and list(ln.get_ydata()) == [r["accuracy"]]
-    styles = [(ln.get_marker(), tuple(ln.get_color())) for ln in points.values()]
-    assert len(set(styles)) == len(styles)  # no two rows look alike
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert all(rp.row_label(r) in legend for r in ok)
+    for ax, t in zip(axes, (1, 2)):
+        points = {ln.get_label(): ln for ln in ax.lines if ln.get_gid() != "pareto"}
+        mine = [r for r in ok if r["threads"] == t]
+        assert set(points) == {rp.row_label(r) for r in mine}  # one marker per ✅ row, no more
+        for r in mine:
+            ln = points[rp.row_label(r)]
+            assert list(ln.get_xdata()) == [r["p50_us"]]
+            assert list(ln.get_ydata()) == [r["accuracy"]]
+        styles = [(ln.get_marker(), ln.get_color()) for ln in points.values()]
+        assert len(set(styles)) == len(styles)  # no two rows of a panel look alike
+    # colour is the runtime and the marker the artifact, on every panel
+    by = {}
+    for ax in axes:
+        for ln in ax.lines:
+            if ln.get_gid() != "pareto":
+                art, rt, _ = ln.get_label().split(" · ")
+                by.setdefault(("rt", rt), set()).add(ln.get_color())
+                by.setdefault(("art", art), set()).add(ln.get_marker())
+    assert all(len(v) == 1 for v in by.values())
+    assert len({next(iter(v)) for k, v in by.items() if k[0] == "rt"}) == 4  # 4 runtimes
+    entries = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    assert len(entries) == 4 + 6 + 1  # runtimes + artifacts + the front, not one per row
 
-    (front,) = [ln for ln in ax.lines if ln.get_gid() == "pareto"]
-    expect = [(40.0, 0.88), (80.0, 0.89), (118.0, 0.91), (118.0, 0.91), (2000.0, 0.912)]
-    assert list(zip(front.get_xdata(), front.get_ydata())) == expect
-    dominated = [(r["p50_us"], r["accuracy"]) for r in ok if (r["p50_us"], r["accuracy"])
-                 not in expect]
-    assert sorted(dominated) == [(45.0, 0.88), (120.0, 0.91), (400.0, 0.905)]
+    fronts = {ax.get_title(): ln for ax in axes for ln in ax.lines if ln.get_gid() == "pareto"}
+    assert list(zip(fronts["1 thread"].get_xdata(), fronts["1 thread"].get_ydata())) == [
+        (40.0, 0.88), (80.0, 0.89), (118.0, 0.91), (2000.0, 0.912)]  # 120/.91, 400/.905 beaten
+    assert list(zip(fronts["2 threads"].get_xdata(), fronts["2 threads"].get_ydata())) == [
+        (45.0, 0.88), (118.0, 0.91)]
+    labels = [t.get_text() for t in axes[0].texts if t.get_gid() == "front-label"]
+    assert labels == ["model_int8.tflite · litert", "model_int8.onnx · onnxruntime",
+                      "model_fp32.tflite · litert", "best.keras · keras-predict"]
 
-    assert ax.get_ylabel() == "accuracy on the test split (1,000 images)"
-    assert ax.get_xscale() == "log"
+    assert axes[0].get_ylabel() == "accuracy on the test split (1,000 images)"
+    assert axes[0].get_xscale() == "log"
 
 
 def test_figure_without_points_and_without_header():
     fig = rp.figure([dict({c: None for c in bn.COLUMNS}, artifact="a.onnx", runtime="x",
                           threads=1, status=bn.FAILED)])
     ax = fig.axes[0]
-    assert not ax.lines and ax.get_ylabel() == "accuracy"
+    assert not ax.lines and ax.get_ylabel() == "accuracy" and not fig.legends
     assert rp.accuracy_label(_rows(), None) == "accuracy (1,000 images)"
 
 
@@ -122,9 +138,9 @@ def test_profile_no_profiler_row(tiny_run, tmp_path):
     """A runtime without a profiler gives a ✅ row and a "no profiler" entry, no file."""
     rep = bn.bench([Path(tiny_run["run"]) / "export" / "model_int8.tflite"], runtimes="litert",
                    threads="1", quick=True, n=32, out=tmp_path, profile=True, isolate=False)
-    (row,) = rep["rows"]
-    assert row["status"] == bn.OK and rep["exit_code"] == 0
-    assert rep["profiles"] == [{"artifact": "model_int8.tflite", "runtime": "litert",
+    (row,) = rep.rows
+    assert row["status"] == bn.OK and rep.exit_code == 0
+    assert rep.profiles == [{"artifact": "model_int8.tflite", "runtime": "litert",
                                 "threads": 1, "note": "no profiler"}]
     assert not list(tmp_path.glob("profile_*"))
     assert "no profiler" in str(rp.profile_table(rep).columns[3]._cells)

@@ -185,7 +185,7 @@ def test_pixel_limit_is_configurable(tmp_path, monkeypatch):
 
 def test_training_folders_use_the_same_checks(hostile, tmp_path):
     """`train --data` reads headers through the same reader: each hostile file is one line."""
-    from test_data_helpers import write_folder
+    from helpers import write_folder
 
     from cnnedge import data
 

@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_data_helpers import write_cifar_py
+from helpers import write_cifar_py
 
 from cnnedge import data
 from cnnedge.data import resolve

@@ -8,9 +8,9 @@ import struct
 
 import numpy as np
 import pytest
+from helpers import idx_bytes, write_cifar_bin, write_cifar_py, write_folder, write_idx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_data_helpers import idx_bytes, write_cifar_bin, write_cifar_py, write_folder, write_idx
 
 from cnnedge import data
 from cnnedge.data.cifar import load_py_batch

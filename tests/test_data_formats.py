@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_data_helpers import write_cifar_bin, write_cifar_py, write_folder, write_idx
+from helpers import write_cifar_bin, write_cifar_py, write_folder, write_idx
 
 from cnnedge import data
 from cnnedge.data.idx import FASHION_CLASSES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_data_helpers import write_folder, write_idx
+from helpers import write_folder, write_idx
 
 from cnnedge import data
 from cnnedge.backend import tf
@@ -113,7 +113,7 @@ def test_flip_and_crop_semantics():
 
 
 def test_build_augment_errors():
-    with pytest.raises(CnnedgeError, match="valid: flip"):
+    with pytest.raises(CnnedgeError, match="available: flip"):
         data.build_augment(["rotate90"])
     with pytest.raises(CnnedgeError, match="unknown augmentation"):
         data.build_augment(["crop:x"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_data_helpers import write_folder, write_idx
+from helpers import write_folder, write_idx
 
 from cnnedge import data
 from cnnedge.cli import main

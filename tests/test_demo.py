@@ -55,9 +55,9 @@ def demo(tiny_run, tmp_path_factory):
     runner = load(model, threads=1)
     raw_acc = float(np.mean(runner.predict(x).argmax(1) == y))
 
-    from edge_demo.preprocess import Preprocessor
+    from edge_demo.preprocess import FramePreprocessor
 
-    box = Preprocessor(runner.metadata, roi=0.6).roi_box((H, W))  # where the demo will look
+    box = FramePreprocessor(runner.metadata, roi=0.6).roi_box((H, W))  # where the demo will look
     video = write_video(root / "fashion.mp4", x, box)
     return {"root": root, "run": run, "model": model, "x": x, "y": y, "raw_acc": raw_acc,
             "video": video, "box": box, "runner": runner}
@@ -174,7 +174,7 @@ def test_image_folder_and_invert_auto(demo, tmp_path):
 
 
 def test_invert_rule():
-    from edge_demo.preprocess import Preprocessor, should_invert
+    from edge_demo.preprocess import FramePreprocessor, should_invert
 
     dark_on_light = np.full((28, 28), 230, np.uint8)
     dark_on_light[7:21, 7:21] = 40
@@ -185,19 +185,19 @@ def test_invert_rule():
     meta = {"channels": 1, "image_size": [28, 28], "dynamic_hw": True, "min_input_size": 8}
     frame = cv2.cvtColor(cv2.resize(dark_on_light, (280, 280), interpolation=cv2.INTER_NEAREST),
                          cv2.COLOR_GRAY2BGR)
-    batch, inverted = Preprocessor(meta, roi=1.0, invert="auto")(frame)
+    batch, inverted = FramePreprocessor(meta, roi=1.0, invert="auto")(frame)
     assert inverted and batch.shape == (1, 28, 28, 1) and batch[0, 14, 14, 0] > 200
     assert batch[0, 1, 1, 0] < 40 and frame[0, 0, 0] == 230  # the frame itself is untouched
-    plain, inverted = Preprocessor(meta, roi=1.0, invert="off")(frame)
+    plain, inverted = FramePreprocessor(meta, roi=1.0, invert="off")(frame)
     assert not inverted and plain[0, 1, 1, 0] == 230 and plain[0, 14, 14, 0] == 40
-    assert Preprocessor(meta, roi=1.0, invert="on")(frame)[1]
-    rgb = Preprocessor(dict(meta, channels=3), roi=0.5, invert="off")
+    assert FramePreprocessor(meta, roi=1.0, invert="on")(frame)[1]
+    rgb = FramePreprocessor(dict(meta, channels=3), roi=0.5, invert="off")
     out, _ = rgb(np.zeros((100, 60), np.uint8))  # a grayscale frame for an RGB model
     assert out.shape == (1, 28, 28, 3)
     with pytest.raises(CnnedgeError, match="ROI is 3×3 pixels"):
-        Preprocessor(meta, roi=0.05)(np.zeros((60, 80, 3), np.uint8))
+        FramePreprocessor(meta, roi=0.05)(np.zeros((60, 80, 3), np.uint8))
     with pytest.raises(CnnedgeError, match="fixed input size"):
-        Preprocessor(dict(meta, dynamic_hw=False), native_size=True)
+        FramePreprocessor(dict(meta, dynamic_hw=False), native_size=True)
 
 
 def test_model_resolution(demo, tmp_path):

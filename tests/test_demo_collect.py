@@ -325,14 +325,14 @@ def test_a_folder_video_has_one_letterboxed_frame_size(tmp_path, colour_model):
 
 # ------------------------------------------------------------------------------ inversion
 def test_invert_default_follows_the_model(tmp_path, colour_model):
-    from edge_demo.preprocess import Preprocessor, should_invert
+    from edge_demo.preprocess import FramePreprocessor, should_invert
 
     base = {"image_size": [28, 28], "dynamic_hw": True}
     for meta, want in [({"channels": 3}, "off"), ({"channels": 3, "background": "dark"}, "auto"),
                        ({"channels": 1}, "auto"), ({"channels": 1, "background": None}, "off"),
                        ({"channels": 1, "background": "light"}, "off")]:
-        assert Preprocessor({**base, **meta}).invert == want, meta
-    assert Preprocessor({**base, "channels": 3}, invert="on").invert == "on"
+        assert FramePreprocessor({**base, **meta}).invert == want, meta
+    assert FramePreprocessor({**base, "channels": 3}, invert="on").invert == "on"
     sandal = np.zeros((28, 28), np.uint8)  # bright strap on the border, empty centre
     sandal[2:6, :] = 255
     assert not should_invert(sandal)
@@ -352,13 +352,13 @@ def test_invert_default_follows_the_model(tmp_path, colour_model):
 
 
 def test_native_size_follows_a_keep_size_model(tmp_path):
-    from edge_demo.preprocess import Preprocessor
+    from edge_demo.preprocess import FramePreprocessor
 
     keep = {"channels": 3, "image_size": None, "dynamic_hw": True, "size_policy": "keep"}
-    pre = Preprocessor(keep, roi=None)
+    pre = FramePreprocessor(keep, roi=None)
     batch, _ = pre(np.zeros((50, 70, 3), np.uint8))
     assert pre.native_size and batch.shape == (1, 50, 70, 3)  # the whole image, its own size
-    fixed = Preprocessor({**keep, "image_size": [32, 32]}, roi=0.5, native_size=False)
+    fixed = FramePreprocessor({**keep, "image_size": [32, 32]}, roi=0.5, native_size=False)
     assert fixed(np.zeros((100, 80, 3), np.uint8))[0].shape == (1, 32, 32, 3)
 
 

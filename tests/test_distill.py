@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_train import cli, easy_idx, small_recipe  # noqa: F401  (easy_idx is a fixture)
+from helpers import cli, small_recipe
 
 from cnnedge.backend import tf
 from cnnedge.distill import DistillLoss, LabelAccuracy, with_teacher_targets
@@ -67,7 +67,7 @@ def test_teacher_targets_are_mean_logits_of_the_same_batch():
     np.testing.assert_allclose(target[:, 3:], (x * 2.0 + x + 1.0) / 2.0)
 
 
-def test_distilled_run_trains_and_resumes(easy_idx, tmp_path, monkeypatch):  # noqa: F811
+def test_distilled_run_trains_and_resumes(easy_idx, small_run, tmp_path, monkeypatch):
     import cnnedge.train
     from cnnedge import models
     from cnnedge.train import train
@@ -79,11 +79,11 @@ def test_distilled_run_trains_and_resumes(easy_idx, tmp_path, monkeypatch):  # n
         compiled.append(kw.get("distill", False))
         return real_compile(*a, **kw)
 
-    teacher = train(small_recipe(easy_idx), runs_dir=tmp_path, name="teacher", verbose=0).run_dir
+    teacher = small_run.run_dir  # small_recipe(easy_idx), trained once per session
     recipe = apply_overrides(small_recipe(easy_idx), [
         f"distill.teachers=[{teacher}]", "distill.temperature=2", "distill.alpha=0.7",
         "qat.enabled=true", "qat.epochs=1", "qat.calibration_images=64"])
-    monkeypatch.setattr(cnnedge.train, "compile_model", spy)
+    monkeypatch.setattr(cnnedge.train.optim, "compile_model", spy)  # both phases use it
     res = train(recipe, runs_dir=tmp_path, name="student", verbose=0)
     run = res.run_dir
     assert res.summary["test_accuracy"] > 0.6  # 4 brightness classes: far above chance (0.25)
@@ -119,7 +119,7 @@ def test_distilled_run_trains_and_resumes(easy_idx, tmp_path, monkeypatch):  # n
     (["distill.teachers=[{teacher}]", "distill.temperature=0"],
      r"distill.temperature=0.0 is out of range; it must be in \(0, 100\]"),
 ])
-def test_bad_distill_settings(easy_idx, tmp_path, sets, message):  # noqa: F811
+def test_bad_distill_settings(easy_idx, tmp_path, sets, message):
     from cnnedge import models
     from cnnedge.train import train
 
@@ -141,7 +141,7 @@ def test_teacher_by_reference_checkpoint_name():
         weights.path("fashion_mnist")]
 
 
-def test_teacher_of_another_dataset_is_refused(easy_idx, tmp_path):  # noqa: F811
+def test_teacher_of_another_dataset_is_refused(easy_idx, tmp_path):
     from cnnedge import models
 
     teacher = tmp_path / "rgb.keras"
@@ -168,11 +168,11 @@ def test_teacher_flip_averages_each_teacher_over_the_mirror_view():
     assert not np.allclose(plain[:, 6:], want)  # the flag changes the targets
 
 
-def test_fine_tune_starts_from_model_weights(easy_idx, tmp_path):  # noqa: F811
+def test_fine_tune_starts_from_model_weights(easy_idx, small_run, tmp_path):
     from cnnedge import models
     from cnnedge.train import train
 
-    base = train(small_recipe(easy_idx), runs_dir=tmp_path, name="base", verbose=0).run_dir
+    base = small_run.run_dir  # small_recipe(easy_idx), trained once per session
     # learning rate 0: the fine-tuned run's kernels must stay exactly the base run's
     ft = train(small_recipe(easy_idx, **{"model.weights": base, "optim.lr": 0.0}),
                runs_dir=tmp_path, name="ft", verbose=0)
@@ -190,7 +190,7 @@ def test_fine_tune_starts_from_model_weights(easy_idx, tmp_path):  # noqa: F811
     assert fresh.summary["test_accuracy"] < 0.6
 
 
-def test_model_weights_of_another_architecture_are_refused(easy_idx, tmp_path):  # noqa: F811
+def test_model_weights_of_another_architecture_are_refused(easy_idx, tmp_path):
     from cnnedge import models
 
     other = tmp_path / "s.keras"

@@ -5,16 +5,16 @@ import json
 
 import numpy as np
 import pytest
-from test_train import easy_idx, small_recipe  # noqa: F401 (the fixture is used by name)
+from helpers import small_recipe
 
 from cnnedge.errors import CnnedgeError
 
 
-def test_best_is_the_average_and_resume_continues_it(easy_idx, tmp_path):  # noqa: F811
+def test_best_is_the_average_and_resume_continues_it(easy_idx, tmp_path):
     from cnnedge import models
-    from cnnedge.callbacks import weight_ema
     from cnnedge.recipe import check
     from cnnedge.train import train
+    from cnnedge.train.ema import weight_ema
 
     res = train(small_recipe(easy_idx, **{"train.ema": 0.9}), runs_dir=tmp_path, name="e",
                 verbose=0)
@@ -43,7 +43,7 @@ def test_best_is_the_average_and_resume_continues_it(easy_idx, tmp_path):  # noq
 
 def test_recompute_bn_is_the_average_of_batch_statistics():
     from cnnedge.backend import keras
-    from cnnedge.callbacks import recompute_bn
+    from cnnedge.train.ema import recompute_bn
 
     x_in = keras.Input((6, 6, 2))
     conv = keras.layers.Conv2D(3, 3, name="c")(x_in)
@@ -60,7 +60,7 @@ def test_recompute_bn_is_the_average_of_batch_statistics():
     assert bn.momentum == 0.9  # restored
 
 
-def test_ema_bn_images_recomputes_best_and_reports_it(easy_idx, tmp_path):  # noqa: F811
+def test_ema_bn_images_recomputes_best_and_reports_it(easy_idx, tmp_path):
     from cnnedge.recipe import check
     from cnnedge.train import train
 
@@ -80,7 +80,7 @@ def test_ema_bn_images_recomputes_best_and_reports_it(easy_idx, tmp_path):  # no
     if state["best_epoch"] == 2:  # the last average is the best model
         assert same != bn["kept"]
     from cnnedge.evaluate import evaluate_run  # best.keras is the model that scored better
-    kept = evaluate_run(res.run_dir, split="val")["accuracy"]
+    kept = evaluate_run(res.run_dir, split="val").accuracy
     assert kept == pytest.approx(max(bn["accuracy_after"], bn["accuracy_before"]))
     with pytest.raises(CnnedgeError, match="set train.ema too"):
         check(small_recipe(easy_idx, **{"train.ema_bn_images": 64}))

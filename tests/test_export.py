@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FASHION_CLASSES as CLASSES  # noqa: E402
+from helpers import FASHION_CLASSES as CLASSES
 
 from cnnedge.errors import CnnedgeError
 
@@ -162,8 +162,12 @@ def test_int8_onnx_qdq_route(exported, tmp_path):
                  int8_method="qdq")
     path = res[0]["path"]
     # the library runs the CLI's quick parity check on what it wrote (512 test images)
-    assert res.verify["images"] == 512 and res.passed == res.verify["passed"]
-    assert [r["artifact"] for r in res.verify["rows"]][2:] == ["model_int8.onnx"]
+    assert res.verify.images == 512 and res.passed == res.verify.passed
+    assert [r["artifact"] for r in res.verify.rows][2:] == ["model_int8.onnx"]
+    from cnnedge.export import NO_VNNI_NOTE
+    from cnnedge.verify import x86_without_vnni
+
+    assert res.notes == ([NO_VNNI_NOTE] if x86_without_vnni() else [])  # the CLI prints them
     assert res[0]["source"] == "ptq"
     ops = _optimized_ops(path, tmp_path)
     assert ops["QLinearConv"] >= 4
@@ -314,3 +318,18 @@ def test_qat_model_passed_as_float_model_is_refused(exported):
 
     with pytest.raises(CnnedgeError, match="is a QAT model"):
         export(exported["run"] / "qat.h5", precisions="fp32")
+
+
+@pytest.mark.parametrize("weights, noted", [("int8", True), ("uint8", False)])
+def test_export_returns_the_no_vnni_note(weights, noted, monkeypatch):
+    """On an x86 CPU without VNNI an int8-weight ONNX gets a note in ExportResult.notes (the
+    CLI prints each as one `note:` line); the uint8 layout, exact there, none."""
+    import cnnedge.verify
+    from cnnedge.export import NO_VNNI_NOTE, _notes
+
+    rows = [{"format": "tflite", "precision": "int8"}, {"format": "onnx", "precision": "int8"}]
+    monkeypatch.setattr(cnnedge.verify, "x86_without_vnni", lambda: True)
+    assert _notes(rows, weights) == ([NO_VNNI_NOTE] if noted else [])
+    assert _notes(rows[:1], "int8") == []  # no int8 ONNX written
+    monkeypatch.setattr(cnnedge.verify, "x86_without_vnni", lambda: False)
+    assert _notes(rows, "int8") == []

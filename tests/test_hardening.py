@@ -10,9 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import one_error, tree
-from test_data_helpers import write_folder
-from test_train import easy_idx  # noqa: F401 - a fixture
+from helpers import one_error, tree, write_folder
 
 from cnnedge.cli import main
 from cnnedge.run import Run
@@ -26,7 +24,7 @@ def train_args(data, tmp_path, *extra):
 
 
 @pytest.fixture(scope="module")
-def finished(easy_idx, tmp_path_factory):  # noqa: F811
+def finished(easy_idx, tmp_path_factory):
     root = tmp_path_factory.mktemp("finished")
     assert main(train_args(easy_idx, root)) == 0
     return root, root / "fashion_mnist_tiny" / "exp"
@@ -43,7 +41,7 @@ def finished(easy_idx, tmp_path_factory):  # noqa: F811
     ("data.dataset=/nonexistent/data", "/nonexistent/data"),
     ("model.kwargs.widht=3", "no option"),
 ])
-def test_overwrite_with_a_bad_setting_keeps_the_old_run(finished, easy_idx, capsys,  # noqa: F811
+def test_overwrite_with_a_bad_setting_keeps_the_old_run(finished, easy_idx, capsys,
                                                         setting, needle):
     root, run = finished
     before = tree(run)
@@ -52,14 +50,14 @@ def test_overwrite_with_a_bad_setting_keeps_the_old_run(finished, easy_idx, caps
     assert sorted(p.name for p in run.parent.iterdir()) == ["exp"]  # no stub, no .old
 
 
-def test_a_failed_start_leaves_no_stub_and_the_rerun_works(easy_idx, tmp_path, capsys):  # noqa: F811
+def test_a_failed_start_leaves_no_stub_and_the_rerun_works(easy_idx, tmp_path, capsys):
     one_error(capsys, main(train_args(easy_idx, tmp_path, "--set", "train.batch_size=0")),
               "train.batch_size")
     assert not (tmp_path / "fashion_mnist_tiny").exists()
     assert main(train_args(easy_idx, tmp_path)) == 0
 
 
-def test_overwrite_replaces_only_after_an_epoch(finished, easy_idx, tmp_path, capsys):  # noqa: F811
+def test_overwrite_replaces_only_after_an_epoch(finished, easy_idx, tmp_path, capsys):
     root, run = finished
     copy = tmp_path / "fashion_mnist_tiny" / "exp"
     shutil.copytree(run, copy)
@@ -112,7 +110,7 @@ def test_python3_protocol2_cifar_pickle_loads(tmp_path):
 
 
 # ------------------------------------------------------------------------------ 8: resume
-def _half_done(easy_idx, tmp_path):  # noqa: F811
+def _half_done(easy_idx, tmp_path):
     from cnnedge.recipe import apply_overrides, load_recipe
     from cnnedge.train import train
 
@@ -125,7 +123,7 @@ def _half_done(easy_idx, tmp_path):  # noqa: F811
     return run
 
 
-def test_resume_never_discards_work(easy_idx, tmp_path, capsys):  # noqa: F811
+def test_resume_never_discards_work(easy_idx, tmp_path, capsys):
     run = _half_done(easy_idx, tmp_path)
     last = run.model_path("last")
     last.write_bytes(last.read_bytes()[:1000])  # truncated
@@ -170,7 +168,7 @@ def test_export_cleans_up_after_an_interrupted_export(finished, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["model_fp32.tflite"] and len(res) == 1
 
 
-def test_pack_cleans_up_a_killed_pack(easy_idx, tmp_path):  # noqa: F811
+def test_pack_cleans_up_a_killed_pack(easy_idx, tmp_path):
     from cnnedge import data
 
     out = tmp_path / "packed"
@@ -206,7 +204,7 @@ def test_demo_over_a_folder_skips_a_bad_image_with_one_warning(tiny_run, tmp_pat
 
 
 # -------------------------------------------------------------------- 9: files that do not decode
-def test_corrupt_shard_and_truncated_image_are_named(easy_idx, tmp_path, capsys):  # noqa: F811
+def test_corrupt_shard_and_truncated_image_are_named(easy_idx, tmp_path, capsys):
     from cnnedge import data
 
     packed = tmp_path / "packed"

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from test_train import cli, easy_idx, small_recipe  # noqa: F401 (the fixture is used by name)
+from helpers import cli, small_recipe
 
 from cnnedge.errors import CnnedgeError
 
@@ -84,7 +84,7 @@ def test_ramp_and_a_resumed_stream_mixes_as_the_uninterrupted_one():
     ("augment.cutmix", "-1", "augment.cutmix=-1.0 is out of range"),
     ("augment.mix_ramp", "[1,1]", "augment.mix_ramp=(1.0, 1.0) is out of range"),
 ])
-def test_out_of_range_mixing_is_refused(easy_idx, key, value, says):  # noqa: F811
+def test_out_of_range_mixing_is_refused(easy_idx, key, value, says):
     from cnnedge.recipe import check
 
     with pytest.raises(CnnedgeError, match=f"^recipe fashion_mnist_tiny: {says}".replace("(", r"\(")
@@ -92,7 +92,7 @@ def test_out_of_range_mixing_is_refused(easy_idx, key, value, says):  # noqa: F8
         check(small_recipe(easy_idx, **{key: value}))
 
 
-def test_a_run_mixes_late_resumes_on_its_epoch_and_quantizes_unmixed(easy_idx, tmp_path,  # noqa: F811
+def test_a_run_mixes_late_resumes_on_its_epoch_and_quantizes_unmixed(easy_idx, tmp_path,
                                                                       monkeypatch):
     from cnnedge import train as train_mod
     from cnnedge.run import open_data
@@ -106,7 +106,7 @@ def test_a_run_mixes_late_resumes_on_its_epoch_and_quantizes_unmixed(easy_idx, t
     assert max(soft[:2 * steps]) == 0 and min(soft[2 * steps:]) > 0 and np.mean(soft[2 * steps:]) > 0.5
     calls = []
     real = train_mod.datasets
-    monkeypatch.setattr(train_mod, "datasets", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    monkeypatch.setattr(train_mod.inputs, "datasets", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
     res = train_mod.train(recipe, runs_dir=tmp_path, name="m", verbose=0)
     assert res.summary["test_accuracy"] > 0.6 and res.summary["epochs"] == 3
     assert [c.get("mix", True) for c in calls] == [True, False]  # float epochs, then QAT unmixed
@@ -121,7 +121,7 @@ def test_a_run_mixes_late_resumes_on_its_epoch_and_quantizes_unmixed(easy_idx, t
         assert calls[0]["first_epoch"] == (1 if resume else 2)
 
 
-def test_mixing_reaches_fit_epoch_by_epoch(easy_idx):  # noqa: F811
+def test_mixing_reaches_fit_epoch_by_epoch(easy_idx):
     """fit keeps one iterator over the repeated batches: the batch counter is the step count."""
     from cnnedge import train as train_mod
     from cnnedge.backend import keras, tf
@@ -140,7 +140,7 @@ def test_mixing_reaches_fit_epoch_by_epoch(easy_idx):  # noqa: F811
     assert h[0] == h[1] == 0 and 0.15 < h[2] < h[3] and h[3] > 0.5  # mix shares 0, 0, ½, 1
 
 
-def test_class_weights_weigh_a_mixed_image_by_its_label_shares(easy_idx):  # noqa: F811
+def test_class_weights_weigh_a_mixed_image_by_its_label_shares(easy_idx):
     from cnnedge import train as train_mod
     from cnnedge.run import open_data
 
@@ -152,7 +152,7 @@ def test_class_weights_weigh_a_mixed_image_by_its_label_shares(easy_idx):  # noq
                                rtol=1e-5)
 
 
-def test_mixing_padded_variable_size_batches_is_refused(easy_idx):  # noqa: F811
+def test_mixing_padded_variable_size_batches_is_refused(easy_idx):
     from cnnedge.recipe import check
 
     with pytest.raises(CnnedgeError, match="set data.batch_mode=bucket"):
@@ -166,12 +166,12 @@ def test_without_validation_the_latest_mixed_epoch_is_kept(tmp_path, mixed, best
     """Accuracy on mixed labels falls as the ramp mixes more: it must not pick the checkpoint."""
     from cnnedge.backend import keras
     from cnnedge.run import Run
-    from cnnedge.train import _make_checkpointer
+    from cnnedge.train.callbacks import run_checkpoint
 
     model = keras.Sequential([keras.layers.Dense(2, input_shape=(3,))])
     model.compile(optimizer="adam", loss="mse")
     state = {"epoch": 0}
-    cb = _make_checkpointer(Run.create(tmp_path, "r", "x"), state, mixed=mixed)
+    cb = run_checkpoint(Run.create(tmp_path, "r", "x"), state, mixed=mixed)
     cb.set_model(model)
     cb.on_train_begin()
     for epoch, acc in enumerate([0.9, 0.6, 0.5]):
@@ -180,7 +180,7 @@ def test_without_validation_the_latest_mixed_epoch_is_kept(tmp_path, mixed, best
     assert (state["best_epoch"], state["best_score"]) == (best, [0.9, 0.6, 0.5][best - 1])
 
 
-def test_without_validation_a_mixed_run_reports_an_accuracy(easy_idx, tmp_path):  # noqa: F811
+def test_without_validation_a_mixed_run_reports_an_accuracy(easy_idx, tmp_path):
     from cnnedge.train import train
 
     res = train(small_recipe(easy_idx, **{"augment.cutmix": 1.0, "data.val_fraction": 0,
@@ -189,7 +189,7 @@ def test_without_validation_a_mixed_run_reports_an_accuracy(easy_idx, tmp_path):
     assert summary["best_epoch"] == 3 and 0 <= summary["best_val_accuracy"] <= 1
 
 
-def test_a_ramp_that_starts_after_the_last_epoch_begins_is_refused(easy_idx):  # noqa: F811
+def test_a_ramp_that_starts_after_the_last_epoch_begins_is_refused(easy_idx):
     from cnnedge.recipe import check
 
     with pytest.raises(CnnedgeError, match="no image would be mixed"):

@@ -57,7 +57,8 @@ def test_family_takes_any_size(name):
         models.check_input_size(m, (h, w, 1))
         assert m(pixels(2, h, w, 1)).shape == (2, 5)
     m3 = models.create_model(name, num_classes=5, channels=3)
-    assert models.predict(m3, pixels(1, 40, 24, 3)).shape == (1, 5)
+    models.check_input_size(m3, (1, 40, 24, 3))
+    assert m3(pixels(1, 40, 24, 3)).shape == (1, 5)
 
 
 @pytest.mark.parametrize("name", BASELINES)
@@ -65,13 +66,13 @@ def test_baselines_are_fixed_size(name):
     m = models.create_model(name, num_classes=10, channels=1)
     assert m.input_shape == (None, 28, 28, 1)
     models.check_input_size(m, (28, 28, 1))
-    assert models.predict(m, pixels(3, 28, 28)).shape == (3, 10)  # (N, H, W) grayscale
+    assert m(pixels(3, 28, 28, 1)).shape == (3, 10)
     assert models.min_input_size(m) == 28
     for bad in ((32, 32, 1), (56, 56, 1), (40, 24, 1)):
         with pytest.raises(CnnedgeError, match="fixed input size 28×28"):
             models.check_input_size(m, bad)
     with pytest.raises(CnnedgeError, match="fixed input size"):
-        models.predict(m, pixels(1, 32, 32, 1))
+        models.check_input_size(m, (1, 32, 32, 1))
     m32 = models.create_model(name, num_classes=10, channels=3, input_size=(32, 32))
     models.check_input_size(m32, (1, 32, 32, 3))
     with pytest.raises(CnnedgeError, match="1 channel.*expects 3"):
@@ -86,10 +87,11 @@ def test_too_small_input_is_a_clear_error():
     with pytest.raises(CnnedgeError, match=re.escape(msg)):
         models.check_input_size(m, (2, 2, 1))
     with pytest.raises(CnnedgeError, match=re.escape(msg)):
-        models.predict(m, pixels(1, 2, 2, 1))
+        models.check_input_size(m, (1, 2, 2, 1))
     with pytest.raises(CnnedgeError, match="input 15×40 is smaller"):
         models.check_input_size(m, (15, 40))
-    assert models.predict(m, pixels(1, 16, 16, 1)).shape == (1, 10)
+    models.check_input_size(m, (1, 16, 16, 1))
+    assert m(pixels(1, 16, 16, 1)).shape == (1, 10)
 
 
 def test_min_input_size_values():

@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-from test_train import easy_idx  # noqa: F401 - a fixture
 
 EPOCHS = 6
 
@@ -53,7 +52,7 @@ def _wait_epoch(state_path, n, procs, timeout=240):
     raise AssertionError("no epoch finished in time")
 
 
-def test_two_workers_and_a_lost_worker(easy_idx, tmp_path):  # noqa: F811
+def test_two_workers_and_a_lost_worker(easy_idx, tmp_path):
     run = tmp_path / "fashion_mnist_tiny" / "mw"
     ports = _ports(2)
     logs = [tmp_path / f"w{i}.log" for i in range(2)]

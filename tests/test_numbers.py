@@ -169,7 +169,7 @@ def test_a_diverged_fine_tune_never_replaces_qat_h5(run_copy, monkeypatch):
                                                       "train.eval_images=32"])
     rc.save_yaml(short, run_copy / Run.RECIPE)
     before = tree(run_copy)
-    monkeypatch.setattr(tr, "check_field", lambda key, value, name=None: value)  # NaN gets in
+    monkeypatch.setattr(tr.qat, "check_field", lambda key, value, name=None: value)  # NaN gets in
     with pytest.raises(CnnedgeError, match=r"QAT fine-tune diverged \(loss nan .*qat.h5 was kept"):
         tr.fine_tune_qat(run_copy, epochs=1, lr=float("nan"), verbose=0)
     assert tree(run_copy) == before

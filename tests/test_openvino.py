@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from cnnedge import artifacts, runtime, runtime_openvino
+from cnnedge import artifacts, runtime
 from cnnedge.errors import CnnedgeError
+from cnnedge.runtime import openvino as runtime_openvino
 
 needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
                                     reason="openvino is not installed")
@@ -142,11 +143,11 @@ def test_verify_adds_openvino_rows(tiny_run, capsys):
     from cnnedge.cli import main
 
     rep = verify.verify(tiny_run["run"], n=64, write=False, runtimes=["openvino"])
-    ov = [r for r in rep["rows"] if r["runtime"] == "openvino"]
+    ov = [r for r in rep.rows if r["runtime"] == "openvino"]
     assert {r["artifact"] for r in ov} >= {"model_fp32.onnx", "model_int8.onnx",
                                           "model_int8.tflite"}
     assert all(r["agreement"] >= 0.95 and r["gate"] != "fail" for r in ov), ov
-    defaults = [r for r in rep["rows"] if r["runtime"] in ("litert", "onnxruntime")]
+    defaults = [r for r in rep.rows if r["runtime"] in ("litert", "onnxruntime")]
     assert len(defaults) == len(tiny_run["results"])  # each file on its default runtime too
     assert main(["verify", str(tiny_run["run"]), "-n", "64", "-r", "openvino"]) == 0
     assert "openvino" in capsys.readouterr().out

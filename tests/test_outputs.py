@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_data_helpers import write_folder
-from test_hardening import one_error, tree
+from helpers import one_error, tree, write_folder
 
 from cnnedge import locks
 from cnnedge.cli import main
@@ -251,7 +250,7 @@ def test_export_removes_only_the_staging_of_dead_exports(tmp_path):
 
 
 def test_check_output_refuses_inputs_and_folders(tmp_path):
-    from cnnedge.utils import check_output
+    from cnnedge.files import check_output
 
     (tmp_path / "in").mkdir()
     img = tmp_path / "in" / "x.png"

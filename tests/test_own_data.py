@@ -86,6 +86,30 @@ def test_auto_recipe_from_the_data(photos, tmp_path):
         auto_recipe(tmp_path / "nope")
 
 
+def test_python_resolves_the_recipe_the_cli_trained(photos, own_run):
+    """resolve_recipe, which train(data=...) runs, gives the recipe `cnnedge train --data` saved;
+    with a recipe name, each option sets its field."""
+    from cnnedge.recipe import to_dict
+    from cnnedge.run import Run
+    from cnnedge.train import resolve_recipe, train
+
+    r, notes = resolve_recipe(data=photos / "train", weights="none", overrides=[
+        "train.epochs=3", "qat.enabled=false", "train.batch_size=16"])  # own_run's options
+    assert to_dict(r) == to_dict(Run(own_run).recipe)
+    assert any(n.startswith("model: gmp_xs from scratch") for n in notes)
+    r, notes = resolve_recipe("fashion_mnist", data=photos / "train", minutes=2, weights="none",
+                              image_size="32x32", overrides=["train.epochs=1"])
+    assert (r.name, r.data.dataset, r.train.max_minutes, r.data.image_size, r.model.weights,
+            r.train.epochs, notes) == ("fashion_mnist", str(photos / "train"), 2.0, (32, 32),
+                                       None, 1, [])
+    with pytest.raises(CnnedgeError, match="give --data FOLDER"):
+        resolve_recipe()
+    with pytest.raises(CnnedgeError, match="drop --recipe/--set/--data"):
+        train(resume=own_run, data=photos / "train")
+    with pytest.raises(CnnedgeError, match="--from-best goes with --resume"):
+        train("fashion_mnist", from_best=True)
+
+
 def test_train_data_run_names_its_split(own_run):
     s = json.loads((own_run / "summary.json").read_text())
     assert s["eval_split"] == "val" and "test_accuracy" not in s
@@ -100,9 +124,9 @@ def test_eval_scores_a_separate_folder(own_run, photos, capsys):
     from cnnedge.evaluate import evaluate_run
 
     ev = evaluate_run(own_run, dataset=str(photos / "test"))
-    assert ev["split"] == "all" and ev["n"] == 45 and ev["accuracy"] > 0.6
+    assert ev.split == "all" and ev.n == 45 and ev.accuracy > 0.6
     ev = evaluate_run(own_run, dataset=str(photos / "test"), take=12)
-    assert ev["n"] == 12 and [sum(r) for r in ev["confusion"]] == [4, 4, 4]  # stratified
+    assert ev.n == 12 and [sum(r) for r in ev.confusion] == [4, 4, 4]  # stratified
     assert main(["eval", str(own_run), "--data", str(photos / "test"), "-n", "12"]) == 0
     assert "on 12 images of" in capsys.readouterr().out
 

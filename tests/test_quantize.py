@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from test_train import easy_idx, small_recipe  # noqa: F401  (fixture)
+from helpers import small_recipe
 
 from cnnedge import models, quantize
 from cnnedge.cli import main
@@ -42,7 +42,7 @@ def test_unquantizable_model_clear_error():
         quantize.apply_qat(keras.Model(inp, out))
 
 
-def test_representative_images_are_class_balanced(easy_idx):  # noqa: F811
+def test_representative_images_are_class_balanced(easy_idx):
     from cnnedge import data
 
     src = data.open_dataset(str(easy_idx))
@@ -56,7 +56,7 @@ def test_representative_images_are_class_balanced(easy_idx):  # noqa: F811
         quantize.representative_images(src, 0)
 
 
-def test_qat_phase_of_a_run(easy_idx, tmp_path, capsys):  # noqa: F811
+def test_qat_phase_of_a_run(easy_idx, tmp_path, capsys):
     from cnnedge.train import train
 
     r = small_recipe(easy_idx, **{"qat.enabled": "true", "qat.epochs": 1})
@@ -72,3 +72,27 @@ def test_qat_phase_of_a_run(easy_idx, tmp_path, capsys):  # noqa: F811
     assert "no best.keras" in capsys.readouterr().err
     assert main(["quantize", str(res.run_dir), "--epochs", "0"]) == 2
     assert "--epochs 0 is out of range" in capsys.readouterr().err
+
+
+def test_quantize_from_python_takes_the_run_lock(tmp_path):
+    """fine_tune_qat holds the run's lock itself, as `cnnedge quantize` does: a run another
+    command is writing is refused, naming it, before anything is read or written."""
+    import subprocess
+    import sys
+
+    from cnnedge.train import fine_tune_qat
+
+    hold = ("import sys, time\nfrom cnnedge.run import Run\n"
+            "with Run(sys.argv[1]).lock('cnnedge export'):\n"
+            "    print('held', flush=True)\n    time.sleep(120)\n")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(CnnedgeError, match=f"{tmp_path} is in use by `cnnedge export`"):
+            fine_tune_qat(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    with pytest.raises(CnnedgeError, match="no best.keras"):  # released: the run itself is checked
+        fine_tune_qat(tmp_path)

@@ -1,7 +1,9 @@
 """Real-data runs (marked slow): the quick Fashion-MNIST recipe end to end — train + QAT,
-export every artifact, verify parity, bench one row — and a CIFAR-10 JPEG-folder smoke run.
+export every artifact, verify parity, bench one row — a CIFAR-10 JPEG-folder run (train + QAT),
+and the reference checkpoints' figures.
 
-`make test` runs them (minutes on 2 cores); `pytest -m "not slow"` skips them.
+The quick recipe end to end, the suite's heaviest test, is marked full too: `make test-full` runs
+it, `make test` the others. `make test-fast` (`-m "not slow"`) skips this file.
 """
 
 import json
@@ -33,6 +35,7 @@ def cli(capsys, monkeypatch):
     return run
 
 
+@pytest.mark.full
 @pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").is_file(),
                     reason="Debian package dataset-fashion-mnist not installed")
 def test_fashion_mnist_quick_end_to_end(tmp_path, cli):
@@ -82,6 +85,6 @@ def test_reference_checkpoint_reproduces_its_figure(name, data, split):
         pytest.skip(f"{data} absent")
     info = weights.info(name)
     ev = evaluate_run(name, dataset=str(data))  # a reference checkpoint by name
-    assert ev["split"] == split and ev["n"] == info["test_images"]
-    assert ev["accuracy"] == pytest.approx(info["test_accuracy"], abs=1e-4)
+    assert ev.split == split and ev.n == info["test_images"]
+    assert ev.accuracy == pytest.approx(info["test_accuracy"], abs=1e-4)
     assert weights.path(name).stat().st_size <= 500 * 1024

@@ -1,5 +1,6 @@
 """The shape of the code: layers import one way, files stay readable, one place names a run's
-files, the artifact table and the runtime registry agree, and docs/cli.md is current."""
+files, the artifact table and the runtime registry agree, and docs/cli.md is current. The
+library (toolkit/cnnedge) and the demo (edge_demo/) are held to the same checks."""
 
 from __future__ import annotations
 
@@ -16,16 +17,27 @@ from cnnedge.run import Run
 
 REPO = Path(__file__).resolve().parents[1]
 LIB = REPO / "toolkit" / "cnnedge"
+DEMO = REPO / "edge_demo"
 MAX_LINES = 500
 
 
 def _module(path: Path) -> str:
-    parts = list(path.relative_to(LIB.parent).with_suffix("").parts)
+    root = DEMO.parent if path.is_relative_to(DEMO) else LIB.parent
+    parts = list(path.relative_to(root).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _library():
     return {_module(p): p for p in sorted(LIB.rglob("*.py")) if "recipes" not in p.parts}
+
+
+def _demo():
+    return {_module(p): p for p in sorted(DEMO.rglob("*.py"))}
+
+
+def _code():
+    """Every module the checks below hold to: the library's and the demo's."""
+    return {**_library(), **_demo()}
 
 
 def _imports(path: Path, name: str, modules) -> set[str]:
@@ -49,7 +61,7 @@ def _imports(path: Path, name: str, modules) -> set[str]:
 
 
 def test_no_import_cycles():
-    mods = _library()
+    mods = _code()
     graph = {m: _imports(p, m, mods) for m, p in mods.items()}
     state: dict[str, int] = {}
     stack: list[str] = []
@@ -73,6 +85,21 @@ def test_no_import_cycles():
     assert "cnnedge.train" not in graph["cnnedge.evaluate"] | graph["cnnedge.verify"]
 
 
+def test_edge_demo_sits_between_the_library_and_the_cli():
+    """The demo uses the library; no library module imports the demo but the CLI's ``demo``
+    command (the top layer), and the demo imports the CLI only in ``edge_demo.__main__``
+    (``python -m edge_demo`` is ``cnnedge demo``)."""
+    mods = _code()
+    graph = {m: _imports(p, m, mods) for m, p in mods.items()}
+    demo = set(_demo())
+    assert graph["edge_demo.app"] & set(_library())  # the check sees imports across the two
+    wrong = [f"{m} -> {n}" for m in _library() if not m.startswith("cnnedge.cli")
+             for n in sorted(graph[m] & demo)]
+    wrong += [f"{m} -> {n}" for m in demo if m != "edge_demo.__main__"
+              for n in sorted(graph[m]) if n.startswith("cnnedge.cli")]
+    assert not wrong, "\n".join(wrong)
+
+
 def test_import_cycle_check_can_fail(tmp_path, monkeypatch):
     """The checker sees a cycle made of function-level imports."""
     a, b = tmp_path / "a.py", tmp_path / "b.py"
@@ -83,10 +110,40 @@ def test_import_cycle_check_can_fail(tmp_path, monkeypatch):
     assert _imports(b, "cnnedge.b", mods) == {"cnnedge.a"}
 
 
-@pytest.mark.parametrize("name", sorted(_library()))
+@pytest.mark.parametrize("name", sorted(_code()))
 def test_library_files_are_short(name):
-    lines = len(_library()[name].read_text().splitlines())
+    lines = len(_code()[name].read_text().splitlines())
     assert lines <= MAX_LINES, f"{name}: {lines} lines (split it by what its parts do)"
+
+
+MAX_FUNCTION_LINES = 80  # a function's code, its docstring aside: one screen to read
+LONG_FUNCTIONS: dict[str, str] = {}  # "module:function" -> why it may be longer (none today)
+
+
+def _functions(path: Path):
+    """(name, code lines) of every function and method in ``path``, the docstring aside."""
+    for n in ast.walk(ast.parse(path.read_text())):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines = n.end_lineno - n.lineno + 1
+            doc = n.body[0]
+            if isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) \
+                    and isinstance(doc.value.value, str):
+                lines -= doc.end_lineno - doc.lineno + 1
+            yield n.name, lines
+
+
+@pytest.mark.parametrize("name", sorted(_code()))
+def test_functions_fit_on_a_screen(name):
+    long = [f"{name}:{f} ({n} lines)" for f, n in _functions(_code()[name])
+            if n > MAX_FUNCTION_LINES and f"{name}:{f}" not in LONG_FUNCTIONS]
+    assert not long, f"over {MAX_FUNCTION_LINES} lines (split by what the parts do): {long}"
+
+
+def test_function_length_check_can_fail(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES + 1))
+    f = tmp_path / "m.py"
+    f.write_text(f'def f():\n    """Doc\n    lines."""\n{body}\n')
+    assert list(_functions(f)) == [("f", MAX_FUNCTION_LINES + 2)]
 
 
 RUN_FILES = {*Run.MODELS.values(), Run.RECIPE, Run.STATE, Run.ENV, Run.LABELS, Run.SUMMARY,
@@ -109,7 +166,7 @@ def _code_strings(path: Path):
 def test_run_file_names_are_typed_only_in_run():
     pattern = re.compile("|".join(re.escape(f) for f in sorted(RUN_FILES)))
     found = [f"{path.relative_to(REPO)}:{line}: {text!r}"
-             for path in [*LIB.rglob("*.py"), *(REPO / "edge_demo").rglob("*.py")]
+             for path in _code().values()
              if path != LIB / "run.py"
              for line, text in _code_strings(path) if pattern.search(text)]
     assert not found, "\n".join(found)

@@ -69,7 +69,7 @@ def test_static_file_computes_what_the_dynamic_int8_file_does(tflm):
 
 
 def test_measured_arena_is_the_smallest_that_allocates(tflm):
-    from cnnedge.runtime_tflm import ARENA_ALIGN, _open, measure_arena
+    from cnnedge.runtime.tflm import ARENA_ALIGN, _open, measure_arena
 
     buf = tflm["file"].read_bytes()
     m = measure_arena(buf)
@@ -142,7 +142,7 @@ def test_verify_and_runtime_rows(tflm):
     with pytest.raises(CnnedgeError, match="needs a fixed input size"):
         runtime.load(dyn, runtime="tflm")
     rep = verify(tflm["run"], n=200, artifacts=[dyn, tflm["file"]], write=False)
-    row = next(r for r in rep["rows"] if r["artifact"] == tflm["file"].name)
+    row = next(r for r in rep.rows if r["artifact"] == tflm["file"].name)
     assert row["runtime"] == "tflm" and row["gate"] in ("pass", "inconclusive")
     assert row["agreement_with_model_int8.tflite on LiteRT reference kernels"] == 1.0
     assert row["max_steps_vs_model_int8.tflite on LiteRT reference kernels"] <= 1
@@ -156,7 +156,7 @@ def test_image_size_and_verify_at_that_size(tflm, tflm_32x24):
     assert read_metadata(tflm_32x24["file"])["image_size"] == [32, 24]
     assert "kInputHeight = 32;" in (tflm_32x24["dir"] / "tflm" / "model_settings.h").read_text()
     rep = verify(tflm["run"], n=64, artifacts=[tflm_32x24["file"]], write=False)
-    assert rep["rows"][-1]["agreement"] > 0.9 and rep["rows"][-1]["image_size"] == [32, 24]
+    assert rep.rows[-1]["agreement"] > 0.9 and rep.rows[-1]["image_size"] == [32, 24]
 
 
 def test_bench_feeds_a_fixed_size_file_at_its_size(tflm_32x24):
@@ -164,18 +164,18 @@ def test_bench_feeds_a_fixed_size_file_at_its_size(tflm_32x24):
 
     rep = bench([tflm_32x24["file"]], runtimes=["tflm", "litert"], threads=[1], n=16, quick=True,
                 timing=QUICK, write=False, isolate=False)
-    assert [r["status"] for r in rep["rows"]] == ["ok", "ok"], rep["rows"]
-    assert rep["rows"][0]["accuracy"] is not None
+    assert [r["status"] for r in rep.rows] == ["ok", "ok"], rep.rows
+    assert rep.rows[0]["accuracy"] is not None
 
 
 def test_verify_without_tflite_micro_runs_the_file_on_litert(tflm, monkeypatch):
-    from cnnedge import runtime_tflm
+    from cnnedge.runtime import tflm as runtime_tflm
     from cnnedge.verify import verify
 
     monkeypatch.setattr(runtime_tflm, "check", lambda: (False, "not available: pip install x"))
     rep = verify(tflm["run"], n=32, artifacts=[tflm["file"]], write=False)
-    assert rep["rows"][-1]["runtime"] == "litert"
-    assert any("runtime tflm is not available" in n and "ran on litert" in n for n in rep["notes"])
+    assert rep.rows[-1]["runtime"] == "litert"
+    assert any("runtime tflm is not available" in n and "ran on litert" in n for n in rep.notes)
 
 
 def test_reexport_keeps_files_the_user_added(tflm, tflm_32x24):
@@ -196,18 +196,18 @@ def test_bench_shows_tflm_row_and_measured_arena(tflm):
 
     rep = bench([tflm["file"]], runtimes=["tflm", "litert"], threads=[1], n=32, quick=True,
                 timing=QUICK, write=False, isolate=False)
-    rows = {r["runtime"]: r for r in rep["rows"]}
+    rows = {r["runtime"]: r for r in rep.rows}
     assert rows["tflm"]["status"] == "ok" and rows["tflm"]["p50_us"] > 0
     assert rows["tflm"]["providers"] == "x86 reference kernels"
     assert rows["tflm"]["tflm_arena_bytes"] == rows["litert"]["tflm_arena_bytes"] > 1000
     assert rows["tflm"]["mcu_arena_bytes"]  # the greedy estimate beside it
-    assert any("TFLite Micro arena" in n and "greedy estimate" in n for n in rep["notes"])
+    assert any("TFLite Micro arena" in n and "greedy estimate" in n for n in rep.notes)
 
 
 def test_bad_input_is_refused_before_anything_is_written(tflm, tmp_path, monkeypatch):
-    from cnnedge import runtime_tflm
     from cnnedge.cli import main
     from cnnedge.export import export
+    from cnnedge.runtime import tflm as runtime_tflm
 
     out = tmp_path / "out"
     with pytest.raises(CnnedgeError, match="--image-size sets the fixed input"):
@@ -227,7 +227,7 @@ def test_bad_input_is_refused_before_anything_is_written(tflm, tmp_path, monkeyp
 
 def test_an_op_tflm_lacks_is_named():
     from cnnedge.backend import tf
-    from cnnedge.runtime_tflm import measure_arena
+    from cnnedge.runtime.tflm import measure_arena
 
     fn = tf.function(lambda x: tf.math.top_k(tf.reshape(x, [1, -1]), 2)[0],
                      input_signature=[tf.TensorSpec([1, 4, 4, 1], tf.float32)])
@@ -239,7 +239,7 @@ def test_an_op_tflm_lacks_is_named():
 def test_dynamic_file_is_refused_with_the_fix(tiny_run):
     from pathlib import Path
 
-    from cnnedge.runtime_tflm import measure_arena
+    from cnnedge.runtime.tflm import measure_arena
 
     dyn = Path(tiny_run["run"]) / "export" / "model_int8.tflite"
     with pytest.raises(CnnedgeError, match="--format tflm"):

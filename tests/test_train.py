@@ -2,7 +2,6 @@
 tf.distribute strategies, CLI errors. Trains on a small generated IDX dataset (seconds)."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_data_helpers import idx_bytes
+from helpers import cli, small_recipe
 
 from cnnedge.cli import main
 from cnnedge.errors import CnnedgeError
@@ -19,34 +18,6 @@ from cnnedge.recipe import apply_overrides, load_recipe
 
 RUN_FILES = ["recipe.yaml", "env.json", "labels.json", "metrics.csv", "best.keras", "last.keras",
              "state.json", "curves.png", "confusion.png", "summary.json", "tb"]
-
-
-@pytest.fixture(scope="module")
-def easy_idx(tmp_path_factory):
-    """A learnable 28×28 IDX dataset: class k has brightness 30 + 70k (4 classes used)."""
-    folder = tmp_path_factory.mktemp("easy_idx")
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 1200), ("t10k", 200)):
-        labels = rng.integers(0, 4, n).astype(np.uint8)
-        base = 30 + 70 * labels.astype(np.int32)
-        images = np.clip(base[:, None, None] + rng.integers(-12, 13, (n, 28, 28)), 0, 255)
-        img, lab = idx_bytes(images.astype(np.uint8), labels)
-        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(img)
-        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(lab)
-    return folder
-
-
-def small_recipe(data_dir, **over):
-    sets = [f"data.dataset={data_dir}", "model.name=gmp_xs", "train.epochs=2",
-            "train.batch_size=32", "train.steps_per_epoch=20", "train.eval_images=none",
-            "augment.ops=[]", "optim.lr=0.01", "optim.warmup_epochs=0", "qat.enabled=false"]
-    sets += [f"{k}={v}" for k, v in over.items()]
-    return apply_overrides(load_recipe("fashion_mnist_tiny"), sets)
-
-
-def cli(*args, env=None, **kw):
-    return subprocess.run([sys.executable, "-m", "cnnedge", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, **kw)
 
 
 def test_train_writes_run_directory(easy_idx, tmp_path):
@@ -79,23 +50,26 @@ def test_train_writes_run_directory(easy_idx, tmp_path):
     from cnnedge.evaluate import evaluate_run
 
     ev = evaluate_run(run, split="test")
-    assert ev["accuracy"] == pytest.approx(s["test_accuracy"])
-    assert np.asarray(ev["confusion"]).sum() == 200
+    assert ev.accuracy == pytest.approx(s["test_accuracy"])
+    assert np.asarray(ev.confusion).sum() == 200
 
 
-def test_eval_cli_and_errors(easy_idx, tmp_path, capsys):
-    from cnnedge.train import train
-
-    run = train(small_recipe(easy_idx, **{"train.epochs": 1}), runs_dir=tmp_path,
-                verbose=0).run_dir
+def test_eval_cli_and_errors(small_run, tmp_path, capsys):
+    run = small_run.run_dir  # read only: eval writes where -o says
     assert main(["eval", str(run), "-o", str(tmp_path / "ev.json")]) == 0
     out = capsys.readouterr().out
     assert "test accuracy" in out and (tmp_path / "ev.png").is_file()
+    from cnnedge.evaluate import evaluate_run  # the eval JSON is the Evaluation's to_dict()
+
+    written = json.loads((tmp_path / "ev.json").read_text())
+    assert written == evaluate_run(run).to_dict()
+    assert list(written) == ["split", "tta", "n", "accuracy", "per_class_accuracy", "confusion",
+                             "data", "class_names", "model"]
     assert main(["eval", str(run / "best.keras")]) == 2
     assert "needs --data" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "nope")]) == 2
     # a 10-class model against a 3-class dataset
-    from test_data_helpers import write_folder
+    from helpers import write_folder
 
     write_folder(tmp_path / "three", classes=("a", "b", "c"), per_class=3, size=(28, 28))
     assert main(["eval", str(run / "best.keras"), "--data", str(tmp_path / "three"),
@@ -120,7 +94,7 @@ def test_eval_flip_tta_averages_image_and_mirror(easy_idx, tmp_path, capsys):
         moved = max(moved, float(tf.reduce_max(tf.abs(p - q))))
     assert moved > 1e-4  # the mirror really changes the model's output
     ev = evaluate(model, src, split="test", batch_size=64, tta="flip")
-    assert ev["tta"] == "flip" and ev["confusion"] == want.tolist()
+    assert ev.tta == "flip" and ev.confusion == want.tolist()
     path = tmp_path / "m.keras"
     model.save(path)
     assert main(["eval", str(path), "--data", str(easy_idx), "--tta", "flip"]) == 0
@@ -228,7 +202,7 @@ def test_tiny_recipe_on_real_fashion_mnist(tmp_path):
 def test_atomic_write_keeps_old_file_on_full_disk(tmp_path):
     import errno
 
-    from cnnedge.utils import atomic_path
+    from cnnedge.files import atomic_path
 
     target = tmp_path / "best.keras"
     target.write_bytes(b"previous checkpoint")

@@ -4,6 +4,7 @@ import json
 import shutil
 
 import pytest
+from helpers import disagree
 
 from cnnedge.cli import main
 from cnnedge.errors import CnnedgeError
@@ -14,48 +15,35 @@ def run(tiny_run):
     return tiny_run["run"]
 
 
-def test_verify_report(run):
-    from cnnedge.verify import verify
+def test_verify_report(run, tmp_path):
+    from cnnedge.files import atomic_write_json
+    from cnnedge.verify import VerifyReport, verify
 
     rep = verify(run, n=300)
     assert (run / "verify.json").is_file() and (run / "verify.md").is_file()
-    rows = {r["artifact"]: r for r in rep["rows"]}
+    rows = {r["artifact"]: r for r in rep.rows}
     assert {"keras-float", "keras-qat", "model_fp32.tflite", "model_int8.tflite",
             "model_int8.onnx", "model_fp32.onnx", "model_fp16.tflite"} <= set(rows)
-    assert rep["images"] == 300 and rep["split"] == "test"
+    assert rep.images == 300 and rep.split == "test"
     assert rows["model_fp32.tflite"]["agreement"] >= 0.999
     assert rows["model_int8.tflite"]["reference"] == "keras-qat"
     assert rows["model_int8_ptq.tflite"]["reference"] == "keras-float"
     assert rows["model_int8.onnx"]["agreement_with_model_int8.tflite"] >= 0.99
-    for r in rep["rows"]:
+    for r in rep.rows:
         assert 0 <= r["accuracy"] <= 1 and r["max_abs_logit_diff"] >= r["mean_abs_logit_diff"]
         assert len(r["per_class_accuracy_change_vs_float"]) == 10
         assert r["flips"] == round((1 - r["agreement"]) * 300)
     md = (run / "verify.md").read_text()
     assert "| model_int8.tflite | litert |" in md
-    assert json.loads((run / "verify.json").read_text())["passed"] == rep["passed"]
-
-
-def disagree(monkeypatch, name: str) -> None:
-    """Make the exported file ``name`` disagree with Keras on every image (each top-1 moves to
-    the next class): a gate that fails at the default bars, no impossible one needed (the
-    --min-* options are percentages in [0, 100])."""
-    from pathlib import Path
-
-    import numpy as np
-
-    from cnnedge import runtime
-
-    real = runtime.load
-
-    def load(path, *args, **kwargs):
-        runner = real(path, *args, **kwargs)
-        if Path(path).name == name:
-            predict = runner.predict
-            runner.predict = lambda x, *a, **k: np.roll(predict(x, *a, **k), 1, axis=1)
-        return runner
-
-    monkeypatch.setattr(runtime, "load", load)
+    assert json.loads((run / "verify.json").read_text())["passed"] == rep.passed
+    # verify.json is the report's to_dict(), byte for byte, with the keys it always had
+    atomic_write_json(tmp_path / "again.json", rep.to_dict())
+    assert (tmp_path / "again.json").read_bytes() == (run / "verify.json").read_bytes()
+    assert list(rep.to_dict()) == ["run", "split", "images", "split_images", "class_names",
+                                   "thresholds", "gate_ptq", "interval", "hard_gate_images",
+                                   "rows", "passed", "inconclusive", "notes"]
+    again = VerifyReport.from_dict(json.loads((run / "verify.json").read_text()))
+    assert again.passed == rep.passed and again.rows == json.loads(json.dumps(rep.rows))
 
 
 def test_verify_cli_gate(run, capsys, monkeypatch):

@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from cnnedge.verify import HARD_GATE_IMAGES, agreement_interval, gate, gate_lines, markdown, pct
+from cnnedge.verify import (
+    HARD_GATE_IMAGES,
+    VerifyReport,
+    agreement_interval,
+    gate,
+    gate_lines,
+    markdown,
+    pct,
+)
 
 
 def test_interval_known_values():
@@ -63,9 +71,10 @@ def _row(artifact, agreed, n, threshold, gated=True):
 
 
 def test_report_text_names_split_count_interval_and_advice():
-    rep = {"run": "runs/x", "split": "test", "images": 120, "split_images": 10000,
-           "rows": [_row("model_int8.tflite", 119, 120, 0.995),
-                    _row("model_int8_ptq.tflite", 110, 120, 0.98, gated=False)]}
+    rep = VerifyReport(run="runs/x", split="test", images=120, split_images=10000,
+                       rows=[_row("model_int8.tflite", 119, 120, 0.995),
+                             _row("model_int8_ptq.tflite", 110, 120, 0.98, gated=False)])
+    assert rep.passed and rep.inconclusive == ["model_int8.tflite"]  # from the rows
     md = markdown(rep)
     assert md.startswith("Parity on 120 of 10,000 test images of runs/x")
     assert "| 99.17 % | 95.44–99.97 % |" in md and "❔ inconclusive (99.5 %)" in md
@@ -74,13 +83,13 @@ def test_report_text_names_split_count_interval_and_advice():
     assert "inconclusive, not a failure; rerun on more images: cnnedge verify runs/x -n 2000" \
         in lines[0]
     assert "not gated (against its 98 % bar: fail; --gate-ptq gates it)" in lines[1]
-    rep.update(split_images=500, images=500)   # the whole split already: no -n to suggest
-    rep["rows"] = [_row("model_int8.tflite", 497, 500, 0.995)]
+    rep.split_images = rep.images = 500   # the whole split already: no -n to suggest
+    rep.rows = [_row("model_int8.tflite", 497, 500, 0.995)]
     assert "holds only 500 images" in gate_lines(rep)[0]
 
 
 def test_ptq_is_info_unless_gated(tiny_run, capsys, monkeypatch):
-    from test_verify import disagree
+    from helpers import disagree
 
     from cnnedge.cli import main
 

@@ -57,7 +57,7 @@ def main(run_dir: str, name: str, command: str) -> None:
         "image_size": s["input_size"][:2], "channels": s["input_size"][2],
         "recipe": run.recipe.name, "command": command,
         "epochs": s["epochs"], "best_epoch": s["best_epoch"], "train_minutes": s["train_minutes"],
-        "test_split": ev["split"], "test_images": ev["n"], "test_accuracy": ev["accuracy"],
+        "test_split": ev.split, "test_images": ev.n, "test_accuracy": ev.accuracy,
         "eval_command": f"cnnedge eval {target.name} --data <{s['dataset']} folder>",
         "date": datetime.date.today().isoformat(), "cpu": cpu_model(),
         "bytes": target.stat().st_size,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnedge.errors import CnnedgeError
+from cnnedge.errors import CnnedgeError, one_line
 from cnnedge.utils import unknown
 
 METADATA_KEY = "cnnedge"
@@ -153,10 +153,6 @@ def check_metadata(meta, path) -> dict:
     if not isinstance(meta, dict) or any(k not in meta for k in REQUIRED_KEYS):
         raise CnnedgeError(f"{path}: cnnedge metadata is incomplete (need {', '.join(REQUIRED_KEYS)})")
     return meta
-
-
-def one_line(e) -> str:
-    return " ".join(str(e).split())[:300]
 
 
 def tflite_schema():

@@ -2,6 +2,11 @@
 
     recipe, notes = auto_recipe("photos/")                     # photos/<class>/*.jpg
     recipe, notes = auto_recipe("photos/", image_size="64x64", minutes=5)
+    recipe, notes = resolve_recipe("cifar10", data="photos/", overrides=["train.epochs=3"])
+
+:func:`resolve_recipe` is the recipe of ``cnnedge train``'s options, shared by the CLI and
+:func:`cnnedge.train.train`: a named recipe with its dataset, time budget, weights, input size
+and ``--set`` fields replaced, or without a name the automatic recipe of a folder.
 
 The result is an ordinary :class:`~cnnedge.recipe.Recipe` (saved as the run's recipe.yaml, so
 ``--resume`` and ``--set`` work as with shipped recipes); ``notes`` say what was chosen and why.
@@ -18,6 +23,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -30,8 +36,11 @@ from cnnedge.recipe import (
     QATConfig,
     Recipe,
     TrainConfig,
+    apply_overrides,
     check_field,
+    load_recipe,
     parse_image_size,
+    set_image_size,
 )
 
 MAX_SIDE = 64  # a scratch model's input side: larger photos are shrunk (CPU training budget)
@@ -75,9 +84,7 @@ def auto_recipe(folder, *, image_size=None, weights: str | None = "auto",
     ``image_size``: ``HxW`` or ``keep`` (default: from the checkpoint or the data);
     ``weights``: "auto", "none", a reference checkpoint name, a run directory or a .keras file.
     """
-    from cnnedge import data, models
-    from cnnedge import weights as refs
-    from cnnedge.weights import weights_file
+    from cnnedge import data
 
     path = Path(folder).expanduser()
     if not path.is_dir():
@@ -96,42 +103,7 @@ def auto_recipe(folder, *, image_size=None, weights: str | None = "auto",
              + (f"; its own split(s): {', '.join(s for s in src.splits if s != 'train')}"
                 if len(src.splits) > 1 else "")]
 
-    ref = None
-    if weights in (None, "none", ""):
-        weights = None
-    elif weights == "auto":
-        weights = "cifar10" if c == 3 and refs.is_reference("cifar10") else None
-    if weights is not None:
-        ref = models.load_model(weights_file(weights), compile=False)
-    if ref is not None:
-        model_name = ref.name
-        if model_name not in models.list_models():
-            raise CnnedgeError(f"--weights {weights}: its model {model_name} is not a cnnedge "
-                               f"model (see cnnedge models)")
-        info = refs.info(weights) if refs.is_reference(weights) else {}
-        head = " with a new head" if int(ref.output_shape[-1]) != k else ""
-        known = (f" ({info['test_accuracy']:.2%} on {info.get('dataset')})"
-                 if info.get("test_accuracy") else "")
-        notes.append(f"model: {model_name}, fine-tuned from the {weights} checkpoint{known}{head}")
-        ref_size = ref.input_shape[1:3]
-        if size is None:
-            size = tuple(info.get("image_size") or ()) or (
-                tuple(ref_size) if None not in ref_size else None)
-            if size:
-                notes.append(f"input: {size[0]}x{size[1]}, the checkpoint's training size "
-                             f"(--image-size HxW|keep to change)")
-    else:
-        model_name = scratch_model(n)
-        notes.append(f"model: {model_name} from scratch, sized for {n:,} images")
-    stride = models.total_stride(models.create_model(model_name, num_classes=k, channels=c))
-    if size is None:
-        h, w = _median_size(src)
-        s = min(1.0, MAX_SIDE / max(h, w))
-        size = (_fit_side(h * s, stride), _fit_side(w * s, stride))
-        notes.append(f"input: {size[0]}x{size[1]} from the median image size {h}x{w} "
-                     f"(multiple of the total stride {stride}, at most {MAX_SIDE})")
-    elif size == "keep":
-        notes.append("input: each image at its own size (padded in batches)")
+    model_name, weights, ref, size = _model_and_size(src, weights, size, notes)
 
     ratio = counts.max() / max(1, counts.min())
     weigh = bool(ratio >= IMBALANCE)
@@ -172,6 +144,100 @@ def auto_recipe(folder, *, image_size=None, weights: str | None = "auto",
     notes.append(f"schedule: AdamW {recipe.optim.lr:g}, 1 warm-up epoch, cosine, "
                  f"{recipe.train.epochs} epochs of {n_train:,} images, batch {batch}; QAT 1 epoch")
     return recipe, notes
+
+
+def _model_and_size(src, weights, size, notes: list):
+    """(model name, weights, reference model or None, input size) for the data ``src``: a
+    checkpoint's model and training size, or a scratch model and the data's median size."""
+    from cnnedge import models
+    from cnnedge import weights as refs
+    from cnnedge.weights import weights_file
+
+    labels = src.split_index("train").labels
+    n, k, c = len(labels), len(src.info.class_names), src.info.channels
+    ref = None
+    if weights in (None, "none", ""):
+        weights = None
+    elif weights == "auto":
+        weights = "cifar10" if c == 3 and refs.is_reference("cifar10") else None
+    if weights is not None:
+        ref = models.load_model(weights_file(weights), compile=False)
+    if ref is not None:
+        model_name = ref.name
+        if model_name not in models.list_models():
+            raise CnnedgeError(f"--weights {weights}: its model {model_name} is not a cnnedge "
+                               f"model (see cnnedge models)")
+        info = refs.info(weights) if refs.is_reference(weights) else {}
+        head = " with a new head" if int(ref.output_shape[-1]) != k else ""
+        known = (f" ({info['test_accuracy']:.2%} on {info.get('dataset')})"
+                 if info.get("test_accuracy") else "")
+        notes.append(f"model: {model_name}, fine-tuned from the {weights} checkpoint{known}{head}")
+        ref_size = ref.input_shape[1:3]
+        if size is None:
+            size = tuple(info.get("image_size") or ()) or (
+                tuple(ref_size) if None not in ref_size else None)
+            if size:
+                notes.append(f"input: {size[0]}x{size[1]}, the checkpoint's training size "
+                             f"(--image-size HxW|keep to change)")
+    else:
+        model_name = scratch_model(n)
+        notes.append(f"model: {model_name} from scratch, sized for {n:,} images")
+    stride = models.total_stride(models.create_model(model_name, num_classes=k, channels=c))
+    if size is None:
+        h, w = _median_size(src)
+        s = min(1.0, MAX_SIDE / max(h, w))
+        size = (_fit_side(h * s, stride), _fit_side(w * s, stride))
+        notes.append(f"input: {size[0]}x{size[1]} from the median image size {h}x{w} "
+                     f"(multiple of the total stride {stride}, at most {MAX_SIDE})")
+    elif size == "keep":
+        notes.append("input: each image at its own size (padded in batches)")
+    return model_name, weights, ref, size
+
+
+def resolve_recipe(recipe: Recipe | str | None = None, *, data=None, weights: str | None = None,
+                   minutes: float | None = None, image_size=None,
+                   overrides: Sequence[str] = ()) -> tuple[Recipe, list[str]]:
+    """The recipe ``cnnedge train`` runs for these options, and the notes of an automatic one.
+
+    Args:
+        recipe: A :class:`~cnnedge.recipe.Recipe`, a shipped recipe's name or a ``.py`` file;
+            None: the automatic recipe of the folder ``data`` (:func:`auto_recipe`).
+        data: A dataset name or a folder of class folders: the recipe's ``data.dataset``, or
+            without ``recipe`` the folder to make a recipe for.
+        weights: Initial weights (``model.weights``): a reference checkpoint's name, a run
+            directory, a ``.keras`` file or ``none``; default without ``recipe``: ``auto``.
+        minutes: The float phase's time budget (``train.max_minutes``); without ``recipe``
+            the epochs are chosen to fit it too.
+        image_size: ``HxW`` or ``keep`` (``data.image_size``).
+        overrides: ``section.field=value`` strings applied last (``--set``).
+
+    Returns:
+        (recipe, notes): the recipe, not yet range-checked as a whole
+        (:func:`cnnedge.recipe.check`), and one line per choice an automatic recipe made
+        (empty for a named one).
+
+    Raises:
+        CnnedgeError: neither ``recipe`` nor ``data``, an unknown recipe, a bad value.
+    """
+    notes: list[str] = []
+    if not recipe and data is None:
+        raise CnnedgeError("give --data FOLDER (a folder of class folders), --recipe NAME "
+                           "(see `cnnedge recipes`) or --resume RUN_DIR")
+    if recipe:
+        r = recipe if isinstance(recipe, Recipe) else load_recipe(str(recipe))
+        if data is not None:
+            r = apply_overrides(r, [f"data.dataset={data}"])
+        if minutes is not None:
+            r = apply_overrides(r, [f"train.max_minutes={minutes}"])
+    else:
+        r, notes = auto_recipe(data, image_size=image_size, weights=weights or "auto",
+                               minutes=minutes)
+    r = set_image_size(r, parse_image_size(image_size))
+    if weights is not None and recipe:
+        r = apply_overrides(r, [f"model.weights={weights}"])
+    if overrides:
+        r = apply_overrides(r, list(overrides))
+    return r, notes
 
 
 def fit_minutes(recipe: Recipe, minutes: float, k: int, c: int, n_train: int) -> int:

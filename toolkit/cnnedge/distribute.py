@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from cnnedge.errors import CnnedgeError
+from cnnedge.utils import unknown
 
 STRATEGIES = ("none", "mirrored", "multiworker")
 COLLECTIVE_TIMEOUT_S = 300  # a lost worker ends the others' collectives with an error, not a hang
@@ -47,7 +48,7 @@ def build_strategy(kind: str, logical_cpus: int = 0):
         options = tf.distribute.experimental.CommunicationOptions(
             timeout_seconds=COLLECTIVE_TIMEOUT_S)
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-    raise CnnedgeError(f"unknown strategy '{kind}'; choose {', '.join(STRATEGIES)}")
+    raise unknown("strategy", kind, STRATEGIES)
 
 
 def _check_tf_config() -> dict:

@@ -1,6 +1,6 @@
 """`cnnedge eval`: accuracy, per-class accuracy and the confusion matrix of a model on a split.
 
-    ev = evaluate_run("runs/fashion_mnist/exp", split="test")
+    ev = evaluate_run("runs/fashion_mnist/exp", split="test")   # ev.accuracy, ev.to_dict()
     ev = evaluate(model, cnnedge.data.open_dataset("fashion-mnist"), split="test")
     ev = evaluate_run("runs/cifar10/exp", tta="flip")   # + the mirror image, softmax averaged
 
@@ -12,25 +12,60 @@ forward passes and is reported as its own figure, never as the model's accuracy.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
 from cnnedge.errors import CnnedgeError
-from cnnedge.utils import atomic_path, check_writable
+from cnnedge.files import atomic_path, check_writable
+from cnnedge.utils import unknown
 
 TTA = ("none", "flip")
 
 
+@dataclass
+class Evaluation:
+    """A model's accuracy on a split. :func:`evaluate_run` also names what was scored (``data``,
+    ``class_names``, ``model``); :meth:`to_dict` is the eval JSON (``cnnedge eval -o``)."""
+
+    split: str  # the split scored ("all": a flat class folder given as the data)
+    tta: str
+    n: int  # images
+    accuracy: float
+    per_class_accuracy: list  # one fraction per class, in class order
+    confusion: list  # counts, a row per true class
+    data: Optional[str] = None
+    class_names: Optional[list] = None
+    model: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        named = ("data", "class_names", "model")  # only where evaluate_run set them
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in named or getattr(self, f.name) is not None}
+
+
 def evaluate(model, src, *, split: str = "test", batch_size: int = 256,
-             take: Optional[int] = None, tta: str = "none") -> dict:
-    """Run ``model`` over a split; returns accuracy, per-class accuracy and confusion counts."""
+             take: Optional[int] = None, tta: str = "none") -> Evaluation:
+    """Run ``model`` over a split: accuracy, per-class accuracy and confusion counts.
+
+    Args:
+        model: A Keras model with one logit per class of ``src``.
+        src: A dataset (:func:`cnnedge.data.open_dataset`).
+        split: The split to score.
+        batch_size: Images per forward pass.
+        take: Score a seeded class-stratified sample of this many images (default: all).
+        tta: ``none``, or ``flip``: each image and its mirror, softmax averaged.
+
+    Returns:
+        An :class:`Evaluation`.
+    """
     from cnnedge import models
     from cnnedge.backend import tf
 
     if tta not in TTA:
-        raise CnnedgeError(f"unknown tta {tta!r}; choose one of: {', '.join(TTA)}")
+        raise unknown("tta", tta, TTA)
     k = len(src.info.class_names)
     if model.output_shape[-1] != k:
         raise CnnedgeError(f"model has {model.output_shape[-1]} outputs but dataset "
@@ -58,19 +93,34 @@ def evaluate(model, src, *, split: str = "test", batch_size: int = 256,
     if n == 0:
         raise CnnedgeError(f"split '{split}' of {src.info.name} is empty")
     per_class = (np.diag(conf) / np.maximum(conf.sum(1), 1)).tolist()
-    return {"split": split, "tta": tta, "n": n, "accuracy": float(np.trace(conf) / n),
-            "per_class_accuracy": per_class, "confusion": conf.tolist()}
+    return Evaluation(split=split, tta=tta, n=n, accuracy=float(np.trace(conf) / n),
+                      per_class_accuracy=per_class, confusion=conf.tolist())
 
 
 def evaluate_run(run_or_model, *, split: Optional[str] = None, dataset: Optional[str] = None,
                  data_dir: Optional[str] = None, batch_size: int = 256,
                  take: Optional[int] = None, out: Optional[Path] = None,
-                 tta: str = "none", image_size=None) -> dict:
-    """Evaluate a run directory (its best model on its recipe's data, or on ``dataset``) or a
-    .keras file. ``split`` defaults to the run's evaluation split (test, else val); a
-    ``dataset`` that is one flat folder of class folders is scored whole (split "all").
-    ``take``: a seeded class-stratified sample of that many images; ``image_size`` (H, W):
-    the size a model file is fed (a run uses its recipe's)."""
+                 tta: str = "none", image_size=None) -> Evaluation:
+    """Evaluate a run directory (its best model on its recipe's data, or on ``dataset``), a
+    .keras file or a shipped reference checkpoint's name.
+
+    Args:
+        run_or_model: A run directory, a ``.keras`` file or a reference checkpoint's name
+            (``cifar10``, ``fashion_mnist``).
+        split: The split to score; default: the run's evaluation split (test, else val). A
+            ``dataset`` that is one flat folder of class folders is scored whole ("all").
+        dataset: A dataset name or folder to score instead of the run's own (needed for a
+            model file).
+        data_dir: Folder searched first for the dataset's files.
+        batch_size: Images per forward pass.
+        take: Score a seeded class-stratified sample of this many images (default: all).
+        out: Write the evaluation as JSON here, and its confusion matrix beside it (.png).
+        tta: ``none``, or ``flip``: each image and its mirror, softmax averaged.
+        image_size: (H, W) a model file's images are resized to (a run uses its recipe's).
+
+    Returns:
+        An :class:`Evaluation` naming the data, class names and model file.
+    """
     from cnnedge import data, models
     from cnnedge.run import Run, eval_split
 
@@ -109,26 +159,26 @@ def evaluate_run(run_or_model, *, split: Optional[str] = None, dataset: Optional
     model = models.load_model(model_path, compile=False)
     ev = evaluate(model, src, split=split, batch_size=batch_size, take=take, tta=tta)
     if label:
-        ev["split"] = label
-    ev["data"] = str(dataset or src.info.source)
-    ev["class_names"] = list(src.info.class_names)
-    ev["model"] = str(model_path)
+        ev.split = label
+    ev.data = str(dataset or src.info.source)
+    ev.class_names = list(src.info.class_names)
+    ev.model = str(model_path)
     if out is not None:
-        from cnnedge.utils import atomic_write_json
+        from cnnedge.files import atomic_write_json
 
-        atomic_write_json(out, ev)
+        atomic_write_json(out, ev.to_dict())
         plot_confusion(ev, src.info.class_names, Path(out).with_suffix(".png"))
     return ev
 
 
-def plot_confusion(ev: dict, class_names: Sequence[str], out: Path) -> Path:
+def plot_confusion(ev: Evaluation, class_names: Sequence[str], out: Path) -> Path:
     """Row-normalised confusion matrix (true class per row) as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    conf = np.asarray(ev["confusion"], dtype=np.float64)
+    conf = np.asarray(ev.confusion, dtype=np.float64)
     norm = conf / np.maximum(conf.sum(1, keepdims=True), 1)
     k = len(class_names)
     fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k))
@@ -141,7 +191,7 @@ def plot_confusion(ev: dict, class_names: Sequence[str], out: Path) -> Path:
     ax.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(k), class_names, fontsize=8)
     ax.set(xlabel="predicted", ylabel="true",
-           title=f"{ev['split']} accuracy {ev['accuracy']:.4f} (n={ev['n']})")
+           title=f"{ev.split} accuracy {ev.accuracy:.4f} (n={ev.n})")
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110)
@@ -196,7 +246,26 @@ def curves_figure(rows: list, qat_rows: Optional[list] = None):
             a.text((last + 0.5 + qx[-1] + 0.5) / 2, 1.01, "QAT", ha="center", va="bottom",
                    fontsize=9, color="0.3", transform=a.get_xaxis_transform())
 
-    # Best float epoch: what best.keras holds (chosen on val, on train without a val split).
+    _mark_best(a1, a2, ep, series)
+    _clip_loss(a1, ep, qx, series)
+
+    a1.set(title="loss", xlabel="epoch")
+    a2.set(title="accuracy", xlabel="epoch")
+    a2.yaxis.set_major_formatter(PercentFormatter(xmax=1))
+    for a in (a1, a2):
+        a.set_xlim(0.5, (qx[-1] if len(qat_rows) else max(last, 1)) + 0.5)
+        # No epoch 2.5; min_n_ticks=1 keeps a one-epoch run at tick 1, not 0.5, 0.6, ...
+        a.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        a.grid(alpha=0.3)
+        if a.get_legend_handles_labels()[0]:
+            a.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _mark_best(a1, a2, ep, series) -> None:
+    """The best float epoch: what best.keras holds (chosen on val, on train without a val
+    split), a dashed line on both panels and a star on the accuracy curve."""
     for k, name in (("val_accuracy", "val"), ("accuracy", "train")):
         acc = series[k][0]
         if np.isfinite(acc).any():
@@ -208,11 +277,13 @@ def curves_figure(rows: list, qat_rows: Optional[list] = None):
                     label=f"best: epoch {ep[i]}, {name} acc {100 * acc[i]:.1f} %")
             break
 
-    # One diverging epoch (loss 31.7 among ~1.0) would flatten every other point. Clip rather
-    # than log-scale: a log axis still spends most of its height on the outlier and makes the
-    # small late-training differences that matter hard to read. The limit is the largest loss
-    # within 5x the median plus headroom: on synthetic runs 3x the 90th percentile kept half
-    # the axis empty, and missed the outlier in runs of <= 5 epochs or with >10 % bad epochs.
+
+def _clip_loss(a1, ep, qx, series) -> None:
+    """One diverging epoch (loss 31.7 among ~1.0) would flatten every other point. Clip rather
+    than log-scale: a log axis still spends most of its height on the outlier and makes the
+    small late-training differences that matter hard to read. The limit is the largest loss
+    within 5x the median plus headroom: on synthetic runs 3x the 90th percentile kept half
+    the axis empty, and missed the outlier in runs of <= 5 epochs or with >10 % bad epochs."""
     loss = [v for k in ("loss", "val_loss") for s in series[k] for v in s]
     fin = np.array([v for v in loss if np.isfinite(v)])
     if fin.size and np.median(fin) > 0 and (np.isposinf(loss).any()
@@ -234,16 +305,3 @@ def curves_figure(rows: list, qat_rows: Optional[list] = None):
             a1.plot([], [], "^", color="0.6", mec="black", mew=0.6, ms=9,
                     label=f"{len(above)} point{'s' * (len(above) > 1)} above {top:.3g} "
                           f"(max {max(above):.3g})")
-
-    a1.set(title="loss", xlabel="epoch")
-    a2.set(title="accuracy", xlabel="epoch")
-    a2.yaxis.set_major_formatter(PercentFormatter(xmax=1))
-    for a in (a1, a2):
-        a.set_xlim(0.5, (qx[-1] if len(qat_rows) else max(last, 1)) + 0.5)
-        # No epoch 2.5; min_n_ticks=1 keeps a one-epoch run at tick 1, not 0.5, 0.6, ...
-        a.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-        a.grid(alpha=0.3)
-        if a.get_legend_handles_labels()[0]:
-            a.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    return fig

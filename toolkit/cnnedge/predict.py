@@ -5,29 +5,31 @@
     for p in res: print(p.source, p.top[0], p.error)
 
 The model is a run directory (its preferred export, int8 TFLite first, else its Keras model), an
-exported artifact or a ``.keras`` file, on any runtime the artifact table allows. Preprocessing is
-:mod:`cnnedge.preprocess` driven by the model's metadata (the demo's path too). Files are decoded
-by a thread pool while the previous batch runs; a file that cannot be read becomes a row with its
-error and the others still run. ``save_dir`` copies (or links) each image into
-``<save_dir>/<predicted class>/``.
+exported artifact, a ``.keras`` file or a shipped reference checkpoint's name (``cifar10``), on
+any runtime the artifact table allows (:mod:`cnnedge.model_file`); the sources are those of
+:mod:`cnnedge.frames`. Preprocessing is :mod:`cnnedge.preprocess` driven by the model's metadata
+(the demo's path too). Files are decoded by a thread pool while the previous batch runs; a file
+that cannot be read becomes a row with its error and the others still run. ``save_dir`` copies
+(or links) each image into ``<save_dir>/<predicted class>/``.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from cnnedge import artifacts, preprocess
+from cnnedge import preprocess
 from cnnedge.errors import CnnedgeError
-from cnnedge.utils import check_writable, folder_name, quiet_stderr
+from cnnedge.files import check_writable
+from cnnedge.frames import Item, expand
+from cnnedge.model_file import open_model
+from cnnedge.utils import folder_name
 
 SAVE_MODES = ("copy", "link", "symlink")
 
@@ -73,136 +75,6 @@ class PredictResult:
         return ok / self.seconds if self.seconds > 0 else 0.0
 
 
-# ---------------------------------------------------------------------------- the model
-def resolve_model(model, runtime: str | None = None) -> Path:
-    """A model file: ``model`` itself, or a run's preferred export (int8 TFLite first; with
-    ``runtime``, the files it runs first), else the run's Keras model (QAT, then float)."""
-    from cnnedge.run import Run
-
-    path = Path(model).expanduser()
-    if path.is_file():
-        return path
-    if not path.exists():
-        raise CnnedgeError(f"no model file or run directory at {model}")
-    for a, f in Run(path).edge_exports(runtime):
-        if not runtime or runtime in a.runtimes:
-            return f
-    if runtime and runtime not in artifacts.get("keras").runtimes:  # a run's Keras files
-        files = [a.filename for a in artifacts.TABLE if a.filename and runtime in a.runtimes]
-        raise CnnedgeError(f"no file in {path} runs on {runtime} (it runs {', '.join(files)}); "
-                           f"export it first: cnnedge export {model}"
-                           + (" --format tflm" if runtime in artifacts.STATIC_ONLY else ""))
-    if Run.is_run(path):
-        run = Run(path)
-        for kind in ("qat", "float"):
-            if run.has(kind):
-                return run.model_path(kind)
-    raise CnnedgeError(f"no model in {path}: neither an export ({Run.EXPORT}/) nor a trained "
-                       f"model; train or export it first")
-
-
-def open_model(model, runtime: str | None = None, threads: int | None = None):
-    """(path, Runner) with the run's preprocessing added to a Keras model's metadata."""
-    from cnnedge import runtime as rt
-    from cnnedge.run import Run
-
-    path = resolve_model(model, runtime)
-    with quiet_stderr():
-        runner = rt.load(path, runtime=runtime, threads=threads)
-    if runner.metadata.get("format") == "keras":  # .keras files carry no metadata: the run does
-        run = Run.of_model(path)
-        if run is not None:
-            runner.metadata.update(run.preprocessing())
-    return path, runner
-
-
-# ---------------------------------------------------------------------------- the sources
-@dataclass
-class _Item:
-    source: str
-    path: Path | None = None  # an image file
-    image: np.ndarray | None = None  # a decoded frame (RGB/gray)
-    frame: int | None = None
-    error: str | None = None
-    live: bool = False  # a camera frame: predicted at once, never held for a batch
-
-
-_SUFFIXES = preprocess.IMAGE_SUFFIXES + preprocess.VIDEO_SUFFIXES
-
-
-def is_camera(source: str) -> bool:
-    return str(source).isdigit()
-
-
-def expand(sources, every: int = 1, max_frames: int | None = None) -> Iterator[_Item]:
-    """Every image of ``sources`` in order: files, folders (recursive), globs, videos (every
-    ``every``-th frame) and camera indices. What cannot be opened is an item with its error."""
-    for s in sources:
-        s = str(s)
-        p = Path(s).expanduser()
-        if is_camera(s) and not p.exists():
-            yield from _frames(int(s), f"camera {s}", every, max_frames)
-        elif p.is_dir():
-            files = preprocess.list_images(p)
-            if not files:
-                yield _Item(s, error=f"{s}: no images in folder (looked for "
-                                     f"{', '.join(preprocess.IMAGE_SUFFIXES)})")
-            yield from (_Item(str(f), path=f) for f in files)
-        elif p.is_file():
-            if p.suffix.lower() in preprocess.VIDEO_SUFFIXES:
-                yield from _frames(str(p), s, every, max_frames)
-            else:
-                yield _Item(s, path=p)
-        elif p.exists():  # a FIFO, device or socket: the reader refuses it without opening it
-            yield _Item(s, path=p)
-        elif glob.has_magic(s):
-            hits = [h for h in sorted(glob.glob(os.path.expanduser(s), recursive=True))
-                    if Path(h).is_dir() or Path(h).suffix.lower() in _SUFFIXES]
-            if not hits:
-                yield _Item(s, error=f"{s}: nothing matches (images, videos or folders)")
-            yield from expand(hits, every, max_frames)  # each hit as a file, video or folder
-        else:
-            yield _Item(s, error=f"{s}: no such file, folder or camera")
-
-
-def _frames(target, name: str, every: int, max_frames: int | None) -> Iterator[_Item]:
-    """The frames of a video or camera; a failure is an item with its error, in one line."""
-    cv = preprocess.cv2()
-    if isinstance(target, int) and target > preprocess.MAX_CAMERA:
-        yield _Item(name, error=f"{name}: no such camera index (OpenCV takes 0 to "
-                                f"{preprocess.MAX_CAMERA})")
-        return
-    try:
-        cap = cv.VideoCapture(target)
-    except cv.error as e:
-        yield _Item(name, error=f"{name}: cannot open ({preprocess.cv_cause(e)})")
-        return
-    if not cap.isOpened():
-        what = "camera does not open" if isinstance(target, int) else "cannot open video"
-        yield _Item(name, error=f"{name}: {what}")
-        return
-    try:
-        i = n = 0
-        while max_frames is None or n < max_frames:
-            try:
-                ok, frame = cap.read()
-            except cv.error as e:
-                yield _Item(name, frame=i, error=f"{name}: cannot read frame {i} "
-                                                 f"({preprocess.cv_cause(e)})")
-                break
-            if not ok:
-                if i == 0:
-                    yield _Item(name, error=f"{name}: no frames could be read")
-                break
-            if i % every == 0:
-                yield _Item(name, image=preprocess.from_bgr(frame), frame=i,
-                            live=isinstance(target, int))
-                n += 1
-            i += 1
-    finally:
-        cap.release()
-
-
 # ---------------------------------------------------------------------------- predict
 def predict(sources, model, *, runtime: str | None = None, threads: int | None = None,
             top_k: int = 5, batch_size: int = 64, every: int = 1, max_frames: int | None = None,
@@ -210,8 +82,27 @@ def predict(sources, model, *, runtime: str | None = None, threads: int | None =
             workers: int | None = None, on_prediction=None) -> PredictResult:
     """Classify every image of ``sources`` with ``model`` (see the module docstring).
 
-    ``resize``/``image_size`` override the metadata's policy (stretch | letterbox | crop) and
-    size; ``on_prediction(p)`` is called for each row as it is ready (cameras stream).
+    Args:
+        sources: Image files, folders (recursive), globs, videos or camera indices; one or a
+            list.
+        model: A run directory, an exported .tflite/.onnx, a .keras file or a reference
+            checkpoint's name.
+        runtime: The runtime to run it on (default: the file type's, see ``cnnedge formats``).
+        threads: Inference threads (default: the runtime's).
+        top_k: Classes reported per image.
+        batch_size: Images per inference call.
+        every: Videos and cameras: every Nth frame.
+        max_frames: Videos and cameras: stop after this many frames.
+        resize: Override the metadata's resize policy: ``stretch``, ``letterbox`` or ``crop``.
+        image_size: Override the input size (H, W or ``"HxW"``).
+        save_dir: Put each image into ``<save_dir>/<predicted class>/``.
+        save_mode: How: ``copy``, ``link`` or ``symlink``.
+        workers: Decoding threads (default: the inference threads).
+        on_prediction: Called with each :class:`Prediction` as it is ready (cameras stream).
+
+    Returns:
+        A :class:`PredictResult`: one row per image (a file that cannot be read is a row with
+        its error), the model, runtime and timing.
     """
     if isinstance(sources, (str, Path)):
         sources = [sources]
@@ -225,24 +116,17 @@ def predict(sources, model, *, runtime: str | None = None, threads: int | None =
     if save_dir is not None:
         check_writable(Path(save_dir), "save folder")
     path, runner = open_model(model, runtime, threads)
-    names = runner.class_names
-    pre = preprocess.Preprocessor(runner.metadata, resize=resize, image_size=image_size)
-    if pre.size is not None:  # a batch that cannot fit is refused before any image is read
-        from cnnedge.limits import check_input_size
-
-        try:
-            check_input_size(pre.size, batch=int(batch_size), channels=pre.channels,
-                             what="image size" if image_size else "the model's input size",
-                             hint="choose a smaller --image-size or --batch")
-        except CnnedgeError:
-            runner.close()
-            raise
-    k = min(int(top_k), len(names))
+    try:
+        pre = _preprocessor(runner, resize, image_size, int(batch_size))
+    except CnnedgeError:
+        runner.close()
+        raise
+    k = min(int(top_k), len(runner.class_names))
     workers = workers or max(1, runner.threads)
     preds: list[Prediction] = []
     t0 = time.perf_counter()
 
-    def load(item: _Item):
+    def load(item: Item):
         if item.error:
             return item, None
         try:
@@ -258,27 +142,7 @@ def predict(sources, model, *, runtime: str | None = None, threads: int | None =
             on_prediction(p)
 
     def run_batch(done):
-        rows = [Prediction(it.source, it.frame, error=it.error) for it, _ in done]
-        # equal shapes batch together (a keep-size model sees each image at its own size)
-        groups: dict[tuple, list] = {}
-        for i, (it, x) in enumerate(done):
-            if x is not None:
-                groups.setdefault(x.shape, []).append(i)
-        for group in groups.values():
-            t = time.perf_counter()
-            logits = runner.predict(np.stack([done[i][1] for i in group]))
-            ms = (time.perf_counter() - t) * 1000 / len(group)
-            probs = _softmax(logits)
-            order = np.argsort(-probs, axis=1)[:, :k]
-            for i, row, idx in zip(group, probs, order):
-                rows[i].top, rows[i].ms = [(names[j], float(row[j])) for j in idx], ms
-                if save_dir is not None:
-                    try:
-                        rows[i].saved = _save(done[i][0], rows[i].top[0][0], Path(save_dir),
-                                              save_mode)
-                    except CnnedgeError as e:
-                        rows[i].error = str(e)
-        for p in rows:
+        for p in _classify(done, runner, k, save_dir, save_mode):
             emit(p)
 
     interrupted = False
@@ -300,6 +164,43 @@ def predict(sources, model, *, runtime: str | None = None, threads: int | None =
                          time.perf_counter() - t0, sorted(pre.notes), interrupted)
 
 
+def _preprocessor(runner, resize, image_size, batch_size: int):
+    pre = preprocess.Preprocessor(runner.metadata, resize=resize, image_size=image_size)
+    if pre.size is not None:  # a batch that cannot fit is refused before any image is read
+        from cnnedge.limits import check_input_size
+
+        check_input_size(pre.size, batch=batch_size, channels=pre.channels,
+                         what="image size" if image_size else "the model's input size",
+                         hint="choose a smaller --image-size or --batch")
+    return pre
+
+
+def _classify(done, runner, k: int, save_dir, save_mode: str) -> list[Prediction]:
+    """One row per decoded item of ``done`` ((item, image or None) pairs), in order."""
+    names = runner.class_names
+    rows = [Prediction(it.source, it.frame, error=it.error) for it, _ in done]
+    # equal shapes batch together (a keep-size model sees each image at its own size)
+    groups: dict[tuple, list] = {}
+    for i, (it, x) in enumerate(done):
+        if x is not None:
+            groups.setdefault(x.shape, []).append(i)
+    for group in groups.values():
+        t = time.perf_counter()
+        logits = runner.predict(np.stack([done[i][1] for i in group]))
+        ms = (time.perf_counter() - t) * 1000 / len(group)
+        probs = _softmax(logits)
+        order = np.argsort(-probs, axis=1)[:, :k]
+        for i, row, idx in zip(group, probs, order):
+            rows[i].top, rows[i].ms = [(names[j], float(row[j])) for j in idx], ms
+            if save_dir is not None:
+                try:
+                    rows[i].saved = _save(done[i][0], rows[i].top[0][0], Path(save_dir),
+                                          save_mode)
+                except CnnedgeError as e:
+                    rows[i].error = str(e)
+    return rows
+
+
 def _chunks(items, n: int):
     chunk = []
     for it in items:
@@ -317,7 +218,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _save(item: _Item, label: str, root: Path, mode: str) -> str:
+def _save(item: Item, label: str, root: Path, mode: str) -> str:
     """Copy/link the image (or write the frame) to ``root/<label>/``; never overwrites."""
     folder = root / folder_name(label)
     folder.mkdir(parents=True, exist_ok=True)

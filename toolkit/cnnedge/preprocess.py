@@ -27,9 +27,6 @@ RESIZE_POLICIES = ("stretch", "letterbox", "crop")
 DARK, LIGHT = 48.0, 207.0  # mean border brightness under/over which a dataset has a plain background
 
 
-MAX_CAMERA = 2**31 - 1  # OpenCV takes a C int
-
-
 def cv2():
     try:
         import cv2 as _cv2

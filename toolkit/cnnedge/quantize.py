@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnedge.errors import CnnedgeError
-from cnnedge.utils import atomic_path, check_writable
+from cnnedge.files import atomic_path, check_writable
 
 PIXEL_MIN, PIXEL_MAX = 0.0, 255.0
 

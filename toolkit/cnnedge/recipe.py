@@ -21,8 +21,9 @@ from typing import Any, Dict, List, Literal, Optional, Tuple
 import yaml
 
 from cnnedge.errors import CnnedgeError
+from cnnedge.files import atomic_write_text
 from cnnedge.numbers import Range, number
-from cnnedge.utils import atomic_write_text, did_you_mean, unknown
+from cnnedge.utils import did_you_mean, unknown
 
 
 @dataclass

@@ -22,7 +22,8 @@ import numpy as np
 
 from cnnedge import artifacts
 from cnnedge.errors import CnnedgeError
-from cnnedge.utils import atomic_write_csv, atomic_write_json, stratified_positions  # noqa: F401
+from cnnedge.files import atomic_write_csv, atomic_write_json
+from cnnedge.utils import stratified_positions, unknown
 
 METRIC_FIELDS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
 
@@ -172,7 +173,7 @@ class Run:
 
     def model_path(self, kind: str = "float") -> Path:
         if kind not in self.MODELS:
-            raise CnnedgeError(f"unknown model kind '{kind}'; choose {', '.join(self.MODELS)}")
+            raise unknown("model kind", kind, list(self.MODELS))
         return self.path / self.MODELS[kind]
 
     def model(self, kind: str = "float", compile: bool = False):
@@ -220,18 +221,14 @@ class Run:
     def preprocessing(self) -> dict:
         """How to feed this run's models, as every artifact's metadata records it: the input
         size, whether images were resized to it (``size_policy`` fixed) or kept at their own
-        size (keep; ``image_size`` is then the median), the resize policy and background (runs
-        from before these keys: grayscale ones count as dark-background)."""
+        size (keep; ``image_size`` is then the median), the resize policy and background (a run
+        whose float phase has not finished has no summary yet: no size, the defaults)."""
         s = self.summary
         size = s.get("input_size")
-        channels = int(size[2]) if size and len(size) > 2 else None
-        default_bg = "dark" if channels == 1 else None
-        keep = "size_policy" not in s and (self.path / self.RECIPE).is_file() \
-            and self.recipe.data.keep_size  # older runs recorded a made-up size for keep
-        return {"image_size": [int(v) for v in size[:2]] if size and not keep else None,
-                "size_policy": s.get("size_policy", "keep" if keep else "fixed"),
+        return {"image_size": [int(v) for v in size[:2]] if size else None,
+                "size_policy": s.get("size_policy", "fixed"),
                 "resize": s.get("resize", "stretch"),
-                "background": s.get("background", default_bg)}
+                "background": s.get("background")}
 
     def write_labels(self, names) -> None:
         atomic_write_json(self.path / self.LABELS, list(names))
@@ -300,7 +297,7 @@ class Run:
         """Where a report of this run lives (verify.json, bench.csv, ...)."""
         known = (self.VERIFY_JSON, self.VERIFY_MD, *self.BENCH, self.CURVES, self.CONFUSION)
         if name not in known:
-            raise CnnedgeError(f"unknown report '{name}'; known: {', '.join(known)}")
+            raise unknown("report", name, known)
         return self.path / name
 
     # ------------------------------------------------------------------ data

@@ -2,7 +2,7 @@
 
     report = bench("runs/fashion_mnist/exp")                   # all artifacts, all runtimes
     report = bench(["model_int8.tflite"], runtimes=["litert"], threads=[1], quick=True)
-    report["rows"][0]["p50_us"], report["exit_code"]
+    report.rows[0]["p50_us"], report.exit_code, report.to_dict()  # to_dict(): bench.json
 
 One row per artifact × runtime (× mode) × threads, each measured in a fresh process
 (:mod:`.worker`) so memory figures and thread pools never mix; which runtimes run a file comes
@@ -47,6 +47,7 @@ from cnnedge.bench.report import (
     to_csv,
     write_report,
 )
+from cnnedge.bench.result import BenchReport
 from cnnedge.bench.targets import (
     Target,
     open_targets,
@@ -56,13 +57,14 @@ from cnnedge.bench.targets import (
 )
 from cnnedge.bench.worker import FAILED, OK, QUICK, UNAVAILABLE, Timing, run_row, spawn
 from cnnedge.errors import CnnedgeError
+from cnnedge.files import check_writable
 from cnnedge.run import Run
-from cnnedge.utils import check_writable
 
-__all__ = ["BATCH_SIZES", "COLUMNS", "QUICK", "Timing", "bench", "bench_runtimes", "command_line",
-           "compare_table", "failure_lines", "greedy_plan", "parse_batch_sizes", "parse_gates",
-           "parse_threads", "profile_name", "profile_table", "progress_line", "resolve_targets",
-           "run_row", "table", "tflite_memory_estimate", "to_csv", "write_report"]
+__all__ = ["BATCH_SIZES", "COLUMNS", "QUICK", "BenchReport", "Timing", "bench", "bench_runtimes",
+           "command_line", "compare_table", "failure_lines", "greedy_plan", "parse_batch_sizes",
+           "parse_gates", "parse_threads", "profile_name", "profile_table", "progress_line",
+           "resolve_targets", "run_row", "table", "tflite_memory_estimate", "to_csv",
+           "write_report"]
 
 WORKER_TIMEOUT_S = 600
 QUICK_MAX_IMAGES = 1000
@@ -85,16 +87,35 @@ def _row(t: Target, bench_name: str, threads) -> dict:
 def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: bool = False,
           out=None, compare=None, fail_under=None, batch_sizes=None, timing: Timing | None = None,
           timeout: float = WORKER_TIMEOUT_S, write: bool = True, command: str | None = None,
-          progress=None, isolate: bool = True, profile: bool = False) -> dict:
-    """Benchmark a run directory or artifact files; returns the report (see module docstring).
+          progress=None, isolate: bool = True, profile: bool = False) -> BenchReport:
+    """Benchmark a run directory or artifact files (see the module docstring).
 
-    ``runtimes``: bench row names to keep (default: every one); ``threads``: list or "1,2"
-    (default 1 and all cores); ``n``: test images for accuracy (default all; ``quick``: at most
-    1,000, fewer timed runs); ``compare``: another bench.json; ``fail_under``:
-    {"accuracy"|"speed"|"throughput": x} or ["accuracy=0.9", ...]; ``progress(row)`` is called
-    after each row; ``isolate=False`` measures every row in this process (tests, smoke checks);
-    ``profile``: onnxruntime's per-node profile of each onnxruntime row, written as
-    profile_<row>.json beside bench.json and summarised in ``report["profiles"]``.
+    Args:
+        targets: A run directory, or artifact files (.tflite, .onnx, .keras, .h5).
+        runtimes: Bench row names to keep (list or comma string; default: every one).
+        threads: Thread counts, a list or ``"1,2"`` (default: 1 and all cores).
+        n: Test images for accuracy, a seeded sample stratified by class (default: all;
+            ``quick``: at most 1,000).
+        quick: Few timed runs and at most 1,000 images: a smoke test, not figures to report.
+        out: Folder of bench.json/.csv/.png (default: the run directory, else the current one).
+        compare: An earlier bench.json: p50 and throughput ratios of matching rows.
+        fail_under: Gates, ``{"accuracy"|"speed"|"throughput": x}`` or
+            ``["accuracy=0.9", ...]`` (speed and throughput need ``compare``).
+        batch_sizes: Throughput batch sizes, a list or ``"1,32,256"``.
+        timing: Timed-run counts and durations (default: :class:`Timing`, or ``QUICK``).
+        timeout: Seconds a row's worker process may take before it is a ❌ row.
+        write: Write the report files (nothing is written where nothing was measured).
+        command: The command line recorded in the header (default: ``cnnedge bench <targets>``).
+        progress: Called with each row (a dict) as it is measured.
+        isolate: Measure each row in a fresh process (False: in this one; tests, smoke checks).
+        profile: onnxruntime's per-node profile of each onnxruntime row, written as
+            profile_<row>.json beside bench.json and summarised in ``profiles``.
+
+    Returns:
+        A :class:`BenchReport`; ``exit_code`` is 1 when a row failed or a gate was not met.
+
+    Raises:
+        CnnedgeError: a bad option, no target, an output folder that cannot be written.
     """
     from cnnedge.utils import environment
 
@@ -126,8 +147,8 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
         comparison = apply_compare(rows, baseline) if baseline else None
         gate_failures = check_gates(rows, gates)
         failed = [r for r in rows if r["status"] == FAILED]
-        report = {
-            "header": {
+        report = BenchReport(
+            header={
                 "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                 "command": command or " ".join(["cnnedge", "bench", *map(str, paths)]),
                 "machine": machine_info(),
@@ -139,22 +160,14 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
                                     if v else None) for k, v in data_by_run.items()},
                 "seconds": round(time.time() - started, 1),
             },
-            "notes": notes,
-            "rows": rows,
-            "profiles": profiles,
-            "compare": comparison,
-            "fail_under": gates,
-            "gate_failures": gate_failures,
-            "failed_rows": len(failed),
-            "exit_code": 1 if failed or gate_failures else 0,
-            "out_dir": str(out_dir),
-            "files": {},
-        }
+            notes=notes, rows=rows, profiles=profiles, compare=comparison, fail_under=gates,
+            gate_failures=gate_failures, failed_rows=len(failed),
+            exit_code=1 if failed or gate_failures else 0, out_dir=str(out_dir), files={})
         # a bench with failed rows leaves the previous report as it was (its own goes to
         # bench.failed.*), and writes nothing at all where it measured nothing outside a run
         measured = any(r["status"] == OK for r in rows)
         if write and (not failed or measured or out is not None or run is not None):
-            report["files"] = write_report(report, out_dir, failed=bool(failed))
+            report.files = write_report(report, out_dir, failed=bool(failed))
     return report
 
 
@@ -257,7 +270,7 @@ def _rows_of(t: Target, keep, thread_list, sizes, timing, data_by_run, workdir, 
 def _tflm_arena(t: Target, mcu: dict | None, notes: list) -> int | None:
     """The arena TFLite Micro allocates a fixed-size file in (measured, bytes), with a note that
     sets it beside the greedy estimate and TFLM's own allocation report."""
-    from cnnedge import runtime_tflm
+    from cnnedge.runtime import tflm as runtime_tflm
 
     if not artifacts.is_static(t.path) or not runtime_tflm.check()[0]:
         return None
@@ -283,7 +296,7 @@ def profile_name(row: dict) -> str:
 
 
 def _keep_profile(row: dict, out_dir: Path | None) -> dict:
-    """A row's profile summary for report["profiles"]; its profiler JSON moved to ``out_dir``
+    """A row's profile summary for the report's ``profiles``; its profiler JSON moved to ``out_dir``
     (no file when nothing is written)."""
     import shutil
 

@@ -78,21 +78,10 @@ def tflite_memory_estimate(path, image_size=None, alignment: int = 16) -> dict:
     try:
         meta = tflite_metadata(buf, path) or {}
         sg = model.Subgraphs(0)
-        n_tensors, n_ops = sg.TensorsLength(), sg.OperatorsLength()
+        n_ops = sg.OperatorsLength()
         inputs = [int(i) for i in sg.InputsAsNumpy()]
         outputs = [int(i) for i in sg.OutputsAsNumpy()]
-        constant, weight_bytes, counted_buffers = set(), 0, set()
-        for i in range(n_tensors):
-            t = sg.Tensors(i)
-            b = t.Buffer()
-            if b > 0 and b < model.BuffersLength():
-                bb = model.Buffers(b)
-                nbytes = bb.DataLength() or int(bb.Size() or 0)
-                if nbytes > 0:
-                    constant.add(i)
-                    if b not in counted_buffers:
-                        counted_buffers.add(b)
-                        weight_bytes += nbytes
+        constant, weight_bytes = _constants(model, sg)
         if image_size is None:
             image_size = meta.get("image_size")
         channels = int(meta.get("channels") or sg.Tensors(inputs[0]).ShapeAsNumpy()[-1])
@@ -104,23 +93,7 @@ def tflite_memory_estimate(path, image_size=None, alignment: int = 16) -> dict:
                                                   channels])
             except Exception:  # noqa: BLE001 - no LiteRT or a graph it cannot resize: file shapes
                 approximate = True
-        first = {i: 0 for i in inputs}
-        last = {i: 0 for i in inputs}
-        for k in range(n_ops):
-            op = sg.Operators(k)
-            for i in (op.InputsAsNumpy() if op.InputsLength() else []):
-                i = int(i)
-                if i >= 0 and i not in constant:
-                    first.setdefault(i, k)
-                    last[i] = k
-            for i in (op.OutputsAsNumpy() if op.OutputsLength() else []):
-                i = int(i)
-                if i >= 0 and i not in constant:
-                    first.setdefault(i, k)
-                    last[i] = max(last.get(i, k), k)
-        for i in outputs:
-            if i in first:
-                last[i] = max(n_ops - 1, 0)
+        first, last = _lifetimes(sg, constant, inputs, outputs)
         tensors, sizes = [], []
         for i in sorted(first):
             t = sg.Tensors(i)
@@ -155,3 +128,43 @@ def tflite_memory_estimate(path, image_size=None, alignment: int = 16) -> dict:
         "alignment": alignment,
         "approximate_shapes": approximate,
     }
+
+
+def _constants(model, sg) -> tuple[set, int]:
+    """(tensors that hold data in the file, bytes of those buffers, each counted once)."""
+    constant, weight_bytes, counted_buffers = set(), 0, set()
+    for i in range(sg.TensorsLength()):
+        b = sg.Tensors(i).Buffer()
+        if 0 < b < model.BuffersLength():
+            bb = model.Buffers(b)
+            nbytes = bb.DataLength() or int(bb.Size() or 0)
+            if nbytes > 0:
+                constant.add(i)
+                if b not in counted_buffers:
+                    counted_buffers.add(b)
+                    weight_bytes += nbytes
+    return constant, weight_bytes
+
+
+def _lifetimes(sg, constant: set, inputs: list, outputs: list) -> tuple[dict, dict]:
+    """First and last operator index at which each activation tensor is live; the model's
+    inputs from the start, its outputs to the end."""
+    n_ops = sg.OperatorsLength()
+    first = {i: 0 for i in inputs}
+    last = {i: 0 for i in inputs}
+    for k in range(n_ops):
+        op = sg.Operators(k)
+        for i in (op.InputsAsNumpy() if op.InputsLength() else []):
+            i = int(i)
+            if i >= 0 and i not in constant:
+                first.setdefault(i, k)
+                last[i] = k
+        for i in (op.OutputsAsNumpy() if op.OutputsLength() else []):
+            i = int(i)
+            if i >= 0 and i not in constant:
+                first.setdefault(i, k)
+                last[i] = max(last.get(i, k), k)
+    for i in outputs:
+        if i in first:
+            last[i] = max(n_ops - 1, 0)
+    return first, last

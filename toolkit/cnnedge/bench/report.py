@@ -11,6 +11,7 @@ import platform
 from pathlib import Path
 
 from cnnedge.bench.options import BATCH_SIZES
+from cnnedge.bench.result import BenchReport
 from cnnedge.bench.worker import FAILED, OK, STATUS_MARK
 from cnnedge.errors import CnnedgeError
 from cnnedge.run import Run
@@ -144,54 +145,81 @@ def accuracy_label(rows: list[dict], images: dict | None) -> str:
 
 
 def figure(rows: list[dict], title: str = "", images: dict | None = None):
-    """The bench.png Figure: accuracy vs p50 latency (log x), one point per ✅ row with an
-    accuracy, and the Pareto front.
+    """The bench.png Figure: accuracy vs p50 latency (log x) of every ✅ row with an accuracy,
+    one panel per thread count, each with its Pareto front.
 
-    Each row is a legend entry with its own colour (the artifact) and marker (runtime and
-    threads) instead of a text label beside its point: rows of one artifact share an accuracy
-    and often nearly a latency, so labels beside points pile up and land next to the wrong point,
-    while a legend entry cannot be misread for its neighbour's.
+    One thing per channel, so that a reader can match a point to its row: the colour is the
+    runtime, the marker the artifact, the panel the thread count (two short legends instead of
+    one entry per row). The front's points are labelled beside them: they are the few rows worth
+    reading off, and a step line through them shows what each latency budget buys.
     """
-    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     pts = [r for r in rows if r["status"] == OK and r.get("p50_us") and r.get("accuracy")
            is not None]
-    fig = Figure(figsize=(12, 6.5))
-    ax = fig.add_subplot()
+    threads = sorted({r["threads"] for r in pts}, key=lambda t: (t is None, t or 0)) or [None]
+    fig = Figure(figsize=(min(6.0 * len(threads), 18) + 2.6, 6.0))
+    axes = fig.subplots(1, len(threads), sharey=True, squeeze=False)[0]
+    runtimes = list(dict.fromkeys(r["runtime"] for r in pts))
     arts = list(dict.fromkeys(r["artifact"] for r in pts))
-    kinds = list(dict.fromkeys((r["runtime"], r["threads"]) for r in pts))
-    markers = "o^sDvP*XhpH<>d8"
-    cmap = colormaps["tab20" if len(arts) > 10 else "tab10"]
-    for r in sorted(pts, key=lambda r: (arts.index(r["artifact"]), kinds.index((r["runtime"],
-                                                                                  r["threads"])))):
-        # hollow: rows at the same point (a tie) still show each marker's outline
-        ax.plot([r["p50_us"]], [r["accuracy"]], linestyle="none", ms=8, mfc="none", mew=1.6,
-                marker=markers[kinds.index((r["runtime"], r["threads"])) % len(markers)],
-                color=cmap(arts.index(r["artifact"]) % cmap.N), label=row_label(r), zorder=3)
-    front = pareto_front(pts)
-    if front:
-        # steps-post: from each front row, its accuracy holds until a slower row buys more;
-        # a grey halo marks the front rows, visible even when the front is a single row
-        ax.plot([r["p50_us"] for r in front], [r["accuracy"] for r in front], color="0.35",
-                lw=1.2, ls="--", drawstyle="steps-post", zorder=2, gid="pareto", marker="o",
-                ms=17, mfc="0.82", mec="none",
-                label=f"Pareto front ({len(front)} row{'s' * (len(front) != 1)}: none faster "
-                      f"and more accurate)")
+    colour = {rt: f"C{i % 10}" for i, rt in enumerate(runtimes)}
+    marker = {a: _MARKERS[i % len(_MARKERS)] for i, a in enumerate(arts)}
+    for ax, t in zip(axes, threads):
+        mine = [r for r in pts if r["threads"] == t]
+        for r in mine:  # hollow: rows at the same point (a tie) still show each outline
+            ax.plot([r["p50_us"]], [r["accuracy"]], linestyle="none", ms=8, mfc="none", mew=1.6,
+                    marker=marker[r["artifact"]], color=colour[r["runtime"]],
+                    label=row_label(r), zorder=3)
+        _front(ax, mine)
+        ax.set(xlabel="p50 latency per call at batch 1 (µs, log scale)",
+               title="threads: n/a" if t is None else f"{t} thread{'s' * (t != 1)}")
+        ax.grid(alpha=0.3, which="both")
+        if mine:
+            ax.set_xscale("log")
+    axes[0].set_ylabel(accuracy_label(pts, images))
     if pts:
-        ax.set_xscale("log")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
-                  ncol=1 if len(pts) <= 28 else 2, title="artifact · runtime · threads",
-                  title_fontsize=7.5)
+        _legends(fig, colour, marker)
     else:
-        ax.text(0.5, 0.5, "no successful row with accuracy", ha="center", va="center",
-                transform=ax.transAxes)
-    ax.set(xlabel="p50 latency per call at batch 1 (µs, log scale)",
-           ylabel=accuracy_label(pts, images),
-           title=title or "cnnedge bench: accuracy vs latency")
-    ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
+        axes[0].text(0.5, 0.5, "no successful row with accuracy", ha="center", va="center",
+                     transform=axes[0].transAxes)
+    fig.suptitle(title or "cnnedge bench: accuracy vs latency")
+    fig.tight_layout(rect=(0, 0, 1 - 2.4 / fig.get_figwidth(), 1))
     return fig
+
+
+_MARKERS = "o^sDvP*XhpH<>d8"
+
+
+def _front(ax, rows: list[dict]) -> None:
+    """The panel's Pareto front: a step line through grey halos, each point labelled."""
+    front = pareto_front(rows)
+    if not front:
+        return
+    # steps-post: from each front row, its accuracy holds until a slower row buys more
+    ax.plot([r["p50_us"] for r in front], [r["accuracy"] for r in front], color="0.35", lw=1.2,
+            ls="--", drawstyle="steps-post", zorder=2, gid="pareto", marker="o", ms=17,
+            mfc="0.82", mec="none", label=f"Pareto front ({len(front)} rows)")
+    for i, r in enumerate(front):  # alternate above/below: neighbours on a step do not collide
+        ax.annotate(f"{Path(r['artifact']).name} · {r['runtime']}", (r["p50_us"], r["accuracy"]),
+                    xytext=(6, 9 if i % 2 == 0 else -13), textcoords="offset points",
+                    fontsize=7, color="0.2", gid="front-label")
+
+
+def _legends(fig, colour: dict, marker: dict) -> None:
+    from matplotlib.lines import Line2D
+
+    def handles(items, style):
+        return [Line2D([], [], linestyle="none", ms=7, mfc="none", mew=1.6, label=k, **style(v))
+                for k, v in items.items()]
+
+    first = fig.legend(handles=handles(colour, lambda c: {"marker": "o", "color": c}),
+                       title="colour: runtime", loc="upper right", fontsize=7, title_fontsize=7.5)
+    fig.add_artist(first)
+    fig.legend(handles=handles(marker, lambda m: {"marker": m, "color": "0.2"}),
+               title="marker: artifact", loc="center right", fontsize=7, title_fontsize=7.5)
+    fig.legend(handles=[Line2D([], [], color="0.35", ls="--", marker="o", ms=11, mfc="0.82",
+                               mec="none", label="Pareto front: none faster\nand more accurate")],
+               loc="lower right", fontsize=7)
 
 
 def plot(rows: list[dict], out: Path, title: str = "", images: dict | None = None) -> Path:
@@ -204,7 +232,7 @@ def plot(rows: list[dict], out: Path, title: str = "", images: dict | None = Non
     return out
 
 
-def write_report(report: dict, out_dir, failed: bool = False) -> dict:
+def write_report(report: BenchReport, out_dir, failed: bool = False) -> dict:
     """bench.json/.csv/.png in ``out_dir``, each replaced atomically; a complete report also
     removes the bench.failed.* of an earlier failed bench. ``failed`` (rows that could not
     run): bench.failed.json/.csv/.png instead, and the previous report stays as it was."""
@@ -214,13 +242,13 @@ def write_report(report: dict, out_dir, failed: bool = False) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     names = {Path(name).suffix[1:]: out_dir / name for name in Run.BENCH}
     files = {k: str(Run.failed_report(p) if failed else p) for k, p in names.items()}
-    report["files"] = files
-    m = report["header"]["machine"]
-    plot(report["rows"], Path(files["png"]), title=f"cnnedge bench — {m['cpu']}, {m['cores']} "
-         f"cores" + (" (quick: not figures to report)" if report["header"].get("quick") else ""),
-         images=report["header"].get("images"))
-    atomic_write_text(files["csv"], to_csv(report["rows"]))
-    atomic_write_json(files["json"], report)
+    report.files = files
+    m = report.header["machine"]
+    plot(report.rows, Path(files["png"]), title=f"cnnedge bench — {m['cpu']}, {m['cores']} "
+         f"cores" + (" (quick: not figures to report)" if report.header.get("quick") else ""),
+         images=report.header.get("images"))
+    atomic_write_text(files["csv"], to_csv(report.rows))
+    atomic_write_json(files["json"], report.to_dict())
     for path in names.values() if not failed else ():
         Run.failed_report(path).unlink(missing_ok=True)
     return files
@@ -252,15 +280,15 @@ def _num(v) -> str:
     return str(v)
 
 
-def table(report: dict):
+def table(report: BenchReport):
     """The rich Table of a report's rows (the CLI prints it); the reason of each ❌/➖ row is
     a line under the table (mean latency, run counts, ratios: bench.json/.csv)."""
     from rich import box
     from rich.table import Table
 
-    h = report["header"]
+    h = report.header
     notes = []
-    for r in report["rows"]:
+    for r in report.rows:
         if r["status"] != OK:
             notes.append(f"{STATUS_MARK[r['status']]} {r['artifact']} on {r['runtime']}"
                          + (f" ({r['threads']} threads)" if r["threads"] else "")
@@ -274,7 +302,7 @@ def table(report: dict):
                 "TFLM arena KB"):
         t.add_column(col, justify="left" if col in ("artifact", "runtime", "") else "right",
                      no_wrap=True)
-    for r in report["rows"]:
+    for r in report.rows:
         t.add_row(r["artifact"], r["runtime"], "–" if r["threads"] is None else str(r["threads"]),
                   STATUS_MARK[r["status"]], _fmt(r["accuracy"], "{:.4f}"),
                   _num(r["file_bytes"] / 1024 if r["file_bytes"] else None),
@@ -286,11 +314,11 @@ def table(report: dict):
     return t
 
 
-def compare_table(report: dict):
+def compare_table(report: BenchReport):
     from rich import box
     from rich.table import Table
 
-    c = report["compare"]
+    c = report.compare
     t = Table(title=f"vs {c['baseline']} ({c['matched']} matching rows; speed = baseline p50 / "
                     f"p50, > 1 is faster)", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("artifact", "runtime", "thr", "p50 µs", "base p50 µs", "speed",
@@ -303,7 +331,7 @@ def compare_table(report: dict):
     return t
 
 
-def profile_table(report: dict, top: int = 5):
+def profile_table(report: BenchReport, top: int = 5):
     """The --profile summary: per onnxruntime row its top nodes by kernel time and their share
     of the profiled calls; other runtimes' rows say "no profiler"."""
     from rich import box
@@ -316,7 +344,7 @@ def profile_table(report: dict, top: int = 5):
     for col in ("artifact", "runtime", "thr", "node", "op", "total µs", "median µs", "%"):
         t.add_column(col, justify="right" if col in ("thr", "total µs", "median µs", "%")
                      else "left", no_wrap=col != "node")
-    for p in report.get("profiles") or []:
+    for p in report.profiles or []:
         head = [p["artifact"], p["runtime"], str(p["threads"])]
         if not p.get("nodes"):
             t.add_row(*head, p.get("note") or "no node events", "", "", "", "")
@@ -336,12 +364,12 @@ def progress_line(row: dict) -> str:
     return f"{STATUS_MARK[row['status']]} {row['artifact']} {row['runtime']}{thr}: {row['reason']}"
 
 
-def failure_lines(report: dict) -> list[str]:
+def failure_lines(report: BenchReport) -> list[str]:
     """One line per failed row and per unmet gate (the CLI prints them as errors)."""
     out = [f"{r['artifact']} on {r['runtime']}"
            + (f" ({r['threads']} thread{'s' * (r['threads'] != 1)})" if r["threads"] else "")
-           + f" failed: {r['reason']}" for r in report["rows"] if r["status"] == FAILED]
-    return out + [f"gate --fail-under: {g}" for g in report["gate_failures"]]
+           + f" failed: {r['reason']}" for r in report.rows if r["status"] == FAILED]
+    return out + [f"gate --fail-under: {g}" for g in report.gate_failures]
 
 
 def command_line(targets, **options) -> str:

@@ -88,7 +88,8 @@ def parse_size(text: Optional[str]):
         raise CnnedgeError(f"--image-size: {e}")
 
 
-def open_source(dataset, data_dir, image_size=None, keep_size=False, val_fraction=0.0):
+def dataset_from_flags(dataset, data_dir, image_size=None, keep_size=False, val_fraction=0.0):
+    """:func:`cnnedge.data.open_dataset` with the --image-size text parsed (``keep`` too)."""
     from cnnedge import data
 
     size = parse_size(image_size)

@@ -15,7 +15,7 @@ from cnnedge.cli.app import (
     checked,
     console,
     data_app,
-    open_source,
+    dataset_from_flags,
 )
 from cnnedge.numbers import Range
 
@@ -35,7 +35,7 @@ def data_info(
     """Splits, counts, classes, sizes and class balance."""
     from cnnedge import data
 
-    src = open_source(dataset, data_dir, image_size, keep_size, val_fraction)
+    src = dataset_from_flags(dataset, data_dir, image_size, keep_size, val_fraction)
     info = data.describe(src, check_files=check)
     if json_out:
         import json
@@ -76,7 +76,7 @@ def data_preview(
     """Write a labelled grid of sample images (PNG)."""
     from cnnedge import data
 
-    src = open_source(dataset, data_dir, image_size, keep_size, val_fraction)
+    src = dataset_from_flags(dataset, data_dir, image_size, keep_size, val_fraction)
     path = data.preview(src, out, split=split, n=n, seed=seed)
     console.print(f"wrote {path}")
 
@@ -96,7 +96,7 @@ def data_pack(
     """Pack a dataset into sharded TFRecord files."""
     from cnnedge import data
 
-    src = open_source(dataset, data_dir, image_size, keep_size, val_fraction)
+    src = dataset_from_flags(dataset, data_dir, image_size, keep_size, val_fraction)
     path = data.pack(src, str(out), shards=shards, overwrite=overwrite, progress=True)
     console.print(f"packed into {path}\nnext: cnnedge data info {path}")
 
@@ -116,6 +116,6 @@ def data_bench(
     """Streaming throughput (images/s) of a dataset."""
     from cnnedge import data
 
-    src = open_source(dataset, data_dir, image_size, keep_size)
+    src = dataset_from_flags(dataset, data_dir, image_size, keep_size)
     res = data.benchmark(src, split=split, batch_size=batch_size, epochs=epochs, shuffle=shuffle)
     console.print_json(data=res)

@@ -63,15 +63,8 @@ def export_cmd(
     for r in res:
         t.add_row(str(r["path"]), r["format"], r["precision"], r["source"], kib(r["bytes"]))
     console.print(t)
-    from cnnedge.verify import x86_without_vnni
-
-    if onnx_weights != "uint8" and any(r["format"] == "onnx" and r["precision"] == "int8"
-                                       for r in res) and x86_without_vnni():
-        err_console.print("note: this CPU lacks VNNI, where onnxruntime adds int8-weight products "
-                          "into saturating int16 sums: model_int8.onnx (int8 weights, right for "
-                          "VNNI CPUs, ARM, TensorRT, OpenVINO) may differ from model_int8.tflite "
-                          "here; --onnx-weights uint8 writes one that is exact on this CPU too",
-                          markup=False, soft_wrap=True)
+    for line in res.notes:
+        err_console.print(f"note: {line}", markup=False, soft_wrap=True)
     for r in res:
         if r.get("arena_bytes"):
             console.print(f"{r['path']}: TFLite Micro arena {r['arena_bytes']:,} bytes measured "
@@ -125,8 +118,6 @@ def verify_cmd(
     from cnnedge.verify import verify
 
     extra = split_list(runtimes) if runtimes else []
-    for name in extra:
-        runtime.runtime_class(name)  # an unknown name: one line with a close match
     rep = verify(run, n=n, threads=threads, gate_ptq=gate_ptq, runtimes=extra, thresholds={
         "int8": min_int8 / 100, "fp32": min_fp32 / 100, "fp16": min_fp16 / 100,
         "int8-ptq": min_int8_ptq / 100})
@@ -134,33 +125,34 @@ def verify_cmd(
     r = Run(run)
     console.print(f"wrote {r.report(Run.VERIFY_JSON)} and {r.report(Run.VERIFY_MD)}",
                   soft_wrap=True)
-    if not rep["passed"]:
-        bad = [r["artifact"] for r in rep["rows"] if r["gate"] == "fail"]
+    if not rep.passed:
+        bad = [r["artifact"] for r in rep.rows if r["gate"] == "fail"]
         err_console.print(f"error: agreement under threshold for {', '.join(bad)}", markup=False,
                           soft_wrap=True)
         raise typer.Exit(1)
 
 
-def _print_verify(rep: dict):
+def _print_verify(rep):
     from rich.table import Table
 
     from cnnedge.verify import agreement_lines, gate_lines, row_cells, title
 
     t = Table("artifact", "runtime", "accuracy", "reference", "agreement", "95 % CI",
               "max |Δlogit|", "mean |Δlogit|", "flips", "gate", title=title(rep))
-    for r in rep["rows"]:
+    for r in rep.rows:
         t.add_row(*row_cells(r))
     console.print(t)
     for line in agreement_lines(rep):
         console.print(line)
-    for line in gate_lines(rep) + rep.get("notes", []):  # stdout: these are not errors
+    for line in gate_lines(rep) + rep.notes:  # stdout: these are not errors
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("demo")
 def demo_cmd(
-    source: str = typer.Argument(..., help="Camera index (0), video file, image file or folder "
-                                 "(recursive), or an rtsp:// / http:// URL."),
+    source: str = typer.Argument(..., help="Camera index (0), video file, image file, folder "
+                                 "(recursive) or glob of images ('shots/*.jpg'), /dev/videoN, "
+                                 "or an rtsp:// / http:// URL."),
     model: Optional[Path] = typer.Option(None, "--model", "-m",
                                          help="Exported .tflite/.onnx, or a run directory (the "
                                          f"first of {_EDGE_FILES} in its export folder). Default "
@@ -274,23 +266,23 @@ def bench_cmd(
                    progress=lambda r: err_console.print(bn.progress_line(r), markup=False,
                                                         highlight=False, soft_wrap=True))
     console.print(bn.table(rep), width=width)
-    if rep["compare"]:
+    if rep.compare:
         console.print(bn.compare_table(rep), width=width)
-    if rep["profiles"]:
+    if rep.profiles:
         console.print(bn.profile_table(rep), width=width)
-    for line in rep["notes"]:
+    for line in rep.notes:
         err_console.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
     for line in bn.failure_lines(rep):
         err_console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
-    if rep["files"]:
-        names = ", ".join(Path(f).name for f in [*rep["files"].values(), *(
-            p["file"] for p in rep["profiles"] if p.get("file"))])
+    if rep.files:
+        names = ", ".join(Path(f).name for f in [*rep.files.values(), *(
+            p["file"] for p in rep.profiles if p.get("file"))])
         kept = " (rows failed: the earlier bench report there is kept as it was)" \
-            if rep["failed_rows"] else ""
-        console.print(f"wrote {names} to {rep['out_dir']}{kept}", markup=False, highlight=False,
+            if rep.failed_rows else ""
+        console.print(f"wrote {names} to {rep.out_dir}{kept}", markup=False, highlight=False,
                       soft_wrap=True)
-    if rep["exit_code"]:
-        raise typer.Exit(rep["exit_code"])
+    if rep.exit_code:
+        raise typer.Exit(rep.exit_code)
 
 
 @app.command("formats")

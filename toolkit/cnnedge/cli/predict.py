@@ -19,9 +19,11 @@ MAX_ROWS = 50  # rows the terminal table shows; --json/--csv hold them all
 @app.command("predict")
 def predict_cmd(
     sources: List[str] = typer.Argument(..., help="Image files, folders (recursive), globs "
-                                        "('photos/**/*.jpg'), video files or a camera index."),
+                                        "('photos/**/*.jpg'), video files, a camera index, "
+                                        "/dev/videoN or a stream URL."),
     model: str = typer.Option(..., "-m", "--model", help="Run directory (its int8 TFLite first, "
-                              "else its Keras model), an exported .tflite/.onnx or a .keras file."),
+                              "else its Keras model), an exported .tflite/.onnx, a .keras file "
+                              "or a reference checkpoint (cifar10, fashion_mnist)."),
     runtime_: Optional[str] = typer.Option(None, "--runtime", help="One of: "
                                            f"{' | '.join(runtime.list_runtimes())} (default: "
                                            "the file's first in `cnnedge formats`)."),
@@ -52,10 +54,8 @@ def predict_cmd(
 
     A file that cannot be read is a row with its error; the rest still run (exit 1 at the end).
     """
-    from rich.table import Table
-
     from cnnedge.cli.app import parse_size
-    from cnnedge.predict import predict, write_table
+    from cnnedge.predict import predict
 
     size = parse_size(image_size)
     if size == "keep":
@@ -65,51 +65,29 @@ def predict_cmd(
     quiet = "-" in (json_out, csv_out)
     say = err_console if quiet else console
 
+    from cnnedge.frames import parse
+
+    live = {spec.name for spec in map(parse, sources) if spec.live}  # cameras and streams
+
     def stream(p):  # a camera prints each frame as it comes (Ctrl-C stops it)
-        if p.frame is not None and p.source.startswith("camera") and not p.error:
+        if p.frame is not None and p.source in live and not p.error:
             say.print(f"{p.source} frame {p.frame}: {p.top[0][0]} {p.top[0][1]:.3f} "
                       f"({p.ms:.2f} ms)", markup=False)
 
-    from cnnedge.predict import is_camera
-
-    live = any(is_camera(s) and not Path(s).exists() for s in sources)
     res = predict(sources, model, runtime=runtime_, threads=threads or None, top_k=top_k,
                   batch_size=batch_size, every=every, max_frames=max_frames, resize=resize,
                   image_size=size, save_dir=save_dir, save_mode=save_mode,
                   on_prediction=stream if live else None)
     # Ctrl-C ends a camera run: its rows are the result. Over files it cuts the run short:
     # a partial report must not replace a complete one.
-    report = not res.interrupted or live
-    for fmt, out in (("json", json_out), ("csv", csv_out)) if report else ():
-        if out == "-":
-            write_table(res, fmt, sys.stdout)
-        elif out:
-            from cnnedge.utils import atomic_path
-
-            with atomic_path(Path(out)) as tmp, open(tmp, "w", newline="") as f:
-                write_table(res, fmt, f)
+    report = not res.interrupted or bool(live)
+    if report:
+        _write_tables(res, json_out, csv_out)
     if not quiet:
-        t = Table("source", "frame", "top-1", "p", f"top-{top_k}" if top_k > 1 else "", "ms")
-        for p in res.predictions[:MAX_ROWS]:
-            if p.error:
-                t.add_row(p.source, "", "[red]error[/]", "", p.error, "")
-                continue
-            rest = ", ".join(f"{c} {pr:.2f}" for c, pr in p.top[1:])
-            t.add_row(p.source, "" if p.frame is None else str(p.frame), p.top[0][0],
-                      f"{p.top[0][1]:.3f}", rest, f"{p.ms:.3f}")
-        console.print(t)
+        console.print(_table(res, top_k))
         if len(res) > MAX_ROWS:
             console.print(f"... {len(res) - MAX_ROWS:,} more rows (--json/--csv FILE for all)")
-    for note in res.notes:
-        say.print(f"note: {note}", markup=False, soft_wrap=True)
-    ok = len(res) - len(res.errors)
-    say.print(f"{ok:,} images, {len(res.errors):,} errors; {res.images_per_second:,.0f} images/s "
-              f"({res.model.name} on {res.runtime}, {res.threads} threads)", markup=False,
-              soft_wrap=True)
-    saved = sum(1 for p in res if p.saved)
-    if saved:
-        say.print(f"saved {saved:,} image{'s' if saved > 1 else ''} into {save_dir}/<class>/",
-                  markup=False, soft_wrap=True)
+    _summary(say, res, save_dir)
     if res.interrupted:
         files = [o for o in (json_out, csv_out) if o and o != "-"]
         if report or not (json_out or csv_out):
@@ -123,14 +101,54 @@ def predict_cmd(
         raise typer.Exit(1)
 
 
+def _write_tables(res, json_out, csv_out) -> None:
+    from cnnedge.files import atomic_path
+    from cnnedge.predict import write_table
+
+    for fmt, out in (("json", json_out), ("csv", csv_out)):
+        if out == "-":
+            write_table(res, fmt, sys.stdout)
+        elif out:
+            with atomic_path(Path(out)) as tmp, open(tmp, "w", newline="") as f:
+                write_table(res, fmt, f)
+
+
+def _table(res, top_k: int):
+    """The first MAX_ROWS rows as a rich Table (--json/--csv hold them all)."""
+    from rich.table import Table
+
+    t = Table("source", "frame", "top-1", "p", f"top-{top_k}" if top_k > 1 else "", "ms")
+    for p in res.predictions[:MAX_ROWS]:
+        if p.error:
+            t.add_row(p.source, "", "[red]error[/]", "", p.error, "")
+            continue
+        rest = ", ".join(f"{c} {pr:.2f}" for c, pr in p.top[1:])
+        t.add_row(p.source, "" if p.frame is None else str(p.frame), p.top[0][0],
+                  f"{p.top[0][1]:.3f}", rest, f"{p.ms:.3f}")
+    return t
+
+
+def _summary(say, res, save_dir) -> None:
+    for note in res.notes:
+        say.print(f"note: {note}", markup=False, soft_wrap=True)
+    ok = len(res) - len(res.errors)
+    say.print(f"{ok:,} images, {len(res.errors):,} errors; {res.images_per_second:,.0f} images/s "
+              f"({res.model.name} on {res.runtime}, {res.threads} threads)", markup=False,
+              soft_wrap=True)
+    saved = sum(1 for p in res if p.saved)
+    if saved:
+        say.print(f"saved {saved:,} image{'s' if saved > 1 else ''} into {save_dir}/<class>/",
+                  markup=False, soft_wrap=True)
+
+
 def _check_outputs(sources, json_out, csv_out) -> None:
     """Before any work: --json/--csv are files that are not among the images read, not folders,
     not the same file twice, and at most one of them is stdout; an existing file is replaced
     only when it is an earlier report of its kind (or empty)."""
     import glob
 
+    from cnnedge.files import check_output
     from cnnedge.preprocess import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-    from cnnedge.utils import check_output
 
     if json_out == "-" and csv_out == "-":
         raise CnnedgeError("--json - and --csv - would mix on stdout; write one of them to a file")

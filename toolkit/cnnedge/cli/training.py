@@ -8,7 +8,6 @@ from typing import List, Optional
 import typer
 
 from cnnedge.cli.app import IMAGES, DataDir, app, checked, console, err_console
-from cnnedge.errors import CnnedgeError
 from cnnedge.numbers import Range
 
 
@@ -49,42 +48,15 @@ def train_cmd(
 
     Resumable (--resume), with QAT as the last phase when the recipe enables it.
     """
-    from cnnedge import recipe as rc
-    from cnnedge import train as tr
     from cnnedge.run import Run
+    from cnnedge.train import train
 
-    if resume is not None and (recipe or set_ or data or image_size or weights or minutes):
-        raise CnnedgeError("--resume continues a run with its saved recipe; drop --recipe/--set/"
-                           "--data/--image-size/--weights/--minutes")
-    if from_best and resume is None:
-        raise CnnedgeError("--from-best goes with --resume RUN_DIR")
-    r = None
-    if resume is None:
-        if not recipe and data is None:
-            raise CnnedgeError("give --data FOLDER (a folder of class folders), --recipe NAME "
-                               "(see `cnnedge recipes`) or --resume RUN_DIR")
-        if recipe:
-            r = rc.load_recipe(recipe)
-            if data is not None:
-                r = rc.apply_overrides(r, [f"data.dataset={data}"])
-            if minutes is not None:
-                r = rc.apply_overrides(r, [f"train.max_minutes={minutes}"])
-        else:
-            from cnnedge.auto import auto_recipe
-
-            r, notes = auto_recipe(data, image_size=image_size, weights=weights or "auto",
-                                   minutes=minutes)
-            for line in notes:
-                console.print(f"auto: {line}", markup=False, soft_wrap=True)
-        r = rc.set_image_size(r, rc.parse_image_size(image_size))
-        if weights is not None and recipe:
-            r = rc.apply_overrides(r, [f"model.weights={weights}"])
-        r = rc.apply_overrides(r, set_)
     run_dir_box = []
     try:
-        res = tr.train(r, runs_dir=runs_dir, name=name, overwrite=overwrite, resume=resume,
-                       from_best=from_best, strategy=strategy, logical_cpus=logical_cpus,
-                       on_run_dir=run_dir_box.append, check_data=check)
+        res = train(recipe, data=data, weights=weights, minutes=minutes, image_size=image_size,
+                    overrides=set_, runs_dir=runs_dir, name=name, overwrite=overwrite,
+                    resume=resume, from_best=from_best, strategy=strategy,
+                    logical_cpus=logical_cpus, on_run_dir=run_dir_box.append, check_data=check)
     except KeyboardInterrupt:
         if run_dir_box and (Path(run_dir_box[0]) / Run.STATE).is_file():
             err_console.print(f"interrupted; continue with: cnnedge train --resume {run_dir_box[0]}",
@@ -98,13 +70,12 @@ def train_cmd(
         console.print(f"done: this worker's part; the chief writes the run {res.run_dir}",
                       soft_wrap=True)
         return
-    sp = s.get("eval_split", "test")
+    sp = s["eval_split"]
     console.print(f"[bold green]done[/]: {s['recipe']} {s['model']} params={s['params']:,} "
                   f"MACs/image={s['macs_per_image']:,} {sp} accuracy "
-                  f"{s.get(f'{sp}_accuracy', s.get('test_accuracy')):.4f} "
-                  f"({s.get(f'{sp}_images', s.get('test_images')):,} {sp} images), "
+                  f"{s[f'{sp}_accuracy']:.4f} ({s[f'{sp}_images']:,} {sp} images), "
                   f"{s['train_minutes']} min", soft_wrap=True)
-    qat_acc = s.get(f"qat_{sp}_accuracy", s.get("qat_test_accuracy"))
+    qat_acc = s.get(f"qat_{sp}_accuracy")
     if qat_acc is not None:
         console.print(f"QAT ({s['qat_epochs']} epochs): {sp} accuracy "
                       f"{qat_acc:.4f} -> {Run.MODELS['qat']}", soft_wrap=True)
@@ -129,11 +100,9 @@ def quantize_cmd(
     from cnnedge.run import Run
     from cnnedge.train import fine_tune_qat
 
-    with Run(run).lock("cnnedge quantize"):  # one command at a time writes a run
-        s = fine_tune_qat(run, epochs=epochs, lr=lr)
-    sp = s.get("eval_split", "test")
-    qat_acc = s.get(f"qat_{sp}_accuracy", s.get("qat_test_accuracy"))
-    float_acc = s.get(f"{sp}_accuracy", s.get("test_accuracy", float("nan")))
+    s = fine_tune_qat(run, epochs=epochs, lr=lr)
+    sp = s["eval_split"]
+    qat_acc, float_acc = s[f"qat_{sp}_accuracy"], s[f"{sp}_accuracy"]
     console.print(f"QAT: {s['qat_epochs']} epochs, best val {s['qat_best_val_accuracy']:.4f}, "
                   f"{sp} accuracy {qat_acc:.4f} (float {float_acc:.4f}) -> "
                   f"{Run(run).model_path('qat')}", soft_wrap=True)
@@ -172,14 +141,13 @@ def eval_cmd(
     ev = evaluate.evaluate_run(run, split=split, dataset=data, data_dir=data_dir,
                                batch_size=batch_size, take=n, out=out, tta=tta, image_size=size)
     table = Table("class", "accuracy", "images")
-    conf = ev["confusion"]
-    for name_, acc, row in zip(ev["class_names"], ev["per_class_accuracy"], conf):
+    for name_, acc, row in zip(ev.class_names, ev.per_class_accuracy, ev.confusion):
         table.add_row(name_, f"{acc:.4f}", f"{sum(row):,}")
     console.print(table)
     with_tta = " with flip TTA" if tta == "flip" else ""
-    what = "accuracy" if ev["split"] == "all" else f"{ev['split']} accuracy"
-    console.print(f"{what}{with_tta}: [bold]{ev['accuracy']:.4f}[/] on "
-                  f"{ev['n']:,} images of {ev['data']}", soft_wrap=True)
+    what = "accuracy" if ev.split == "all" else f"{ev.split} accuracy"
+    console.print(f"{what}{with_tta}: [bold]{ev.accuracy:.4f}[/] on "
+                  f"{ev.n:,} images of {ev.data}", soft_wrap=True)
     if out:
         console.print(f"wrote {out} and {Path(out).with_suffix('.png')}")
 

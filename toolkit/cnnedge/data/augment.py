@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from cnnedge.backend import tf
 from cnnedge.errors import CnnedgeError
+from cnnedge.utils import unknown
 
 VALID = ("flip", "crop[:PAD] (= pad_crop:PAD, cropPAD; default 4)",
          "translate[:PX] (default 2)", "jitter[:PCT] (brightness/contrast/saturation ±PCT %, "
@@ -155,7 +156,7 @@ def _parse(name: str, seed: int):
             return color_jitter(int(arg) / 100 if arg else 0.2, seed=seed)
     except ValueError:
         pass
-    raise CnnedgeError(f"unknown augmentation {name!r}; valid: {', '.join(VALID)}")
+    raise unknown("augmentation", name, VALID, hints=[v.split("[")[0] for v in VALID])
 
 
 __all__ = ["build_augment", "color_jitter", "compose", "pad_and_crop", "random_flip",

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cnnedge.backend import tf
-from cnnedge.errors import CnnedgeError
-from cnnedge.utils import stratified_positions
+from cnnedge.errors import CnnedgeError, one_line
+from cnnedge.utils import stratified_positions, unknown
 
 AUTOTUNE = -1  # == tf.data.AUTOTUNE, without importing TensorFlow
 SPLIT_ORDER = ("train", "val", "test")
@@ -48,10 +48,6 @@ class SplitIndex:
     labels: np.ndarray  # int32 [N], labels of the selected examples in file order
     select: np.ndarray | None = None  # sorted int64 positions in the base split; None = all
     shapes: np.ndarray | None = None  # int32 [N, 3] output (H, W, C) when sizes vary
-
-
-def one_line(msg: object) -> str:
-    return " ".join(str(msg).split())
 
 
 def carve_val(n: int, fraction: float, seed: int, labels=None) -> np.ndarray:
@@ -164,7 +160,7 @@ class Source:
         raise NotImplementedError
 
     def _explain(self, split: str | None, err) -> str:
-        return one_line(getattr(err, "message", err))
+        return one_line(getattr(err, "message", err), limit=None)
 
     def carve_val(self, fraction: float, seed: int = 0) -> Source:
         """Carve a class-stratified "val" from "train" (opened with val_fraction=0)."""
@@ -182,8 +178,7 @@ class Source:
 
     def split_index(self, split: str) -> SplitIndex:
         if split not in self._splits:
-            raise CnnedgeError(f"unknown split {split!r} of dataset {self.info.name}; "
-                               f"available: {', '.join(self._splits)}")
+            raise unknown("split", split, list(self._splits), of=f"dataset {self.info.name}")
         return self._splits[split]
 
     def num_examples(self, split: str) -> int:
@@ -300,7 +295,7 @@ class Source:
                                    f"{why[:200]}); restart every worker with the same command "
                                    f"to continue from the last finished epoch") from None
             if isinstance(e, errors.OpError):
-                raise CnnedgeError(one_line(self._explain(split, e))) from None
+                raise CnnedgeError(one_line(self._explain(split, e), limit=None)) from None
             raise
 
 

@@ -17,9 +17,9 @@ import zlib
 import numpy as np
 
 from cnnedge.backend import tf
-from cnnedge.data.base import Source, SplitIndex, make_splits, one_line
-from cnnedge.errors import CnnedgeError
-from cnnedge.utils import check_output
+from cnnedge.data.base import Source, SplitIndex, make_splits
+from cnnedge.errors import CnnedgeError, one_line
+from cnnedge.files import check_output
 
 META = "dataset.json"
 MAGIC = "cnnedge-tfrecord"
@@ -83,7 +83,7 @@ class RecordSource(Source):
                 base[split] = SplitIndex(split, labels, shapes=shapes)
                 counts[split] = len(labels)
         except (KeyError, TypeError, ValueError, IndexError, zlib.error) as e:
-            raise CnnedgeError(f"{meta_path}: not a valid cnnedge pack ({one_line(e)})") from None
+            raise CnnedgeError(f"{meta_path}: not a valid cnnedge pack ({one_line(e, limit=None)})") from None
         for split, files in self._shards.items():
             for p in files:
                 if not tf.io.gfile.exists(p):

@@ -21,11 +21,10 @@ import zlib
 from pathlib import Path
 
 from cnnedge.data import cifar, idx
-from cnnedge.data.base import one_line
 from cnnedge.data.folder import FolderSource
 from cnnedge.data.records import RecordSource, is_packed, looks_partial
-from cnnedge.errors import CnnedgeError
-from cnnedge.utils import default_mode
+from cnnedge.errors import CnnedgeError, one_line
+from cnnedge.files import default_mode
 
 FASHION_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 # sha256 of the original Fashion-MNIST files (zalandoresearch; same bytes as the Keras mirror)
@@ -126,10 +125,10 @@ def _open_fashion(data_dir, download, kw):
     return idx.open_idx(dest, fashion=True, **kw)
 
 
-def _one_line(e: BaseException) -> str:
+def _cause(e: BaseException) -> str:
     if isinstance(e, urllib.error.URLError) and not isinstance(e, urllib.error.HTTPError):
         e = e.reason  # the socket error it wraps says more ("Connection refused")
-    return one_line(e)[:200] or type(e).__name__
+    return one_line(e, 200) or type(e).__name__
 
 
 def _unsafe_member(m: tarfile.TarInfo, root: Path) -> str | None:
@@ -163,7 +162,7 @@ def _extract_safely(archive: Path, work: Path) -> None:
     except CnnedgeError:
         raise
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:  # damaged gzip or tar
-        raise CnnedgeError(f"{CIFAR_URL}: cannot unpack the tarball ({_one_line(e)}); "
+        raise CnnedgeError(f"{CIFAR_URL}: cannot unpack the tarball ({_cause(e)}); "
                            "nothing was kept") from None
 
 
@@ -190,7 +189,7 @@ def download_cifar(base: Path) -> Path:
             if size and size.isdigit() and got != int(size):
                 raise OSError(f"connection closed after {got} of {size} bytes")
         except Exception as e:  # noqa: BLE001 - offline, DNS, HTTP, short read, disk
-            raise CnnedgeError(f"cannot download CIFAR-10 from {CIFAR_URL} ({_one_line(e)}); "
+            raise CnnedgeError(f"cannot download CIFAR-10 from {CIFAR_URL} ({_cause(e)}); "
                                f"{manual}") from None
         if h.hexdigest() != CIFAR_MD5:
             raise CnnedgeError(f"downloaded {CIFAR_URL} has md5 {h.hexdigest()}, expected "
@@ -205,9 +204,9 @@ def download_cifar(base: Path) -> Path:
         except OSError as e:
             if not cifar.is_cifar_py(dest):  # else another process finished first: use its copy
                 raise CnnedgeError(f"cannot move the unpacked CIFAR-10 to {dest} "
-                                   f"({_one_line(e)})") from None
+                                   f"({_cause(e)})") from None
     except OSError as e:  # mkdir, mkstemp, mkdtemp: disk full, read-only home
-        raise CnnedgeError(f"cannot download CIFAR-10 into {base} ({_one_line(e)}); "
+        raise CnnedgeError(f"cannot download CIFAR-10 into {base} ({_cause(e)}); "
                            f"{manual}") from None
     finally:
         if tmp and os.path.exists(tmp):

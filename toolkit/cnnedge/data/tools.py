@@ -14,7 +14,7 @@ import numpy as np
 from cnnedge.backend import tf
 from cnnedge.data.base import AUTOTUNE, Source, select_positions
 from cnnedge.errors import CnnedgeError
-from cnnedge.utils import default_mode
+from cnnedge.files import default_mode
 
 
 def check(source: Source) -> int:

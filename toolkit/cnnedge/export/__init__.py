@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnnedge import artifacts, locks
 from cnnedge.errors import CnnedgeError
@@ -28,8 +29,12 @@ from cnnedge.export import onnx as _onnx
 from cnnedge.export import tflite as _tflite
 from cnnedge.export import tflm as _tflm
 from cnnedge.export.job import Job, resolve
+from cnnedge.interrupts import Interrupts
 from cnnedge.run import Run
-from cnnedge.utils import Interrupts, split_list
+
+if TYPE_CHECKING:
+    from cnnedge.verify import VerifyReport
+from cnnedge.utils import split_list, unknown
 
 PRECISIONS = tuple(dict.fromkeys(a.precision for a in artifacts.exported()))  # fp32 fp16 int8
 INT8_METHODS = ("tflite", "qdq")
@@ -38,21 +43,32 @@ WRITERS = {"tflite": _tflite.writers, "onnx": _onnx.writers, "tflm": _tflm.write
 OPT_IN = ("tflm",)  # written on request only: "all" means every other format
 QUICK_VERIFY_IMAGES = 512
 STAGE_PREFIX = ".export."  # the staging folder inside the output folder
+NO_VNNI_NOTE = ("this CPU lacks VNNI, where onnxruntime adds int8-weight products into "
+                "saturating int16 sums: model_int8.onnx (int8 weights, right for VNNI CPUs, ARM, "
+                "TensorRT, OpenVINO) may differ from model_int8.tflite here; --onnx-weights uint8 "
+                "writes one that is exact on this CPU too")
 
 
 @dataclass
 class ExportResult:
     """The written files (one dict each: path, format, precision, bytes, source, seconds), the
-    output folder and the quick parity report (None when skipped). Iterates over the files."""
+    output folder, the quick parity report (None when skipped) and notes on the files (one
+    line each, e.g. an int8-weight ONNX on an x86 CPU without VNNI). Iterates over the files."""
 
     artifacts: list[dict]
     out_dir: Path
-    verify: dict | None = None
+    verify: VerifyReport | None = None
     verify_error: str | None = None  # why the quick check could not run (files are written)
+    notes: list[str] = field(default_factory=list)
     passed: bool = field(init=False)
 
     def __post_init__(self):
-        self.passed = self.verify is None or bool(self.verify["passed"])
+        self.passed = self.verify is None or bool(self.verify.passed)
+
+    def to_dict(self) -> dict:
+        return {"artifacts": self.artifacts, "out_dir": str(self.out_dir),
+                "verify": self.verify.to_dict() if self.verify is not None else None,
+                "verify_error": self.verify_error, "notes": self.notes, "passed": self.passed}
 
     def __iter__(self):
         return iter(self.artifacts)
@@ -75,7 +91,7 @@ def format_precisions(name: str) -> tuple[str, ...]:
 
 
 def _bad(what, name, valid) -> CnnedgeError:
-    return CnnedgeError(f"unknown {what} '{name}'; valid: {', '.join(valid)}, all")
+    return unknown(what, name, [*valid, "all"])
 
 
 def _names(values, valid: Sequence[str], what: str, opt_in=()) -> list[str]:
@@ -100,25 +116,46 @@ def export(run_or_model, *, formats: Sequence[str] | str = ("tflite", "onnx"),
            onnx_weights: str | None = None, image_size=None) -> ExportResult:
     """Export a run directory or a .keras/.h5 model (see the module docstring).
 
-    ``calibration``: a dataset name/path or uint8 images [N, H, W, C] for int8 (a run uses its
-    recipe's train split). Unsupported format×precision pairs are skipped (ONNX has no fp16);
-    a precision no requested format supports is an error. ``verify``: test images of the quick
-    parity check after exporting a run (0: skip). ``onnx_weights``: the int8 ONNX weights, int8
-    (symmetric, zero point 0, the default: standard QDQ, fast on VNNI CPUs and ARM) or uint8
-    (+ 128: exact in onnxruntime on x86 CPUs without VNNI too; the tflite route only).
-    ``formats`` "all" is every format but ``tflm`` (the fixed-size int8 file for TFLite Micro and
-    its C bundle, which needs the tflite-micro package); ``image_size`` (H, W or "HxW"): its
-    input size (default: the training size).
+    Unsupported format×precision pairs are skipped (ONNX has no fp16); a precision no requested
+    format supports is an error.
+
+    Args:
+        run_or_model: A run directory (its best and QAT models) or a ``.keras``/``.h5`` file.
+        formats: Formats, a list or a comma string; ``all`` is every format but ``tflm`` (the
+            fixed-size int8 file for TFLite Micro and its C bundle, which needs the
+            tflite-micro package).
+        precisions: ``fp32``, ``fp16``, ``int8``, a list or a comma string, or ``all``.
+        out_dir: Output folder (default ``<run>/export``, or ``<model>_export`` beside a file).
+        calibration: int8 calibration data for a model file: a dataset name or path, or uint8
+            images [N, H, W, C] (a run uses its recipe's train split).
+        opset: ONNX opset (7 to 21).
+        int8_method: The int8 ONNX route: ``tflite`` (from the int8 .tflite, bit-exact with
+            it) or ``qdq`` (onnxruntime quantize_static).
+        calibration_images: Images drawn from ``calibration`` (default: the model's run's
+            ``qat.calibration_images``, else 500; a run directory uses its recipe's).
+        verify: Test images of the quick parity check after exporting a run (0: skip).
+        threads: Runtime threads of the parity check (0: all cores).
+        onnx_weights: The int8 ONNX weights: ``int8`` (symmetric, zero point 0, the default:
+            standard QDQ, fast on VNNI CPUs and ARM) or ``uint8`` (+ 128: exact in
+            onnxruntime on x86 CPUs without VNNI too; the tflite route only).
+        image_size: The fixed input (H, W) or ``"HxW"`` of ``tflm`` (default: the training
+            size).
+
+    Returns:
+        An :class:`ExportResult`: the files, the parity report and notes.
+
+    Raises:
+        CnnedgeError: a bad option, no calibration data for int8, a file that cannot be
+            converted or written (nothing is left half-written).
     """
     if onnx_weights is None:
         onnx_weights = ONNX_WEIGHTS[0]
     fmts = _names(formats, list_formats(), "export format", OPT_IN)
     precs = _names(precisions, PRECISIONS, "precision")
     if int8_method not in INT8_METHODS:
-        raise CnnedgeError(f"unknown int8_method '{int8_method}'; valid: {', '.join(INT8_METHODS)}")
+        raise unknown("int8_method", int8_method, INT8_METHODS)
     if onnx_weights not in ONNX_WEIGHTS:
-        raise CnnedgeError(f"unknown onnx_weights '{onnx_weights}'; valid: "
-                           f"{', '.join(ONNX_WEIGHTS)}")
+        raise unknown("onnx_weights", onnx_weights, ONNX_WEIGHTS)
     if onnx_weights != "int8" and int8_method != "tflite":  # quantize_static writes int8 only
         raise CnnedgeError("onnx_weights uint8 needs int8_method tflite")
     if tuple(precisions) == PRECISIONS or "all" in [x.lower() for x in split_list(precisions)]:
@@ -142,7 +179,7 @@ def export(run_or_model, *, formats: Sequence[str] | str = ("tflite", "onnx"),
         raise CnnedgeError("--image-size sets the fixed input of --format tflm; the other "
                            "formats keep the dynamic H×W input")
     if "tflm" in fmts:
-        from cnnedge import runtime_tflm
+        from cnnedge.runtime import tflm as runtime_tflm
 
         runtime_tflm.require("--format tflm")
     job = resolve(run_or_model, calibration, opset, int8_method, calibration_images)
@@ -158,7 +195,7 @@ def export(run_or_model, *, formats: Sequence[str] | str = ("tflite", "onnx"),
     with Run.lock_of(out_dir, "cnnedge export"):  # one command at a time writes a run
         results = _write(job, [(f, p) for f in fmts for p in precs if p in format_precisions(f)],
                          out_dir)
-    res = ExportResult(results, out_dir)
+    res = ExportResult(results, out_dir, notes=_notes(results, onnx_weights))
     if verify and job.run is not None and Run.is_run(job.run.path):
         from cnnedge.verify import verify as parity
 
@@ -166,10 +203,18 @@ def export(run_or_model, *, formats: Sequence[str] | str = ("tflite", "onnx"),
             res.verify = parity(job.run.path, n=int(verify), threads=threads, write=False,
                                 artifacts=[r["path"] for r in results
                                            if Path(r["path"]).is_file()])
-            res.passed = bool(res.verify["passed"])
+            res.passed = bool(res.verify.passed)
         except CnnedgeError as e:
             res.verify_error = str(e)
     return res
+
+
+def _notes(results: list[dict], onnx_weights: str) -> list[str]:
+    """Notes on the written files: an int8-weight ONNX on an x86 CPU without VNNI."""
+    from cnnedge.verify import x86_without_vnni
+
+    onnx_int8 = any(r["format"] == "onnx" and r["precision"] == "int8" for r in results)
+    return [NO_VNNI_NOTE] if onnx_weights != "uint8" and onnx_int8 and x86_without_vnni() else []
 
 
 def _out_dir(job: Job, out_dir) -> Path:

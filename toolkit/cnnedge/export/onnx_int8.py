@@ -20,6 +20,7 @@ import numpy as np
 
 from cnnedge.artifacts import INPUT_NAME, OUTPUT_NAME
 from cnnedge.errors import CnnedgeError
+from cnnedge.utils import unknown
 
 
 def rename_io(proto, new_in: str, new_out: str) -> None:
@@ -46,10 +47,33 @@ WEIGHTS = ("int8", "uint8")
 def requantize(proto, weights: str = "int8"):
     """Rewrite tf2onnx's int8 QDQ graph so onnxruntime's QDQ fusion applies (module doc)."""
     if weights not in WEIGHTS:
-        raise CnnedgeError(f"unknown ONNX weights '{weights}'; valid: {', '.join(WEIGHTS)}")
-    from onnx import TensorProto, helper, numpy_helper
+        raise unknown("ONNX weights", weights, WEIGHTS)
+    from onnx import TensorProto
 
     g = proto.graph
+    rename_io(proto, INPUT_NAME, g.output[0].name)
+    if g.input[0].type.tensor_type.elem_type != TensorProto.INT8:
+        raise CnnedgeError("int8 TFLite -> ONNX: expected an int8 input tensor")
+    g.input[0].type.tensor_type.elem_type = TensorProto.UINT8
+    _shift_to_uint8(g, weights)
+    nodes = _clip_relus(g)
+    _float_output(g, nodes)
+    used = {name for n in g.node for name in n.input}  # tf2onnx's int8 zero points go
+    keep = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    return proto
+
+
+def _shift_to_uint8(g, weights: str) -> None:
+    """Every int8 activation Q/DQ -> uint8 (+128): zero points z -> z + 128, so the uint8
+    input and the QDQ pairs onnxruntime fuses agree. Weights (int8, zero point 0 in TFLite's
+    quantization spec): kept as int8 with an explicit int8 zero point 0, or with "uint8"
+    w + 128 with zero point 128 -- the U8U8 layout for AVX2 CPUs without VNNI, where U8S8
+    drifted from TFLite (measured on an AVX2 EPYC: 94.4 % top-1 agreement, |Δlogit| up to 3.1;
+    U8U8: identical). int32 biases stay."""
+    from onnx import numpy_helper
+
     inits = {t.name: t for t in g.initializer}
 
     def const(name):
@@ -61,20 +85,9 @@ def requantize(proto, weights: str = "int8"):
         inits[name] = t
         return name
 
-    rename_io(proto, INPUT_NAME, g.output[0].name)
-    in_dtype = g.input[0].type.tensor_type.elem_type
-    if in_dtype != TensorProto.INT8:
-        raise CnnedgeError("int8 TFLite -> ONNX: expected an int8 input tensor")
-    g.input[0].type.tensor_type.elem_type = TensorProto.UINT8
     def shifted(name, arr):  # int8 -> uint8 + 128: the same quantized values
         return add(name, (arr.astype(np.int16) + 128).astype(np.uint8))
 
-    # 1. every int8 activation Q/DQ -> uint8 (+128): zero points z -> z + 128, so the uint8
-    # input and the QDQ pairs onnxruntime fuses agree. Weights (int8, zero point 0 in TFLite's
-    # quantization spec): kept as int8 with an explicit int8 zero point 0, or with "uint8"
-    # w + 128 with zero point 128 -- the U8U8 layout for AVX2 CPUs without VNNI, where U8S8
-    # drifted from TFLite (measured on an AVX2 EPYC: 94.4 % top-1 agreement, |Δlogit| up to 3.1;
-    # U8U8: identical). int32 biases stay.
     for i, n in enumerate(g.node):
         if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
             continue
@@ -98,7 +111,13 @@ def requantize(proto, weights: str = "int8"):
         if zp is None or zp.dtype != np.int8:
             raise CnnedgeError(f"int8 TFLite -> ONNX: unexpected zero point on {n.name}")
         n.input[2] = shifted(f"{n.input[2]}__u8_{i}", zp)
-    # 2. Relu -> QuantizeLinear  ==>  QuantizeLinear -> Clip(min = zero point)
+
+
+def _clip_relus(g) -> list:
+    """Relu -> QuantizeLinear  ==>  QuantizeLinear -> Clip(min = zero point): the new node
+    list (the graph is not changed yet)."""
+    from onnx import helper
+
     consumers = collections.defaultdict(list)
     for n in g.node:
         for name in n.input:
@@ -119,7 +138,13 @@ def requantize(proto, weights: str = "int8"):
             n.output[0] = f"{y}__prerelu"
             nodes.append(helper.make_node("Clip", [n.output[0], n.input[2]], [y],
                                           name=f"{y}__relu_q"))
-    # 3. output: uint8 -> float32 "logits"
+    return nodes
+
+
+def _float_output(g, nodes: list) -> None:
+    """The graph becomes ``nodes`` + a DequantizeLinear: uint8 output -> float32 "logits"."""
+    from onnx import TensorProto, helper
+
     old_out = g.output[0].name
     q_out = next(n for n in nodes if old_out in n.output)
     if q_out.op_type != "QuantizeLinear":
@@ -130,9 +155,3 @@ def requantize(proto, weights: str = "int8"):
     g.node.extend(nodes)
     g.output[0].name = OUTPUT_NAME
     g.output[0].type.tensor_type.elem_type = TensorProto.FLOAT
-    # 4. drop initializers nothing uses any more (tf2onnx's int8 zero points)
-    used = {name for n in g.node for name in n.input}
-    keep = [t for t in g.initializer if t.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
-    return proto

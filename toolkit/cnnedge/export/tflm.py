@@ -4,7 +4,7 @@ TFLM plans its tensor arena once, for static shapes, so this writer converts the
 (QAT when the run has one) again with a fixed ``1×H×W×C`` input at the training size (or
 ``image_size``), with the calibration of the dynamic int8 file, so the two compute the same.
 The file is opened in TFLM (an op it lacks fails here, by name), its smallest arena is measured
-(:func:`cnnedge.runtime_tflm.measure_arena`), and one real test image runs through it: the
+(:func:`cnnedge.runtime.tflm.measure_arena`), and one real test image runs through it: the
 bundle in ``tflm/`` (:mod:`.tflm_bundle`) carries that image and TFLM's output for a self-check
 on the device.
 """
@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnedge import artifacts, runtime_tflm
+from cnnedge import artifacts
 from cnnedge.artifacts import embed_tflite_metadata
 from cnnedge.errors import CnnedgeError
 from cnnedge.export import tflm_bundle
 from cnnedge.export.job import Job
 from cnnedge.export.tflite import convert_tflite, tflite_io
+from cnnedge.runtime import tflm as runtime_tflm
 
 BUNDLE_DIR = "tflm"
 

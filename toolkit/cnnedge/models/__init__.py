@@ -30,7 +30,6 @@ from cnnedge.models.graph import (
     count_macs,
     count_params,
     min_input_size,
-    predict,
     summary_dict,
     total_stride,
 )
@@ -38,5 +37,5 @@ from cnnedge.models.saving import load_model, quantize_scope
 
 __all__ = ["check_input_size", "count_macs", "count_params", "create_model", "gmp_cnn",
            "gmp_resnet", "list_models", "load_model", "min_input_size",
-           "model_help", "predict", "quantize_scope", "register_model", "summary_dict",
+           "model_help", "quantize_scope", "register_model", "summary_dict",
            "total_stride"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
-
 from cnnedge.backend import keras
 from cnnedge.errors import CnnedgeError
 
@@ -119,17 +117,6 @@ def check_input_size(model, shape) -> None:
         raise CnnedgeError(f"input {h}×{w} is smaller than this model's minimum {mh}×{mw} "
                            f"(total stride {total_stride(model)}); resize images to at least "
                            f"{mh}×{mw}")
-
-
-def predict(model, images, batch_size: int = 256) -> np.ndarray:
-    """Logits for ``images`` (N, H, W, C) or grayscale (N, H, W), pixels 0..255, size-checked."""
-    x = np.asarray(images)
-    if x.ndim == 3 and model.input_shape[-1] == 1:
-        x = x[..., None]
-    if x.ndim != 4:
-        raise CnnedgeError(f"expected images of shape (N, H, W, C), got {x.shape}")
-    check_input_size(model, x.shape)
-    return model.predict(x.astype(np.float32), batch_size=batch_size, verbose=0)
 
 
 # ------------------------------------------------------------------------------- size metrics

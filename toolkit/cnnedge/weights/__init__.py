@@ -2,6 +2,7 @@
 
     path("cifar10")            # .../cnnedge/weights/cifar10.keras
     info("cifar10")["test_accuracy"]
+    preprocessing("cifar10")   # {"image_size": [32, 32], "class_names": [...], ...}
 
 Each ``<name>.keras`` (float model, no optimizer state) has a ``<name>.json`` beside it that says
 how to rebuild it: the recipe and command it was trained with, its classes, input size, and the
@@ -43,6 +44,22 @@ def info(name: str) -> dict:
         return json.loads(p.read_text())
     except (OSError, ValueError) as e:
         raise CnnedgeError(f"cannot read {p}: {e}")
+
+
+def reference_of(file) -> str | None:
+    """The name of the shipped reference checkpoint ``file`` is (its .keras), or None."""
+    p = Path(file).expanduser().resolve()
+    return p.stem if p.parent == HERE and p.suffix == ".keras" and p.stem in names() else None
+
+
+def preprocessing(name: str) -> dict:
+    """How to feed a reference checkpoint, in an artifact's metadata keys: its sidecar's
+    training size and class names (images were resized to that size, as ``eval`` feeds them;
+    grayscale ones had a plain dark background, as a run records it)."""
+    i = info(name)
+    return {"image_size": [int(v) for v in i["image_size"]], "size_policy": "fixed",
+            "resize": "stretch", "class_names": [str(c) for c in i["class_names"]],
+            "background": "dark" if int(i.get("channels", 3)) == 1 else None}
 
 
 def weights_file(source, what: str = "model.weights") -> Path:

@@ -1,32 +1,10 @@
-"""Keras callbacks a training run adds on request (the run's own checkpointing is in train.py)."""
+"""Weight EMA: the averaging callback, and the BN statistics of the averaged weights.
+
+An average of BN statistics taken along the way lags the averaged weights it is paired with, so
+``train.ema_bn_images`` recomputes them on the best checkpoint after the float phase
+(:func:`refresh_best_bn`)."""
 
 from __future__ import annotations
-
-import time
-
-
-def time_budget(minutes: float, state: dict):
-    """A Keras callback: stop before an epoch that would end past ``minutes`` of training
-    (``state["train_seconds"]``: the time of earlier sessions of a resumed run)."""
-    from cnnedge.backend import keras
-
-    class Budget(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.t0, self.spent, self.first = time.time(), state.get("train_seconds", 0.0), None
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.first = epoch if self.first is None else self.first
-
-        def on_epoch_end(self, epoch, logs=None):
-            done = epoch + 1 - self.first
-            used = self.spent + time.time() - self.t0
-            per_epoch = (time.time() - self.t0) / max(1, done)
-            if used + per_epoch > minutes * 60:
-                print(f"time budget of {minutes:g} min: stopping after epoch {epoch + 1}",
-                      flush=True)
-                self.model.stop_training = True
-
-    return Budget()
 
 
 def weight_ema(model, decay: float, path):
@@ -37,7 +15,7 @@ def weight_ema(model, decay: float, path):
     import numpy as np
 
     from cnnedge.backend import keras, tf
-    from cnnedge.utils import atomic_path
+    from cnnedge.files import atomic_path
 
     class WeightEMA(keras.callbacks.Callback):
         def __init__(self):
@@ -103,7 +81,7 @@ def refresh_best_bn(run, src, recipe, state: dict) -> None:
     not drop (without a val split: keep them, as nothing else can judge); what was measured goes
     to ``state["ema_bn"]``, once per best checkpoint, and the run summary."""
     from cnnedge import evaluate
-    from cnnedge.utils import atomic_path
+    from cnnedge.files import atomic_path
 
     t, best_epoch = recipe.train, state.get("best_epoch")
     if not t.ema_bn_images or state.get("ema_bn", {}).get("best_epoch") == best_epoch:
@@ -112,7 +90,7 @@ def refresh_best_bn(run, src, recipe, state: dict) -> None:
     model = run.model("float")
 
     def score():
-        return evaluate.evaluate(model, src, split=split, take=t.eval_images)["accuracy"] if split \
+        return evaluate.evaluate(model, src, split=split, take=t.eval_images).accuracy if split \
             else None
 
     before = score()
@@ -133,14 +111,3 @@ def refresh_best_bn(run, src, recipe, state: dict) -> None:
     print(f"BN statistics of {run.model_path('float').name} recomputed on {images:,} train images: "
           + (f"val {before:.2%} -> {after:.2%}, " if split else "")
           + ("kept" if kept else "not kept"), flush=True)
-
-
-def current_lr(opt):
-    """The optimizer's learning rate now (a schedule evaluated at its step), or None."""
-    lr = opt.learning_rate
-    try:
-        if callable(lr):
-            return float(lr(opt.iterations))
-        return float(lr.numpy() if hasattr(lr, "numpy") else lr)
-    except Exception:  # noqa: BLE001 - a schedule we cannot evaluate is not worth a crash
-        return None

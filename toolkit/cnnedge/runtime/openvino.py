@@ -9,9 +9,6 @@ and ``openvino-bf16`` is its own runtime (its own bench row and accuracy). A mod
 for each static input shape it meets (faster than the dynamic-H×W model at batch 1), the
 metadata's image size at load, up to :data:`MAX_STATIC_SHAPES`; further shapes run on the
 dynamic model.
-
-:mod:`cnnedge.runtime` calls :func:`register` with its ``Runner`` base class, so this module does
-not import it (no import cycle).
 """
 
 from __future__ import annotations
@@ -23,6 +20,8 @@ import numpy as np
 from cnnedge import artifacts
 from cnnedge.artifacts import one_line
 from cnnedge.errors import CnnedgeError
+from cnnedge.runtime._registry import register_runtime
+from cnnedge.runtime.base import Runner
 
 MAX_STATIC_SHAPES = 8
 
@@ -40,8 +39,8 @@ def _message(e: Exception) -> str:
     return one_line(" ".join(lines) or e)
 
 
-class OpenVINOMixin:
-    """The OpenVINO part of the runner; :func:`register` puts it on ``Runner``."""
+class _OpenVINORunner(Runner):
+    """Both OpenVINO runtimes; they differ in the precision hint only."""
 
     package = "openvino"
     precision_hint = "f32"
@@ -133,17 +132,15 @@ def _shape(port) -> list[int]:
     return [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()]
 
 
-def register(runner_base, register_runtime) -> None:
-    """Register ``openvino`` and ``openvino-bf16`` (called once by :mod:`cnnedge.runtime`)."""
+@register_runtime("openvino", check=check,
+                  help="OpenVINO CPU plugin, exact f32 compute (INFERENCE_PRECISION_HINT f32), "
+                       "threads = INFERENCE_NUM_THREADS")
+class OpenVINORunner(_OpenVINORunner):
+    precision_hint = "f32"
 
-    @register_runtime("openvino", check=check,
-                      help="OpenVINO CPU plugin, exact f32 compute (INFERENCE_PRECISION_HINT "
-                           "f32), threads = INFERENCE_NUM_THREADS")
-    class OpenVINORunner(OpenVINOMixin, runner_base):
-        precision_hint = "f32"
 
-    @register_runtime("openvino-bf16", check=check,
-                      help="OpenVINO CPU plugin computing float layers in bf16 (f32 on CPUs "
-                           "without bf16)")
-    class OpenVINOBf16Runner(OpenVINOMixin, runner_base):
-        precision_hint = "bf16"
+@register_runtime("openvino-bf16", check=check,
+                  help="OpenVINO CPU plugin computing float layers in bf16 (f32 on CPUs "
+                       "without bf16)")
+class OpenVINOBf16Runner(_OpenVINORunner):
+    precision_hint = "bf16"

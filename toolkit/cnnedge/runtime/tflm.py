@@ -7,8 +7,7 @@ The ``tflite-micro`` package (extra ``mcu``) runs TFLM's own interpreter with it
 kernels: the arithmetic of a microcontroller build, not its speed. TFLM plans tensors once for a
 static input shape, so it runs the fixed-size file of ``cnnedge export --format tflm`` (batch 1;
 a batch is run image by image). :func:`measure_arena` bisects ``arena_size`` down to the smallest
-arena TFLM allocates and keeps TFLM's own allocation report. :mod:`cnnedge.runtime` calls
-:func:`register` with its ``Runner`` base class (no import cycle).
+arena TFLM allocates and keeps TFLM's own allocation report.
 """
 
 from __future__ import annotations
@@ -21,6 +20,8 @@ import numpy as np
 from cnnedge import artifacts
 from cnnedge.artifacts import check_metadata, one_line
 from cnnedge.errors import CnnedgeError
+from cnnedge.runtime._registry import register_runtime
+from cnnedge.runtime.base import Runner
 from cnnedge.utils import captured_stderr
 
 INSTALL = "pip install 'cnnedge[mcu]' (the tflite-micro package)"
@@ -114,8 +115,11 @@ def measure_arena(buf: bytes, path="<model>", limit: int = ARENA_LIMIT) -> dict:
     return {"arena_bytes": int(hi), "allocations": allocations, "report": report}
 
 
-class TFLMMixin:
-    """The TFLite Micro part of the runner; :func:`register` puts it on ``Runner``."""
+@register_runtime("tflm", check=lambda: check(),  # looked up when called (tests replace it)
+                  help="TFLite Micro interpreter (x86 reference kernels, batch 1, "
+                       "single-threaded) for the fixed-size int8 file of --format tflm")
+class TFLMRunner(Runner):
+    """The fixed-size int8 file on TFLM's interpreter, in the arena its metadata names."""
 
     package = "tflite_micro"
 
@@ -158,13 +162,3 @@ def _quant(d: dict) -> dict:
     if scales is None or not len(scales):
         return {"scale": None, "zero_point": 0}
     return {"scale": float(scales[0]), "zero_point": int(zps[0])}
-
-
-def register(runner_base, register_runtime) -> None:
-    """Register ``tflm`` (called once by :mod:`cnnedge.runtime`)."""
-
-    @register_runtime("tflm", check=lambda: check(),  # looked up when called (one check)
-                      help="TFLite Micro interpreter (x86 reference kernels, batch 1, "
-                           "single-threaded) for the fixed-size int8 file of --format tflm")
-    class TFLMRunner(TFLMMixin, runner_base):
-        pass

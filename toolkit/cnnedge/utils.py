@@ -1,7 +1,7 @@
 """Small helpers shared by the pipeline stages: name lookups with a did-you-mean hint,
 comma-separated option lists, silenced native logs, the environment of a result, stratified
 samples and class weights. Writing outputs is :mod:`cnnedge.files`, Ctrl-C handling
-:mod:`cnnedge.interrupts` (their names are importable from here too)."""
+:mod:`cnnedge.interrupts`."""
 
 from __future__ import annotations
 
@@ -16,16 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from cnnedge.errors import CnnedgeError
-from cnnedge.files import (  # noqa: F401 - importable from here too
-    atomic_path,
-    atomic_write_csv,
-    atomic_write_json,
-    atomic_write_text,
-    check_output,
-    check_writable,
-    default_mode,
-)
-from cnnedge.interrupts import Interrupts, StopOnCtrlC  # noqa: F401 - importable from here too
 
 
 def debug_enabled() -> bool:

@@ -224,7 +224,7 @@ def _legends(fig, colour: dict, marker: dict) -> None:
 
 def plot(rows: list[dict], out: Path, title: str = "", images: dict | None = None) -> Path:
     """Write bench.png (see :func:`figure`)."""
-    from cnnedge.utils import atomic_path
+    from cnnedge.files import atomic_path
 
     fig = figure(rows, title, images)
     with atomic_path(out) as tmp:
@@ -236,7 +236,7 @@ def write_report(report: BenchReport, out_dir, failed: bool = False) -> dict:
     """bench.json/.csv/.png in ``out_dir``, each replaced atomically; a complete report also
     removes the bench.failed.* of an earlier failed bench. ``failed`` (rows that could not
     run): bench.failed.json/.csv/.png instead, and the previous report stays as it was."""
-    from cnnedge.utils import atomic_write_json, atomic_write_text
+    from cnnedge.files import atomic_write_json, atomic_write_text
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

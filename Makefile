@@ -7,10 +7,17 @@ STAMP  := $(VENV)/.installed
 # Datasets the library does not search by itself (CIFAR-10 JPEGs beside the checkout): the
 # commands below and the tests find them through $CNNEDGE_DATA.
 export CNNEDGE_DATA ?= $(wildcard $(abspath ../shared/datasets))
+# The TFLite Micro tree firmware builds against (cnnedge firmware --tflm-dir), beside the checkout.
+export CNNEDGE_TFLM ?= $(wildcard $(abspath ../shared/tflm))
+# Cores whose TFLM library the install step builds (minutes each, once; cached in
+# ~/.cache/cnnedge/tflm, rebuilt when the TFLM commit or flags change): those the tests use.
+FIRMWARE_TARGETS ?= host,cortex-m4,cortex-m55
+ARM_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib \
+                qemu-system-arm
 
-.PHONY: setup data test test-fast test-full demo lint clean
+.PHONY: setup data firmware-tools firmware-libs test test-fast test-full demo lint clean
 
-setup: $(STAMP) data
+setup: $(STAMP) data firmware-libs
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +33,22 @@ data:
 	  $(SUDO) apt-get install -y -q dataset-fashion-mnist || \
 	  ( $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist ); \
 	else echo "apt-get not found: put the Fashion-MNIST *-ubyte.gz files in \$$CNNEDGE_DATA"; fi
+
+# The Arm cross compiler, newlib and QEMU's Cortex-M board models, from Debian.
+firmware-tools:
+	@if command -v arm-none-eabi-gcc >/dev/null 2>&1 && command -v qemu-system-arm >/dev/null 2>&1 \
+	  && [ -f "$$(arm-none-eabi-gcc -print-file-name=rdimon.specs)" ]; then \
+	  echo "Arm toolchain and QEMU: $$(command -v arm-none-eabi-gcc), $$(command -v qemu-system-arm)"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  $(SUDO) apt-get install -y -q --no-install-recommends $(ARM_PACKAGES) || \
+	  ( $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $(ARM_PACKAGES) ); \
+	else echo "apt-get not found: install $(ARM_PACKAGES) for cnnedge firmware"; fi
+
+# TFLM's library for each of FIRMWARE_TARGETS, so the firmware tests and commands take seconds.
+firmware-libs: $(STAMP) firmware-tools
+	@if [ -n "$(CNNEDGE_TFLM)" ]; then \
+	  $(BIN)/cnnedge firmware --prepare --target $(FIRMWARE_TARGETS); \
+	else echo "no TFLite Micro tree (../shared/tflm or CNNEDGE_TFLM): firmware tests skipped"; fi
 
 # test (what CI runs): all but the heavy real-data runs marked `full`; its budget is 8 minutes on
 # 2 cores (past that it prints a warning line, never a failure) and it lists the 15 slowest tests.

@@ -42,6 +42,21 @@ def small_run(easy_idx, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tflm_run(tiny_run, tmp_path_factory):
+    """A copy of ``tiny_run`` exported with --format tflm: {run, res, file, bundle}. Shared by
+    the TFLM and firmware tests; read only."""
+    import shutil
+
+    from cnnedge.export import export
+
+    out = tmp_path_factory.mktemp("tflm")
+    shutil.copytree(tiny_run["run"], out / "run")
+    res = export(out / "run", formats="tflm", verify=0)
+    return {"run": out / "run", "res": res, "file": out / "run" / "export" /
+            "model_int8_static.tflite", "bundle": out / "run" / "export" / "tflm"}
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """One small trained run shared by the export, verify, runtime, bench and demo tests.
 

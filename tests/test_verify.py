@@ -41,7 +41,8 @@ def test_verify_report(run, tmp_path):
     assert (tmp_path / "again.json").read_bytes() == (run / "verify.json").read_bytes()
     assert list(rep.to_dict()) == ["run", "split", "images", "split_images", "class_names",
                                    "thresholds", "gate_ptq", "interval", "hard_gate_images",
-                                   "rows", "passed", "inconclusive", "notes"]
+                                   "rows", "passed", "inconclusive", "notes", "firmware"]
+    assert rep.firmware == []  # no cnnedge firmware report in this run
     again = VerifyReport.from_dict(json.loads((run / "verify.json").read_text()))
     assert again.passed == rep.passed and again.rows == json.loads(json.dumps(rep.rows))
 

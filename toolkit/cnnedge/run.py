@@ -33,6 +33,27 @@ def eval_split(src) -> str:
     return "test" if "test" in src.info.split_sizes else "val"
 
 
+def test_images(src, n: int | None = None, *, seed: int = 0):
+    """(uint8 images [N,H,W,C], labels [N], split) of dataset ``src``'s evaluation split: all
+    of it in file order, or ``n`` of them drawn with ``seed``, stratified by class."""
+    split = eval_split(src)
+    total = src.num_examples(split)
+    keep = None
+    if n is not None and int(n) < total:
+        keep = stratified_positions(src.split_index(split).labels, int(n), seed)
+    xs, ys = [], []
+    with src.guard(split):
+        for x, y in src.pipeline(split, batch_size=1024):
+            xs.append(x.numpy())
+            ys.append(y.numpy())
+    if not xs:
+        raise CnnedgeError(f"split '{split}' of {src.info.name} is empty")
+    images, labels = np.concatenate(xs), np.concatenate(ys)
+    if keep is not None:
+        images, labels = images[keep], labels[keep]
+    return images, labels, split
+
+
 def open_data(recipe):
     """The dataset of ``recipe`` with its validation carve-out and seed."""
     from cnnedge import data
@@ -316,23 +337,7 @@ class Run:
     def test_images(self, n: int | None = None, *, seed: int = 0, src=None):
         """(uint8 images [N,H,W,C], labels [N], split) of the run's evaluation split: all of it
         in file order, or ``n`` of them drawn with ``seed``, stratified by class."""
-        src = src or self.open_data()
-        split = eval_split(src)
-        total = src.num_examples(split)
-        keep = None
-        if n is not None and int(n) < total:
-            keep = stratified_positions(src.split_index(split).labels, int(n), seed)
-        xs, ys = [], []
-        with src.guard(split):
-            for x, y in src.pipeline(split, batch_size=1024):
-                xs.append(x.numpy())
-                ys.append(y.numpy())
-        if not xs:
-            raise CnnedgeError(f"split '{split}' of {src.info.name} is empty")
-        images, labels = np.concatenate(xs), np.concatenate(ys)
-        if keep is not None:
-            images, labels = images[keep], labels[keep]
-        return images, labels, split
+        return test_images(src or self.open_data(), n, seed=seed)
 
 
 def _fmt(v):

@@ -87,7 +87,8 @@ def _row(t: Target, bench_name: str, threads) -> dict:
 def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: bool = False,
           out=None, compare=None, fail_under=None, batch_sizes=None, timing: Timing | None = None,
           timeout: float = WORKER_TIMEOUT_S, write: bool = True, command: str | None = None,
-          progress=None, isolate: bool = True, profile: bool = False) -> BenchReport:
+          progress=None, isolate: bool = True, profile: bool = False, mcu_targets=None,
+          tflm_dir=None) -> BenchReport:
     """Benchmark a run directory or artifact files (see the module docstring).
 
     Args:
@@ -110,6 +111,9 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
         isolate: Measure each row in a fresh process (False: in this one; tests, smoke checks).
         profile: onnxruntime's per-node profile of each onnxruntime row, written as
             profile_<row>.json beside bench.json and summarised in ``profiles``.
+        mcu_targets: Microcontroller cores (list or comma string, e.g. ``cortex-m4``): a row
+            each from the run's firmware (:mod:`cnnedge.bench.firmware`).
+        tflm_dir: The TFLite Micro tree those firmwares build against.
 
     Returns:
         A :class:`BenchReport`; ``exit_code`` is 1 when a row failed or a gate was not met.
@@ -132,6 +136,7 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
     if quick and n is None:
         n = QUICK_MAX_IMAGES
     paths, run = resolve_targets(targets)
+    mcu_list = _mcu_targets(mcu_targets)
     out_dir = Path(out) if out else (run.path if run is not None else Path.cwd())
     write = write and (out is not None or any(p.is_file() for p in paths))  # no report of nothing
     if write:
@@ -144,6 +149,10 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
         rows, notes, profiles, data_by_run = _measure(
             files, n, (keep, thread_list, sizes, timing), timeout, progress, isolate, profile,
             out_dir if write else None)
+        if mcu_targets:
+            from cnnedge.bench.firmware import firmware_rows
+
+            rows += firmware_rows(paths, run, mcu_list, tflm_dir=tflm_dir)
         comparison = apply_compare(rows, baseline) if baseline else None
         gate_failures = check_gates(rows, gates)
         failed = [r for r in rows if r["status"] == FAILED]
@@ -169,6 +178,17 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
         if write and (not failed or measured or out is not None or run is not None):
             report.files = write_report(report, out_dir, failed=bool(failed))
     return report
+
+
+def _mcu_targets(names) -> list[str]:
+    from cnnedge.firmware import targets as fw_targets
+    from cnnedge.utils import split_list
+
+    out = split_list(names) if names else []
+    out = fw_targets.names() if out == ["all"] else out
+    for name in out:
+        fw_targets.get(name)
+    return out
 
 
 def _measure(files, n, plan, timeout, progress, isolate, profile, out_dir):
@@ -259,7 +279,9 @@ def _rows_of(t: Target, keep, thread_list, sizes, timing, data_by_run, workdir, 
             if profile and row["status"] == OK:
                 row["_profile"] = res.get("profile") or {"note": "no profiler"}
             if mcu:
-                row.update(mcu_arena_bytes=mcu["arena_bytes"], mcu_flash_bytes=mcu["flash_bytes"],
+                # the greedy plan only where TFLM cannot measure (a dynamic-size file)
+                row.update(mcu_arena_bytes=mcu["arena_bytes"] if measured is None else None,
+                           mcu_flash_bytes=mcu["flash_bytes"],
                            mcu_weight_bytes=mcu["weight_bytes"])
             row["tflm_arena_bytes"] = measured
             rows.append(row)

@@ -22,7 +22,8 @@ COLUMNS = ["artifact", "runtime", "threads", "status", "reason", "format", "prec
            "first_ms", "runs", "mean_us", "p50_us", "p90_us", "p99_us",
            "ips_b1", "ips_b32", "ips_b256", "runs_b32", "runs_b256", "peak_rss_mb", "mem_mb",
            "mcu_arena_bytes", "mcu_flash_bytes", "mcu_weight_bytes", "tflm_arena_bytes",
-           "providers",
+           "mcu_target", "fw_flash_bytes", "fw_ram_bytes", "fw_instructions", "fw_est_ms",
+           "fw_clock_mhz", "providers",
            "speed_ratio", "throughput_ratio_b1", "throughput_ratio_b32",
            "throughput_ratio_b256", "path"]
 
@@ -157,9 +158,16 @@ def figure(rows: list[dict], title: str = "", images: dict | None = None):
 
     pts = [r for r in rows if r["status"] == OK and r.get("p50_us") and r.get("accuracy")
            is not None]
+    pts = [r for r in pts if not r.get("mcu_target")]
+    fw = [r for r in rows if r.get("mcu_target") and r["status"] == OK]
     threads = sorted({r["threads"] for r in pts}, key=lambda t: (t is None, t or 0)) or [None]
-    fig = Figure(figsize=(min(6.0 * len(threads), 18) + 2.6, 6.0))
-    axes = fig.subplots(1, len(threads), sharey=True, squeeze=False)[0]
+    fig = Figure(figsize=(min(6.0 * (len(threads) + bool(fw)), 24) + 2.6, 6.0))
+    axes = fig.subplots(1, len(threads) + bool(fw), squeeze=False)[0]
+    for ax in axes[1:len(threads)]:
+        ax.sharey(axes[0])
+    if fw:
+        firmware_panel(axes[-1], fw)
+        axes = axes[:-1]
     runtimes = list(dict.fromkeys(r["runtime"] for r in pts))
     arts = list(dict.fromkeys(r["artifact"] for r in pts))
     colour = {rt: f"C{i % 10}" for i, rt in enumerate(runtimes)}
@@ -188,6 +196,25 @@ def figure(rows: list[dict], title: str = "", images: dict | None = None):
 
 
 _MARKERS = "o^sDvP*XhpH<>d8"
+
+
+def firmware_panel(ax, rows: list[dict]) -> None:
+    """bench.png's microcontroller panel: instructions per inference by core (estimated ms at
+    the stated clock written on each bar where a calibration exists)."""
+    mine = [r for r in rows if r.get("mcu_target") and r["status"] == OK and r["fw_instructions"]]
+    names = [r["mcu_target"] for r in mine]
+    values = [r["fw_instructions"] / 1e6 for r in mine]
+    bars = ax.barh(names, values, color="C0")
+    for bar, r in zip(bars, mine):
+        text = f"{r['fw_flash_bytes'] / 1024:.0f} KiB flash, {r['fw_ram_bytes'] / 1024:.0f} KiB RAM"
+        if r.get("fw_est_ms") is not None:
+            text += f", ≈{r['fw_est_ms']:.0f} ms @ {r['fw_clock_mhz']} MHz (estimate)"
+        ax.annotate(text, (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+                    xytext=(4, 0), textcoords="offset points", va="center", fontsize=7)
+    ax.set(xlabel="instructions per inference (millions, counted under QEMU)",
+           title="microcontroller firmware (TFLite Micro)")
+    ax.grid(alpha=0.3, axis="x")
+
 
 
 def _front(ax, rows: list[dict]) -> None:
@@ -280,6 +307,14 @@ def _num(v) -> str:
     return str(v)
 
 
+def _firmware_note(r: dict) -> str:
+    est = (f", ≈{r['fw_est_ms']:.1f} ms at {r['fw_clock_mhz']} MHz (estimate)"
+           if r.get("fw_est_ms") is not None else "")
+    return (f"{r['runtime']}: flash {r['fw_flash_bytes'] / 1024:.1f} KiB, RAM "
+            f"{r['fw_ram_bytes'] / 1024:.1f} KiB, {(r['fw_instructions'] or 0) / 1e6:.2f} M "
+            f"instructions per inference{est}")
+
+
 def table(report: BenchReport):
     """The rich Table of a report's rows (the CLI prints it); the reason of each ❌/➖ row is
     a line under the table (mean latency, run counts, ratios: bench.json/.csv)."""
@@ -289,6 +324,8 @@ def table(report: BenchReport):
     h = report.header
     notes = []
     for r in report.rows:
+        if r["status"] == OK and r.get("mcu_target"):
+            notes.append(_firmware_note(r))
         if r["status"] != OK:
             notes.append(f"{STATUS_MARK[r['status']]} {r['artifact']} on {r['runtime']}"
                          + (f" ({r['threads']} threads)" if r["threads"] else "")

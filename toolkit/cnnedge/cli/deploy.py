@@ -146,6 +146,10 @@ def _print_verify(rep):
         console.print(line)
     for line in gate_lines(rep) + rep.notes:  # stdout: these are not errors
         console.print(line, markup=False, highlight=False, soft_wrap=True)
+    from cnnedge.verify.report import firmware_lines
+
+    for line in firmware_lines(getattr(rep, "firmware", [])):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("demo")
@@ -248,21 +252,28 @@ def bench_cmd(
     profile: bool = typer.Option(False, "--profile", help="onnxruntime rows: per-node profiler "
                                  "JSON (profile_<row>.json) and a top-nodes table; other "
                                  "runtimes say 'no profiler'."),
+    mcu_target: Optional[str] = typer.Option(None, "--target", help="Microcontroller cores "
+                                             "(comma list or all, e.g. cortex-m4,cortex-m7): a "
+                                             "row each from the run's TFLM firmware built and "
+                                             "run under QEMU (cnnedge firmware)."),
+    tflm_dir: Optional[Path] = typer.Option(None, "--tflm-dir", help="TFLite Micro source tree "
+                                            "for --target (default $CNNEDGE_TFLM)."),
 ):
     """Latency, accuracy and memory on every runtime.
 
-    One row per artifact x runtime x threads: bench.json, bench.csv, bench.png.
+    One row per artifact x runtime x threads (and per --target core): bench.json, bench.csv,
+    bench.png.
     """
     from cnnedge import bench as bn
 
     width = None if console.is_terminal else 200
     rep = bn.bench(targets, runtimes=runtime, threads=threads, n=n, quick=quick, out=out,
                    compare=compare, fail_under=fail_under, batch_sizes=batch_sizes,
-                   profile=profile,
+                   profile=profile, mcu_targets=mcu_target, tflm_dir=tflm_dir,
                    command=bn.command_line(targets, runtime=runtime, threads=threads, n=n,
                                            quick=quick, batch_sizes=batch_sizes, out=out,
                                            compare=compare, fail_under=fail_under,
-                                           profile=profile),
+                                           profile=profile, target=mcu_target),
                    progress=lambda r: err_console.print(bn.progress_line(r), markup=False,
                                                         highlight=False, soft_wrap=True))
     console.print(bn.table(rep), width=width)

@@ -145,9 +145,11 @@ def is_qat(model) -> bool:
 
 def resolve(run_or_model, calibration, opset, int8_method, calibration_images) -> Job:
     """A :class:`Job` for a run directory or a .keras/.h5 model file."""
-    from cnnedge import models
+    from cnnedge import models, weights
 
     path = Path(run_or_model)
+    if not path.exists() and weights.is_reference(str(run_or_model)):
+        path = weights.path(str(run_or_model))  # a shipped checkpoint, by name
     run = recipe = None
     summary: dict = {}
     class_names = None
@@ -168,12 +170,17 @@ def resolve(run_or_model, calibration, opset, int8_method, calibration_images) -
         owner = Run.of_model(path)  # a run's model file: its training size is the run's
         if owner is not None:
             summary, recipe = owner.summary, owner.recipe
+        elif weights.reference_of(path):  # a shipped checkpoint: its sidecar JSON says
+            ref = weights.info(weights.reference_of(path))
+            summary = {"input_size": ref["image_size"], "params": ref.get("params")}
+            class_names = ref.get("class_names")
+            calibration = calibration or ref.get("dataset")
     else:
         raise CnnedgeError(f"no run directory or model file at {path}")
     try:  # class names of the run the model belongs to
-        class_names = Run(float_path.parent).class_names
+        class_names = Run(float_path.parent).class_names or class_names
     except CnnedgeError:
-        class_names = None
+        pass
 
     model = models.load_model(float_path, compile=False)
     if is_qat(model):

@@ -73,6 +73,8 @@ def sources(buf: bytes, meta: dict, facts: dict) -> dict[str, str]:
             "test_data.h": _test_data_h(head),
             "test_data.cc": _test_data(head, facts),
             "main.cc": head + _MAIN,
+            "Makefile": head.replace("//", "#") + _MAKEFILE,
+            "bundle.mk": head.replace("//", "#") + _BUNDLE_MK,
             "README.md": _readme(meta, facts, h, w, int(meta["channels"]),
                                  facts["arena"]["arena_bytes"])}
 
@@ -196,6 +198,9 @@ const int kTestLabel = {-1 if label is None else int(label)};
 
 
 _MAIN = """// Example: allocate the model, run the bundled test image, compare with the host's output.
+// Built with -DCNNEDGE_IMAGES=\\"file\\" it then also runs every image of that file (int8, one
+// kInputBytes record each) and writes the int8 outputs to CNNEDGE_IMAGES ".out" (semihosting
+// file I/O on an emulated core): cnnedge's on-device parity check.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -209,6 +214,41 @@ _MAIN = """// Example: allocate the model, run the bundled test image, compare w
 #include "tensorflow/lite/schema/schema_generated.h"
 
 alignas(16) static uint8_t tensor_arena[kTensorArenaSize];
+
+// Called around every Invoke(): an emulator or debugger counts what runs between the two.
+extern "C" __attribute__((weak, noinline)) void cnnedge_inference_begin() { __asm__ volatile(""); }
+extern "C" __attribute__((weak, noinline)) void cnnedge_inference_end() { __asm__ volatile(""); }
+
+static TfLiteStatus Run(tflite::MicroInterpreter& interpreter, const int8_t* input) {
+  memcpy(interpreter.input(0)->data.int8, input, kInputBytes);
+  cnnedge_inference_begin();
+  TfLiteStatus status = interpreter.Invoke();
+  cnnedge_inference_end();
+  return status;
+}
+
+#ifdef CNNEDGE_IMAGES
+// Every image of CNNEDGE_IMAGES through the model; outputs to CNNEDGE_IMAGES ".out".
+static int RunImageFile(tflite::MicroInterpreter& interpreter) {
+  FILE* in = fopen(CNNEDGE_IMAGES, "rb");
+  FILE* out = fopen(CNNEDGE_IMAGES ".out", "wb");
+  if (in == nullptr || out == nullptr) {
+    printf("cannot open %s or its .out\\n", CNNEDGE_IMAGES);
+    return 1;
+  }
+  static int8_t image[kInputBytes];
+  int n = 0;
+  while (fread(image, 1, kInputBytes, in) == static_cast<size_t>(kInputBytes)) {
+    if (Run(interpreter, image) != kTfLiteOk) return 1;
+    fwrite(interpreter.output(0)->data.int8, 1, kNumClasses, out);
+    ++n;
+  }
+  fclose(in);
+  fclose(out);
+  printf("images: %d run\\n", n);
+  return 0;
+}
+#endif
 
 int main() {
   tflite::InitializeTarget();
@@ -229,8 +269,7 @@ int main() {
 
   // A camera frame goes in the same way: resize to kInputHeight x kInputWidth, then
   // input[i] = PixelToInput(pixel[i]).
-  memcpy(interpreter.input(0)->data.int8, g_test_input, kInputBytes);
-  if (interpreter.Invoke() != kTfLiteOk) return 1;
+  if (Run(interpreter, g_test_input) != kTfLiteOk) return 1;
   const int8_t* out = interpreter.output(0)->data.int8;
 
   int best = 0, worst_step = 0;
@@ -239,13 +278,71 @@ int main() {
     int d = abs(out[k] - g_test_expected_output[k]);
     if (d > worst_step) worst_step = d;
   }
-  printf("predicted %s (logit %.3f)", kClassNames[best],
-         static_cast<double>((out[best] - kOutputZeroPoint) * kOutputScale));
+  // The logit in thousandths: no float formatting, which some C libraries lack.
+  printf("predicted %s (logit %ld/1000)", kClassNames[best],
+         static_cast<long>((out[best] - kOutputZeroPoint) * kOutputScale * 1000.0f));
   if (kTestLabel >= 0) printf(", label %s", kClassNames[kTestLabel]);
   printf("\\nself-check: %s (largest output difference %d step(s), tolerance %d)\\n",
          worst_step <= kSelfCheckTolerance ? "passed" : "FAILED", worst_step, kSelfCheckTolerance);
-  return worst_step <= kSelfCheckTolerance ? 0 : 1;
+  if (worst_step > kSelfCheckTolerance) return 1;
+#ifdef CNNEDGE_IMAGES
+  return RunImageFile(interpreter);
+#else
+  return 0;
+#endif
 }
+"""
+
+
+_MAKEFILE = """# Builds this bundle with TFLite Micro's own Makefile: its compiler flags, its library.
+#   make TFLM_DIR=~/tflite-micro TARGET_ARCH=cortex-m4      lib: this bundle's objects + TFLM's
+#                                                           library for a core (CMSIS-NN), to
+#                                                           link into a board project
+#   make TFLM_DIR=~/tflite-micro TARGET=linux TARGET_ARCH=x86_64 OPTIMIZED_KERNEL_DIR= run
+#                                                           the self-check on this computer
+# TFLM_DIR: the tflite-micro repository (cnnedge builds with commit 90b983c2b3f1).
+TFLM_DIR ?= ../tflite-micro
+TARGET ?= cortex_m_generic
+TARGET_ARCH ?= cortex-m4
+OPTIMIZED_KERNEL_DIR ?= cmsis_nn
+BUNDLE := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+TFLM_MAKE = $(MAKE) -C $(TFLM_DIR) -f tensorflow/lite/micro/tools/make/Makefile \\
+  -f $(BUNDLE)/bundle.mk TARGET=$(TARGET) TARGET_ARCH=$(TARGET_ARCH) \\
+  OPTIMIZED_KERNEL_DIR=$(OPTIMIZED_KERNEL_DIR) BUNDLE=$(BUNDLE)
+
+.PHONY: lib run flags
+lib:
+\t$(TFLM_MAKE) cnnedge_lib
+run:
+\t$(TFLM_MAKE) cnnedge_run
+flags:
+\t@$(TFLM_MAKE) -s cnnedge_flags
+"""
+
+_BUNDLE_MK = """# Read after TFLite Micro's Makefile (see Makefile): rules for this bundle's sources, compiled
+# with TFLM's CXX, CXXFLAGS and INCLUDES for the chosen TARGET / TARGET_ARCH.
+BUNDLE_SRCS := $(BUNDLE)/main.cc $(BUNDLE)/model_data.cc $(BUNDLE)/test_data.cc
+BUNDLE_GEN := $(GENDIR)cnnedge_bundle/
+BUNDLE_OBJS := $(patsubst $(BUNDLE)/%.cc,$(BUNDLE_GEN)%.o,$(BUNDLE_SRCS))
+
+$(BUNDLE_GEN)%.o: $(BUNDLE)/%.cc
+\t@mkdir -p $(dir $@)
+\t$(CXX) $(CXXFLAGS) $(CORE_OPTIMIZATION_LEVEL) $(INCLUDES) -I$(BUNDLE) -c $< -o $@
+
+$(BUNDLE_GEN)libcnnedge_bundle.a: $(BUNDLE_OBJS)
+\t$(AR) $(ARFLAGS) $@ $^
+
+$(BUNDLE_GEN)cnnedge_bundle: $(BUNDLE_OBJS) $(MICROLITE_LIB_PATH)
+\t$(CXX) $(CXXFLAGS) -o $@ $(BUNDLE_OBJS) $(MICROLITE_LIB_PATH) $(LDFLAGS) $(MICROLITE_LIBS)
+
+.PHONY: cnnedge_lib cnnedge_run cnnedge_flags
+cnnedge_lib: $(BUNDLE_GEN)libcnnedge_bundle.a $(MICROLITE_LIB_PATH)
+\t@echo "link into your firmware: $(BUNDLE_GEN)libcnnedge_bundle.a $(MICROLITE_LIB_PATH)"
+cnnedge_run: $(BUNDLE_GEN)cnnedge_bundle
+\t$(BUNDLE_GEN)cnnedge_bundle
+cnnedge_flags:
+\t@echo "CXXFLAGS: $(CXXFLAGS) $(CORE_OPTIMIZATION_LEVEL)"
+\t@echo "INCLUDES: $(INCLUDES) -I$(BUNDLE)"
 """
 
 
@@ -263,6 +360,7 @@ Written by `cnnedge export --format tflm` from `{Path(meta.get('source_model') o
 | `model_settings.h` | input size and quantization, class names, `kTensorArenaSize` |
 | `test_data.cc/.h` | one real image and the int8 output TFLite Micro gave for it |
 | `main.cc` | example: allocate, run the test image, check the output |
+| `Makefile`, `bundle.mk` | build these sources with TFLite Micro's own Makefile and flags |
 
 Add the `.cc` files to a firmware project that builds TFLite Micro and call `main()`'s steps
 from your application. The arena was measured with TFLite Micro's own interpreter (x86-64
@@ -273,6 +371,37 @@ kernels' scratch buffers. TFLite Micro's allocation report at that size:
 ```
 {rep}
 ```
+
+## Build it
+
+`cnnedge firmware RUN --target cortex-m4` builds this bundle for a core, runs it on QEMU's board
+model and reports flash, RAM, the arena and instructions per inference. Without cnnedge, the
+`Makefile` here drives TFLite Micro's own Makefile (the tflite-micro repository at commit
+90b983c2b3f1; it downloads CMSIS-NN and the rest on first use):
+
+```
+make TFLM_DIR=~/tflite-micro TARGET_ARCH=cortex-m4 lib      # objects + TFLM library (CMSIS-NN)
+make TFLM_DIR=~/tflite-micro TARGET_ARCH=cortex-m4 flags    # the flags to build with elsewhere
+make TFLM_DIR=~/tflite-micro TARGET=linux TARGET_ARCH=x86_64 OPTIMIZED_KERNEL_DIR= run
+```
+
+## Put it into a firmware project
+
+Keep `main.cc`'s steps (`GetModel`, `RegisterModelOps`, `MicroInterpreter`, `AllocateTensors`,
+fill the input with `PixelToInput`, `Invoke`, argmax of the int8 output) in your application
+and drop its `main()`; add `model_data.cc` and `test_data.cc` (or leave the test data out).
+
+- **Arduino**: the `Arduino_TensorFlowLite` / `Chirale_TensorFLowLite` libraries carry TFLM; copy
+  the `.cc`/`.h` files into the sketch folder, rename `main()` and call it from `setup()`.
+- **STM32Cube**: add the files and a TFLM source tree (or `lib` above, built for the board's
+  core) to the project; CMSIS-NN needs `-DCMSIS_NN` and its include paths (`make flags`).
+- **ESP-IDF**: the `esp-tflite-micro` component provides TFLM with ESP-NN kernels; add the files
+  to `main/` and register them in its `CMakeLists.txt`.
+- **Zephyr**: enable the `tflite-micro` module (`CONFIG_TENSORFLOW_LITE_MICRO=y`) and add the
+  files to the application's `target_sources`.
+
+Give the arena the `kTensorArenaSize` of `model_settings.h`; `cnnedge firmware` reports what
+TFLM really allocates on the core (`arena_used_bytes()`), which may let you shrink it.
 """
 
 

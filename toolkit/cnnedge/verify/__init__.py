@@ -210,9 +210,12 @@ def _verify(run_dir, *, n, artifacts, thresholds, threads, gate_ptq, write,
         rows.append(row)
         row["_logits"] = logits
     _vs_tflite_int8(rows, tflite_int8)
+    from cnnedge.firmware.report import parity_rows
+
     report = VerifyReport(run=str(run.path), split=split, images=count,
                           split_images=int(src.num_examples(split)), class_names=class_names,
-                          thresholds=th, gate_ptq=bool(gate_ptq), rows=rows, notes=notes)
+                          thresholds=th, gate_ptq=bool(gate_ptq), rows=rows, notes=notes,
+                          firmware=parity_rows(run.path))
     if write:
         atomic_write_json(run.report(Run.VERIFY_JSON), report.to_dict())
         atomic_write_text(run.report(Run.VERIFY_MD), markdown(report))

@@ -32,10 +32,12 @@ class VerifyReport:
     passed: bool | None = None
     inconclusive: list | None = None
     notes: list = field(default_factory=list)
+    firmware: list = field(default_factory=list)  # on-device parity, one row per target
 
     def __post_init__(self):
         if self.passed is None:
-            self.passed = all(r.get("passed", True) for r in self.rows)
+            self.passed = all(r.get("passed", True) for r in self.rows) and \
+                all(r["gate"] != "fail" for r in self.firmware)
         if self.inconclusive is None:
             self.inconclusive = [r["artifact"] for r in self.rows if r["gate"] == "inconclusive"]
 
@@ -142,9 +144,26 @@ def markdown(report: VerifyReport) -> str:
     lines.append(f"\ngate: pass = agreement at or over its bar; under it, fail, except on fewer "
                  f"than {HARD_GATE_IMAGES:,} images while the 95 % Clopper–Pearson interval still "
                  "reaches the bar: inconclusive (rerun on more images); info = reported, not gated.")
+    lines += firmware_lines(report.firmware)
     if any(r.get("flips_within_one_step") for r in report.rows):
         lines.append("\n≤ 1 step: flips where the reference's own top-2 logits are within one "
                      "int8 output quantization step of each other (near-ties, not counted as "
                      "agreement).")
     return "\n".join(lines) + "\n"
 
+
+
+def firmware_lines(rows: list) -> list[str]:
+    """verify.md's on-device parity table (``cnnedge firmware`` reports), or nothing."""
+    if not rows:
+        return []
+    out = ["", "On-device parity: model_int8_static.tflite as firmware on emulated cores "
+           "(cnnedge firmware) against LiteRT on the same int8 inputs", "",
+           "| target | board | kernels | images | top-1 agreement | max step diff | accuracy "
+           "(device / LiteRT) | date | gate |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['target']} | {r['board'] or 'native'} | {r['kernels']} | "
+                   f"{r['images']} | {pct(r['top1_agreement'])} | {r['max_step_diff']} | "
+                   f"{pct(r['accuracy_device'])} / {pct(r['accuracy_litert'])} | {r['date']} | "
+                   f"{GATE_ICONS.get(r['gate'], '➖')} {r['gate']} |")
+    return out

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 from helpers import one_error
 
@@ -61,6 +62,18 @@ def test_firmware_passes_self_check_and_parity(built, fw_run, target):
         assert p["instructions_mean"] == pytest.approx(r.instructions, rel=0.05)
 
 
+@pytest.mark.full
+@pytest.mark.parametrize("target", ["cortex-m3", "cortex-m7", "cortex-m33"])
+def test_the_other_cores(fw_run, target):
+    """make test-full: the cores the default suite leaves out (their TFLM libraries are built on
+    first use, minutes each)."""
+    from cnnedge.firmware import build_firmware
+
+    r = build_firmware(fw_run, target, parity_images=PARITY, out=fw_run / "firmware-full")
+    assert r.parity["passed"] and r.instructions > r.macs_per_image / 4
+    assert r.flash["total"] > r.flash["model"] > 0 and r.arena_used <= r.arena_declared
+
+
 @pytest.mark.parametrize("target", ["cortex-m4", "cortex-m55"])
 def test_flash_and_ram_split_adds_up_to_the_linker(built, fw_run, target):
     from cnnedge.firmware import memory
@@ -68,7 +81,7 @@ def test_flash_and_ram_split_adds_up_to_the_linker(built, fw_run, target):
     r = built[target]
     elf = r.folder / "firmware.elf"
     sizes = memory.size_tool(elf)
-    assert r.flash["total"] == sizes["text"] + sizes["data"]
+    assert r.flash["total"] == sizes["flash"]
     assert r.flash["total"] == sum(r.flash[k] for k in memory.OWNERS)
     model = (fw_run / "export" / "model_int8_static.tflite").stat().st_size
     assert model <= r.flash["model"] < model + 64  # the array and its length
@@ -120,7 +133,8 @@ def test_instructions_grow_with_the_models_macs(easy_idx, tmp_path):
         export(path, formats="tflm", out_dir=tmp_path / name, calibration=str(easy_idx),
                image_size="28x28", verify=0)
         r = build_firmware(tmp_path / name, "cortex-m4", parity_images=0)
-        counts.append((r.macs_per_image, r.instructions))
+        counts.append((models.count_macs(models.load_model(path), (28, 28, 1)),
+                       r.instructions))
     (mac_a, ins_a), (mac_b, ins_b) = sorted(counts)
     assert mac_b > 2 * mac_a and ins_b > ins_a
     per_mac = (ins_a / mac_a, ins_b / mac_b)
@@ -216,8 +230,16 @@ def test_an_op_tflm_lacks_is_named_and_outputs_must_be_writable(export_copy, tmp
               "has no kernel for the model's op FOO_BAR")
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    one_error(capsys, main(["firmware", str(export_copy), "-o", str(blocker / "out")]),
-              "is not a writable folder")
+    one_error(capsys, main(["firmware", str(export_copy)]),
+              "on-device parity needs test images", "--data")
+    one_error(capsys, main(["firmware", str(export_copy), "--parity", "0", "-o",
+                            str(blocker / "out")]), "is not a writable folder")
+    (export_copy / "firmware" / "cortex-m4").mkdir(parents=True)
+    (export_copy / "firmware" / "cortex-m4" / "notes.txt").write_text("mine")
+    one_error(capsys, main(["firmware", str(export_copy), "--parity", "0"]),
+              "is an existing folder that is not an earlier firmware folder")
+    assert (export_copy / "firmware" / "cortex-m4" / "notes.txt").read_text() == "mine"
+    shutil.rmtree(export_copy / "firmware")
     one_error(capsys, main(["firmware", str(tmp_path)]), "no TFLM bundle")
     assert _nothing_written(export_copy)
 
@@ -284,3 +306,21 @@ def test_the_bundles_makefile_builds_and_runs_it_on_the_host(tflm_run, tmp_path)
                         "run"], capture_output=True, text=True, env=tflm_tree._env())
     assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
     assert "self-check: passed" in r.stdout
+
+
+def test_parity_counts_near_ties_apart():
+    from cnnedge.firmware.parity import compare
+
+    host = np.array([[10, 9, 0], [5, 20, 1], [3, 3, 40]], np.int8)
+    labels = np.array([0, 1, 2])
+    same = compare(host.copy(), host, labels)
+    assert same["passed"] and same["top1_agreement"] == 1.0 and same["flips"] == 0
+    tie = host.copy()
+    tie[0] = [9, 10, 0]  # one step each way: the firmware's class is LiteRT's runner-up by 1
+    r = compare(tie, host, labels)
+    assert r["flips"] == r["flips_near_tie"] == 1 and r["passed"] and r["max_step_diff"] == 1
+    wrong = host.copy()
+    wrong[1] = [21, 20, 1]  # 16 steps off: a real disagreement
+    r = compare(wrong, host, labels)
+    assert not r["passed"] and r["flips"] == 1 and r["flips_near_tie"] == 0
+    assert r["accuracy_device"] == pytest.approx(2 / 3) and r["accuracy_litert"] == 1.0

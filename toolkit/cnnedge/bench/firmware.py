@@ -37,11 +37,16 @@ def _fresh_report(source: Path, target: str):
     folder = src.out / target
     if not (folder / "report.json").is_file():
         return None
+    from cnnedge.firmware import targets, tflm_tree
+
     try:
         r = load_report(folder)
     except CnnedgeError:
         return None
-    return r if r.model_sha256 == sha256(src.tflite) else None
+    t = targets.get(target)
+    same = (r.model_sha256 == sha256(src.tflite) and r.tflm_commit == tflm_tree.COMMIT
+            and r.kernels == targets.kernels_for(t, None))
+    return r if same else None
 
 
 def firmware_rows(paths, run, targets, *, tflm_dir=None, parity_images: int = 0,

@@ -201,7 +201,8 @@ _MARKERS = "o^sDvP*XhpH<>d8"
 def firmware_panel(ax, rows: list[dict]) -> None:
     """bench.png's microcontroller panel: instructions per inference by core (estimated ms at
     the stated clock written on each bar where a calibration exists)."""
-    mine = [r for r in rows if r.get("mcu_target") and r["status"] == OK and r["fw_instructions"]]
+    mine = [r for r in rows if r.get("mcu_target") and r["status"] == OK and r["fw_instructions"]
+            and r["fw_flash_bytes"]]
     names = [r["mcu_target"] for r in mine]
     values = [r["fw_instructions"] / 1e6 for r in mine]
     bars = ax.barh(names, values, color="C0")
@@ -310,9 +311,12 @@ def _num(v) -> str:
 def _firmware_note(r: dict) -> str:
     est = (f", ≈{r['fw_est_ms']:.1f} ms at {r['fw_clock_mhz']} MHz (estimate)"
            if r.get("fw_est_ms") is not None else "")
-    return (f"{r['runtime']}: flash {r['fw_flash_bytes'] / 1024:.1f} KiB, RAM "
-            f"{r['fw_ram_bytes'] / 1024:.1f} KiB, {(r['fw_instructions'] or 0) / 1e6:.2f} M "
-            f"instructions per inference{est}")
+    def kib(v):
+        return "–" if v is None else f"{v / 1024:.1f} KiB"
+
+    ins = "–" if r.get("fw_instructions") is None else f"{r['fw_instructions'] / 1e6:.2f} M"
+    return (f"{r['runtime']}: flash {kib(r['fw_flash_bytes'])}, RAM {kib(r['fw_ram_bytes'])}, "
+            f"{ins} instructions per inference{est}")
 
 
 def table(report: BenchReport):

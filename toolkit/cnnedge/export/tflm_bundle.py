@@ -322,12 +322,15 @@ flags:
 _BUNDLE_MK = """# Read after TFLite Micro's Makefile (see Makefile): rules for this bundle's sources, compiled
 # with TFLM's CXX, CXXFLAGS and INCLUDES for the chosen TARGET / TARGET_ARCH.
 BUNDLE_SRCS := $(BUNDLE)/main.cc $(BUNDLE)/model_data.cc $(BUNDLE)/test_data.cc
-BUNDLE_GEN := $(GENDIR)cnnedge_bundle/
+# One build folder per bundle (its path in the name), and header dependencies (-MMD): a changed
+# model_settings.h or model_ops.h rebuilds what includes it.
+BUNDLE_GEN := $(GENDIR)cnnedge_bundle/$(subst /,_,$(BUNDLE))/
 BUNDLE_OBJS := $(patsubst $(BUNDLE)/%.cc,$(BUNDLE_GEN)%.o,$(BUNDLE_SRCS))
+-include $(BUNDLE_OBJS:.o=.d)
 
 $(BUNDLE_GEN)%.o: $(BUNDLE)/%.cc
 \t@mkdir -p $(dir $@)
-\t$(CXX) $(CXXFLAGS) $(CORE_OPTIMIZATION_LEVEL) $(INCLUDES) -I$(BUNDLE) -c $< -o $@
+\t$(CXX) $(CXXFLAGS) $(CORE_OPTIMIZATION_LEVEL) $(INCLUDES) -I$(BUNDLE) -MMD -MP -c $< -o $@
 
 $(BUNDLE_GEN)libcnnedge_bundle.a: $(BUNDLE_OBJS)
 \t$(AR) $(ARFLAGS) $@ $^

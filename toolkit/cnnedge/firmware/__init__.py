@@ -15,6 +15,7 @@ what ``verify`` and ``bench`` read.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -59,26 +60,41 @@ def build_firmware(source, target: str = "cortex-m4", *, tflm_dir=None, kernels=
     toolchain.require(t)
     tree = tflm_tree.source_dir(tflm_dir)
     src = resolve_source(source, out, log=log)
-    dest = src.out / t.name
-    from cnnedge.files import check_writable
+    if parity_images and src.run is None and not (data or src.dataset):
+        raise CnnedgeError(f"{src.bundle}: on-device parity needs test images: give the run, "
+                           f"or --data with the model's dataset (or --parity 0)")
+    from cnnedge.files import check_output
 
-    check_writable(src.out, "firmware")
+    check_output(src.out / t.name, "firmware folder", folder=True,
+                 replaces=lambda p: (p / REPORT).is_file())
     stamp = tflm_tree.library(tree, t, kern, jobs=jobs, log=log)
-    work_tree = tflm_tree.work_tree(tree)
+    lock = src.run.lock("cnnedge firmware") if src.run is not None else contextlib.nullcontext()
+    with lock:
+        report = _build(src, t, kern, stamp, tflm_tree.work_tree(tree), parity_images, data,
+                        (max_flash, max_ram), timeout, log)
+    return report
+
+
+def _build(src: Source, t, kern, stamp, tree, parity_images, data, limits, timeout,
+           log) -> FirmwareReport:
+    """Everything in a temporary folder beside ``<out>/<target>``, which it replaces at the
+    end; on any failure nothing stays (not even ``<out>`` when this call made it)."""
+    made_out = not src.out.exists()
     src.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{t.name}.", dir=src.out))
     try:
-        report = _measure(src, t, kern, stamp, work_tree, tmp, timeout, log)
-        _check_limits(report, max_flash, max_ram)
+        report = _measure(src, t, kern, stamp, tree, tmp, timeout, log)
+        _check_limits(report, *limits)
         if parity_images:
-            report.parity = _parity(src, t, stamp, work_tree, tmp, parity_images, data,
-                                    timeout, log)
+            report.parity = _parity(src, t, stamp, tree, tmp, parity_images, data, timeout, log)
         report.write(tmp / REPORT)
-        _replace(tmp, dest)
+        _replace(tmp, src.out / t.name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if made_out:
+            shutil.rmtree(src.out, ignore_errors=True)
         raise
-    report.folder = dest
+    report.folder = src.out / t.name
     return report
 
 
@@ -102,10 +118,9 @@ def _measure(src: Source, t, kern, stamp, tree, tmp: Path, timeout, log) -> Firm
 def _split(map_file: Path, exe: Path, res) -> tuple[dict, dict]:
     s = memory.split(map_file, res.value(r"stack: (\d+) of"), res.value(r"heap: (\d+) bytes"))
     sizes = memory.size_tool(exe)
-    if s["flash"]["total"] != sizes["text"] + sizes["data"]:
+    if s["flash"]["total"] != sizes["flash"]:
         raise CnnedgeError(f"{map_file}: the map's flash ({s['flash']['total']:,} B) differs "
-                           f"from arm-none-eabi-size's text+data ({sizes['text'] + sizes['data']:,}"
-                           f" B)")
+                           f"from the ELF's loaded sections ({sizes['flash']:,} B)")
     return s["flash"], s["ram"]
 
 
@@ -144,7 +159,12 @@ def _replace(tmp: Path, dest: Path) -> None:
         old = dest.with_name(f".{dest.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         dest.rename(old)
-    tmp.rename(dest)
+    try:
+        tmp.rename(dest)
+    except OSError:
+        if old is not None:
+            old.rename(dest)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -157,8 +177,10 @@ def build_firmwares(source, targets="cortex-m4", **kwargs) -> list[FirmwareRepor
     names = split_list(targets)
     if names == ["all"]:
         names = _targets.names()
-    for n in names:
-        _targets.get(n)
+    for n in names:  # every target's kernels and tools, before the first build replaces anything
+        t = _targets.get(n)
+        _targets.kernels_for(t, kwargs.get("kernels"))
+        toolchain.require(t)
     return [build_firmware(source, n, **kwargs) for n in names]
 
 
@@ -172,7 +194,7 @@ def parse_bytes(text, flag: str) -> int | None:
         value = float(s[:-1] if scale > 1 else s) * scale
     except ValueError:
         value = -1.0
-    if not (0 < value < 1 << 40) or value != value:
+    if not (1 <= value < 1 << 40) or value != value:
         raise CnnedgeError(f"{flag} {text}: expected a size in bytes such as 262144, 256K or 2M")
     return int(value)
 
@@ -186,10 +208,12 @@ def prepare(targets="cortex-m4", *, tflm_dir=None, kernels=None, jobs=None, log=
     names = split_list(targets)
     names = _targets.names() if names == ["all"] else names
     found = [_targets.get(n) for n in names]
+    for t in found:
+        _targets.kernels_for(t, kernels)
+        toolchain.require(t)
     tree = tflm_tree.source_dir(tflm_dir)
     libs = []
     for t in found:
-        toolchain.require(t)
         stamp = tflm_tree.library(tree, t, _targets.kernels_for(t, kernels), jobs=jobs, log=log)
         libs.append(Path(stamp["flags"]["LIB"]))
     return libs

@@ -58,6 +58,29 @@ def _sources(bundle: Path, tree: Path, target: Target) -> list[Path]:
     return srcs
 
 
+def missing_op(tflite: Path, method: str) -> tuple[str, str | None]:
+    """(builtin op, first layer using it) behind a resolver method TFLM lacks (``AddConv2D``
+    -> CONV_2D): the op whose name the bundle writer turned into ``method``, looked up in the
+    model's own schema; the layer is its first operator's output tensor."""
+    from cnnedge import artifacts
+    from cnnedge.export.tflm_bundle import resolver_method
+
+    guess = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", method[3:]).upper()
+    try:
+        schema, model = artifacts.tflite_model(tflite.read_bytes(), tflite)
+    except (OSError, CnnedgeError):
+        return guess, None
+    codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    op = next((name for name in codes.values() if resolver_method(name) == method), guess)
+    g = model.Subgraphs(0)
+    for k in range(g.OperatorsLength()):
+        o = g.Operators(k)
+        c = model.OperatorCodes(o.OpcodeIndex())
+        if codes.get(max(c.BuiltinCode(), c.DeprecatedBuiltinCode())) == op:
+            return op, g.Tensors(int(o.Outputs(0))).Name().decode()
+    return op, None
+
+
 def _compile(src: Path, obj: Path, flags: dict, defines: list[str], extra_inc: list[str]):
     cxx = src.suffix == ".cc"
     cmd = ([flags["CXX" if cxx else "CC"]] + shlex.split(flags["CXXFLAGS" if cxx else "CCFLAGS"])
@@ -66,11 +89,13 @@ def _compile(src: Path, obj: Path, flags: dict, defines: list[str], extra_inc: l
     if r.returncode != 0:
         missing = re.search(r"has no member named '?‘?(Add\w+)", r.stderr)
         if missing:  # model_ops.h registers an op this TFLM has no kernel for
-            op = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", missing.group(1)[3:]).upper()
+            op, layer = missing_op(src.parent.parent / "model_int8_static.tflite",
+                                   missing.group(1))
             raise CnnedgeError(f"{src.parent / 'model_ops.h'}: TFLite Micro "
                                f"({tflm_tree.COMMIT[:12]}) has no kernel for the model's op "
-                               f"{op} ({missing.group(1)}); replace that layer or use a newer "
-                               f"TFLite Micro")
+                               f"{op} ({missing.group(1)}"
+                               + (f", layer {layer}" if layer else "") + "); replace that layer "
+                               "or use a newer TFLite Micro")
         raise CnnedgeError(f"compiling {src} failed: {_first_error(r.stderr)}")
     return obj
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnedge.errors import CnnedgeError
 from cnnedge.firmware.report import CALIBRATION
 
 # Published ResNet-8 latencies (ms) and clocks (MHz): MLPerf Tiny image classification, as the
@@ -98,10 +99,15 @@ def calibrate(tflm_dir=None, log=print) -> dict:
         folder = resnet8_bundle(Path(tmp))
         for target, pub in PUBLISHED.items():
             r = build_firmware(folder, target, tflm_dir=tflm_dir, parity_images=0, log=log)
+            if not r.instructions:
+                raise CnnedgeError(f"no instruction count for {target} (the QEMU plugin "
+                                   f"reported nothing)")
             cycles = pub["ms"] * pub["mhz"] * 1e3
             out[target] = {
                 "cycles_per_instruction": round(cycles / r.instructions, 4),
                 "resnet8_instructions": r.instructions, "resnet8_macs": r.macs_per_image,
+                "resnet8_flash_bytes": r.flash["total"], "resnet8_ram_bytes": r.ram["total"],
+                "resnet8_arena_used_bytes": r.arena_used,
                 "published": pub["source"],
                 "method": f"instructions × {cycles / r.instructions:.3f} cycles per instruction "
                           f"(ResNet-8's published {pub['ms']:g} ms at {pub['mhz']} MHz ÷ its "

@@ -38,13 +38,18 @@ def plugin() -> Path:
     so = tflm_tree.cache_root() / "qemu-plugin" / f"icount-{digest}.so"
     if so.is_file():
         return so
+    import os
+    import tempfile
+
     so.parent.mkdir(parents=True, exist_ok=True)
-    tmp = so.with_suffix(".tmp.so")
-    r = subprocess.run([toolchain.need("gcc"), "-shared", "-fPIC", "-O2", "-o", str(tmp),
+    fd, tmp = tempfile.mkstemp(prefix=".icount.", suffix=".so", dir=so.parent)
+    os.close(fd)
+    r = subprocess.run([toolchain.need("gcc"), "-shared", "-fPIC", "-O2", "-o", tmp,
                         str(PLUGIN_SRC)], capture_output=True, text=True)
     if r.returncode != 0:
+        os.unlink(tmp)
         raise CnnedgeError(f"compiling the QEMU plugin {PLUGIN_SRC} failed: {r.stderr[:300]}")
-    tmp.rename(so)
+    os.replace(tmp, so)  # another process may have compiled the same source meanwhile
     return so
 
 

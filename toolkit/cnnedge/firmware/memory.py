@@ -107,12 +107,28 @@ def split(map_file: Path, stack_used: int | None, heap_used: int | None) -> dict
 
 
 def size_tool(elf: Path) -> dict[str, int]:
-    """``arm-none-eabi-size`` of ``elf``: text, data, bss (a cross-check of the map)."""
+    """The ELF's own section table (``arm-none-eabi-readelf -S``), a cross-check of the map:
+    ``flash`` = every allocated section with contents (what gets programmed, ``.data``'s
+    initial values included), ``data`` and ``bss`` their sizes."""
     import subprocess
 
+    from cnnedge.errors import CnnedgeError
     from cnnedge.firmware import toolchain
 
-    r = subprocess.run([toolchain.need("arm-none-eabi-size"), str(elf)], capture_output=True,
-                       text=True, check=True)
-    text, data, bss = (int(v) for v in r.stdout.splitlines()[1].split()[:3])
-    return {"text": text, "data": data, "bss": bss}
+    r = subprocess.run([toolchain.need("arm-none-eabi-readelf"), "-S", "-W", str(elf)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise CnnedgeError(f"cannot read the sections of {elf}: {r.stderr.strip()[:200]}")
+    out = {"flash": 0, "data": 0, "bss": 0}
+    for line in r.stdout.splitlines():
+        if "]" not in line:
+            continue
+        parts = line.split("]", 1)[1].split()
+        if len(parts) < 10 or "A" not in parts[6]:
+            continue  # not allocated (debug info, comments, attributes)
+        name, kind, size = parts[0], parts[1], int(parts[4], 16)
+        if kind != "NOBITS":
+            out["flash"] += size
+        if name in ("data", ".data", ".bss"):
+            out[name.lstrip(".")] += size
+    return out

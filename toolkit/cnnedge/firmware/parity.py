@@ -82,11 +82,17 @@ def litert(tflite: Path, x: np.ndarray) -> np.ndarray:
 
 
 def compare(device: np.ndarray, host: np.ndarray, labels: np.ndarray) -> dict:
-    """The parity row of ``device`` (firmware) vs ``host`` (LiteRT) int8 outputs."""
+    """The parity row of ``device`` (firmware) vs ``host`` (LiteRT) int8 outputs. A flip where
+    LiteRT's own output for the firmware's class is within one step of its top output is a
+    near-tie that one step of rounding decides: counted, but it does not fail the row."""
     top_d, top_h = device.argmax(1), host.argmax(1)
     steps = int(np.abs(device.astype(np.int16) - host.astype(np.int16)).max(initial=0))
     agree = float((top_d == top_h).mean())
-    return {"images": int(len(device)), "passed": agree == 1.0 and steps <= TOLERANCE,
+    flips = np.flatnonzero(top_d != top_h)
+    h = host.astype(np.int16)
+    near = int(sum(h[i].max() - h[i, top_d[i]] <= TOLERANCE for i in flips))
+    return {"images": int(len(device)), "flips": int(len(flips)), "flips_near_tie": near,
+            "passed": steps <= TOLERANCE and near == len(flips),
             "top1_agreement": agree,
             "max_step_diff": steps,
             "within_tolerance": steps <= TOLERANCE,

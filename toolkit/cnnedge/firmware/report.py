@@ -121,7 +121,7 @@ def parity_rows(run_dir) -> list[dict]:
     static = run.export_dir / "model_int8_static.tflite"
     current = sha256(static) if static.is_file() else None
     rows = []
-    for f in sorted((run.path / FIRMWARE_DIR).glob(f"*/{REPORT}")):
+    for f in sorted((run.path / FIRMWARE_DIR).glob(f"[!.]*/{REPORT}")):  # not temporary ones
         try:
             r = load_report(f.parent)
         except CnnedgeError:
@@ -129,7 +129,7 @@ def parity_rows(run_dir) -> list[dict]:
         if not r.parity:
             continue
         p = r.parity
-        ok = p["top1_agreement"] == 1.0 and p["within_tolerance"]
+        ok = p.get("passed", p["top1_agreement"] == 1.0 and p["within_tolerance"])
         gate = "stale" if r.model_sha256 != current else "pass" if ok else "fail"
         rows.append({"target": r.target, "board": r.board, "kernels": r.kernels, **p,
                      "date": r.date, "gate": gate})

@@ -62,7 +62,8 @@ def resolve_source(source, out=None, log=None) -> Source:
         dataset = weights.info(ref).get("dataset") if ref else None
         out = Path(out or Path(DEFAULT_OUT) / (ref or path.stem))
         bundle = out / "export" / BUNDLE
-        if not _is_bundle(bundle):
+        model = path if path.is_file() else weights.path(str(source))
+        if not _is_bundle(bundle) or not _exported_from(bundle.parent / STATIC, model):
             _export(str(source), bundle.parent, log)
     elif path.is_dir():
         raise CnnedgeError(f"{path}: no TFLM bundle (main.cc, model_data.cc) and not a run; "
@@ -80,8 +81,20 @@ def resolve_source(source, out=None, log=None) -> Source:
         raise CnnedgeError(f"{tflite}: no cnnedge metadata (input quantization, size)")
     if run is None:
         run = _run_of(bundle)
-    return Source(name=path.name or str(source), bundle=bundle, tflite=tflite, meta=meta,
-                  out=Path(out or _default_out(bundle)), run=run, dataset=dataset)
+    # absolute: the builds and runs happen in other working directories
+    return Source(name=path.name or str(source), bundle=bundle.absolute(),
+                  tflite=tflite.absolute(), meta=meta,
+                  out=Path(out or _default_out(bundle)).absolute(), run=run, dataset=dataset)
+
+
+def _exported_from(tflite: Path, model: Path) -> bool:
+    """Whether ``tflite`` was exported from ``model`` as it is now (same file, not older)."""
+    try:
+        meta = artifacts.tflite_metadata(tflite.read_bytes(), tflite) or {}
+        same = Path(meta.get("source_model") or "").resolve() == model.resolve()
+        return same and tflite.stat().st_mtime >= model.stat().st_mtime
+    except (OSError, CnnedgeError):
+        return False
 
 
 def _run_of(bundle: Path) -> Run | None:

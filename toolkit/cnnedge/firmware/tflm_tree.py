@@ -115,6 +115,12 @@ def work_tree(source: Path) -> Path:
         for tool, path in toolchain.arm_tools().items():
             (bin_dir / tool).symlink_to(path)
         tmp.rename(tree)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (tree / MAKEFILE).is_file():  # another process finished the same copy first
+            return tree
+        raise CnnedgeError(f"cannot copy the TFLite Micro tree {source} into {root}: "
+                           f"{e.strerror or e}") from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -171,7 +177,9 @@ def library(source: Path, target: Target, kernels: str, jobs: int | None = None,
             raise CnnedgeError(f"building TFLite Micro for {target.name} failed (log: "
                                f"{out / 'build.log'}): {' | '.join(tail)}")
         stamp = {**want, "flags": flags(tree, target, kernels, gen)}
-        (out / "stamp.json").write_text(json.dumps(stamp, indent=1))
+        from cnnedge.files import atomic_write_json
+
+        atomic_write_json(out / "stamp.json", stamp)
         return stamp
 
 

@@ -23,6 +23,7 @@ _PACKAGES = {"make": "make", "gcc": "gcc", "g++": "g++",
              "arm-none-eabi-gcc": "gcc-arm-none-eabi", "arm-none-eabi-g++": "gcc-arm-none-eabi",
              "arm-none-eabi-size": "binutils-arm-none-eabi",
              "arm-none-eabi-nm": "binutils-arm-none-eabi",
+             "arm-none-eabi-readelf": "binutils-arm-none-eabi",
              "qemu-system-arm": "qemu-system-arm"}
 INSTALL = ("apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
            "libstdc++-arm-none-eabi-newlib qemu-system-arm")
@@ -45,7 +46,7 @@ def require(target: Target) -> None:
     if target.is_host:
         return
     for p in ("arm-none-eabi-gcc", "arm-none-eabi-g++", "arm-none-eabi-size",
-              "arm-none-eabi-nm", "qemu-system-arm"):
+              "arm-none-eabi-nm", "arm-none-eabi-readelf", "qemu-system-arm"):
         need(p)
     if not _has_newlib():
         raise CnnedgeError("newlib for arm-none-eabi not found (rdimon.specs): install the "

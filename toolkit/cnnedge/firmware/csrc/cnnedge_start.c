@@ -1,5 +1,6 @@
 /* The C library entry of a cnnedge firmware (Cortex_DFP's start-up calls _start after copying
- * .data and zeroing .bss). It replaces newlib's semihosting crt0, which asks the emulator where
+ * .data; its linker script leaves zeroing .bss to the C run-time, so this file does it). It
+ * replaces newlib's semihosting crt0, which asks the emulator where
  * the heap and stack are and moves the stack there (wrong on boards whose RAM the emulator does
  * not describe, and it breaks ARMv8-M's stack limit): here the stack stays where the linker
  * script put it. Before main() it paints the free stack with a pattern; after main() returns it
@@ -12,7 +13,7 @@ extern int main(void);
 extern void initialise_monitor_handles(void);
 extern void __libc_init_array(void);
 extern void *_sbrk(int incr);
-extern uint32_t __StackLimit, __StackTop, end;
+extern uint32_t __StackLimit, __StackTop, end, __bss_start__, __bss_end__;
 
 #define PAINT 0xC5C5C5C5u
 
@@ -22,6 +23,7 @@ void _fini(void) {}
 void *__dso_handle = &__dso_handle;
 
 void _start(void) {
+  for (uint32_t *p = &__bss_start__; p < &__bss_end__; ++p) *p = 0;
   uint32_t *sp;
   __asm volatile("mov %0, sp" : "=r"(sp));
   /* Paint from the stack's lowest word up to a margin below this frame. */

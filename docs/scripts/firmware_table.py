@@ -14,9 +14,13 @@ KIB = 1024
 
 
 def rows(folders):
+    from cnnedge.firmware.targets import names
+
+    order = {name: i for i, name in enumerate(names())}
     for folder in folders:
-        for f in sorted(Path(folder).glob("*/report.json")):
-            yield Path(folder).name, json.loads(f.read_text())
+        found = [json.loads(f.read_text()) for f in Path(folder).glob("[!.]*/report.json")]
+        for r in sorted(found, key=lambda r: order.get(r["target"], len(order))):
+            yield Path(folder).name, r
 
 
 def main() -> None:

@@ -213,8 +213,14 @@ def list_recipes() -> List[str]:
 
 
 def load_recipe(name_or_path: str) -> Recipe:
-    """A shipped recipe by name (``fashion_mnist``) or a user's ``.py`` file defining RECIPE."""
+    """A shipped recipe by name (``fashion_mnist``), a user's ``.py`` file defining RECIPE, or a
+    ``.yaml`` recipe (a run's ``recipe.yaml``, ``cnnedge tune``'s ``winner.yaml``: data
+    only, nothing executed)."""
     path = Path(name_or_path)
+    if name_or_path.endswith((".yaml", ".yml")):
+        if not path.is_file():
+            raise CnnedgeError(f"recipe file not found: {path}")
+        return load_yaml(path)
     if name_or_path.endswith(".py"):
         if not path.is_file():
             raise CnnedgeError(f"recipe file not found: {path}")

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import typer
 
-from cnnedge.cli import data, deploy, firmware, predict, training  # noqa: F401  (register the commands)
+from cnnedge.cli import data, deploy, firmware, predict, training, tune  # noqa: F401  (register)
 from cnnedge.cli.app import app, err_console
 from cnnedge.errors import CnnedgeError
 

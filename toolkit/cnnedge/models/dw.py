@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from cnnedge.backend import keras
 from cnnedge.errors import CnnedgeError
 from cnnedge.models._registry import register_model
-from cnnedge.models.gmp import _basic_block, _check_head, _head, _input
+from cnnedge.models.gmp import _basic_block, _check_head, _head, _input, scaled
 
 
 def _bn(x, name: str):
@@ -102,33 +102,36 @@ def gmp_dwnet(num_classes: int, channels: int, widths: Sequence[int] = (64, 128)
 
 # Params are for 10 classes: "1-ch" = 28×28×1, "3-ch" = 32×32×3 (params do not depend on H×W).
 @register_model
-def gmp_dw_a(num_classes, channels, pool="max", dropout=0.1, hidden=0):
+def gmp_dw_a(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0):
     """CIFAR-10 hybrid: 3×3 basic blocks ×2 at 16 (full res), depthwise blocks 96×3 then 128×2.
 
     1-ch: 96,811 params, 15.96M MACs at 28×28. 3-ch: 97,101 params, 21.14M MACs at 32×32.
     Two downsamplings (strided depthwise + pointwise), total stride 4 (min input 4×4).
     """
-    return gmp_dwnet(num_classes, channels, (16, 96, 128), (2, 3, 2), 16, 3, 1, 1, pool,
+    return gmp_dwnet(num_classes, channels, scaled((16, 96, 128), width), (2, 3, 2),
+                     scaled(16, width), 3, 1, 1, pool,
                      dropout, hidden, name="gmp_dw_a")
 
 
 @register_model
-def gmp_dw_b(num_classes, channels, pool="max", dropout=0.1, hidden=0):
+def gmp_dw_b(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0):
     """CIFAR-10 hybrid, cheap to train: gmp_res10-like 3×3 stages 16-32, depthwise 120×4 at 1/4.
 
     1-ch: 96,107 params, 13.39M MACs at 28×28. 3-ch: 96,397 params, 17.78M MACs at 32×32.
     Basic blocks (2, 1) at 16-32, then four depthwise blocks at width 120; total stride 4.
     """
-    return gmp_dwnet(num_classes, channels, (16, 32, 120), (2, 1, 4), 16, 3, 1, 2, pool,
+    return gmp_dwnet(num_classes, channels, scaled((16, 32, 120), width), (2, 1, 4),
+                     scaled(16, width), 3, 1, 2, pool,
                      dropout, hidden, name="gmp_dw_b")
 
 
 @register_model
-def gmp_dw_c(num_classes, channels, pool="max", dropout=0.1, hidden=0):
+def gmp_dw_c(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0):
     """All-depthwise CIFAR-10 member: stem 32, depthwise residual blocks 32×2, 64×3, 128×3.
 
     1-ch: 88,331 params, 8.50M MACs at 28×28. 3-ch: 88,909 params, 11.69M MACs at 32×32.
     Every block is depthwise 3×3 + pointwise 1×1; total stride 4 (min input 4×4).
     """
-    return gmp_dwnet(num_classes, channels, (32, 64, 128), (2, 3, 3), 32, 3, 1, 0, pool,
+    return gmp_dwnet(num_classes, channels, scaled((32, 64, 128), width), (2, 3, 3),
+                     scaled(32, width), 3, 1, 0, pool,
                      dropout, hidden, name="gmp_dw_c")

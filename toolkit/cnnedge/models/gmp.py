@@ -13,6 +13,18 @@ from cnnedge.errors import CnnedgeError
 from cnnedge.models._registry import register_model
 
 
+def scaled(widths, width: float):
+    """Filters × the width multiplier ``width``, rounded to a multiple of 4, at least 4 (0, no
+    stem, stays 0): CMSIS-NN's SIMD kernels take channels in fours. 1.0 keeps them as they are."""
+    if not isinstance(width, (int, float)) or not 0 < width <= 4:
+        raise CnnedgeError(f"width must be a multiplier in (0, 4], got {width!r}")
+    if not isinstance(widths, (int, float)):
+        return tuple(scaled(w, width) for w in widths)
+    if width == 1.0 or not widths:
+        return int(widths)
+    return max(4, int(round(widths * width / 4)) * 4)
+
+
 def _input(channels: int, size: tuple[int, int] | None = None):
     h, w = (None, None) if size is None else (int(size[0]), int(size[1]))
     x_in = keras.Input(shape=(h, w, channels), dtype="float32", name="image")
@@ -121,80 +133,87 @@ def gmp_resnet(num_classes: int, channels: int, widths: Sequence[int] = (16, 32,
 
 # Params are for 10 classes: "1-ch" = 28×28×1, "3-ch" = 32×32×3 (params do not depend on H×W).
 @register_model
-def gmp_xs(num_classes, channels, pool="max", dropout=0.0, hidden=0):
+def gmp_xs(num_classes, channels, pool="max", dropout=0.0, hidden=0, width=1.0):
     """Tiny 3-stage GMP CNN, widths 16-32-64, no extra convs: 24k params, stride 8.
 
     1-ch: 24,283 params, 0.55M MACs at 28×28. 3-ch: 24,573 params, 0.70M MACs at 32×32.
     For quick experiments and micro-controllers; min input 8×8.
     """
-    return gmp_cnn(num_classes, channels, (16, 32, 64), (0, 0, 0), 0, pool, dropout, hidden,
+    return gmp_cnn(num_classes, channels, scaled((16, 32, 64), width), (0, 0, 0),
+                   scaled(0, width), pool, dropout, hidden,
                    name="gmp_xs")
 
 
 @register_model
-def gmp_s(num_classes, channels, pool="max", dropout=0.1, hidden=0):
+def gmp_s(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0):
     """Fashion-MNIST flagship: stem 16 + widths 32-48-96, one extra conv in stages 1-2 (<100k).
 
     1-ch: 92,059 params, 5.18M MACs at 28×28. 3-ch: 92,349 params, 6.86M MACs at 32×32.
     7 conv layers, total stride 8 (min input 8×8); meant to reach ~93% on Fashion-MNIST.
     """
-    return gmp_cnn(num_classes, channels, (32, 48, 96), (1, 1, 0), 16, pool, dropout, hidden,
+    return gmp_cnn(num_classes, channels, scaled((32, 48, 96), width), (1, 1, 0),
+                   scaled(16, width), pool, dropout, hidden,
                    name="gmp_s")
 
 
 @register_model
-def gmp_32_64_128(num_classes, channels, pool="max", dropout=0.0, hidden=0):
+def gmp_32_64_128(num_classes, channels, pool="max", dropout=0.0, hidden=0, width=1.0):
     """The plain 3-stage strided GMP CNN, widths 32-64-128, no stem, no extras (<100k).
 
     1-ch: 94,635 params, 2.14M MACs at 28×28. 3-ch: 95,213 params, 2.58M MACs at 32×32.
     Three conv layers only, stride 8 (min input 8×8): the cheapest ~95k-param member.
     """
-    return gmp_cnn(num_classes, channels, (32, 64, 128), (0, 0, 0), 0, pool, dropout, hidden,
+    return gmp_cnn(num_classes, channels, scaled((32, 64, 128), width), (0, 0, 0),
+                   scaled(0, width), pool, dropout, hidden,
                    name="gmp_32_64_128")
 
 
 @register_model
-def gmp_4stage(num_classes, channels, pool="max", dropout=0.0, hidden=0):
+def gmp_4stage(num_classes, channels, pool="max", dropout=0.0, hidden=0, width=1.0):
     """4-stage GMP CNN, widths 16-32-64-128, for larger images (56×56 and up; <100k).
 
     1-ch: 99,163 params, 0.85M MACs at 28×28. 3-ch: 99,453 params, 1.00M MACs at 32×32.
     Total stride 16 (min input 16×16).
     """
-    return gmp_cnn(num_classes, channels, (16, 32, 64, 128), (0, 0, 0, 0), 0, pool, dropout,
+    return gmp_cnn(num_classes, channels, scaled((16, 32, 64, 128), width), (0, 0, 0, 0),
+                   scaled(0, width), pool, dropout,
                    hidden, name="gmp_4stage")
 
 
 @register_model
-def gmp_res8(num_classes, channels, pool="max", dropout=0.1, hidden=0):
+def gmp_res8(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0):
     """CIFAR-10 residual member (ResNet-8-like budget): stem 16, widths 32-48-88, residual extras.
 
     Stage 1 has two identity-residual 3×3 blocks, stage 2 one, stage 3 none (<100k).
     1-ch: 97,835 params, 6.93M MACs at 28×28. 3-ch: 98,125 params, 9.16M MACs at 32×32.
     Total stride 8 (min input 8×8).
     """
-    return gmp_cnn(num_classes, channels, (32, 48, 88), (2, 1, 0), 16, pool, dropout, hidden,
+    return gmp_cnn(num_classes, channels, scaled((32, 48, 88), width), (2, 1, 0),
+                   scaled(16, width), pool, dropout, hidden,
                    residual=True, name="gmp_res8")
 
 
 @register_model
-def gmp_res10(num_classes, channels, pool="max", dropout=0.1, hidden=0):
+def gmp_res10(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0):
     """CIFAR-10 ResNet-10-like member: stem 16, basic blocks (2,1,1) at widths 16-32-72.
 
     Two residual blocks at full resolution, then one stride-2 block per stage (<100k).
     1-ch: 95,691 params, 13.56M MACs at 28×28. 3-ch: 95,981 params, 18.01M MACs at 32×32.
     Total stride 4 (min input 4×4).
     """
-    return gmp_resnet(num_classes, channels, (16, 32, 72), (2, 1, 1), 16, pool, dropout, hidden,
+    return gmp_resnet(num_classes, channels, scaled((16, 32, 72), width), (2, 1, 1),
+                      scaled(16, width), pool, dropout, hidden,
                       name="gmp_res10")
 
 
 @register_model
-def gmp_res12(num_classes, channels, pool="max", dropout=0.0, hidden=0):
+def gmp_res12(num_classes, channels, pool="max", dropout=0.0, hidden=0, width=1.0):
     """CIFAR-10 ResNet-12-like member: stem 16, basic blocks (2,2,1) at widths 16-32-60.
 
     Two residual blocks at full resolution and two at half, then one stride-2 block (<100k).
     1-ch: 96,019 params, 16.29M MACs at 28×28. 3-ch: 96,309 params, 21.57M MACs at 32×32.
     Total stride 4 (min input 4×4).
     """
-    return gmp_resnet(num_classes, channels, (16, 32, 60), (2, 2, 1), 16, pool, dropout, hidden,
+    return gmp_resnet(num_classes, channels, scaled((16, 32, 60), width), (2, 2, 1),
+                      scaled(16, width), pool, dropout, hidden,
                       name="gmp_res12")

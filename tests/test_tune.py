@@ -1,0 +1,171 @@
+"""`cnnedge tune`: a tiny search (gmp_xs and gmp_s at two widths, a 24 KiB RAM budget on
+cortex-m4) on the generated IDX data: costs measured on firmware before training, the over-budget
+candidates never trained, successive halving, the outputs, the winner's recipe retraining, resume
+after a kill between trials, and bad input. Needs $CNNEDGE_TFLM as the firmware tests do."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import one_error, small_recipe
+
+from cnnedge.cli import main
+
+pytestmark = pytest.mark.skipif(not os.environ.get("CNNEDGE_TFLM"),
+                                reason="CNNEDGE_TFLM not set (make test passes ../shared/tflm)")
+SPACE = {"models": "gmp_xs,gmp_s", "widths": "0.5,1", "max_ram": "24K", "max_flash": "256K",
+         "steps": 10}
+
+
+@pytest.fixture(scope="module")
+def searched(easy_idx, tmp_path_factory):
+    from cnnedge.tune import tune
+
+    out = tmp_path_factory.mktemp("tune") / "search"
+    res = tune(recipe=small_recipe(easy_idx), out=out, minutes=20, **SPACE)
+    return res
+
+
+def _with_costs(searched, folder):
+    """A new search folder holding the costs the module's search measured (no re-measuring)."""
+    folder.mkdir(parents=True)
+    shutil.copytree(searched.folder / "costs", folder / "costs")
+    return folder
+
+
+def test_costs_come_first_and_over_budget_is_never_trained(searched):
+    rows = {r["id"]: r for r in searched.table}
+    assert len(rows) == 4
+    over = {i for i, r in rows.items() if r["status"] == "over budget"}
+    assert over == {"gmp_s-w0.5-28px-max", "gmp_s-w1-28px-max"}
+    assert all("RAM" in rows[i]["reason"] and rows[i]["rung"] is None for i in over)
+    trials = json.loads((searched.folder / "tune.json").read_text())["trials"]
+    assert not any(t["id"] in over for t in trials)
+    assert all(r["ram"] <= 24 * 1024 for i, r in rows.items() if i not in over)
+    # bigger models cost more: the measurement sees the model
+    assert rows["gmp_xs-w0.5-28px-max"]["ram"] < rows["gmp_xs-w1-28px-max"]["ram"]
+    assert rows["gmp_xs-w0.5-28px-max"]["flash"] < rows["gmp_s-w1-28px-max"]["flash"]
+
+
+def test_successive_halving_and_outputs(searched):
+    trials = json.loads((searched.folder / "tune.json").read_text())["trials"]
+    assert [(t["rung"], t["steps"]) for t in trials] == [(0, 10), (0, 10), (1, 30)]
+    r0 = sorted((t for t in trials if t["rung"] == 0), key=lambda t: -t["val_accuracy"])
+    assert trials[2]["id"] == r0[0]["id"] == searched.winner  # the better one went on
+    assert trials[2]["start"] == r0[0]["run"]  # from its rung-0 weights
+    csv = (searched.folder / "tune.csv").read_text().splitlines()
+    assert len(csv) == 5 and csv[0].startswith("id,model,width,size")
+    assert (searched.folder / "tune.png").stat().st_size > 10_000
+    assert [r["status"] for r in searched.table].count("winner") == 1
+
+
+def test_reported_costs_are_what_the_firmware_measures(searched, easy_idx, tmp_path):
+    """The winner, built again from scratch as firmware, takes the RAM and flash the search
+    reported (they do not depend on the weights): RAM exactly, flash but for the metadata the
+    model carries (it names the source file, whose path differs here)."""
+    from cnnedge import models
+    from cnnedge.export import export
+    from cnnedge.firmware import build_firmware
+    from cnnedge.tune.costs import calibration_images
+
+    row = next(r for r in searched.table if r["status"] == "winner")
+    m = models.create_model(row["model"], num_classes=10, channels=1, width=row["width"])
+    m.save(tmp_path / "m.keras")
+    export(tmp_path / "m.keras", formats="tflm", out_dir=tmp_path / "x", verify=0,
+           calibration=calibration_images(str(easy_idx), 28), image_size="28x28")
+    fw = build_firmware(tmp_path / "x", "cortex-m4", parity_images=0)
+    assert fw.ram["total"] == row["ram"] and abs(fw.flash["total"] - row["flash"]) <= 64
+    assert fw.instructions == pytest.approx(row["instructions"], rel=0.01)
+
+
+def test_the_winners_recipe_retrains(searched, tmp_path):
+    from cnnedge.recipe import apply_overrides, load_recipe
+    from cnnedge.train import train
+
+    r = load_recipe(str(searched.recipe_path))
+    row = next(x for x in searched.table if x["status"] == "winner")
+    assert r.model.name == row["model"] and r.model.kwargs["width"] == row["width"]
+    assert tuple(r.data.image_size) == (28, 28) and r.train.epochs == 2
+    res = train(apply_overrides(r, ["train.epochs=1", "train.steps_per_epoch=5"]),
+                runs_dir=tmp_path, name="again", verbose=0)
+    assert res.summary["params"] == row["params"]
+
+
+def test_resume_after_a_kill_between_trials(searched, easy_idx, tmp_path):
+    from cnnedge.recipe import save_yaml
+    from cnnedge.tune import tune
+
+    folder = _with_costs(searched, tmp_path / "search")
+    save_yaml(small_recipe(easy_idx), tmp_path / "base.yaml")
+    args = ["tune", "--recipe", str(tmp_path / "base.yaml"), "-o", str(folder), "--minutes", "20",
+            "--models", SPACE["models"], "--widths", SPACE["widths"], "--max-ram", "24K",
+            "--max-flash", "256K", "--steps", "10"]
+    p = subprocess.Popen([sys.executable, "-m", "cnnedge", *args], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, env=os.environ)
+    state = folder / "tune.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and p.poll() is None:
+        if state.is_file() and json.loads(state.read_text())["trials"]:
+            break
+        time.sleep(0.2)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    first = json.loads(state.read_text())["trials"]
+    assert len(first) >= 1
+    before = (first[0]["run"], os.stat(first[0]["run"]).st_mtime)
+    from cnnedge.recipe import load_recipe
+
+    res = tune(recipe=load_recipe(str(tmp_path / "base.yaml")), out=folder, minutes=20,
+               resume=True, **SPACE)
+    trials = json.loads(state.read_text())["trials"]
+    assert trials[0] == first[0] and os.stat(first[0]["run"]).st_mtime == before[1]
+    assert len(trials) == 3 and len({(t["id"], t["rung"]) for t in trials}) == 3
+    assert res.winner is not None
+
+
+def test_bad_input(searched, easy_idx, tmp_path, capsys):
+    from cnnedge.recipe import save_yaml
+
+    save_yaml(small_recipe(easy_idx), tmp_path / "base.yaml")
+    base = ["tune", "--recipe", str(tmp_path / "base.yaml"), "--models", "gmp_xs,gmp_s",
+            "--widths", "0.5,1"]
+    one_error(capsys, main(base), "give a budget")
+    one_error(capsys, main([*base, "--max-ram", "64 kilobytes"]),
+              "--max-ram 64 kilobytes: expected a size in bytes such as 262144, 256K or 2M")
+    one_error(capsys, main([*base, "--board", "nano34"]), "unknown board 'nano34'",
+              "did you mean 'nano33ble'")
+    one_error(capsys, main([*base, "--board", "esp32-s3"]), "Xtensa", "not measurable")
+    one_error(capsys, main([*base, "--max-ram", "24K", "-o", str(searched.folder)]),
+              "holds a tune already: --resume continues it")
+    one_error(capsys, main([*base, "--max-ram", "20K", "-o", str(searched.folder), "--resume"]),
+              "was searched with other settings")
+    folder = _with_costs(searched, tmp_path / "tiny")
+    one_error(capsys, main([*base, "--max-ram", "1K", "-o", str(folder)]),
+              "no candidate fits the budget; the smallest, gmp_xs-w0.5-28px-max, needs")
+    assert not list((folder).glob("trials"))
+
+
+def test_budget_units_and_boards_file(tmp_path):
+    from cnnedge.errors import CnnedgeError
+    from cnnedge.tune import boards
+
+    assert [boards.parse_bytes(v, "--max-ram") for v in ("64KB", "64k", "65536", "0.5M",
+                                                          "64KiB")] == [65536] * 3 + [524288, 65536]
+    for bad in ("64 kilobytes", "0", "-1K", "0.1"):
+        with pytest.raises(CnnedgeError, match="expected a size in bytes"):
+            boards.parse_bytes(bad, "--max-ram")
+    f = tmp_path / "boards.yaml"
+    f.write_text("myboard: {core: cortex-m33, clock_mhz: 96, ram: 128K, flash: 1M}\n")
+    b = boards.get("myboard", f)
+    assert (b.core, b.clock_mhz, b.ram, b.flash) == ("cortex-m33", 96, 131072, 1 << 20)
+    f.write_text("myboard: {core: cortex-m99, ram: 1K, flash: 1K}\n")
+    with pytest.raises(CnnedgeError, match="unknown target 'cortex-m99'"):
+        boards.get("myboard", f)
+    f.write_text("- just a list\n")
+    with pytest.raises(CnnedgeError, match="expected"):
+        boards.load_boards(f)

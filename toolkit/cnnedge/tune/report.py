@@ -1,0 +1,86 @@
+"""What a tune shows: one row per candidate (tune.csv, tune.json's ``candidates``, the terminal
+table) and tune.png — proxy accuracy against measured RAM and against instructions per
+inference, the budget drawn as lines, the Pareto front marked, candidates over budget shown
+where their cost puts them (untrained, on the floor)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+COLUMNS = ["id", "model", "width", "size", "pool", "params", "macs", "ram", "flash", "arena",
+           "instructions", "estimate_ms", "source", "status", "reason", "rung", "val_accuracy"]
+
+
+def rows(state: dict) -> list[dict]:
+    """The candidates of a search state with their best trial: status over budget, trained
+    (rung k), finalist (the last rung) or winner."""
+    best: dict[str, dict] = {}
+    for t in state.get("trials", []):
+        b = best.get(t["id"])
+        if b is None or (t["rung"], t["val_accuracy"] or 0) > (b["rung"], b["val_accuracy"] or 0):
+            best[t["id"]] = t
+    top = max((t["rung"] for t in best.values()), default=None)
+    out = []
+    for c in state["candidates"]:
+        t = best.get(c["id"])
+        status = ("over budget" if c.get("over") else "winner" if c["id"] == state.get("winner")
+                  else "finalist" if t and t["rung"] == top and top else
+                  f"trained (rung {t['rung']})" if t else "fits, not trained")
+        out.append({**{k: c.get(k) for k in COLUMNS}, "status": status,
+                    "reason": "; ".join(c.get("over") or []) or None,
+                    "rung": t["rung"] if t else None,
+                    "val_accuracy": t["val_accuracy"] if t else None})
+    return out
+
+
+def to_csv(table: list[dict]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(table)
+    return buf.getvalue()
+
+
+def pareto(points: list[tuple[float, float, str]]) -> list[str]:
+    """Ids of the (cost, accuracy, id) points no other beats on both (cheaper and better)."""
+    return [i for c, a, i in points
+            if not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for c2, a2, _ in points)]
+
+
+def plot(table: list[dict], budget: dict, out: Path, title: str) -> Path:
+    from matplotlib.figure import Figure
+
+    from cnnedge.files import atomic_path
+
+    fig = Figure(figsize=(12, 5.2))
+    axes = fig.subplots(1, 2)
+    panels = (("ram", 1024, "RAM (KiB, measured)", budget.get("ram")),
+              ("instructions", 1e6, "instructions per inference (millions, counted)", None))
+    for ax, (key, scale, label, limit) in zip(axes, panels):
+        pts = [(r[key] / scale, r["val_accuracy"], r["id"]) for r in table
+               if r["val_accuracy"] is not None and r.get(key)]
+        for x, y, i in pts:
+            ax.plot([x], [y], "o", color="C0" if i != table_winner(table) else "C3", ms=7)
+        front = set(pareto(pts))
+        for x, y, i in pts:
+            if i in front:
+                ax.annotate(i, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7)
+        over = [r[key] / scale for r in table if r["status"] == "over budget" and r.get(key)]
+        ax.plot(over, [0] * len(over), "x", color="0.5", label="over budget (not trained)")
+        if limit:
+            ax.axvline(limit / scale, color="C3", ls="--", label="budget")
+        ax.set(xlabel=label, ylabel="validation accuracy (proxy training)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    return out
+
+
+def table_winner(table: list[dict]) -> str | None:
+    return next((r["id"] for r in table if r["status"] == "winner"), None)

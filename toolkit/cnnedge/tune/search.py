@@ -1,0 +1,74 @@
+"""Ranking the candidates that fit: successive halving over short trainings.
+
+Rung 0 trains every fitting candidate for ``steps`` steps; the best third (by validation
+accuracy, at least one) go on to rung 1 with three times the steps, started from their rung-0
+weights, and so on until one is left or the time budget is spent. Each trial is an ordinary run
+directory (``<tune>/trials/<candidate>-r<k>``) from the base recipe with the candidate's model,
+width, pooling and input size, QAT off. The search state (``tune.json``) is written after every
+finished trial, never during one: an interrupted search resumes with the trials it has, and the
+trial it was in runs again from scratch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+from cnnedge.recipe import ModelConfig, Recipe, set_image_size
+from cnnedge.tune.space import Candidate
+
+ETA = 3
+
+
+def trial_recipe(base: Recipe, c: Candidate, steps: int, weights: str | None) -> Recipe:
+    """The base recipe training candidate ``c`` for ``steps`` steps from ``weights``."""
+    r = dataclasses.replace(
+        base, name=f"{base.name}-{c.id}",
+        model=ModelConfig(name=c.model, kwargs={"width": c.width, "pool": c.pool},
+                          weights=weights),
+        train=dataclasses.replace(base.train, epochs=1, steps_per_epoch=int(steps),
+                                  max_minutes=None),
+        qat=dataclasses.replace(base.qat, enabled=False))
+    return set_image_size(r, (c.size, c.size))
+
+
+def start_weights(base: Recipe, c: Candidate) -> str | None:
+    """The shipped checkpoint a candidate starts from: the base recipe's, when the candidate
+    is that checkpoint's member at full width (new classes get a new head)."""
+    from cnnedge import weights
+
+    w = base.model.weights
+    if w and weights.is_reference(w) and c.model == weights.info(w)["model"] \
+            and c.width == 1.0 and c.pool == "max":
+        return w
+    return None
+
+
+def rungs(n: int) -> int:
+    """How many rungs successive halving takes to go from ``n`` candidates to one."""
+    return max(1, math.ceil(math.log(max(n, 1), ETA)) + 1)
+
+
+def halve(scored: list[tuple[str, float]]) -> list[str]:
+    """The ids of the best third (at least one) of ``(id, accuracy)``."""
+    keep = max(1, math.ceil(len(scored) / ETA))
+    return [i for i, _ in sorted(scored, key=lambda t: (-t[1], t[0]))[:keep]]
+
+
+def run_trial(base: Recipe, c: Candidate, rung: int, steps: int, prev_run, trials_dir,
+              log=None) -> dict:
+    """Train one trial (overwriting a half-finished run of the same name); its record."""
+    from cnnedge.train import train
+
+    weights = str(prev_run) if prev_run else start_weights(base, c)
+    name = f"{c.id}-r{rung}"
+    if log:
+        log(f"rung {rung}: {c.id}, {steps} steps" + (f" from {weights}" if weights else ""))
+    t0 = time.monotonic()
+    res = train(trial_recipe(base, c, steps, weights), runs_dir=trials_dir, name=name,
+                overwrite=True, verbose=0)
+    acc = res.summary.get("best_val_accuracy")
+    return {"id": c.id, "rung": rung, "steps": int(steps), "run": str(res.run_dir),
+            "val_accuracy": None if acc is None else float(acc),
+            "seconds": round(time.monotonic() - t0, 1), "start": weights}

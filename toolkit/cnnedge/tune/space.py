@@ -1,0 +1,83 @@
+"""The candidates a tune searches: GMP family member × width multiplier × input size × pooling.
+
+Every candidate is a model the registry builds (``create_model(member, width=…, pool=…)``) at
+an input size the data is resized to; GMP models take any size ≥ their total stride, so the size
+is a free choice. The defaults follow the data: small grey images (Fashion-MNIST-like) at their
+own size, colour photos at 32, 48 and 64 pixels; the members that reach good accuracy under 100k
+parameters at full width and half width. A candidate at the shipped checkpoint's member, width
+and channels starts from that checkpoint (as ``train --data`` does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from cnnedge.errors import CnnedgeError
+
+GREY_MEMBERS = ("gmp_xs", "gmp_32_64_128", "gmp_s")
+RGB_MEMBERS = ("gmp_xs", "gmp_32_64_128", "gmp_s", "gmp_dw_c")
+WIDTHS = (0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    model: str
+    width: float
+    size: int     # square input side
+    pool: str = "max"
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}-w{self.width:g}-{self.size}px-{self.pool}"
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, **asdict(self)}
+
+
+def _numbers(values, flag: str, cast) -> list:
+    from cnnedge.numbers import Range, number
+    from cnnedge.utils import split_list
+
+    rng = Range(0.05, 4) if cast is float else Range(4, 1024, integer=True)
+    return [number(v, flag, rng) for v in split_list(values)]
+
+
+def default_space(channels: int, source_size) -> dict:
+    """{"models", "widths", "sizes", "pools"} that suit the data."""
+    if channels == 1:
+        side = int(min(source_size)) if source_size else 28
+        return {"models": GREY_MEMBERS, "widths": WIDTHS, "sizes": (side,), "pools": ("max",)}
+    return {"models": RGB_MEMBERS, "widths": WIDTHS, "sizes": (32, 48, 64), "pools": ("max",)}
+
+
+def candidates(channels: int, source_size, *, models=None, widths=None, sizes=None,
+               pools=None) -> list[Candidate]:
+    """Every combination of the given (else default) choices, checked: known members, sizes
+    at least the member's total stride, pools max or avg."""
+    from cnnedge import models as registry
+    from cnnedge.utils import split_list, unknown
+
+    space = default_space(channels, source_size)
+    names = split_list(models) if models else list(space["models"])
+    ws = _numbers(widths, "--widths", float) if widths else list(space["widths"])
+    ss = _numbers(sizes, "--sizes", int) if sizes else list(space["sizes"])
+    ps = split_list(pools) if pools else list(space["pools"])
+    known = registry.list_models()
+    for n in names:
+        if n not in known or not n.startswith("gmp_"):
+            raise unknown("GMP family member", n, [m for m in known if m.startswith("gmp_")])
+    bad = [p for p in ps if p not in ("max", "avg")]
+    if bad:
+        raise CnnedgeError(f"--pools {','.join(bad)}: pooling is max or avg")
+    out = []
+    for n in names:
+        stride = registry.min_input_size(registry.create_model(n, num_classes=2,
+                                                               channels=channels))
+        for s in ss:
+            if s < stride:
+                continue  # below the member's total stride: no such model
+            out += [Candidate(n, float(w), int(s), p) for w in ws for p in ps]
+    if not out:
+        raise CnnedgeError(f"the search space is empty: every size in {ss} is under the total "
+                           f"stride of {', '.join(names)}")
+    return out

@@ -31,7 +31,7 @@ def tune_cmd(
                                         callback=checked(Range(1, 10000, integer=True))),
     minutes: float = typer.Option(30.0, "--minutes", help="Time budget of the search.",
                                   callback=checked(Range(0.1, 100000))),
-    steps: int = typer.Option(60, "--steps", help="Training steps of rung 0 (later rungs: 3×).",
+    steps: int = typer.Option(200, "--steps", help="Training steps of rung 0 (later rungs: 3×).",
                               callback=checked(Range(1, 10**7, integer=True))),
     models: Optional[str] = typer.Option(None, "--models", help="GMP members, comma list."),
     widths: Optional[str] = typer.Option(None, "--widths", help="Width multipliers, e.g. 0.5,1."),

@@ -102,7 +102,7 @@ def _save(folder: Path, state: dict, budget: dict) -> None:
 
 
 def tune(data=None, recipe=None, *, target=None, board=None, boards_file=None, max_ram=None,
-         max_flash=None, max_ms=None, clock_mhz=None, minutes: float = 30.0, steps: int = 60,
+         max_flash=None, max_ms=None, clock_mhz=None, minutes: float = 30.0, steps: int = 200,
          models=None, widths=None, sizes=None, pools=None, out=None, resume: bool = False,
          train_best: bool = False, tflm_dir=None, log=None) -> TuneResult:
     """Search the model that fits the budget and is the most accurate (module docstring).
@@ -137,6 +137,7 @@ def tune(data=None, recipe=None, *, target=None, board=None, boards_file=None, m
     toolchain.require(targets.get(budget["target"]))
     tflm_tree.source_dir(tflm_dir)
     base = check(resolve_recipe(recipe, data=data)[0])
+    bases = search.Bases(recipe, data)
     channels, classes, _ = _open(base)
     size = base.data.image_size
     cands = space.candidates(channels, size, models=models, widths=widths, sizes=sizes,
@@ -154,11 +155,11 @@ def tune(data=None, recipe=None, *, target=None, board=None, boards_file=None, m
         _measure_all(state, cands, base, channels, classes, budget, folder, tflm_dir, log)
         state["seconds"] = spent + time.monotonic() - t0
         _save(folder, state, budget)
-        fits = [c for c in cands if not _record(state, c)["over"]]
+        fits = _distinct([c for c in cands if not _record(state, c)["over"]], state)
         if not fits:
             raise CnnedgeError(_nothing_fits(state, budget))
-        _rank(state, fits, base, int(steps), folder, deadline, t0, spent, budget, log)
-        recipe_path = _winner_recipe(state, base, cands, folder)
+        _rank(state, fits, bases, int(steps), folder, deadline, t0, spent, budget, log)
+        recipe_path = _winner_recipe(state, bases, cands, folder)
         _save(folder, state, budget)
     res = TuneResult(folder=folder, table=report.rows(state), winner=state["winner"],
                      recipe_path=recipe_path, minutes=round(state["seconds"] / 60, 2),
@@ -170,6 +171,24 @@ def tune(data=None, recipe=None, *, target=None, board=None, boards_file=None, m
 
 def _record(state: dict, c) -> dict:
     return next(r for r in state["candidates"] if r["id"] == c.id)
+
+
+def _distinct(fits: list, state: dict) -> list:
+    """One candidate per network: two that build the same layers (``gmp_32_64_128`` at half
+    width is ``gmp_xs``) have the same parameters, MACs, RAM and instructions (flash differs by
+    the layer names the model carries); the later one is marked
+    as the same as the first and not trained."""
+    seen: dict = {}
+    out = []
+    for c in fits:
+        r = _record(state, c)
+        key = (r["params"], r["macs"], r["ram"], r["instructions"], c.size)  # names differ
+        if key in seen:
+            r["same_as"] = seen[key]
+        else:
+            seen[key] = c.id
+            out.append(c)
+    return out
 
 
 def _measure_all(state, cands, base, channels, classes, budget, folder, tflm_dir, log):
@@ -197,7 +216,7 @@ def _trial(state: dict, cid: str, rung: int) -> dict | None:
     return next((t for t in state["trials"] if t["id"] == cid and t["rung"] == rung), None)
 
 
-def _rank(state, fits, base, steps, folder, deadline, t0, spent, budget, log) -> None:
+def _rank(state, fits, bases, steps, folder, deadline, t0, spent, budget, log) -> None:
     """Successive halving (:mod:`.search`) over ``fits``; the state is saved after each trial
     and the search stops at the deadline once a trial has run."""
     by_id = {c.id: c for c in fits}
@@ -212,7 +231,8 @@ def _rank(state, fits, base, steps, folder, deadline, t0, spent, budget, log) ->
                         log("time budget spent: the best trial so far wins")
                     return _choose(state)
                 prev = _trial(state, cid, rung - 1) if rung else None
-                done = search.run_trial(base, by_id[cid], rung, steps * search.ETA ** rung,
+                done = search.run_trial(bases(by_id[cid]), by_id[cid], rung,
+                                        steps * search.ETA ** rung,
                                         prev["run"] if prev else None, folder / "trials", log)
                 state["trials"].append(done)
                 state["seconds"] = spent + time.monotonic() - t0
@@ -230,13 +250,14 @@ def _choose(state: dict) -> None:
     state["winner"] = best["id"]
 
 
-def _winner_recipe(state: dict, base, cands, folder: Path) -> Path:
+def _winner_recipe(state: dict, bases, cands, folder: Path) -> Path:
     """winner.yaml: the base recipe (its full schedule, QAT as it has it) with the winner's
     model, width, pooling and size, from the shipped checkpoint where the winner can start
     from one."""
     from cnnedge.recipe import ModelConfig, save_yaml, set_image_size
 
     c = next(c for c in cands if c.id == state["winner"])
+    base = bases(c)
     r = dataclasses.replace(
         base, name=f"{base.name}_tuned", description=f"cnnedge tune winner {c.id} "
         f"({base.description})",

@@ -23,7 +23,8 @@ def rows(state: dict) -> list[dict]:
     out = []
     for c in state["candidates"]:
         t = best.get(c["id"])
-        status = ("over budget" if c.get("over") else "winner" if c["id"] == state.get("winner")
+        status = ("over budget" if c.get("over") else f"same network as {c['same_as']}"
+                  if c.get("same_as") else "winner" if c["id"] == state.get("winner")
                   else "finalist" if t and t["rung"] == top and top else
                   f"trained (rung {t['rung']})" if t else "fits, not trained")
         out.append({**{k: c.get(k) for k in COLUMNS}, "status": status,

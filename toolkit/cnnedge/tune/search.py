@@ -45,6 +45,41 @@ def start_weights(base: Recipe, c: Candidate) -> str | None:
     return None
 
 
+class Bases:
+    """The base recipe of each candidate. A named recipe (``--recipe``) is the base of all. For
+    ``--data`` it is the automatic recipe ``train --data`` makes for the candidate's input size
+    (its augmentation depends on the size): fine-tuning the shipped checkpoint for a candidate
+    that can start from it, from scratch (its own learning rate) for the others."""
+
+    def __init__(self, recipe, data):
+        self.recipe, self.data, self._cache = recipe, data, {}
+
+    def __call__(self, c: Candidate) -> Recipe:
+        from cnnedge.auto import resolve_recipe
+        from cnnedge.recipe import check
+
+        if self.recipe is not None:
+            key = ("named",)
+        else:
+            ref = self._auto(c.size, None)
+            key = (c.size, "ref" if start_weights(ref, c) else "none")
+        if key not in self._cache:
+            self._cache[key] = check(resolve_recipe(self.recipe, data=self.data)[0]) \
+                if self.recipe is not None else \
+                self._auto(c.size, None if key[1] == "ref" else "none")
+        return self._cache[key]
+
+    def _auto(self, size: int, weights):
+        from cnnedge.auto import resolve_recipe
+        from cnnedge.recipe import check
+
+        key = (size, weights or "auto")
+        if key not in self._cache:
+            self._cache[key] = check(resolve_recipe(None, data=self.data, weights=weights,
+                                                    image_size=f"{size}x{size}")[0])
+        return self._cache[key]
+
+
 def rungs(n: int) -> int:
     """How many rungs successive halving takes to go from ``n`` candidates to one."""
     return max(1, math.ceil(math.log(max(n, 1), ETA)) + 1)

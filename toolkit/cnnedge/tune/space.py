@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from cnnedge.errors import CnnedgeError
 
 GREY_MEMBERS = ("gmp_xs", "gmp_32_64_128", "gmp_s")
-RGB_MEMBERS = ("gmp_xs", "gmp_32_64_128", "gmp_s", "gmp_dw_c")
+RGB_MEMBERS = ("gmp_xs", "gmp_32_64_128", "gmp_s", "gmp_dw_c", "gmp_dw_a")
 WIDTHS = (0.5, 1.0)
 
 

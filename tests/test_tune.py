@@ -52,16 +52,47 @@ def test_costs_come_first_and_over_budget_is_never_trained(searched):
     assert rows["gmp_xs-w0.5-28px-max"]["flash"] < rows["gmp_s-w1-28px-max"]["flash"]
 
 
-def test_successive_halving_and_outputs(searched):
+def test_finalists_train_the_whole_schedule_and_outputs(searched):
+    """Two candidates fit: too few to halve, so both are finalists trained with the base
+    recipe's whole schedule from their own start; the better one wins."""
     trials = json.loads((searched.folder / "tune.json").read_text())["trials"]
-    assert [(t["rung"], t["steps"]) for t in trials] == [(0, 10), (0, 10), (1, 30)]
-    r0 = sorted((t for t in trials if t["rung"] == 0), key=lambda t: -t["val_accuracy"])
-    assert trials[2]["id"] == r0[0]["id"] == searched.winner  # the better one went on
-    assert trials[2]["start"] == r0[0]["run"]  # from its rung-0 weights
+    assert [(t["rung"], t["steps"], t["final"], t["start"]) for t in trials] == \
+        [(0, None, True, None)] * 2
+    best = max(trials, key=lambda t: t["val_accuracy"])
+    assert searched.winner == best["id"]
     csv = (searched.folder / "tune.csv").read_text().splitlines()
     assert len(csv) == 5 and csv[0].startswith("id,model,width,size")
     assert (searched.folder / "tune.png").stat().st_size > 10_000
     assert [r["status"] for r in searched.table].count("winner") == 1
+
+
+def test_successive_halving_ranks_then_finalists_decide(tmp_path, monkeypatch):
+    """Seven fitting candidates (trainings replaced by a score table): rung 0 trains all for
+    the short steps, the best three go to the final rung's whole schedule, which decides —
+    here against the rung-0 order."""
+    from cnnedge import tune as tune_mod
+    from cnnedge.tune import search, space
+
+    cands = [space.Candidate("gmp_xs", 1.0, s) for s in (8, 12, 16, 20, 24, 28, 32)]
+    short = dict(zip((c.id for c in cands), (0.1, 0.5, 0.4, 0.2, 0.6, 0.3, 0.05)))
+    full = {cands[1].id: 0.9, cands[2].id: 0.95, cands[4].id: 0.7}
+    calls = []
+
+    def fake(base, c, rung, steps, prev, trials_dir, log=None):
+        calls.append((c.id, rung, steps, prev))
+        acc = full[c.id] if steps is None else short[c.id]
+        return {"id": c.id, "rung": rung, "steps": steps, "run": f"r/{c.id}-{rung}",
+                "val_accuracy": acc, "seconds": 0.0, "start": prev, "final": steps is None}
+
+    monkeypatch.setattr(search, "run_trial", fake)
+    monkeypatch.setattr(tune_mod, "_save", lambda *a: None)
+    state = {"candidates": [], "trials": [], "winner": None, "seconds": 0.0}
+    tune_mod._rank(state, cands, lambda c: None, 10, tmp_path, time.monotonic() + 60,
+                   time.monotonic(), 0.0, {}, None)
+    assert [(i, r, s) for i, r, s, _ in calls[:7]] == [(c.id, 0, 10) for c in cands]
+    assert sorted((i, r, s, p) for i, r, s, p in calls[7:]) == sorted(
+        (cands[k].id, 1, None, None) for k in (1, 2, 4))
+    assert state["winner"] == cands[2].id  # third after rung 0, best on the whole schedule
 
 
 def test_reported_costs_are_what_the_firmware_measures(searched, easy_idx, tmp_path):
@@ -124,7 +155,7 @@ def test_resume_after_a_kill_between_trials(searched, easy_idx, tmp_path):
                resume=True, **SPACE)
     trials = json.loads(state.read_text())["trials"]
     assert trials[0] == first[0] and os.stat(first[0]["run"]).st_mtime == before[1]
-    assert len(trials) == 3 and len({(t["id"], t["rung"]) for t in trials}) == 3
+    assert len(trials) == 2 and len({(t["id"], t["rung"]) for t in trials}) == 2
     assert res.winner is not None
 
 

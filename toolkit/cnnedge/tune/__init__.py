@@ -222,6 +222,7 @@ def _rank(state, fits, bases, steps, folder, deadline, t0, spent, budget, log) -
     by_id = {c.id: c for c in fits}
     alive, rung = [c.id for c in fits], 0
     while True:
+        final = len(alive) <= search.ETA  # the last few: the whole schedule decides
         scored = []
         for cid in alive:
             done = _trial(state, cid, rung)
@@ -230,22 +231,23 @@ def _rank(state, fits, bases, steps, folder, deadline, t0, spent, budget, log) -
                     if log:
                         log("time budget spent: the best trial so far wins")
                     return _choose(state)
-                prev = _trial(state, cid, rung - 1) if rung else None
+                prev = _trial(state, cid, rung - 1) if rung and not final else None
                 done = search.run_trial(bases(by_id[cid]), by_id[cid], rung,
-                                        steps * search.ETA ** rung,
+                                        None if final else steps * search.ETA ** rung,
                                         prev["run"] if prev else None, folder / "trials", log)
                 state["trials"].append(done)
                 state["seconds"] = spent + time.monotonic() - t0
                 _choose(state)
                 _save(folder, state, budget)
             scored.append((cid, done["val_accuracy"] or 0.0))
-        if len(alive) == 1:
+        if final:
             return _choose(state)
         alive, rung = search.halve(scored), rung + 1
 
 
 def _choose(state: dict) -> None:
-    """The winner: the best validation accuracy on the highest rung reached."""
+    """The winner: the best validation accuracy on the highest rung reached (the final rung's
+    full trainings when the search got there)."""
     best = max(state["trials"], key=lambda t: (t["rung"], t["val_accuracy"] or 0.0))
     state["winner"] = best["id"]
 

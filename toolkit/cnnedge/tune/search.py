@@ -1,8 +1,12 @@
-"""Ranking the candidates that fit: successive halving over short trainings.
+"""Ranking the candidates that fit: successive halving over short trainings, then full ones.
 
 Rung 0 trains every fitting candidate for ``steps`` steps; the best third (by validation
-accuracy, at least one) go on to rung 1 with three times the steps, started from their rung-0
-weights, and so on until one is left or the time budget is spent. Each trial is an ordinary run
+accuracy) go on to rung 1 with three times the steps, started from their rung-0 weights, and so
+on while more than three are left. The last three (or fewer) are trained with the base recipe's
+whole schedule from their own start — the final rung, whose validation accuracy decides: short
+trainings rank the field, but between close finalists only the real schedule tells (a finalist
+at 48 pixels can trail one at 32 after 600 steps and lead after the full run). The search stops
+early when the time budget is spent. Each trial is an ordinary run
 directory (``<tune>/trials/<candidate>-r<k>``) from the base recipe with the candidate's model,
 width, pooling and input size, QAT off. The search state (``tune.json``) is written after every
 finished trial, never during one: an interrupted search resumes with the trials it has, and the
@@ -21,15 +25,16 @@ from cnnedge.tune.space import Candidate
 ETA = 3
 
 
-def trial_recipe(base: Recipe, c: Candidate, steps: int, weights: str | None) -> Recipe:
-    """The base recipe training candidate ``c`` for ``steps`` steps from ``weights``."""
+def trial_recipe(base: Recipe, c: Candidate, steps: int | None, weights: str | None) -> Recipe:
+    """The base recipe training candidate ``c`` for ``steps`` steps from ``weights``; ``steps``
+    None: the base recipe's whole schedule (the final rung), QAT off either way."""
+    train = base.train if steps is None else dataclasses.replace(
+        base.train, epochs=1, steps_per_epoch=int(steps), max_minutes=None)
     r = dataclasses.replace(
         base, name=f"{base.name}-{c.id}",
         model=ModelConfig(name=c.model, kwargs={"width": c.width, "pool": c.pool},
                           weights=weights),
-        train=dataclasses.replace(base.train, epochs=1, steps_per_epoch=int(steps),
-                                  max_minutes=None),
-        qat=dataclasses.replace(base.qat, enabled=False))
+        train=train, qat=dataclasses.replace(base.qat, enabled=False))
     return set_image_size(r, (c.size, c.size))
 
 
@@ -91,19 +96,23 @@ def halve(scored: list[tuple[str, float]]) -> list[str]:
     return [i for i, _ in sorted(scored, key=lambda t: (-t[1], t[0]))[:keep]]
 
 
-def run_trial(base: Recipe, c: Candidate, rung: int, steps: int, prev_run, trials_dir,
+def run_trial(base: Recipe, c: Candidate, rung: int, steps: int | None, prev_run, trials_dir,
               log=None) -> dict:
-    """Train one trial (overwriting a half-finished run of the same name); its record."""
+    """Train one trial (overwriting a half-finished run of the same name); its record.
+    ``steps`` None: the final rung, the base recipe's whole schedule from the candidate's own
+    start (what ``winner.yaml`` retrains, QAT aside)."""
     from cnnedge.train import train
 
     weights = str(prev_run) if prev_run else start_weights(base, c)
     name = f"{c.id}-r{rung}"
+    what = "the full schedule" if steps is None else f"{steps} steps"
     if log:
-        log(f"rung {rung}: {c.id}, {steps} steps" + (f" from {weights}" if weights else ""))
+        log(f"rung {rung}: {c.id}, {what}" + (f" from {weights}" if weights else ""))
     t0 = time.monotonic()
     res = train(trial_recipe(base, c, steps, weights), runs_dir=trials_dir, name=name,
                 overwrite=True, verbose=0)
     acc = res.summary.get("best_val_accuracy")
-    return {"id": c.id, "rung": rung, "steps": int(steps), "run": str(res.run_dir),
+    return {"id": c.id, "rung": rung, "steps": steps, "run": str(res.run_dir),
+            "final": steps is None,
             "val_accuracy": None if acc is None else float(acc),
             "seconds": round(time.monotonic() - t0, 1), "start": weights}

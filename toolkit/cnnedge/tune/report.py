@@ -70,10 +70,12 @@ def plot(table: list[dict], budget: dict, out: Path, title: str) -> Path:
             if i in front:
                 ax.annotate(i, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7)
         over = [r[key] / scale for r in table if r["status"] == "over budget" and r.get(key)]
-        ax.plot(over, [0] * len(over), "x", color="0.5", label="over budget (not trained)")
+        if over:
+            ax.plot(over, [0] * len(over), "x", color="0.5", label="over budget (not trained)")
         if limit:
             ax.axvline(limit / scale, color="C3", ls="--", label="budget")
-        ax.set(xlabel=label, ylabel="validation accuracy (proxy training)")
+        ax.set_xscale("log")  # over-budget candidates reach 10-100× the budget
+        ax.set(xlabel=label + ", log scale", ylabel="validation accuracy (best rung)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(title)

@@ -66,9 +66,12 @@ def _print(res) -> None:
 
     t = Table("candidate", "params", "MACs", "RAM KiB", "flash KiB", "instr. M", "est. ms",
               "val acc.", "status")
+    def kib(v):
+        return "-" if v is None else f"{v / 1024:.1f}"
+
     for r in res.table:
-        t.add_row(r["id"], f"{r['params']:,}", f"{r['macs'] / 1e6:.2f} M",
-                  f"{r['ram'] / 1024:.1f}", f"{r['flash'] / 1024:.1f}",
+        t.add_row(r["id"], f"{r['params']:,}", f"{r['macs'] / 1e6:.2f} M", kib(r["ram"]),
+                  kib(r["flash"]),
                   f"{r['instructions'] / 1e6:.2f}" if r["instructions"] else "-",
                   f"{r['estimate_ms']:.1f}" if r["estimate_ms"] is not None else "-",
                   f"{r['val_accuracy']:.4f}" if r["val_accuracy"] is not None else "-",

@@ -53,6 +53,13 @@ def _budget(target, board, boards_file, max_ram, max_flash, max_ms, clock_mhz) -
 
         budget["ms"] = number(max_ms, "--max-ms", Range(0.001, 1e7))
     targets.get(budget["target"])
+    if budget["ms"] is not None:
+        from cnnedge.firmware.report import calibration
+
+        if budget["target"] not in calibration():
+            raise CnnedgeError(f"--max-ms needs a latency estimate, which {budget['target']} "
+                               f"has no calibration for (calibrated: "
+                               f"{', '.join(calibration()) or 'none'})")
     if not (budget["ram"] or budget["flash"] or budget["ms"]):
         raise CnnedgeError("give a budget: --max-ram, --max-flash, --max-ms or --board")
     return budget
@@ -182,7 +189,7 @@ def _distinct(fits: list, state: dict) -> list:
     out = []
     for c in fits:
         r = _record(state, c)
-        key = (r["params"], r["macs"], r["ram"], r["instructions"], c.size)  # names differ
+        key = (r["params"], r["macs"], r["ram"], r["instructions"], c.size, c.pool)
         if key in seen:
             r["same_as"] = seen[key]
         else:
@@ -205,9 +212,11 @@ def _measure_all(state, cands, base, channels, classes, budget, folder, tflm_dir
 
 
 def _nothing_fits(state: dict, budget: dict) -> str:
-    small = min(state["candidates"], key=lambda r: (r["ram"], r["flash"]))
-    return (f"no candidate fits the budget; the smallest, {small['id']}, needs "
-            f"{small['ram'] / 1024:.1f} KiB RAM and {small['flash'] / 1024:.1f} KiB flash "
+    built = [r for r in state["candidates"] if r.get("ram") is not None] or state["candidates"]
+    small = min(built, key=lambda r: (r.get("ram") or 0, r.get("flash") or 0))
+    need = (f"needs {small['ram'] / 1024:.1f} KiB RAM and {small['flash'] / 1024:.1f} KiB flash"
+            if small.get("ram") is not None else "does not fit the board model")
+    return (f"no candidate fits the budget; the smallest, {small['id']}, {need} "
             f"({'; '.join(small['over'])}); widen the budget or the space (--widths 0.25, "
             f"--sizes 24)")
 

@@ -80,7 +80,11 @@ def _board(path: Path, name: str, d) -> Board:
     core = d["core"]
     if core is not None:
         targets.get(str(core))
-    return Board(name, core, int(d.get("clock_mhz") or 0),
+    from cnnedge.numbers import Range, number
+
+    clock = number(d.get("clock_mhz") or 0, f"{path}: {name}.clock_mhz",
+                   Range(0, 100000, integer=True))
+    return Board(name, core, clock,
                  parse_bytes(d["ram"], f"{path}: {name}.ram"),
                  parse_bytes(d["flash"], f"{path}: {name}.flash"), str(d.get("note", "")))
 

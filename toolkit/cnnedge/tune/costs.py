@@ -35,11 +35,19 @@ def measure(c: Candidate, *, dataset: str, num_classes: int, channels: int, targ
     """{"params", "macs", "ram", "flash", "arena", "instructions", "estimate_ms", "source"} of
     candidate ``c`` (cached in ``folder/<id>/costs.json``)."""
     from cnnedge.files import atomic_write_json
+    from cnnedge.firmware.tflm_tree import COMMIT
 
     out = folder / c.id
     cached = out / "costs.json"
+    key = {"target": target, "classes": int(num_classes), "channels": int(channels),
+           "dataset": str(dataset), "tflm": COMMIT}
     if cached.is_file():
-        return json.loads(cached.read_text())
+        try:
+            figures = json.loads(cached.read_text())
+        except ValueError:
+            figures = {}
+        if figures.get("key") == key:  # measured for the same target, data and TFLM
+            return figures
     if out.exists():
         shutil.rmtree(out)  # an interrupted measurement: nothing of it is kept
     out.mkdir(parents=True)
@@ -48,6 +56,7 @@ def measure(c: Candidate, *, dataset: str, num_classes: int, channels: int, targ
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
+    costs["key"] = key
     atomic_write_json(cached, costs)
     return costs
 
@@ -68,8 +77,18 @@ def _measure(c, dataset, num_classes, channels, target, out: Path, tflm_dir, log
            verify=0)
     costs = {"params": int(model.count_params()),
              "macs": int(models.count_macs(model, (c.size, c.size, channels)))}
-    r = build_firmware(out / "export", target, tflm_dir=tflm_dir, parity_images=0,
-                       out=out / "firmware")
+    try:
+        r = build_firmware(out / "export", target, tflm_dir=tflm_dir, parity_images=0,
+                           out=out / "firmware")
+    except CnnedgeError as e:
+        if "does not fit" not in str(e):
+            raise
+        # bigger than the emulated board's memory: over any budget that board allows
+        costs.update(ram=None, flash=None, arena=None, instructions=None, estimate_ms=None,
+                     clock_mhz=None, source=f"firmware {target}", no_fit=str(e).split(": ", 1)[-1])
+        shutil.rmtree(out / "export", ignore_errors=True)
+        path.unlink()
+        return costs
     if r.board is None:  # host: no cross build, so no flash image; the host's own figures
         static = out / "export" / "model_int8_static.tflite"
         costs.update(ram=r.arena_declared, flash=static.stat().st_size, source="host TFLM")
@@ -85,6 +104,8 @@ def _measure(c, dataset, num_classes, channels, target, out: Path, tflm_dir, log
 
 def over_budget(costs: dict, budget: dict) -> list[str]:
     """What ``costs`` breaks of ``budget`` ({"ram", "flash", "ms"}), as short phrases."""
+    if costs.get("no_fit"):
+        return [costs["no_fit"]]
     out = []
     for key, unit in (("ram", "RAM"), ("flash", "flash")):
         if budget.get(key) and costs[key] > budget[key]:

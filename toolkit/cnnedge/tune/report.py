@@ -19,13 +19,12 @@ def rows(state: dict) -> list[dict]:
         b = best.get(t["id"])
         if b is None or (t["rung"], t["val_accuracy"] or 0) > (b["rung"], b["val_accuracy"] or 0):
             best[t["id"]] = t
-    top = max((t["rung"] for t in best.values()), default=None)
     out = []
     for c in state["candidates"]:
         t = best.get(c["id"])
         status = ("over budget" if c.get("over") else f"same network as {c['same_as']}"
                   if c.get("same_as") else "winner" if c["id"] == state.get("winner")
-                  else "finalist" if t and t["rung"] == top and top else
+                  else "finalist" if t and t.get("final") else
                   f"trained (rung {t['rung']})" if t else "fits, not trained")
         out.append({**{k: c.get(k) for k in COLUMNS}, "status": status,
                     "reason": "; ".join(c.get("over") or []) or None,

@@ -6,11 +6,11 @@ on while more than three are left. The last three (or fewer) are trained with th
 whole schedule from their own start — the final rung, whose validation accuracy decides: short
 trainings rank the field, but between close finalists only the real schedule tells (a finalist
 at 48 pixels can trail one at 32 after 600 steps and lead after the full run). The search stops
-early when the time budget is spent. Each trial is an ordinary run
-directory (``<tune>/trials/<candidate>-r<k>``) from the base recipe with the candidate's model,
-width, pooling and input size, QAT off. The search state (``tune.json``) is written after every
-finished trial, never during one: an interrupted search resumes with the trials it has, and the
-trial it was in runs again from scratch.
+early when the time budget is spent. Each trial is an ordinary run directory
+(``<tune>/trials/<recipe>-<candidate>/<candidate>-r<k>``) from the base recipe with the
+candidate's model, width, pooling and input size, QAT off. The search state (``tune.json``) is
+written after every finished trial, never during one: an interrupted search resumes with the
+trials it has, and the trial it was in runs again from scratch.
 """
 
 from __future__ import annotations
@@ -28,13 +28,19 @@ ETA = 3
 def trial_recipe(base: Recipe, c: Candidate, steps: int | None, weights: str | None) -> Recipe:
     """The base recipe training candidate ``c`` for ``steps`` steps from ``weights``; ``steps``
     None: the base recipe's whole schedule (the final rung), QAT off either way."""
-    train = base.train if steps is None else dataclasses.replace(
-        base.train, epochs=1, steps_per_epoch=int(steps), max_minutes=None)
     r = dataclasses.replace(
         base, name=f"{base.name}-{c.id}",
         model=ModelConfig(name=c.model, kwargs={"width": c.width, "pool": c.pool},
                           weights=weights),
-        train=train, qat=dataclasses.replace(base.qat, enabled=False))
+        qat=dataclasses.replace(base.qat, enabled=False))
+    if steps is not None:  # one short epoch: a brief warm-up, then the schedule; no mixing
+        r = dataclasses.replace(
+            r, train=dataclasses.replace(base.train, epochs=1, steps_per_epoch=int(steps),
+                                         max_minutes=None),
+            optim=dataclasses.replace(base.optim, warmup_epochs=min(base.optim.warmup_epochs,
+                                                                    0.1)),
+            augment=dataclasses.replace(base.augment, mixup=0.0, cutmix=0.0,
+                                        mix_ramp=(0.0, 0.0)))
     return set_image_size(r, (c.size, c.size))
 
 
@@ -108,11 +114,17 @@ def run_trial(base: Recipe, c: Candidate, rung: int, steps: int | None, prev_run
     what = "the full schedule" if steps is None else f"{steps} steps"
     if log:
         log(f"rung {rung}: {c.id}, {what}" + (f" from {weights}" if weights else ""))
+    import shutil
+    from pathlib import Path
+
+    recipe = trial_recipe(base, c, steps, weights)
+    run = Path(trials_dir) / recipe.name / name
+    for stale in (run, run.with_name(run.name + ".old")):  # a killed trial's leftovers
+        shutil.rmtree(stale, ignore_errors=True)
     t0 = time.monotonic()
-    res = train(trial_recipe(base, c, steps, weights), runs_dir=trials_dir, name=name,
-                overwrite=True, verbose=0)
+    res = train(recipe, runs_dir=trials_dir, name=name, verbose=0)
     acc = res.summary.get("best_val_accuracy")
-    return {"id": c.id, "rung": rung, "steps": steps, "run": str(res.run_dir),
+    return {"id": c.id, "rung": rung, "steps": steps, "run": str(Path(res.run_dir).resolve()),
             "final": steps is None,
             "val_accuracy": None if acc is None else float(acc),
             "seconds": round(time.monotonic() - t0, 1), "start": weights}

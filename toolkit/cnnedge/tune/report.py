@@ -76,7 +76,8 @@ def plot(table: list[dict], budget: dict, out: Path, title: str) -> Path:
         ax.set_xscale("log")  # over-budget candidates reach 10-100× the budget
         ax.set(xlabel=label + ", log scale", ylabel="validation accuracy (best rung)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
     with atomic_path(out) as tmp:

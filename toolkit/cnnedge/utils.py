@@ -109,6 +109,17 @@ def git_sha(cwd=None) -> str | None:
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name as lscpu prints it (/proc/cpuinfo), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict:
     """Versions and machine facts recorded next to every result."""
     from importlib import metadata

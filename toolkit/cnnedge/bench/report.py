@@ -30,13 +30,11 @@ COLUMNS = ["artifact", "runtime", "threads", "status", "reason", "format", "prec
 
 
 def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
+    from cnnedge.utils import cpu_model
+
+    cpu = cpu_model()
     mem = None
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 mem = round(int(line.split()[1]) / 1024 / 1024, 1)

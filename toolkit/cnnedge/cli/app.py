@@ -71,6 +71,8 @@ def checked(spec):
     return callback
 
 
+TflmDir = typer.Option(None, "--tflm-dir", help="TFLite Micro source tree (default "
+                       "$CNNEDGE_TFLM).")
 DataDir = typer.Option(None, "--data-dir", help="Folder holding the dataset files (searched first).")
 ImageSize = typer.Option(None, "--image-size", help="Resize images to HxW, e.g. 32x32 (or keep: "
                          "each image at its own size).")

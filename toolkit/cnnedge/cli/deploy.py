@@ -12,7 +12,17 @@ from typing import List, Optional
 import typer
 
 from cnnedge import artifacts, runtime
-from cnnedge.cli.app import IMAGES, PERCENT, THREADS, app, checked, console, err_console, kib
+from cnnedge.cli.app import (
+    IMAGES,
+    PERCENT,
+    THREADS,
+    TflmDir,
+    app,
+    checked,
+    console,
+    err_console,
+    kib,
+)
 from cnnedge.numbers import Range
 
 _FORMATS = " | ".join(artifacts.formats())
@@ -256,8 +266,7 @@ def bench_cmd(
                                              "(comma list or all, e.g. cortex-m4,cortex-m7): a "
                                              "row each from the run's TFLM firmware built and "
                                              "run under QEMU (cnnedge firmware)."),
-    tflm_dir: Optional[Path] = typer.Option(None, "--tflm-dir", help="TFLite Micro source tree "
-                                            "for --target (default $CNNEDGE_TFLM)."),
+    tflm_dir: Optional[Path] = TflmDir,
 ):
     """Latency, accuracy and memory on every runtime.
 

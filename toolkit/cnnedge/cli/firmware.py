@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cnnedge.cli.app import IMAGES, app, checked, console, kib
+from cnnedge.cli.app import IMAGES, TflmDir, app, checked, console, kib
 from cnnedge.firmware import targets as fw_targets
 from cnnedge.numbers import Range
 
@@ -21,8 +21,7 @@ def firmware_cmd(
                                            "(exported to TFLM first)."),
     target: str = typer.Option("cortex-m4", "--target", "-t", help=f"{_TARGETS} | all (comma "
                                "list ok)."),
-    tflm_dir: Optional[Path] = typer.Option(None, "--tflm-dir", help="TFLite Micro source tree "
-                                            "(default $CNNEDGE_TFLM)."),
+    tflm_dir: Optional[Path] = TflmDir,
     kernels: Optional[str] = typer.Option(None, "--kernels", help="cmsis_nn (Arm default) or "
                                           "reference."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Results folder (default "

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cnnedge.cli.app import app, checked, console
+from cnnedge.cli.app import TflmDir, app, checked, console
 from cnnedge.numbers import Range
 
 
@@ -42,8 +42,7 @@ def tune_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue the search in --out."),
     train_best: bool = typer.Option(False, "--train-best", help="Then train the winner in full, "
                                     "export, verify and build its firmware."),
-    tflm_dir: Optional[Path] = typer.Option(None, "--tflm-dir", help="TFLite Micro source tree "
-                                            "(default $CNNEDGE_TFLM)."),
+    tflm_dir: Optional[Path] = TflmDir,
 ):
     """Search the most accurate model that fits a board.
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cnnedge.errors import CnnedgeError
 from cnnedge.files import atomic_write_json
+from cnnedge.utils import cpu_model
 
 REPORT = "report.json"
 CALIBRATION = Path(__file__).parent / "calibration.json"
@@ -70,7 +71,7 @@ class FirmwareReport:
                 instructions=res.icount["window_insns"] // windows if windows else None,
                 instructions_total=res.icount.get("total"), clock_mhz=t.clock_mhz,
                 run_seconds=round(res.seconds, 2),
-                date=datetime.date.today().isoformat(), host_cpu=_cpu())
+                date=datetime.date.today().isoformat(), host_cpu=cpu_model())
         r._estimate()
         return r
 
@@ -134,16 +135,3 @@ def parity_rows(run_dir) -> list[dict]:
         rows.append({"target": r.target, "board": r.board, "kernels": r.kernels, **p,
                      "date": r.date, "gate": gate})
     return rows
-
-
-def _cpu() -> str:
-    """The host CPU's model name (lscpu's), for the report."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()

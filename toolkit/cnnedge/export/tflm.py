@@ -127,18 +127,27 @@ def tflm_artifact(job: Job) -> tuple[bytes, dict, dict]:
     return buf, meta, facts
 
 
-def op_names(buf: bytes) -> list[str]:
-    """The builtin ops the model uses, in order of first use (e.g. ["CONV_2D", "ADD"])."""
-    schema, model = artifacts.tflite_model(buf, "<model>")
+def operators(buf: bytes, path="<model>") -> list[tuple[str, str]]:
+    """(builtin op, output tensor name) of every operator of the model, in execution order
+    (e.g. ("CONV_2D", "gmp_s/s1_conv/Conv2D"))."""
+    schema, model = artifacts.tflite_model(buf, path)
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     codes = []
     for i in range(model.OperatorCodesLength()):
         c = model.OperatorCodes(i)
         codes.append(max(c.BuiltinCode(), c.DeprecatedBuiltinCode()))
     g = model.Subgraphs(0)
-    used = [names.get(codes[g.Operators(k).OpcodeIndex()], "CUSTOM")
-            for k in range(g.OperatorsLength())]
-    return list(dict.fromkeys(used))
+    out = []
+    for k in range(g.OperatorsLength()):
+        o = g.Operators(k)
+        layer = g.Tensors(int(o.Outputs(0))).Name().decode() if o.OutputsLength() else ""
+        out.append((names.get(codes[o.OpcodeIndex()], "CUSTOM"), layer))
+    return out
+
+
+def op_names(buf: bytes) -> list[str]:
+    """The builtin ops the model uses, in order of first use (e.g. ["CONV_2D", "ADD"])."""
+    return list(dict.fromkeys(op for op, _ in operators(buf)))
 
 
 def writers(job: Job, precision: str):

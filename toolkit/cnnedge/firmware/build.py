@@ -63,22 +63,19 @@ def missing_op(tflite: Path, method: str) -> tuple[str, str | None]:
     -> CONV_2D): the op whose name the bundle writer turned into ``method``, looked up in the
     model's own schema; the layer is its first operator's output tensor."""
     from cnnedge import artifacts
+    from cnnedge.export.tflm import operators
     from cnnedge.export.tflm_bundle import resolver_method
 
     guess = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", method[3:]).upper()
     try:
-        schema, model = artifacts.tflite_model(tflite.read_bytes(), tflite)
+        buf = tflite.read_bytes()
+        schema, _ = artifacts.tflite_model(buf, tflite)
+        ops = operators(buf, tflite)
     except (OSError, CnnedgeError):
         return guess, None
-    codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    op = next((name for name in codes.values() if resolver_method(name) == method), guess)
-    g = model.Subgraphs(0)
-    for k in range(g.OperatorsLength()):
-        o = g.Operators(k)
-        c = model.OperatorCodes(o.OpcodeIndex())
-        if codes.get(max(c.BuiltinCode(), c.DeprecatedBuiltinCode())) == op:
-            return op, g.Tensors(int(o.Outputs(0))).Name().decode()
-    return op, None
+    names = [k for k in vars(schema.BuiltinOperator) if not k.startswith("_")]
+    op = next((name for name in names if resolver_method(name) == method), guess)
+    return op, next((layer for name, layer in ops if name == op), None)
 
 
 def _compile(src: Path, obj: Path, flags: dict, defines: list[str], extra_inc: list[str]):

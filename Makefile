@@ -15,7 +15,7 @@ FIRMWARE_TARGETS ?= host,cortex-m4,cortex-m55
 ARM_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib \
                 qemu-system-arm
 
-.PHONY: setup data firmware-tools firmware-libs test test-fast test-full demo lint clean
+.PHONY: setup data firmware-tools firmware-libs test test-fast test-full demo lint format clean
 
 setup: $(STAMP) data firmware-libs
 
@@ -78,8 +78,14 @@ demo: setup
 	$(BIN)/cnnedge verify $(RUN)
 	$(BIN)/cnnedge bench $(RUN) --threads 1
 
+STYLED := toolkit tests recipes edge_demo docs
 lint: setup
-	$(BIN)/ruff check toolkit tests recipes edge_demo
+	$(BIN)/ruff format --check $(STYLED)
+	$(BIN)/ruff check $(STYLED)
+
+format: setup
+	$(BIN)/ruff format $(STYLED)
+	$(BIN)/ruff check --fix $(STYLED)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -7,6 +7,7 @@ Runtime-only: numpy, OpenCV and ai_edge_litert (or onnxruntime); TensorFlow is n
 See edge_demo/README.md. Importing this package is cheap (OpenCV loads when the demo runs).
 """
 
-from edge_demo.app import DemoConfig, format_summary, run_demo
+from edge_demo.app import DemoConfig, run_demo
+from edge_demo.output import format_summary
 
 __all__ = ["DemoConfig", "format_summary", "run_demo"]

@@ -64,8 +64,9 @@ def gui_problem() -> str | None:
     m = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), re.M)
     if m and m.group(1).upper() == "NONE":
         return "this OpenCV build has no GUI (opencv-python-headless)"
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                                 or os.environ.get("WAYLAND_DISPLAY")):
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
         return "there is no display (DISPLAY is not set)"
     return None
 
@@ -88,24 +89,29 @@ def _check(cfg: DemoConfig) -> None:
         if cfg.collect_every is not None and int(cfg.collect_every) < 1:
             raise CnnedgeError(f"--collect-every must be >= 1, got {cfg.collect_every}")
         if (cfg.headless or cfg.collect_every is not None) and len(labels) != 1:
-            raise CnnedgeError(f"--collect {'with --headless ' if cfg.headless else ''}saves every "
-                               f"Nth frame under one label: give one --label NAME"
-                               f"{f' (got {len(labels)})' if labels else ''}")
+            raise CnnedgeError(
+                f"--collect {'with --headless ' if cfg.headless else ''}saves every "
+                f"Nth frame under one label: give one --label NAME"
+                f"{f' (got {len(labels)})' if labels else ''}"
+            )
         collect.check(cfg.collect, labels)
     if not cfg.headless:
         problem = gui_problem()
         if problem:
-            raise CnnedgeError(f"{problem}: run with --headless (writes an annotated video and a "
-                               f"JSON-lines log), or for a window: pip uninstall -y "
-                               f"opencv-python-headless && pip install opencv-python")
+            raise CnnedgeError(
+                f"{problem}: run with --headless (writes an annotated video and a "
+                f"JSON-lines log), or for a window: pip uninstall -y "
+                f"opencv-python-headless && pip install opencv-python"
+            )
 
 
 def _percentile(v: list[float], q: float) -> float:
     return round(float(np.percentile(v, q)), 4) if v else 0.0
 
 
-def run_demo(cfg: DemoConfig, echo: Callable[[str], None] | None = None,
-             warn: Callable[[str], None] | None = None) -> dict:
+def run_demo(
+    cfg: DemoConfig, echo: Callable[[str], None] | None = None, warn: Callable[[str], None] | None = None
+) -> dict:
     """Run the demo until the source ends, ``max_frames``, ``q`` or Ctrl-C; returns a summary.
     ``echo`` gets progress lines, ``warn`` the ``warning: ...`` lines (default: stderr)."""
     echo = echo or (lambda s: print(s, file=sys.stderr))
@@ -139,13 +145,15 @@ class _Demo:
 
         self.cfg, self.echo = cfg, echo
         model_arg = cfg.model or (None if cfg.collect else DEFAULT_MODEL)
-        self.model_path, self.runner = (load_model(model_arg, cfg.runtime, cfg.threads)
-                                        if model_arg else (None, None))
+        self.model_path, self.runner = (
+            load_model(model_arg, cfg.runtime, cfg.threads) if model_arg else (None, None)
+        )
         self.meta = self.runner.metadata if self.runner is not None else None
         self.names = list(self.meta["class_names"]) if self.meta else []
         self.collector = self._collector()
-        self.src = open_source(cfg.source, reconnect=cfg.reconnect, start=False,
-                               on_skip=lambda m: warn(f"warning: {m}"))
+        self.src = open_source(
+            cfg.source, reconnect=cfg.reconnect, start=False, on_skip=lambda m: warn(f"warning: {m}")
+        )
         self.images = self.src.kind == "images"
         self.video = self.log = None
 
@@ -158,12 +166,16 @@ class _Demo:
         labels = C.parse_labels(cfg.label)
         if not labels:  # window mode without --label: the model's classes name the keys
             if not self.names:
-                raise CnnedgeError("--collect without --model needs --label names (e.g. "
-                                   "--label cat,dog: keys 1 and 2 save under cat/ and dog/)")
+                raise CnnedgeError(
+                    "--collect without --model needs --label names (e.g. "
+                    "--label cat,dog: keys 1 and 2 save under cat/ and dog/)"
+                )
             labels = [C.folder_name(c) for c in self.names]
             if len(set(labels)) != len(labels) or len(labels) > len(C.KEYS):
-                raise CnnedgeError(f"the model's {len(self.names)} classes cannot be keys 1-9 "
-                                   f"and 0; give --label with up to {len(C.KEYS)} names")
+                raise CnnedgeError(
+                    f"the model's {len(self.names)} classes cannot be keys 1-9 "
+                    f"and 0; give --label with up to {len(C.KEYS)} names"
+                )
             C.check(cfg.collect, labels)
         return C.Collector(cfg.collect, labels)
 
@@ -177,16 +189,20 @@ class _Demo:
 
         cfg, runner = self.cfg, self.runner
         self.roi = cfg.roi if cfg.roi is not None else (None if self.images else 0.6)
-        self.pre = pre = FramePreprocessor(self.meta, roi=self.roi, invert=cfg.invert,
-                                           native_size=cfg.native_size)
+        self.pre = pre = FramePreprocessor(
+            self.meta, roi=self.roi, invert=cfg.invert, native_size=cfg.native_size
+        )
         if runner is None:
             self.input_desc = "none"
         elif pre.size:
             self.input_desc = f"{pre.size[0]}x{pre.size[1]}x{pre.channels}"
         else:
             self.input_desc = f"native {'image' if self.roi is None else 'ROI'} x{pre.channels}"
-        label = (f"{runner.runtime} {self.meta.get('precision', '?')} {self.input_desc}" if runner
-                 else "no model: collecting")
+        label = (
+            f"{runner.runtime} {self.meta.get('precision', '?')} {self.input_desc}"
+            if runner
+            else "no model: collecting"
+        )
         keys = None
         if not cfg.headless:
             keys = "q quit  s snapshot  space freeze"
@@ -275,9 +291,11 @@ class _Demo:
         except KeyboardInterrupt:
             self.echo("interrupted; finishing the video and log")
         except CollectError as e:  # the images saved so far and their log are kept
-            return CnnedgeError(f"{e}; collecting stopped with "
-                                f"{sum(self.collector.saved.values())} images saved"
-                                + (f", log {self.log.path} kept" if self.log else ""))
+            return CnnedgeError(
+                f"{e}; collecting stopped with "
+                f"{sum(self.collector.saved.values())} images saved"
+                + (f", log {self.log.path} kept" if self.log else "")
+            )
         return None
 
     def step(self, f) -> np.ndarray:
@@ -305,9 +323,17 @@ class _Demo:
         box = self.pre.region(f.image.shape)
         tag = f"ROI {box[2]}px" if self.roi is not None else f"{box[2]}x{box[3]}"
         img, box = (display_image if self.images else display_frame)(f.image, box)
-        self.overlay.draw(img, box, shown, infer_ms=(t_i - t_m) * 1e3, fps=fps,
-                          inverted=inverted, model_input=self.pre.last_input, tag=tag,
-                          notes=self.collector.lines() if self.collector is not None else ())
+        self.overlay.draw(
+            img,
+            box,
+            shown,
+            infer_ms=(t_i - t_m) * 1e3,
+            fps=fps,
+            inverted=inverted,
+            model_input=self.pre.last_input,
+            tag=tag,
+            notes=self.collector.lines() if self.collector is not None else (),
+        )
         if self.video is not None:
             self.video.write(img)
         if self.n in self.snap_at:
@@ -323,11 +349,17 @@ class _Demo:
 
     def _record(self, f, shown, p, inverted: bool, saved) -> dict:
         """The frame's JSON-lines log record."""
-        rec = {"frame": self.n, "source_frame": f.index, "t": round(f.t - self.t0, 4),
-               "top": [{"class": self.names[i], "index": i, "p": round(q, 4)} for i, q in shown],
-               "pred": int(np.argmax(p)) if p is not None else None,
-               "inverted": inverted, "infer_ms": round(self.infer_ms[-1], 4),
-               "proc_ms": round(self.proc_ms[-1], 4), "e2e_ms": round(self.e2e_ms[-1], 4)}
+        rec = {
+            "frame": self.n,
+            "source_frame": f.index,
+            "t": round(f.t - self.t0, 4),
+            "top": [{"class": self.names[i], "index": i, "p": round(q, 4)} for i, q in shown],
+            "pred": int(np.argmax(p)) if p is not None else None,
+            "inverted": inverted,
+            "infer_ms": round(self.infer_ms[-1], 4),
+            "proc_ms": round(self.proc_ms[-1], 4),
+            "e2e_ms": round(self.e2e_ms[-1], 4),
+        }
         if f.name is not None:
             rec["file"] = f.name
         if self.collector is not None:
@@ -358,8 +390,14 @@ class _Demo:
         if self.video is not None:
             self.video.close()
         wall, cpu = time.perf_counter() - self.t0, time.process_time() - self.cpu0
-        cfg, runner, meta, src, video, log = (self.cfg, self.runner, self.meta, self.src,
-                                              self.video, self.log)
+        cfg, runner, meta, src, video, log = (
+            self.cfg,
+            self.runner,
+            self.meta,
+            self.src,
+            self.video,
+            self.log,
+        )
         n, infer_ms, collector = self.n, self.infer_ms, self.collector
         parts = ["decode", "preprocess"] + (["infer"] if runner is not None else []) + ["draw"]
         if video is not None:
@@ -367,28 +405,39 @@ class _Demo:
         if not cfg.headless:
             parts.append("display")
         summary = {
-            "frames": n, "seconds": round(wall, 4), "fps": round(n / wall, 2) if wall > 0 else 0.0,
+            "frames": n,
+            "seconds": round(wall, 4),
+            "fps": round(n / wall, 2) if wall > 0 else 0.0,
             "fps_includes": " + ".join(parts),
             # CPU time of the whole process (all threads) per frame: load-independent cost;
             # with C cores the demo can reach at most about C * 1000 / cpu_ms_per_frame FPS
-            "cpu_ms_per_frame": round(cpu * 1e3 / n, 4) if n else 0.0, "cpu_count": os.cpu_count(),
+            "cpu_ms_per_frame": round(cpu * 1e3 / n, 4) if n else 0.0,
+            "cpu_count": os.cpu_count(),
             "infer_ms_mean": round(float(np.mean(infer_ms)), 4) if infer_ms else 0.0,
-            "infer_ms_p50": _percentile(infer_ms, 50), "infer_ms_p95": _percentile(infer_ms, 95),
+            "infer_ms_p50": _percentile(infer_ms, 50),
+            "infer_ms_p95": _percentile(infer_ms, 95),
             "proc_ms_mean": round(float(np.mean(self.proc_ms)), 4) if self.proc_ms else 0.0,
-            "e2e_ms_p50": _percentile(self.e2e_ms, 50), "e2e_ms_p95": _percentile(self.e2e_ms, 95),
-            "dropped_frames": src.dropped, "source": str(cfg.source), "source_kind": src.kind,
+            "e2e_ms_p50": _percentile(self.e2e_ms, 50),
+            "e2e_ms_p95": _percentile(self.e2e_ms, 95),
+            "dropped_frames": src.dropped,
+            "source": str(cfg.source),
+            "source_kind": src.kind,
             "frame_size": [int(src.frame_shape[1]), int(src.frame_shape[0])],
             "output_size": list(self.frame_size),
             "model": str(self.model_path) if self.model_path else None,
             "runtime": runner.runtime if runner else None,
             "precision": meta.get("precision") if meta else None,
-            "threads": runner.threads if runner else None, "input": self.input_desc,
+            "threads": runner.threads if runner else None,
+            "input": self.input_desc,
             "input_shape": list(self.batch.shape) if self.batch is not None else None,
-            "roi": self.roi, "invert": self.pre.invert, "background": self.pre.background,
+            "roi": self.roi,
+            "invert": self.pre.invert,
+            "background": self.pre.background,
             "smooth": self.smooth,
             "video": str(video.path) if video is not None else None,
             "video_frames": video.frames if video is not None else 0,
-            "log": str(log.path) if log is not None else None, "snapshots": self.snapshots,
+            "log": str(log.path) if log is not None else None,
+            "snapshots": self.snapshots,
             "skipped": list(src.skipped),
             "collect": str(cfg.collect) if collector is not None else None,
             "collected": dict(collector.saved) if collector is not None else {},
@@ -416,32 +465,3 @@ def _snapshot(cv2, img, folder: Path, n: int, echo) -> str:
         raise CnnedgeError(f"cannot write snapshot {path}")
     echo(f"saved {path}")
     return str(path)
-
-
-def format_summary(s: dict) -> str:
-    """The one-paragraph report printed at the end of a run."""
-    size = "×".join(str(v) for v in s["frame_size"]) if s["frame_size"] else "?"
-    inp = s["input"]
-    if s.get("input_shape") and "native" in inp:
-        inp = "x".join(str(v) for v in s["input_shape"][1:]) + f" ({inp.split(' x')[0]})"
-    lines = [f"{s['frames']} frames ({size}, {s['source_kind']}) in {s['seconds']:.2f} s: "
-             f"{s['fps']:.1f} FPS end to end ({s['fps_includes']})"]
-    if s["model"]:
-        lines.append(f"model {s['model']} ({s['runtime']} {s['precision']}, threads="
-                     f"{s['threads']}, input {inp}): inference {s['infer_ms_mean']:.3f} ms mean, "
-                     f"{s['infer_ms_p95']:.3f} ms p95; per-frame work {s['proc_ms_mean']:.3f} ms; "
-                     f"CPU {s['cpu_ms_per_frame']:.2f} ms/frame (all threads, {s['cpu_count']} "
-                     f"cores)")
-    if s.get("collect"):
-        got = s["collected"]
-        lines.append(f"saved {sum(got.values())} images to {s['collect']} ("
-                     + ", ".join(f"{k} {v}" for k, v in got.items()) + ")")
-    if s.get("skipped"):
-        lines.append(f"skipped {len(s['skipped'])} unreadable image(s) (see the warnings above)")
-    if s["dropped_frames"]:
-        lines.append(f"dropped {s['dropped_frames']} camera frames (inference slower than capture)")
-    if s["video"]:
-        lines.append(f"wrote {s['video']} ({s['video_frames']} frames)")
-    if s["log"]:
-        lines.append(f"wrote {s['log']}")
-    return "\n".join(lines)

@@ -152,12 +152,14 @@ class VideoFileSource(_OrderedSource):
         super().__init__(str(path))
         self.path = path
         self._cap = frames.open_capture(path)
-        ok, first = (self._cap.read() if self._cap.isOpened() else (False, None))
+        ok, first = self._cap.read() if self._cap.isOpened() else (False, None)
         if not ok or first is None:
             self._cap.release()
-            raise CnnedgeError(f"cannot read video {path}: OpenCV/FFmpeg cannot decode it (not a "
-                               f"video, corrupt or empty); re-encode it, e.g. ffmpeg -i {path.name} "
-                               f"out.mp4")
+            raise CnnedgeError(
+                f"cannot read video {path}: OpenCV/FFmpeg cannot decode it (not a "
+                f"video, corrupt or empty); re-encode it, e.g. ffmpeg -i {path.name} "
+                f"out.mp4"
+            )
         self._first = first
         self.frame_shape = first.shape
         fps = self._cap.get(cv2.CAP_PROP_FPS)
@@ -190,13 +192,17 @@ class ImageSource(_OrderedSource):
         files = frames.image_files(spec)
         several = spec.kind != "image"
         if not files and spec.kind == "glob":
-            raise CnnedgeError(f"no images match {path} (looked for "
-                               f"{', '.join(P.IMAGE_SUFFIXES)})")
+            raise CnnedgeError(f"no images match {path} (looked for {', '.join(P.IMAGE_SUFFIXES)})")
         if not files:
-            raise CnnedgeError(f"no images in folder {path} (looked for "
-                               f"{', '.join(P.IMAGE_SUFFIXES)} in it and its sub-folders)")
-        self.root = path if spec.kind == "folder" else Path(os.path.commonpath(
-            [str(f.parent.absolute()) for f in files]))
+            raise CnnedgeError(
+                f"no images in folder {path} (looked for "
+                f"{', '.join(P.IMAGE_SUFFIXES)} in it and its sub-folders)"
+            )
+        self.root = (
+            path
+            if spec.kind == "folder"
+            else Path(os.path.commonpath([str(f.parent.absolute()) for f in files]))
+        )
         self.files = files
         self.frame_count = len(files)
         # the first image that decodes gives the frame shape; a single file must decode
@@ -211,8 +217,9 @@ class ImageSource(_OrderedSource):
                 problems.append(str(e))
         else:
             where = "matching" if spec.kind == "glob" else "in folder"
-            raise CnnedgeError(f"no readable images {where} {path}: all {len(files)} fail to "
-                               f"decode (first: {problems[0]})")
+            raise CnnedgeError(
+                f"no readable images {where} {path}: all {len(files)} fail to decode (first: {problems[0]})"
+            )
         for m in problems:  # warned only once the run can go on: an error is one line alone
             self._warn(f"skipping {m}")
         self.frame_shape = self._first[1].shape
@@ -290,10 +297,14 @@ class LiveSource(Source):
 
     def _open_error(self) -> str:
         if self.kind == "camera":
-            return (f"cannot open camera {self._target} (no camera at that index, or it is busy); "
-                    f"check the device (ls /dev/video*) and try another --source index")
-        return (f"cannot open stream {self.spec} (unreachable, wrong URL/credentials, or a "
-                f"protocol this OpenCV build does not support)")
+            return (
+                f"cannot open camera {self._target} (no camera at that index, or it is busy); "
+                f"check the device (ls /dev/video*) and try another --source index"
+            )
+        return (
+            f"cannot open stream {self.spec} (unreachable, wrong URL/credentials, or a "
+            f"protocol this OpenCV build does not support)"
+        )
 
     def start(self):
         with self._cond:  # the frame read while opening counts from now, not from the open
@@ -320,10 +331,12 @@ class LiveSource(Source):
                 cap.release()
                 failures += 1
                 if failures > self.reconnect:
-                    raise CnnedgeError(f"lost {self.kind} {self.spec}: no frames after "
-                                       f"{self.reconnect} reconnect attempts; check the "
-                                       f"{'cable/driver' if self.kind == 'camera' else 'network/URL'}"
-                                       f" and restart the demo")
+                    raise CnnedgeError(
+                        f"lost {self.kind} {self.spec}: no frames after "
+                        f"{self.reconnect} reconnect attempts; check the "
+                        f"{'cable/driver' if self.kind == 'camera' else 'network/URL'}"
+                        f" and restart the demo"
+                    )
                 self._stop.wait(0.5 * failures)
                 cap = self._cap = self._open()
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
@@ -339,8 +352,9 @@ class LiveSource(Source):
             while (self._latest is None or self._latest.index <= self._seen) and self._error is None:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise CnnedgeError(f"{self.kind} {self.spec} delivered no frame for "
-                                       f"{self.read_timeout:.0f} s")
+                    raise CnnedgeError(
+                        f"{self.kind} {self.spec} delivered no frame for {self.read_timeout:.0f} s"
+                    )
                 self._cond.wait(left)
             if self._error is not None:
                 raise self._error
@@ -366,8 +380,10 @@ def open_source(spec, reconnect: int = 3, start: bool = True, on_skip=None) -> S
     if s.live:
         src: Source = LiveSource(s.text, s.target, reconnect=reconnect)
     elif s.kind == "missing":
-        raise CnnedgeError(f"no such file or folder: {s.text} (--source takes a camera index "
-                           f"like 0, a video, an image, a folder or a glob of images, or a URL)")
+        raise CnnedgeError(
+            f"no such file or folder: {s.text} (--source takes a camera index "
+            f"like 0, a video, an image, a folder or a glob of images, or a URL)"
+        )
     elif s.kind in ("image", "folder", "glob"):
         if s.kind == "image":  # a FIFO or device would block the reader: never opened
             imagefile.check_regular(s.target)

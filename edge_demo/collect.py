@@ -42,8 +42,7 @@ def parse_labels(text: str | None) -> list[str]:
     if dup:
         raise CnnedgeError(f"--label names {', '.join(dup)} more than once")
     if len(labels) > len(KEYS):
-        raise CnnedgeError(f"--label gives {len(labels)} labels; keys 1-9 and 0 save at most "
-                           f"{len(KEYS)}")
+        raise CnnedgeError(f"--label gives {len(labels)} labels; keys 1-9 and 0 save at most {len(KEYS)}")
     return labels
 
 
@@ -65,8 +64,7 @@ def check(root, labels: list[str]) -> Path:
     """Fail before the run when ``root`` (or what of it exists) cannot be written: a real write
     probe, because permission bits do not stop root and a read-only mount is not in them."""
     root = Path(root).expanduser()
-    targets = [root, *(root / lb for lb in labels), root / FULL,
-               *(root / FULL / lb for lb in labels)]
+    targets = [root, *(root / lb for lb in labels), root / FULL, *(root / FULL / lb for lb in labels)]
     for folder in targets:
         if folder.exists() and not folder.is_dir():
             raise CnnedgeError(f"--collect {root}: {folder} is a file, not a folder")
@@ -81,8 +79,9 @@ def check(root, labels: list[str]) -> Path:
             os.close(fd)
             os.unlink(probe)
         except OSError as e:
-            raise CnnedgeError(f"--collect {root}: cannot write in folder {existing} "
-                               f"({e.strerror or e})") from None
+            raise CnnedgeError(
+                f"--collect {root}: cannot write in folder {existing} ({e.strerror or e})"
+            ) from None
     return root
 
 
@@ -105,8 +104,11 @@ class Collector:
         d = self.root / label
         if not d.is_dir():
             return 0
-        return sum(1 for p in d.iterdir() if p.suffix.lower() in P.IMAGE_SUFFIXES
-                   and not p.name.startswith(".") and p.is_file())
+        return sum(
+            1
+            for p in d.iterdir()
+            if p.suffix.lower() in P.IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        )
 
     def _next(self, label: str) -> int:
         top = 0

@@ -27,8 +27,9 @@ def load_model(model, runtime: str | None = None, threads: int | None = 1):
     """(path, Runner) for ``--model``, warmed up; errors are :class:`CnnedgeError` one-liners."""
     path = resolve_model(model, runtime)
     if path.suffix.lower() not in artifacts.suffixes(exported_only=True):
-        raise CnnedgeError(f"{path}: the demo runs exported .tflite or .onnx models; export it "
-                           f"first (cnnedge export)")
+        raise CnnedgeError(
+            f"{path}: the demo runs exported .tflite or .onnx models; export it first (cnnedge export)"
+        )
     path, runner = model_file.open_model(path, runtime, threads, exported=True)
     with quiet_stderr():  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate"
         warm_up(runner)

@@ -1,8 +1,9 @@
-"""Outputs of a headless run: the annotated video (encoded in its own thread) and the JSON-lines log.
+"""Outputs of a run: the annotated video (encoded in its own thread), the JSON-lines log and
+the closing summary.
 
-Both are written to a hidden temporary file beside their name and renamed into place only when
-the run ends well (``close(commit=True)``): a run that fails half-way leaves no short video or
-log a later step could mistake for a result.
+The video and the log are written to a hidden temporary file beside their name and renamed
+into place only when the run ends well (``close(commit=True)``): a run that fails half-way leaves
+no short video or log a later step could mistake for a result.
 """
 
 from __future__ import annotations
@@ -34,16 +35,19 @@ class VideoSink:
         self.size = size
         w, h = size
         fps = float(fps) if fps and fps > 0 else 30.0
-        writer = cv2.VideoWriter(str(_tmp(path)), cv2.VideoWriter_fourcc(*FOURCC[path.suffix.lower()]),
-                                 fps, (w, h))
+        writer = cv2.VideoWriter(
+            str(_tmp(path)), cv2.VideoWriter_fourcc(*FOURCC[path.suffix.lower()]), fps, (w, h)
+        )
         if not writer.isOpened() and path.suffix.lower() != ".avi":
             writer.release()
             _tmp(path).unlink(missing_ok=True)
             path = path.with_suffix(".avi")
             writer = cv2.VideoWriter(str(_tmp(path)), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
         if not writer.isOpened():
-            raise CnnedgeError(f"cannot write video {path}: this OpenCV build has no mp4v/MJPG "
-                               f"encoder (or the folder is not writable); use --no-video")
+            raise CnnedgeError(
+                f"cannot write video {path}: this OpenCV build has no mp4v/MJPG "
+                f"encoder (or the folder is not writable); use --no-video"
+            )
         self.path = path
         self.frames = 0
         self._w = writer
@@ -125,3 +129,39 @@ def _finish(path: Path, commit: bool | None) -> None:
         os.replace(_tmp(path), path)
     elif commit is False:
         _tmp(path).unlink(missing_ok=True)
+
+
+def format_summary(s: dict) -> str:
+    """The one-paragraph report printed at the end of a run."""
+    size = "×".join(str(v) for v in s["frame_size"]) if s["frame_size"] else "?"
+    inp = s["input"]
+    if s.get("input_shape") and "native" in inp:
+        inp = "x".join(str(v) for v in s["input_shape"][1:]) + f" ({inp.split(' x')[0]})"
+    lines = [
+        f"{s['frames']} frames ({size}, {s['source_kind']}) in {s['seconds']:.2f} s: "
+        f"{s['fps']:.1f} FPS end to end ({s['fps_includes']})"
+    ]
+    if s["model"]:
+        lines.append(
+            f"model {s['model']} ({s['runtime']} {s['precision']}, threads="
+            f"{s['threads']}, input {inp}): inference {s['infer_ms_mean']:.3f} ms mean, "
+            f"{s['infer_ms_p95']:.3f} ms p95; per-frame work {s['proc_ms_mean']:.3f} ms; "
+            f"CPU {s['cpu_ms_per_frame']:.2f} ms/frame (all threads, {s['cpu_count']} "
+            f"cores)"
+        )
+    if s.get("collect"):
+        got = s["collected"]
+        lines.append(
+            f"saved {sum(got.values())} images to {s['collect']} ("
+            + ", ".join(f"{k} {v}" for k, v in got.items())
+            + ")"
+        )
+    if s.get("skipped"):
+        lines.append(f"skipped {len(s['skipped'])} unreadable image(s) (see the warnings above)")
+    if s["dropped_frames"]:
+        lines.append(f"dropped {s['dropped_frames']} camera frames (inference slower than capture)")
+    if s["video"]:
+        lines.append(f"wrote {s['video']} ({s['video_frames']} frames)")
+    if s["log"]:
+        lines.append(f"wrote {s['log']}")
+    return "\n".join(lines)

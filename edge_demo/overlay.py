@@ -51,8 +51,7 @@ def top_k(p: np.ndarray, k: int) -> list[tuple[int, float]]:
 class Overlay:
     """Draws the ROI, top-k bars, latency/FPS line and the model-input inset onto a BGR frame."""
 
-    def __init__(self, class_names: list[str], label: str, keys_help: str | None = None,
-                 inset: bool = True):
+    def __init__(self, class_names: list[str], label: str, keys_help: str | None = None, inset: bool = True):
         self.names = [n if len(n) <= 16 else n[:15] + "." for n in class_names]
         self.label = label
         self.keys_help = keys_help
@@ -85,64 +84,91 @@ class Overlay:
             cv2.cvtColor(big, cv2.COLOR_RGB2BGR, dst=self._inset_buf)
         return self._inset_buf
 
-    def draw(self, img: np.ndarray, box, top: list[tuple[int, float]], *, infer_ms: float,
-             fps: float, inverted: bool, model_input: np.ndarray | None = None,
-             frozen: bool = False, tag: str | None = None, notes: list[str] = ()) -> np.ndarray:
+    def draw(
+        self,
+        img: np.ndarray,
+        box,
+        top: list[tuple[int, float]],
+        *,
+        infer_ms: float,
+        fps: float,
+        inverted: bool,
+        model_input: np.ndarray | None = None,
+        frozen: bool = False,
+        tag: str | None = None,
+        notes: list[str] = (),
+    ) -> np.ndarray:
         """``box`` (x, y, w, h): the region in ``img``; ``notes``: extra lines (collect counts)
         in a panel under the top-k panel."""
         self._geometry(img.shape)
-        h, w = img.shape[:2]
-        fs, th, row, pad = self.fs, self.th, self.row, self.pad
-        x, y, bw_, bh_ = box
-        colour = ORANGE if inverted else GREEN
-        cv2.rectangle(img, (x, y), (x + bw_ - 1, y + bh_ - 1), colour, 2 * th)
-        tag = (tag or f"ROI {bw_}px") + (" inverted" if inverted else "")
-        below = y + bh_ + int(24 * fs * 2) < h
-        ty = y + bh_ + int(18 * fs * 2) if below else y + bh_ - pad
-        cv2.putText(img, tag, (x + 2 if below else x + pad, ty), FONT, fs, colour, th, cv2.LINE_AA)
+        self._roi(img, box, inverted, tag)
+        self._top_panel(img, top)
+        if notes:
+            self._notes_panel(img, notes, below=self.pad + self.row * len(top) + self.pad if top else 0)
+        self._status(img, infer_ms, fps, frozen)
+        if self.inset and model_input is not None:
+            self._model_inset(img, model_input)
+        return img
 
-        # top-k panel: solid background, name + percentage, confidence bar
-        x0, y0, pw = pad, pad, self.panel_w
+    def _text(self, img, text, org, colour, scale=1.0) -> None:
+        cv2.putText(img, text, org, FONT, self.fs * scale, colour, self.th, cv2.LINE_AA)
+
+    def _roi(self, img, box, inverted: bool, tag: str | None) -> None:
+        fs, pad = self.fs, self.pad
+        x, y, bw, bh = box
+        colour = ORANGE if inverted else GREEN
+        cv2.rectangle(img, (x, y), (x + bw - 1, y + bh - 1), colour, 2 * self.th)
+        tag = (tag or f"ROI {bw}px") + (" inverted" if inverted else "")
+        below = y + bh + int(24 * fs * 2) < img.shape[0]
+        ty = y + bh + int(18 * fs * 2) if below else y + bh - pad
+        self._text(img, tag, (x + 2 if below else x + pad, ty), colour)
+
+    def _top_panel(self, img, top: list[tuple[int, float]]) -> None:
+        """Solid background, name + percentage, confidence bar per class."""
+        pad, row, pw = self.pad, self.row, self.panel_w
+        x0, y0 = pad, pad
         if top:
             cv2.rectangle(img, (x0, y0), (x0 + pw, y0 + pad + row * len(top)), PANEL, -1)
         for r, (i, p) in enumerate(top):
             ty = y0 + row * r + int(row * 0.62)
-            cv2.putText(img, self.names[i] if i < len(self.names) else str(i), (x0 + pad, ty), FONT,
-                        fs, WHITE if r == 0 else GREY, th, cv2.LINE_AA)
-            cv2.putText(img, f"{100 * p:5.1f}%", (x0 + pw - int(62 * fs * 2), ty), FONT, fs,
-                        WHITE if r == 0 else GREY, th, cv2.LINE_AA)
+            colour = WHITE if r == 0 else GREY
+            self._text(img, self.names[i] if i < len(self.names) else str(i), (x0 + pad, ty), colour)
+            self._text(img, f"{100 * p:5.1f}%", (x0 + pw - int(62 * self.fs * 2), ty), colour)
             by = ty + int(row * 0.18)
             bw = pw - 2 * pad
             cv2.rectangle(img, (x0 + pad, by), (x0 + pad + bw, by + self.bar_h), (90, 90, 90), -1)
-            cv2.rectangle(img, (x0 + pad, by), (x0 + pad + int(bw * min(1.0, p)), by + self.bar_h),
-                          GREEN if r == 0 else CYAN, -1)
-        if notes:
-            y1 = y0 + (pad + row * len(top) + pad if top else 0)
-            cv2.rectangle(img, (x0, y1), (x0 + pw, y1 + pad + int(row * 0.8) * len(notes)), PANEL, -1)
-            for r, line in enumerate(notes):
-                cv2.putText(img, line[:28], (x0 + pad, y1 + int(row * 0.8) * r + int(row * 0.6)),
-                            FONT, fs * 0.9, WHITE, th, cv2.LINE_AA)
+            bar_end = (x0 + pad + int(bw * min(1.0, p)), by + self.bar_h)
+            cv2.rectangle(img, (x0 + pad, by), bar_end, GREEN if r == 0 else CYAN, -1)
 
-        # status line at the bottom
+    def _notes_panel(self, img, notes: list[str], below: int) -> None:
+        pad, row, x0 = self.pad, self.row, self.pad
+        y1 = pad + below
+        cv2.rectangle(img, (x0, y1), (x0 + self.panel_w, y1 + pad + int(row * 0.8) * len(notes)), PANEL, -1)
+        for r, line in enumerate(notes):
+            self._text(img, line[:28], (x0 + pad, y1 + int(row * 0.8) * r + int(row * 0.6)), WHITE, 0.9)
+
+    def _status(self, img, infer_ms: float, fps: float, frozen: bool) -> None:
+        """The status line at the bottom."""
+        h, w = img.shape[:2]
+        pad = self.pad
         status = f"infer {infer_ms:.2f} ms  {fps:.0f} FPS  {self.label}"
         if frozen:
             status += "  [frozen]"
         if self.keys_help:
             status += f"  {self.keys_help}"
-        (tw, tht), _ = cv2.getTextSize(status, FONT, fs, th)
+        (tw, tht), _ = cv2.getTextSize(status, FONT, self.fs, self.th)
         cv2.rectangle(img, (0, h - tht - 2 * pad), (min(w - 1, tw + 2 * pad), h - 1), PANEL, -1)
-        cv2.putText(img, status, (pad, h - pad), FONT, fs, WHITE, th, cv2.LINE_AA)
+        self._text(img, status, (pad, h - pad), WHITE)
 
-        # inset: what the model saw (after crop, colour, resize, inversion), top-right
-        if self.inset and model_input is not None:
-            n = self.inset_side
-            if w > n + 2 * pad + self.panel_w and h > n + 3 * pad:
-                xs, ys = w - n - pad, pad
-                img[ys:ys + n, xs:xs + n] = self._inset(model_input, n)
-                cv2.rectangle(img, (xs - 1, ys - 1), (xs + n, ys + n), WHITE, 1)
-                cv2.putText(img, "model input", (xs, ys + n + int(16 * fs * 2)), FONT, fs * 0.8,
-                            WHITE, th, cv2.LINE_AA)
-        return img
+    def _model_inset(self, img, model_input: np.ndarray) -> None:
+        """What the model saw (after crop, colour, resize, inversion), top-right."""
+        h, w = img.shape[:2]
+        n, pad = self.inset_side, self.pad
+        if w > n + 2 * pad + self.panel_w and h > n + 3 * pad:
+            xs, ys = w - n - pad, pad
+            img[ys : ys + n, xs : xs + n] = self._inset(model_input, n)
+            cv2.rectangle(img, (xs - 1, ys - 1), (xs + n, ys + n), WHITE, 1)
+            self._text(img, "model input", (xs, ys + n + int(16 * self.fs * 2)), WHITE, 0.8)
 
 
 # ------------------------------------------------------------------ the frame drawn on
@@ -157,8 +183,9 @@ def display_size(shape) -> tuple[int, int]:
 
 def _bgr(img):
     if img.ndim == 2 or img.shape[2] != 3:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR if img.ndim == 2 or img.shape[2] == 1
-                            else cv2.COLOR_BGRA2BGR)
+        return cv2.cvtColor(
+            img, cv2.COLOR_GRAY2BGR if img.ndim == 2 or img.shape[2] == 1 else cv2.COLOR_BGRA2BGR
+        )
     return img
 
 
@@ -188,8 +215,8 @@ def display_image(frame, box):
     nw, nh = max(1, round(w * s)), max(1, round(h * s))
     canvas = np.zeros((ch, cw, 3), np.uint8)
     x0, y0 = (cw - nw) // 2, (ch - nh) // 2
-    canvas[y0:y0 + nh, x0:x0 + nw] = cv2.resize(
-        img, (nw, nh), interpolation=cv2.INTER_NEAREST if s >= 1 else cv2.INTER_AREA)
+    canvas[y0 : y0 + nh, x0 : x0 + nw] = cv2.resize(
+        img, (nw, nh), interpolation=cv2.INTER_NEAREST if s >= 1 else cv2.INTER_AREA
+    )
     x, y, bw, bh = box
-    return canvas, (x0 + round(x * s), y0 + round(y * s), max(1, round(bw * s)),
-                    max(1, round(bh * s)))
+    return canvas, (x0 + round(x * s), y0 + round(y * s), max(1, round(bw * s)), max(1, round(bh * s)))

@@ -44,10 +44,10 @@ def should_invert(img: np.ndarray) -> bool:
         return _mean(img) > 127.0
     b = max(1, min(h, w) // 8)  # border ring: the outer eighth
     n, n_in = h * w, (h - 2 * b) * (w - 2 * b)
-    border = (_mean(img) * n - _mean(img[b:h - b, b:w - b]) * n_in) / max(1, n - n_in)
-    centre = _mean(img[h // 4:h - h // 4, w // 4:w - w // 4])
+    border = (_mean(img) * n - _mean(img[b : h - b, b : w - b]) * n_in) / max(1, n - n_in)
+    centre = _mean(img[h // 4 : h - h // 4, w // 4 : w - w // 4])
     if border < P.DARK:  # already the training look: a sandal's strap at the edge around an
-        return False     # empty centre is "brighter than the centre", not a light background
+        return False  # empty centre is "brighter than the centre", not a light background
     if border - centre > AUTO_MARGIN:
         return True
     if centre - border > AUTO_MARGIN:
@@ -68,8 +68,13 @@ class FramePreprocessor:
     region, then the shared :class:`cnnedge.preprocess.Preprocessor`, then inversion
     (``metadata`` None: :meth:`crop` only, for collecting without a model)."""
 
-    def __init__(self, metadata: dict | None, roi: float | None = 0.6, invert: str = "model",
-                 native_size: bool | None = None):
+    def __init__(
+        self,
+        metadata: dict | None,
+        roi: float | None = 0.6,
+        invert: str = "model",
+        native_size: bool | None = None,
+    ):
         if roi is not None and not 0.0 < float(roi) <= 1.0:
             raise CnnedgeError(f"--roi is a fraction of the frame's short side in (0, 1], got {roi}")
         if invert not in INVERT_MODES:
@@ -92,24 +97,33 @@ class FramePreprocessor:
     def _for_model(self, meta: dict, invert: str, native_size: bool | None) -> None:
         self.channels = int(meta["channels"])
         if self.channels not in (1, 3):
-            raise CnnedgeError(f"the model expects {self.channels}-channel input; the demo feeds "
-                               f"grayscale (1) or RGB (3) camera frames")
+            raise CnnedgeError(
+                f"the model expects {self.channels}-channel input; the demo feeds "
+                f"grayscale (1) or RGB (3) camera frames"
+            )
         dynamic = bool(meta.get("dynamic_hw", False))
         self.min_size = int(meta.get("min_input_size") or 1)
         size = meta.get("image_size")
         if native_size is None:  # follow the model: trained on images at their own size
             native_size = meta.get("size_policy") == "keep" and dynamic
         if native_size and not dynamic:
-            raise CnnedgeError(f"--native-size needs a dynamic-H×W (GMP) model, but this one has a "
-                               f"fixed input size {size}; drop --native-size")
+            raise CnnedgeError(
+                f"--native-size needs a dynamic-H×W (GMP) model, but this one has a "
+                f"fixed input size {size}; drop --native-size"
+            )
         if not native_size and not size:
-            raise CnnedgeError("the model's metadata has no training image_size; use --native-size "
-                               "(dynamic model) or re-export it with cnnedge export")
+            raise CnnedgeError(
+                "the model's metadata has no training image_size; use --native-size "
+                "(dynamic model) or re-export it with cnnedge export"
+            )
         self.native_size = bool(native_size)
         # native: the shared module's keep-size path; else force the training size even for a
         # keep-size model (the user asked for --no-native-size)
-        self.shared = (P.Preprocessor(dict(meta, size_policy="keep")) if self.native_size
-                       else P.Preprocessor(meta, image_size=size))
+        self.shared = (
+            P.Preprocessor(dict(meta, size_policy="keep"))
+            if self.native_size
+            else P.Preprocessor(meta, image_size=size)
+        )
         self.size = self.shared.size
         self.background = model_background(meta)
         self.invert = ("auto" if self.background == "dark" else "off") if invert == "model" else invert
@@ -124,10 +138,12 @@ class FramePreprocessor:
             else:
                 s = int(round(self.roi * min(h, w)))
                 if s < self.min_size:
-                    raise CnnedgeError(f"the ROI is {s}×{s} pixels ({self.roi:g} of a {w}×{h} "
-                                       f"frame), smaller than the model's minimum input "
-                                       f"{self.min_size}×{self.min_size}; use a larger --roi or "
-                                       f"a larger frame")
+                    raise CnnedgeError(
+                        f"the ROI is {s}×{s} pixels ({self.roi:g} of a {w}×{h} "
+                        f"frame), smaller than the model's minimum input "
+                        f"{self.min_size}×{self.min_size}; use a larger --roi or "
+                        f"a larger frame"
+                    )
                 if self.size and self.size[0] == self.size[1] and s >= self.size[0]:
                     s -= s % self.size[0]  # whole multiple: area resize = exact binning
                 self._box = ((w - s) // 2, (h - s) // 2, s, s)
@@ -144,10 +160,9 @@ class FramePreprocessor:
         """The region of ``frame`` (BGR/BGRA/gray) as RGB or gray H×W×C at full resolution, in
         the model's channel count: what it sees before resizing (and what --collect saves)."""
         if frame.dtype != np.uint8 or frame.ndim not in (2, 3):
-            raise CnnedgeError(f"frames must be uint8 H×W or H×W×C images, got {frame.dtype} "
-                               f"{frame.shape}")
+            raise CnnedgeError(f"frames must be uint8 H×W or H×W×C images, got {frame.dtype} {frame.shape}")
         x, y, w, h = self.region(frame.shape)
-        img = P.from_bgr(frame[y:y + h, x:x + w])
+        img = P.from_bgr(frame[y : y + h, x : x + w])
         if self.channels is not None:
             img = P.to_channels(img, self.channels)
         self.last_crop = img

@@ -13,13 +13,13 @@ the same optimizer and augmentation, 120 epochs, no EMA.
 """
 
 from cnnedge.recipe import (
-                            AugmentConfig,
-                            DataConfig,
-                            ModelConfig,
-                            OptimConfig,
-                            QATConfig,
-                            Recipe,
-                            TrainConfig,
+    AugmentConfig,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    QATConfig,
+    Recipe,
+    TrainConfig,
 )
 
 RECIPE = Recipe(
@@ -28,8 +28,9 @@ RECIPE = Recipe(
     data=DataConfig(dataset="cifar10", val_fraction=0.1, cache=True),
     model=ModelConfig(name="gmp_dw_a", kwargs={"dropout": 0.1}),
     augment=AugmentConfig(ops=("flip", "pad_crop:4")),
-    optim=OptimConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-3, schedule="cosine",
-                      warmup_epochs=2.0),
+    optim=OptimConfig(
+        name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-3, schedule="cosine", warmup_epochs=2.0
+    ),
     train=TrainConfig(epochs=80, batch_size=128, label_smoothing=0.1, seed=0, ema=0.999),
     qat=QATConfig(enabled=True, epochs=2, lr=1e-4, calibration_images=500),
 )

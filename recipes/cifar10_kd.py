@@ -25,6 +25,7 @@ RECIPE = dataclasses.replace(
     description="CIFAR-10 gmp_res10 (<100k params) distilled from two cifar10_res10 runs, SGD, QAT",
     model=ModelConfig(name="gmp_res10", kwargs={"dropout": 0.0}),
     train=TrainConfig(epochs=160, batch_size=128, label_smoothing=0.0, seed=0),
-    distill=DistillConfig(teachers=("runs/cifar10_res10/exp", "runs/cifar10_res10/res8"),
-                          temperature=4.0, alpha=0.9),
+    distill=DistillConfig(
+        teachers=("runs/cifar10_res10/exp", "runs/cifar10_res10/res8"), temperature=4.0, alpha=0.9
+    ),
 )

@@ -17,7 +17,6 @@ RECIPE = dataclasses.replace(
     CIFAR10,
     name="cifar10_mix",
     description="CIFAR-10 32×32×3, gmp_dw_a, cifar10 + CutMix/mixup ramped in late, EMA BN recompute",
-    augment=dataclasses.replace(CIFAR10.augment, mixup=0.4, cutmix=1.0, mix_prob=0.5,
-                                mix_ramp=(0.25, 0.75)),
+    augment=dataclasses.replace(CIFAR10.augment, mixup=0.4, cutmix=1.0, mix_prob=0.5, mix_ramp=(0.25, 0.75)),
     train=dataclasses.replace(CIFAR10.train, ema_bn_images=5000),
 )

@@ -10,13 +10,13 @@ in memory (150 MB). The `cifar10` recipe trains the depthwise member gmp_dw_a in
 """
 
 from cnnedge.recipe import (
-                            AugmentConfig,
-                            DataConfig,
-                            ModelConfig,
-                            OptimConfig,
-                            QATConfig,
-                            Recipe,
-                            TrainConfig,
+    AugmentConfig,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    QATConfig,
+    Recipe,
+    TrainConfig,
 )
 
 RECIPE = Recipe(
@@ -25,8 +25,9 @@ RECIPE = Recipe(
     data=DataConfig(dataset="cifar10", val_fraction=0.1, cache=True),
     model=ModelConfig(name="gmp_res10", kwargs={"dropout": 0.1}),
     augment=AugmentConfig(ops=("flip", "pad_crop:4")),
-    optim=OptimConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-3, schedule="cosine",
-                      warmup_epochs=2.0),
+    optim=OptimConfig(
+        name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-3, schedule="cosine", warmup_epochs=2.0
+    ),
     train=TrainConfig(epochs=120, batch_size=128, label_smoothing=0.1, seed=0),
     qat=QATConfig(enabled=True, epochs=2, lr=1e-4, calibration_images=500),
 )

@@ -19,13 +19,13 @@ Choices:
 """
 
 from cnnedge.recipe import (
-                            AugmentConfig,
-                            DataConfig,
-                            ModelConfig,
-                            OptimConfig,
-                            QATConfig,
-                            Recipe,
-                            TrainConfig,
+    AugmentConfig,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    QATConfig,
+    Recipe,
+    TrainConfig,
 )
 
 RECIPE = Recipe(
@@ -34,8 +34,7 @@ RECIPE = Recipe(
     data=DataConfig(dataset="fashion-mnist", val_fraction=0.1),
     model=ModelConfig(name="gmp_s", kwargs={"dropout": 0.0}),
     augment=AugmentConfig(ops=("flip", "pad_crop:2")),
-    optim=OptimConfig(name="adamw", lr=1e-2, weight_decay=5e-4, schedule="cosine",
-                      warmup_epochs=1.0),
+    optim=OptimConfig(name="adamw", lr=1e-2, weight_decay=5e-4, schedule="cosine", warmup_epochs=1.0),
     train=TrainConfig(epochs=22, batch_size=128, label_smoothing=0.1, seed=0),
     qat=QATConfig(enabled=True, epochs=2, lr=1e-4, calibration_images=500),
 )

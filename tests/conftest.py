@@ -33,8 +33,9 @@ def small_run(easy_idx, tmp_path_factory):
     Read only (checked at the end of the session); copy the run directory to change it."""
     from cnnedge.train import train
 
-    res = train(small_recipe(easy_idx), runs_dir=tmp_path_factory.mktemp("small_run"),
-                name="small", verbose=0)
+    res = train(
+        small_recipe(easy_idx), runs_dir=tmp_path_factory.mktemp("small_run"), name="small", verbose=0
+    )
     before = tree(res.run_dir)
     yield res
     changed = sorted(set(before.items()) ^ set(tree(res.run_dir).items()))
@@ -52,8 +53,12 @@ def tflm_run(tiny_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("tflm")
     shutil.copytree(tiny_run["run"], out / "run")
     res = export(out / "run", formats="tflm", verify=0)
-    return {"run": out / "run", "res": res, "file": out / "run" / "export" /
-            "model_int8_static.tflite", "bundle": out / "run" / "export" / "tflm"}
+    return {
+        "run": out / "run",
+        "res": res,
+        "file": out / "run" / "export" / "model_int8_static.tflite",
+        "bundle": out / "run" / "export" / "tflm",
+    }
 
 
 @pytest.fixture(scope="session")
@@ -76,8 +81,9 @@ def tiny_run(tmp_path_factory):
     except CnnedgeError as e:
         pytest.skip(f"Fashion-MNIST not available: {e}")
     root = tmp_path_factory.mktemp("tiny_run")
-    recipe = apply_overrides(load_recipe("fashion_mnist_tiny"),
-                             ["train.steps_per_epoch=150", "qat.enabled=true"])
+    recipe = apply_overrides(
+        load_recipe("fashion_mnist_tiny"), ["train.steps_per_epoch=150", "qat.enabled=true"]
+    )
     run = Run(train(recipe, runs_dir=root / "runs", verbose=0).run_dir)
     results = export(run.path, formats="all", precisions="all", verify=0)
     xs, ys = [], []
@@ -86,9 +92,15 @@ def tiny_run(tmp_path_factory):
         ys.append(y.numpy())
     x, y = np.concatenate(xs), np.concatenate(ys)
     model, qat = run.model("float"), run.model("qat")
-    return {"run": run.path, "results": list(results), "x": x, "y": y, "model": model,
-            "keras": model.predict(x.astype(np.float32), verbose=0),
-            "qat": qat.predict(x.astype(np.float32), verbose=0)}
+    return {
+        "run": run.path,
+        "results": list(results),
+        "x": x,
+        "y": y,
+        "model": model,
+        "keras": model.predict(x.astype(np.float32), verbose=0),
+        "qat": qat.predict(x.astype(np.float32), verbose=0),
+    }
 
 
 # ------------------------------------------------------------------------ the suite's budget
@@ -104,5 +116,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     suite (`make test`: -m "not full") runs over its budget."""
     took = time.monotonic() - config.stash.get(_STARTED, time.monotonic())
     if took > SUITE_BUDGET_S and "not full" in (config.getoption("markexpr") or ""):
-        terminalreporter.write_line(f"warning: the suite took {took / 60:.1f} min, over its "
-                                    f"{SUITE_BUDGET_S // 60}-minute budget", yellow=True, bold=True)
+        terminalreporter.write_line(
+            f"warning: the suite took {took / 60:.1f} min, over its {SUITE_BUDGET_S // 60}-minute budget",
+            yellow=True,
+            bold=True,
+        )

@@ -14,8 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                   "Sneaker", "Bag", "Ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 # ------------------------------------------------------------ bad input, failed gates
@@ -33,8 +43,11 @@ def one_error(capsys, rc, *needles) -> str:
 def tree(folder: Path) -> dict:
     """Every file under ``folder`` with its bytes ('nothing lost' means this is unchanged); a
     run's lock file, which lives only while a command runs, aside."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*"))
-            if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(Path(folder).rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 def disagree(monkeypatch, name: str) -> None:
@@ -61,17 +74,31 @@ def small_recipe(data_dir, **over):
     more recipe keys."""
     from cnnedge.recipe import apply_overrides, load_recipe
 
-    sets = [f"data.dataset={data_dir}", "model.name=gmp_xs", "train.epochs=2",
-            "train.batch_size=32", "train.steps_per_epoch=20", "train.eval_images=none",
-            "augment.ops=[]", "optim.lr=0.01", "optim.warmup_epochs=0", "qat.enabled=false"]
+    sets = [
+        f"data.dataset={data_dir}",
+        "model.name=gmp_xs",
+        "train.epochs=2",
+        "train.batch_size=32",
+        "train.steps_per_epoch=20",
+        "train.eval_images=none",
+        "augment.ops=[]",
+        "optim.lr=0.01",
+        "optim.warmup_epochs=0",
+        "qat.enabled=false",
+    ]
     sets += [f"{k}={v}" for k, v in over.items()]
     return apply_overrides(load_recipe("fashion_mnist_tiny"), sets)
 
 
 def cli(*args, env=None, **kw):
     """``cnnedge ARGS`` in a fresh Python process; the CompletedProcess with text output."""
-    return subprocess.run([sys.executable, "-m", "cnnedge", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "cnnedge", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        **kw,
+    )
 
 
 # ------------------------------------------------------------------ tiny datasets on disk
@@ -121,8 +148,7 @@ def write_cifar_bin(folder: Path, sizes=(5, 4), n_test=3, seed=0):
     data, labels = cifar_arrays(n_test, seed + 100)
     rec = np.concatenate([labels[:, None].astype(np.uint8), data], axis=1)
     (folder / "test_batch.bin").write_bytes(rec.tobytes())
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-             "truck"]
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     (folder / "batches.meta.txt").write_text("\n".join([*names, "", ""]))
     train = (hwc(np.concatenate([p[0] for p in parts])), np.concatenate([p[1] for p in parts]))
     return {"train": train, "test": (hwc(data), labels)}
@@ -134,24 +160,47 @@ def write_cifar_py(folder: Path, sizes=(5, 4), n_test=3, seed=0, names=None):
     parts = []
     for i, n in enumerate(sizes, 1):
         data, labels = cifar_arrays(n, seed + i)
-        d = {b"batch_label": b"training batch", b"labels": [int(v) for v in labels],
-             b"data": data, b"filenames": [b"x.png"] * n}
+        d = {
+            b"batch_label": b"training batch",
+            b"labels": [int(v) for v in labels],
+            b"data": data,
+            b"filenames": [b"x.png"] * n,
+        }
         with open(folder / f"data_batch_{i}", "wb") as f:
             pickle.dump(d, f)
         parts.append((data, labels))
     data, labels = cifar_arrays(n_test, seed + 100)
     with open(folder / "test_batch", "wb") as f:
         pickle.dump({b"labels": [int(v) for v in labels], b"data": data}, f)
-    names = names or [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog",
-                      b"horse", b"ship", b"truck"]
+    names = names or [
+        b"airplane",
+        b"automobile",
+        b"bird",
+        b"cat",
+        b"deer",
+        b"dog",
+        b"frog",
+        b"horse",
+        b"ship",
+        b"truck",
+    ]
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({b"label_names": names, b"num_vis": 3072}, f)
     train = (hwc(np.concatenate([p[0] for p in parts])), np.concatenate([p[1] for p in parts]))
     return {"train": train, "test": (hwc(data), labels)}
 
 
-def write_folder(root: Path, *, classes=("cat", "dog", "emu"), per_class=4, size=(6, 5),
-                 channels=3, fmt="png", seed=0, sizes=None):
+def write_folder(
+    root: Path,
+    *,
+    classes=("cat", "dog", "emu"),
+    per_class=4,
+    size=(6, 5),
+    channels=3,
+    fmt="png",
+    seed=0,
+    sizes=None,
+):
     """<root>/<class>/NNN.<fmt>; returns list of (path, image, label) in file order."""
     from cnnedge.backend import tf
 

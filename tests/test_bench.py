@@ -30,29 +30,38 @@ def report(run_dir, tmp_path_factory):
     bad = tmp_path_factory.mktemp("bad")
     good = (run_dir / "export" / "model_int8.tflite").read_bytes()
     (bad / "corrupt.tflite").write_bytes(good[: len(good) // 3])
-    targets = [run_dir / "best.keras", run_dir / "export" / "model_int8.tflite",
-               run_dir / "export" / "model_int8.onnx", bad / "corrupt.tflite",
-               bad / "missing.tflite"]
+    targets = [
+        run_dir / "best.keras",
+        run_dir / "export" / "model_int8.tflite",
+        run_dir / "export" / "model_int8.onnx",
+        bad / "corrupt.tflite",
+        bad / "missing.tflite",
+    ]
     seen = []
-    rep = bn.bench(targets, quick=True, threads=[1], out=bad / "out", progress=seen.append,
-                   isolate=False)
+    rep = bn.bench(targets, quick=True, threads=[1], out=bad / "out", progress=seen.append, isolate=False)
     assert len(seen) == len(rep.rows)
     return rep
 
 
 def rows_of(rep, artifact, runtime=None):
-    return [r for r in rep.rows if r["artifact"] == artifact
-            and (runtime is None or r["runtime"] == runtime)]
+    return [r for r in rep.rows if r["artifact"] == artifact and (runtime is None or r["runtime"] == runtime)]
 
 
 def test_ok_rows_on_every_cpu_runtime(report, run_dir):
     ok = [r for r in report.rows if r["status"] == bn.OK]
     assert {(r["artifact"], r["runtime"]) for r in ok} == {
-        ("best.keras", "keras-tf.function"), ("best.keras", "keras-predict"),
-        ("model_int8.tflite", "litert"), ("model_int8.tflite", "litert-ref"),
+        ("best.keras", "keras-tf.function"),
+        ("best.keras", "keras-predict"),
+        ("model_int8.tflite", "litert"),
+        ("model_int8.tflite", "litert-ref"),
         ("model_int8.onnx", "onnxruntime"),
-        *{(a, rt) for a in ("model_int8.tflite", "model_int8.onnx")
-          for rt in ("openvino", "openvino-bf16") if runtime_status(rt)[0]}}
+        *{
+            (a, rt)
+            for a in ("model_int8.tflite", "model_int8.onnx")
+            for rt in ("openvino", "openvino-bf16")
+            if runtime_status(rt)[0]
+        },
+    }
     for r in ok:
         assert r["threads"] == 1 and r["reason"] is None
         assert 0 < r["p50_us"] <= r["p90_us"] <= r["p99_us"], r
@@ -68,8 +77,7 @@ def test_ok_rows_on_every_cpu_runtime(report, run_dir):
         assert r["params"] > 0 and r["macs_per_image"] > 0
     # far above chance (0.1) on every runtime
     assert min(r["accuracy"] for r in ok) > 0.5
-    assert rows_of(report, "model_int8.onnx", "onnxruntime")[0]["providers"] == \
-        "CPUExecutionProvider"
+    assert rows_of(report, "model_int8.onnx", "onnxruntime")[0]["providers"] == "CPUExecutionProvider"
 
 
 def test_gpu_runtimes_not_available(report):
@@ -83,8 +91,7 @@ def test_failure_rows(report):
     for name in ("corrupt.tflite", "missing.tflite"):
         rows = rows_of(report, name)
         ov = {rt for rt in ("openvino", "openvino-bf16") if runtime_status(rt)[0]}
-        assert {r["runtime"] for r in rows if r["status"] == bn.FAILED} == {"litert",
-                                                                            "litert-ref", *ov}
+        assert {r["runtime"] for r in rows if r["status"] == bn.FAILED} == {"litert", "litert-ref", *ov}
         for r in rows:
             assert r["status"] in (bn.FAILED, bn.UNAVAILABLE) and r["p50_us"] is None
     assert "corrupt" in rows_of(report, "corrupt.tflite")[0]["reason"]
@@ -125,8 +132,19 @@ def test_files_written(report, tmp_path):
 
     atomic_write_json(tmp_path / "again.json", report.to_dict())
     assert (tmp_path / "again.json").read_bytes() == Path(files["json"]).read_bytes()
-    assert list(data) == ["header", "notes", "rows", "profiles", "compare", "fail_under",
-                          "gate_failures", "failed_rows", "exit_code", "out_dir", "files"]
+    assert list(data) == [
+        "header",
+        "notes",
+        "rows",
+        "profiles",
+        "compare",
+        "fail_under",
+        "gate_failures",
+        "failed_rows",
+        "exit_code",
+        "out_dir",
+        "files",
+    ]
     with open(files["csv"]) as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == bn.COLUMNS and len(rows) == len(report.rows)
@@ -138,9 +156,18 @@ def test_worker_row_in_process(run_dir, tmp_path):
     """The worker's body: threads reported, a mismatched input shape is a failed row."""
     img = tmp_path / "img.npy"
     np.save(img, np.zeros((8, 28, 28, 3), np.uint8))  # 3 channels for a 1-channel model
-    spec = {"path": str(run_dir / "export" / "model_fp32.tflite"), "runtime": "litert",
-            "threads": 2, "timing": vars(bn.QUICK), "batch_sizes": [1, 4], "images": str(img),
-            "labels": None, "image_size": [28, 28], "channels": 3, "accuracy": False}
+    spec = {
+        "path": str(run_dir / "export" / "model_fp32.tflite"),
+        "runtime": "litert",
+        "threads": 2,
+        "timing": vars(bn.QUICK),
+        "batch_sizes": [1, 4],
+        "images": str(img),
+        "labels": None,
+        "image_size": [28, 28],
+        "channels": 3,
+        "accuracy": False,
+    }
     res = bn.run_row(spec)
     assert res["status"] == bn.FAILED and "expects 1 channel" in res["reason"]
     np.save(img, np.zeros((8, 28, 28, 1), np.uint8))
@@ -149,8 +176,15 @@ def test_worker_row_in_process(run_dir, tmp_path):
 
 
 def test_threads_rows_and_accuracy_shared(run_dir, tmp_path):
-    rep = bn.bench([run_dir / "export" / "model_int8.tflite"], runtimes="litert",
-                   threads="1,2", quick=True, n=64, out=tmp_path, isolate=False)
+    rep = bn.bench(
+        [run_dir / "export" / "model_int8.tflite"],
+        runtimes="litert",
+        threads="1,2",
+        quick=True,
+        n=64,
+        out=tmp_path,
+        isolate=False,
+    )
     assert [(r["runtime"], r["threads"]) for r in rep.rows] == [("litert", 1), ("litert", 2)]
     assert all(r["status"] == bn.OK and r["images"] == 64 for r in rep.rows)
     assert rep.rows[0]["accuracy"] == rep.rows[1]["accuracy"]
@@ -160,8 +194,14 @@ def test_threads_rows_and_accuracy_shared(run_dir, tmp_path):
 def test_rows_run_in_their_own_process(run_dir, tmp_path):
     """By default every row is measured in a fresh worker process: its memory is its own (the
     test process holds TensorFlow and the Keras models; a LiteRT worker does not)."""
-    rep = bn.bench([run_dir / "export" / "model_int8.tflite"], runtimes="litert", threads="1",
-                   quick=True, n=64, out=tmp_path)
+    rep = bn.bench(
+        [run_dir / "export" / "model_int8.tflite"],
+        runtimes="litert",
+        threads="1",
+        quick=True,
+        n=64,
+        out=tmp_path,
+    )
     (row,) = rep.rows
     assert row["status"] == bn.OK and row["images"] == 64
     status = Path("/proc/self/status").read_text()
@@ -172,12 +212,21 @@ def test_rows_run_in_their_own_process(run_dir, tmp_path):
 
 def test_compare_ratios():
     rows = [{c: None for c in bn.COLUMNS} for _ in range(2)]
-    rows[0].update(artifact="m.tflite", runtime="litert", threads=1, status=bn.OK, p50_us=10.0,
-                   ips_b1=100.0, ips_b32=3200.0, accuracy=0.9)
+    rows[0].update(
+        artifact="m.tflite",
+        runtime="litert",
+        threads=1,
+        status=bn.OK,
+        p50_us=10.0,
+        ips_b1=100.0,
+        ips_b32=3200.0,
+        accuracy=0.9,
+    )
     rows[1].update(artifact="m.onnx", runtime="onnxruntime", threads=1, status=bn.OK, p50_us=5.0)
-    base = {"_path": "old.json", "rows": [
-        dict(rows[0], p50_us=20.0, ips_b1=50.0, ips_b32=6400.0),
-        dict(rows[1], threads=2)]}  # threads differ: no match
+    base = {
+        "_path": "old.json",
+        "rows": [dict(rows[0], p50_us=20.0, ips_b1=50.0, ips_b32=6400.0), dict(rows[1], threads=2)],
+    }  # threads differ: no match
     cmp = bn.apply_compare(rows, base)
     assert cmp["matched"] == 1
     assert rows[0]["speed_ratio"] == 2.0 and rows[0]["throughput_ratio_b1"] == 2.0
@@ -189,17 +238,18 @@ def test_compare_ratios():
     assert len(bn.check_gates(rows, {"accuracy": 0.95})) == 1
 
 
-@pytest.mark.parametrize("text, expected", [
-    (["accuracy=0.92"], {"accuracy": 0.92}),
-    (["accuracy=0.9,speed=0.8", "throughput=1"], {"accuracy": 0.9, "speed": 0.8,
-                                                  "throughput": 1.0}),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (["accuracy=0.92"], {"accuracy": 0.92}),
+        (["accuracy=0.9,speed=0.8", "throughput=1"], {"accuracy": 0.9, "speed": 0.8, "throughput": 1.0}),
+    ],
+)
 def test_parse_gates(text, expected):
     assert bn.parse_gates(text) == expected
 
 
-@pytest.mark.parametrize("bad", ["acc=0.9", "accuracy", "speed=fast", "accuracy=-1",
-                                 "accuracy=nan"])
+@pytest.mark.parametrize("bad", ["acc=0.9", "accuracy", "speed=fast", "accuracy=-1", "accuracy=nan"])
 def test_parse_gates_rejects(bad):
     with pytest.raises(CnnedgeError, match="--fail-under"):
         bn.parse_gates([bad])
@@ -214,8 +264,20 @@ def test_cli_compare_and_gates(run_dir, tmp_path, capsys):
     assert out.strip().splitlines()[-1].startswith("wrote ") and str(tmp_path / "a") in out
     base = tmp_path / "a" / "bench.json"
 
-    rc = main(["bench", *common, "--out", str(tmp_path / "b"), "--compare", str(base),
-               "--fail-under", "speed=0.001", "--fail-under", "accuracy=0"])
+    rc = main(
+        [
+            "bench",
+            *common,
+            "--out",
+            str(tmp_path / "b"),
+            "--compare",
+            str(base),
+            "--fail-under",
+            "speed=0.001",
+            "--fail-under",
+            "accuracy=0",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "speed" in out
     b = json.loads((tmp_path / "b" / "bench.json").read_text())
@@ -223,22 +285,37 @@ def test_cli_compare_and_gates(run_dir, tmp_path, capsys):
     assert math.isfinite(b["rows"][0]["throughput_ratio_b256"])
 
     # impossible gates -> exit 1, and the reasons are printed
-    assert main(["bench", *common, "--out", str(tmp_path / "c"), "--compare", str(base),
-                 "--fail-under", "speed=1000"]) == 1
+    assert (
+        main(
+            [
+                "bench",
+                *common,
+                "--out",
+                str(tmp_path / "c"),
+                "--compare",
+                str(base),
+                "--fail-under",
+                "speed=1000",
+            ]
+        )
+        == 1
+    )
     assert "speed ratio" in capsys.readouterr().err
-    assert main(["bench", *common, "--out", str(tmp_path / "c"),
-                 "--fail-under", "accuracy=1.01"]) == 1
+    assert main(["bench", *common, "--out", str(tmp_path / "c"), "--fail-under", "accuracy=1.01"]) == 1
     assert "accuracy" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--fail-under", "speed=0.8"], "needs --compare"),
-    (["--fail-under", "latency=3"], "--fail-under expects"),
-    (["--threads", "0"], "--threads 0 is out of range"),
-    (["--runtime", "litert-reff"], "did you mean 'litert-ref'"),
-    (["--compare", "/nonexistent/bench.json"], "cannot read"),
-    (["-n", "0"], "-n 0 is out of range"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--fail-under", "speed=0.8"], "needs --compare"),
+        (["--fail-under", "latency=3"], "--fail-under expects"),
+        (["--threads", "0"], "--threads 0 is out of range"),
+        (["--runtime", "litert-reff"], "did you mean 'litert-ref'"),
+        (["--compare", "/nonexistent/bench.json"], "cannot read"),
+        (["-n", "0"], "-n 0 is out of range"),
+    ],
+)
 def test_cli_bad_input(run_dir, args, message, capsys):
     rc = main(["bench", str(run_dir / "export" / "model_int8.tflite"), "--quick", *args])
     err = capsys.readouterr().err

@@ -6,28 +6,30 @@ import json
 from pathlib import Path
 
 from cnnedge import bench as bn
-from cnnedge.bench import report as rp
+from cnnedge.bench import plot as rp
+from cnnedge.bench import report
 from cnnedge.bench.worker import profile_summary
 from cnnedge.cli import main
 
 # (artifact, runtime, threads, p50 µs, accuracy): rows of one artifact share an accuracy and
 # nearly a latency, the case where labels beside points used to land next to the wrong point
-ROWS = [("model_fp32.onnx", "onnxruntime", 1, 120.0, 0.91),
-        ("model_fp32.onnx", "onnxruntime", 2, 118.0, 0.91),
-        ("model_int8.onnx", "onnxruntime", 1, 80.0, 0.89),
-        ("model_int8.tflite", "litert", 1, 40.0, 0.88),
-        ("model_int8.tflite", "litert", 2, 45.0, 0.88),      # dominated by the t1 row
-        ("model_fp16.tflite", "litert-ref", 1, 400.0, 0.905),  # slower and less accurate
-        ("best.keras", "keras-predict", 1, 2000.0, 0.912),
-        ("model_fp32.tflite", "litert", 1, 118.0, 0.91)]     # ties the fp32 t2 row: both stay
+ROWS = [
+    ("model_fp32.onnx", "onnxruntime", 1, 120.0, 0.91),
+    ("model_fp32.onnx", "onnxruntime", 2, 118.0, 0.91),
+    ("model_int8.onnx", "onnxruntime", 1, 80.0, 0.89),
+    ("model_int8.tflite", "litert", 1, 40.0, 0.88),
+    ("model_int8.tflite", "litert", 2, 45.0, 0.88),  # dominated by the t1 row
+    ("model_fp16.tflite", "litert-ref", 1, 400.0, 0.905),  # slower and less accurate
+    ("best.keras", "keras-predict", 1, 2000.0, 0.912),
+    ("model_fp32.tflite", "litert", 1, 118.0, 0.91),
+]  # ties the fp32 t2 row: both stay
 
 
 def _rows(extra=()):
     out = []
     for art, rt, th, p50, acc in ROWS:
         r = {c: None for c in bn.COLUMNS}
-        r.update(artifact=art, runtime=rt, threads=th, status=bn.OK, p50_us=p50, accuracy=acc,
-                 images=1000)
+        r.update(artifact=art, runtime=rt, threads=th, status=bn.OK, p50_us=p50, accuracy=acc, images=1000)
         out.append(r)
     return out + list(extra)
 
@@ -36,8 +38,18 @@ IMAGES = {"runs/x": {"n": 1000, "split": "test", "image_size": [28, 28]}}
 
 
 def test_figure_one_thing_per_channel_and_a_front_per_panel():
-    rows = _rows([dict({c: None for c in bn.COLUMNS}, artifact="bad.onnx", runtime="onnxruntime",
-                       threads=1, status=bn.FAILED, reason="boom")])
+    rows = _rows(
+        [
+            dict(
+                {c: None for c in bn.COLUMNS},
+                artifact="bad.onnx",
+                runtime="onnxruntime",
+                threads=1,
+                status=bn.FAILED,
+                reason="boom",
+            )
+        ]
+    )
     fig = rp.figure(rows, images=IMAGES)
     axes = fig.axes
     assert [ax.get_title() for ax in axes] == ["1 thread", "2 threads"]  # a panel per count
@@ -67,20 +79,31 @@ def test_figure_one_thing_per_channel_and_a_front_per_panel():
 
     fronts = {ax.get_title(): ln for ax in axes for ln in ax.lines if ln.get_gid() == "pareto"}
     assert list(zip(fronts["1 thread"].get_xdata(), fronts["1 thread"].get_ydata())) == [
-        (40.0, 0.88), (80.0, 0.89), (118.0, 0.91), (2000.0, 0.912)]  # 120/.91, 400/.905 beaten
+        (40.0, 0.88),
+        (80.0, 0.89),
+        (118.0, 0.91),
+        (2000.0, 0.912),
+    ]  # 120/.91, 400/.905 beaten
     assert list(zip(fronts["2 threads"].get_xdata(), fronts["2 threads"].get_ydata())) == [
-        (45.0, 0.88), (118.0, 0.91)]
+        (45.0, 0.88),
+        (118.0, 0.91),
+    ]
     labels = [t.get_text() for t in axes[0].texts if t.get_gid() == "front-label"]
-    assert labels == ["model_int8.tflite · litert", "model_int8.onnx · onnxruntime",
-                      "model_fp32.tflite · litert", "best.keras · keras-predict"]
+    assert labels == [
+        "model_int8.tflite · litert",
+        "model_int8.onnx · onnxruntime",
+        "model_fp32.tflite · litert",
+        "best.keras · keras-predict",
+    ]
 
     assert axes[0].get_ylabel() == "accuracy on the test split (1,000 images)"
     assert axes[0].get_xscale() == "log"
 
 
 def test_figure_without_points_and_without_header():
-    fig = rp.figure([dict({c: None for c in bn.COLUMNS}, artifact="a.onnx", runtime="x",
-                          threads=1, status=bn.FAILED)])
+    fig = rp.figure(
+        [dict({c: None for c in bn.COLUMNS}, artifact="a.onnx", runtime="x", threads=1, status=bn.FAILED)]
+    )
     ax = fig.axes[0]
     assert not ax.lines and ax.get_ylabel() == "accuracy" and not fig.legends
     assert rp.accuracy_label(_rows(), None) == "accuracy (1,000 images)"
@@ -93,19 +116,25 @@ def test_plot_writes_png(tmp_path):
 
 # ------------------------------------------------------------------------------ --profile
 def test_profile_summary_skips_warmup():
-    ev = [{"cat": "Session", "name": "model_run", "ts": 0, "dur": 100},   # warm-up call
-          {"cat": "Node", "name": "conv_kernel_time", "ts": 1, "dur": 90,
-           "args": {"op_name": "Conv", "provider": "CPUExecutionProvider"}},
-          {"cat": "Session", "name": "model_run", "ts": 200, "dur": 10},
-          {"cat": "Node", "name": "conv_kernel_time", "ts": 201, "dur": 6,
-           "args": {"op_name": "Conv"}},
-          {"cat": "Node", "name": "relu_kernel_time", "ts": 207, "dur": 2,
-           "args": {"op_name": "Relu"}}]
+    ev = [
+        {"cat": "Session", "name": "model_run", "ts": 0, "dur": 100},  # warm-up call
+        {
+            "cat": "Node",
+            "name": "conv_kernel_time",
+            "ts": 1,
+            "dur": 90,
+            "args": {"op_name": "Conv", "provider": "CPUExecutionProvider"},
+        },
+        {"cat": "Session", "name": "model_run", "ts": 200, "dur": 10},
+        {"cat": "Node", "name": "conv_kernel_time", "ts": 201, "dur": 6, "args": {"op_name": "Conv"}},
+        {"cat": "Node", "name": "relu_kernel_time", "ts": 207, "dur": 2, "args": {"op_name": "Relu"}},
+    ]
     s = profile_summary(ev, warmup=1)
     assert s["runs"] == 1 and s["run_us"] == 10.0 and s["kernel_share"] == 0.8
-    assert [(n["node"], n["op"], n["total_us"], n["share"], n["median_us"])
-            for n in s["nodes"]] == [
-        ("conv", "Conv", 6.0, 0.6, 6.0), ("relu", "Relu", 2.0, 0.2, 2.0)]
+    assert [(n["node"], n["op"], n["total_us"], n["share"], n["median_us"]) for n in s["nodes"]] == [
+        ("conv", "Conv", 6.0, 0.6, 6.0),
+        ("relu", "Relu", 2.0, 0.2, 2.0),
+    ]
     assert [o["op"] for o in s["ops"]] == ["Conv", "Relu"]
 
 
@@ -115,8 +144,25 @@ def test_cli_profile_onnx(tiny_run, tmp_path, capsys):
     import onnx
 
     onnx_path = Path(tiny_run["run"]) / "export" / "model_fp32.onnx"
-    assert main(["bench", str(onnx_path), "-r", "onnxruntime", "-t", "1", "-n", "64", "--quick",
-                 "--profile", "-o", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                str(onnx_path),
+                "-r",
+                "onnxruntime",
+                "-t",
+                "1",
+                "-n",
+                "64",
+                "--quick",
+                "--profile",
+                "-o",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     rep = json.loads((tmp_path / "bench.json").read_text())
     (p,) = rep["profiles"]
@@ -125,22 +171,33 @@ def test_cli_profile_onnx(tiny_run, tmp_path, capsys):
     assert 0 < p["runs"] <= 100 and p["run_us"] > 0 and 0 < p["kernel_share"] <= 1
     graph = {n.name for n in onnx.load(str(onnx_path)).graph.node}
     events = json.loads(f.read_text())
-    timed = {e["name"][:-len("_kernel_time")]: e["dur"] for e in events
-             if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")}
+    timed = {
+        e["name"][: -len("_kernel_time")]: e["dur"]
+        for e in events
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
+    }
     assert graph & set(timed), (sorted(graph)[:5], sorted(timed)[:5])
-    assert all(n["total_us"] > 0 and 0 < n["share"] <= 1 and n["node"] in timed
-               for n in p["nodes"])
+    assert all(n["total_us"] > 0 and 0 < n["share"] <= 1 and n["node"] in timed for n in p["nodes"])
     assert p["nodes"][0]["node"] in out and "per-node profile" in out
     assert "profile_model_fp32_onnxruntime_t1.json" in out
 
 
 def test_profile_no_profiler_row(tiny_run, tmp_path):
     """A runtime without a profiler gives a ✅ row and a "no profiler" entry, no file."""
-    rep = bn.bench([Path(tiny_run["run"]) / "export" / "model_int8.tflite"], runtimes="litert",
-                   threads="1", quick=True, n=32, out=tmp_path, profile=True, isolate=False)
+    rep = bn.bench(
+        [Path(tiny_run["run"]) / "export" / "model_int8.tflite"],
+        runtimes="litert",
+        threads="1",
+        quick=True,
+        n=32,
+        out=tmp_path,
+        profile=True,
+        isolate=False,
+    )
     (row,) = rep.rows
     assert row["status"] == bn.OK and rep.exit_code == 0
-    assert rep.profiles == [{"artifact": "model_int8.tflite", "runtime": "litert",
-                                "threads": 1, "note": "no profiler"}]
+    assert rep.profiles == [
+        {"artifact": "model_int8.tflite", "runtime": "litert", "threads": 1, "note": "no profiler"}
+    ]
     assert not list(tmp_path.glob("profile_*"))
-    assert "no profiler" in str(rp.profile_table(rep).columns[3]._cells)
+    assert "no profiler" in str(report.profile_table(rep).columns[3]._cells)

@@ -35,6 +35,7 @@ GB3 = 3 << 30
 # ------------------------------------------------------------------------------ hostile files
 def png(w: int, h: int, idat: bytes = b"", depth: int = 8) -> bytes:
     """A grayscale PNG: signature, IHDR claiming w×h, one IDAT, IEND."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -62,8 +63,13 @@ JPEG_100 = bytes.fromhex("ffd8ffc0000b080064006401011100ffd9")  # SOF0: 100×100
 def bytes_read() -> int | None:
     """Bytes this process has read through read() so far (Linux), to prove a file was not."""
     try:
-        return int(next(ln.split()[1] for ln in Path("/proc/self/io").read_text().splitlines()
-                        if ln.startswith("rchar:")))
+        return int(
+            next(
+                ln.split()[1]
+                for ln in Path("/proc/self/io").read_text().splitlines()
+                if ln.startswith("rchar:")
+            )
+        )
     except (OSError, StopIteration):
         return None
 
@@ -111,14 +117,36 @@ def test_predict_hostile_folder_rows_not_hang(hostile, tmp_path):
     row with a one-line error, the good image is predicted, --json is written, exit 1."""
     out = tmp_path / "o.json"
     t = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "cnnedge", "predict", str(hostile["folder"]),
-                        str(2**31), "-m", str(hostile["run"]), "--json", str(out)],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cnnedge",
+            "predict",
+            str(hostile["folder"]),
+            str(2**31),
+            "-m",
+            str(hostile["run"]),
+            "--json",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 1, p.stdout + p.stderr
     assert time.monotonic() - t < 120 and "Traceback" not in p.stdout + p.stderr
     rows = {Path(r["source"]).name: r for r in json.loads(out.read_text())["predictions"]}
-    assert sorted(rows) == ["camera 2147483648", "fifo.png", "good.png", "header_bomb.png",
-                            "long.jpg", "real_bomb.png", "zeros.jpg"]
+    assert sorted(rows) == [
+        "camera 2147483648",
+        "fifo.png",
+        "good.png",
+        "header_bomb.png",
+        "long.jpg",
+        "real_bomb.png",
+        "zeros.jpg",
+    ]
     assert rows["good.png"]["error"] is None and rows["good.png"]["top"]
     err = {k: r["error"] for k, r in rows.items() if k != "good.png"}
     assert all(e and "\n" not in e and "OpenCV(" not in e for e in err.values()), err
@@ -151,8 +179,10 @@ def test_bombs_are_refused_before_any_decoder(hostile, monkeypatch):
     monkeypatch.setattr(preprocess, "_decode", never)
     monkeypatch.setattr(cv2, "imdecode", never)
     folder = hostile["folder"]
-    for name, needle in [("header_bomb.png", "65535×65535 (H×W) = 4295 MP, over the 100 MP"),
-                         ("real_bomb.png", "20000×20000 (H×W) = 400 MP")]:
+    for name, needle in [
+        ("header_bomb.png", "65535×65535 (H×W) = 4295 MP, over the 100 MP"),
+        ("real_bomb.png", "20000×20000 (H×W) = 400 MP"),
+    ]:
         with pytest.raises(CnnedgeError, match=r"over the 100 MP limit") as e:
             preprocess.read_image(folder / name)
         assert needle in str(e.value) and str(e.value).startswith(str(folder / name))
@@ -196,9 +226,12 @@ def test_training_folders_use_the_same_checks(hostile, tmp_path):
     with fifo_guard(target / "pipe.png") as hit:
         data.open_dataset(str(tmp_path / "d"))
     assert not hit.is_set()
-    for name, needle in [("header_bomb.png", "4295 MP, over the 100 MP limit"),
-                         ("real_bomb.png", "400 MP"), ("zeros.jpg", "unknown signature"),
-                         ("long.jpg", "3,221,225,472 bytes")]:
+    for name, needle in [
+        ("header_bomb.png", "4295 MP, over the 100 MP limit"),
+        ("real_bomb.png", "400 MP"),
+        ("zeros.jpg", "unknown signature"),
+        ("long.jpg", "3,221,225,472 bytes"),
+    ]:
         src = hostile["folder"] / name
         (target / name).symlink_to(src)
         with pytest.raises(CnnedgeError, match=needle) as e:
@@ -223,16 +256,19 @@ def test_opencv_errors_become_one_line_rows(hostile, monkeypatch):
     from cnnedge.predict import predict
 
     def raw(*a, **k):
-        raise cv2.error("OpenCV(5.0.0) :-1: error: (-5:Bad argument) in function "
-                        "'VideoCapture'\n> Overload resolution failed:\n>  - nope\n")
+        raise cv2.error(
+            "OpenCV(5.0.0) :-1: error: (-5:Bad argument) in function "
+            "'VideoCapture'\n> Overload resolution failed:\n>  - nope\n"
+        )
 
     monkeypatch.setattr(cv2, "VideoCapture", raw)
     good = hostile["folder"] / "good.png"
     res = predict(["7", good], hostile["run"])
     rows = {p.source: p for p in res}
     assert rows[str(good)].error is None
-    assert rows["camera 7"].error == ("camera 7: cannot open (OpenCV: Bad argument: in function "
-                                      "'VideoCapture')")
+    assert rows["camera 7"].error == (
+        "camera 7: cannot open (OpenCV: Bad argument: in function 'VideoCapture')"
+    )
 
 
 def test_demo_camera_and_fifo_are_one_line(hostile, tmp_path, monkeypatch, capsys):
@@ -255,8 +291,9 @@ def test_demo_camera_and_fifo_are_one_line(hostile, tmp_path, monkeypatch, capsy
             capture.open_source(str(fifo))
         model = hostile["run"] / "export" / "model_int8.tflite"
         log = tmp_path / "d.jsonl"
-        rc = main(["demo", str(hostile["folder"]), "-m", str(model), "--headless",
-                   "--no-video", "--log", str(log)])
+        rc = main(
+            ["demo", str(hostile["folder"]), "-m", str(model), "--headless", "--no-video", "--log", str(log)]
+        )
     assert not hit.is_set() and rc == 0
     summary = json.loads(log.read_text().splitlines()[-1])["summary"]
     assert summary["frames"] == 1  # good.png; the other five skipped with a warning each
@@ -270,8 +307,15 @@ def test_huge_image_size_is_refused_with_estimate(hostile, tmp_path, capsys, com
     run, big = str(hostile["run"]), "100000x100000"
     args = {
         "predict": ["predict", str(hostile["folder"] / "good.png"), "-m", run, "--image-size", big],
-        "train": ["train", "--recipe", "fashion_mnist_tiny", "--runs-dir", str(tmp_path),
-                  "--image-size", big],
+        "train": [
+            "train",
+            "--recipe",
+            "fashion_mnist_tiny",
+            "--runs-dir",
+            str(tmp_path),
+            "--image-size",
+            big,
+        ],
         "export": ["export", run, "--format", "tflm", "--image-size", big, "-o", str(tmp_path)],
         "data": ["data", "info", "fashion-mnist", "--image-size", big],
         "eval": ["eval", run, "--image-size", big],
@@ -286,8 +330,11 @@ def test_batch_that_cannot_fit_is_refused(hostile, monkeypatch):
     from cnnedge.recipe import check, load_recipe, set_image_size
 
     monkeypatch.setattr(limits, "available_memory", lambda: 1 << 30)
-    with pytest.raises(CnnedgeError, match=r"a batch of 64 images needs about 1.3 GB .* more "
-                                           r"than the 1.1 GB of memory available"):
+    with pytest.raises(
+        CnnedgeError,
+        match=r"a batch of 64 images needs about 1.3 GB .* more "
+        r"than the 1.1 GB of memory available",
+    ):
         predict([hostile["folder"] / "good.png"], hostile["run"], image_size=(2000, 2000))
     recipe = set_image_size(load_recipe("fashion_mnist_tiny"), (2000, 2000))
     with pytest.raises(CnnedgeError, match=r"data.image_size 2000x2000: .*a batch of 64 images"):
@@ -298,9 +345,20 @@ def test_batch_that_cannot_fit_is_refused(hostile, monkeypatch):
 def test_tflm_export_of_a_huge_size_is_refused_up_front(hostile, tmp_path, capsys):
     before = tree(hostile["run"])
     t = time.monotonic()
-    rc = main(["export", str(hostile["run"]), "--format", "tflm", "--image-size", "4096x4096",
-               "-o", str(tmp_path / "out")])
-    one_error(capsys, rc, "--image-size 4096x4096", "tensor arena of at least 96.0 MiB",
-              "at most 64 MiB")  # gmp_xs: its second conv's 2048²×16 input + 1024²×32 output
+    rc = main(
+        [
+            "export",
+            str(hostile["run"]),
+            "--format",
+            "tflm",
+            "--image-size",
+            "4096x4096",
+            "-o",
+            str(tmp_path / "out"),
+        ]
+    )
+    one_error(
+        capsys, rc, "--image-size 4096x4096", "tensor arena of at least 96.0 MiB", "at most 64 MiB"
+    )  # gmp_xs: its second conv's 2048²×16 input + 1024²×32 output
     assert time.monotonic() - t < 30 and not (tmp_path / "out").exists()
     assert tree(hostile["run"]) == before

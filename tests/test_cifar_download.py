@@ -42,7 +42,8 @@ class _Truncating(_Quiet):
 
 def _serve(folder: Path, handler=_Quiet):
     server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(folder))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -160,14 +161,18 @@ def _member(name, kind=tarfile.REGTYPE, linkname=""):
     return info
 
 
-@pytest.mark.parametrize("bad, why", [
-    (_member("../evil"), "'..'"),
-    (_member(f"{resolve.CIFAR_PY}/../../evil"), "'..'"),
-    (_member("/tmp/cnnedge-test-evil"), "absolute path"),
-    (_member(f"{resolve.CIFAR_PY}/link", tarfile.SYMTYPE, "/etc/passwd"), "link"),
-    (_member(f"{resolve.CIFAR_PY}/hard", tarfile.LNKTYPE, "../../../etc/passwd"), "link"),
-    (_member(f"{resolve.CIFAR_PY}/dev", tarfile.CHRTYPE), "special file"),
-], ids=["dotdot", "nested-dotdot", "absolute", "symlink", "hardlink", "device"])
+@pytest.mark.parametrize(
+    "bad, why",
+    [
+        (_member("../evil"), "'..'"),
+        (_member(f"{resolve.CIFAR_PY}/../../evil"), "'..'"),
+        (_member("/tmp/cnnedge-test-evil"), "absolute path"),
+        (_member(f"{resolve.CIFAR_PY}/link", tarfile.SYMTYPE, "/etc/passwd"), "link"),
+        (_member(f"{resolve.CIFAR_PY}/hard", tarfile.LNKTYPE, "../../../etc/passwd"), "link"),
+        (_member(f"{resolve.CIFAR_PY}/dev", tarfile.CHRTYPE), "special file"),
+    ],
+    ids=["dotdot", "nested-dotdot", "absolute", "symlink", "hardlink", "device"],
+)
 def test_unsafe_member_is_refused_before_extracting(tmp_path, env, monkeypatch, bad, why):
     archive, _ = _tarball(tmp_path, [bad])
     extracted = []

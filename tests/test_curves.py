@@ -16,8 +16,13 @@ def rows_of(n, *, val=True, diverge=None, as_csv=False):
     """n epochs of a run that converges; val_loss 31.7 at epoch ``diverge``."""
     rows = []
     for e in range(1, n + 1):
-        r = {"epoch": e, "loss": 0.6 + 1.4 * math.exp(-e / 5), "accuracy": 0.9 - 0.5 * math.exp(-e / 4),
-             "val_loss": "", "val_accuracy": ""}
+        r = {
+            "epoch": e,
+            "loss": 0.6 + 1.4 * math.exp(-e / 5),
+            "accuracy": 0.9 - 0.5 * math.exp(-e / 4),
+            "val_loss": "",
+            "val_accuracy": "",
+        }
         if val:
             r.update(val_loss=r["loss"] + 0.05, val_accuracy=r["accuracy"] - 0.02 * (e % 3))
         rows.append(r)
@@ -27,8 +32,10 @@ def rows_of(n, *, val=True, diverge=None, as_csv=False):
     return [{k: str(v) for k, v in r.items()} for r in rows] if as_csv else rows
 
 
-QAT = [{"epoch": 1, "loss": 0.66, "accuracy": 0.88, "val_loss": 0.7, "val_accuracy": 0.87},
-       {"epoch": 2, "loss": 0.64, "accuracy": 0.885, "val_loss": 0.69, "val_accuracy": 0.875}]
+QAT = [
+    {"epoch": 1, "loss": 0.66, "accuracy": 0.88, "val_loss": 0.7, "val_accuracy": 0.87},
+    {"epoch": 2, "loss": 0.64, "accuracy": 0.885, "val_loss": 0.69, "val_accuracy": 0.875},
+]
 
 
 def gid(ax, name):

@@ -17,9 +17,11 @@ from cnnedge.data.cifar import load_py_batch
 from cnnedge.data.idx import inspect_idx
 from cnnedge.errors import CnnedgeError
 
-FAST = settings(max_examples=30, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
+FAST = settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 def consume(src):
@@ -63,13 +65,16 @@ def test_download_failure_is_one_line(tmp_path, monkeypatch):
     assert not list((tmp_path / ".keras" / "datasets" / "fashion-mnist").iterdir())
 
 
-@pytest.mark.parametrize("damage, needle", [
-    (lambda b: b[:-5], "wrong length"),
-    (lambda b: b[:10], "truncated IDX header"),
-    (lambda b: struct.pack(">I", 2049) + b[4:], "magic"),
-    (lambda b: b[:8] + struct.pack(">I", 0) + b[12:], "zero"),
-    (lambda b: b + b"\0", "wrong length"),
-])
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        (lambda b: b[:-5], "wrong length"),
+        (lambda b: b[:10], "truncated IDX header"),
+        (lambda b: struct.pack(">I", 2049) + b[4:], "magic"),
+        (lambda b: b[:8] + struct.pack(">I", 0) + b[12:], "zero"),
+        (lambda b: b + b"\0", "wrong length"),
+    ],
+)
 def test_idx_corrupt(tmp_path, damage, needle):
     write_idx(tmp_path)
     p = tmp_path / "train-images-idx3-ubyte"
@@ -218,9 +223,13 @@ def only_clean_errors(folder, *, before=None):
 
 
 @FAST
-@given(which=st.sampled_from(["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]),
-       gz=st.booleans(), cut=st.integers(0, 40), pos=st.integers(0, 30),
-       value=st.integers(0, 255))
+@given(
+    which=st.sampled_from(["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]),
+    gz=st.booleans(),
+    cut=st.integers(0, 40),
+    pos=st.integers(0, 30),
+    value=st.integers(0, 255),
+)
 def test_idx_mutations_only_cnnedge_errors(tmp_path_factory, which, gz, cut, pos, value):
     folder = tmp_path_factory.mktemp("m")
     write_idx(folder, n_train=6, n_test=3, h=3, w=2, gz=gz)

@@ -94,8 +94,7 @@ def test_png_folder_exact(tmp_path):
 
 def test_split_folder_jpeg_and_grayscale(tmp_path):
     write_folder(tmp_path / "d" / "train", fmt="jpg", classes=("a", "b"), size=(8, 8))
-    write_folder(tmp_path / "d" / "test", fmt="jpg", classes=("a", "b"), per_class=2,
-                 size=(8, 8), seed=1)
+    write_folder(tmp_path / "d" / "test", fmt="jpg", classes=("a", "b"), per_class=2, size=(8, 8), seed=1)
     src = data.open_dataset(str(tmp_path / "d"))
     assert src.info.split_sizes == {"train": 8, "test": 4}
     x, y = batched(src, "test", bs=3)
@@ -145,8 +144,7 @@ def test_pack_variable_sizes_and_overwrite(tmp_path):
     for (xa, ya), (xb, yb) in zip(a, b):
         np.testing.assert_array_equal(xa, xb)
         assert ya == yb
-    assert data.describe(packed)["splits"]["train"]["sizes"] == \
-        data.describe(src)["splits"]["train"]["sizes"]
+    assert data.describe(packed)["splits"]["train"]["sizes"] == data.describe(src)["splits"]["train"]["sizes"]
 
 
 def test_describe_counts(tmp_path):

@@ -18,12 +18,12 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 CIFAR = Path(os.environ.get("CNNEDGE_DATA") or "/nonexistent") / "cifar10-images"
 
 
-@pytest.mark.skipif(not (FASHION / "train-labels-idx1-ubyte.gz").is_file(),
-                    reason="dataset-fashion-mnist not installed")
+@pytest.mark.skipif(
+    not (FASHION / "train-labels-idx1-ubyte.gz").is_file(), reason="dataset-fashion-mnist not installed"
+)
 def test_real_fashion_mnist():
     src = data.open_dataset(str(FASHION))
-    assert src.info.name == "fashion-mnist" and src.info.split_sizes == {"train": 60000,
-                                                                         "test": 10000}
+    assert src.info.name == "fashion-mnist" and src.info.split_sizes == {"train": 60000, "test": 10000}
     assert src.info.class_names[9] == "Ankle boot"
     x, y = next(src.pipeline("train", batch_size=4).as_numpy_iterator())
     assert x.shape == (4, 28, 28, 1) and y.tolist() == [9, 0, 0, 3]
@@ -35,8 +35,18 @@ def test_real_fashion_mnist():
 @pytest.mark.skipif(not CIFAR.is_dir(), reason="$CNNEDGE_DATA/cifar10-images absent")
 def test_real_cifar10_folder():
     src = data.open_dataset(str(CIFAR))
-    assert src.info.class_names == ("airplane", "automobile", "bird", "cat", "deer", "dog",
-                                    "frog", "horse", "ship", "truck")
+    assert src.info.class_names == (
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    )
     assert src.info.split_sizes == {"train": 50000, "test": 10000}
     assert src.info.image_size == (32, 32) and src.info.channels == 3
     x, y = next(src.pipeline("test", batch_size=8, take=8).as_numpy_iterator())
@@ -60,10 +70,12 @@ def test_cli_preview_pack_bench(tmp_path, capsys):
     assert main(["data", "preview", str(tmp_path / "pets"), "-o", str(png), "-n", "6"]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert [p.name for p in png.parent.iterdir()] == ["grid.png"]
-    assert main(["data", "pack", str(tmp_path / "pets"), "-o", str(tmp_path / "pk"),
-                 "--shards", "2"]) == 0
+    assert main(["data", "pack", str(tmp_path / "pets"), "-o", str(tmp_path / "pk"), "--shards", "2"]) == 0
     assert sorted(os.listdir(tmp_path / "pk")) == [
-        "dataset.json", "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+        "dataset.json",
+        "train-00000-of-00002.tfrecord",
+        "train-00001-of-00002.tfrecord",
+    ]
     capsys.readouterr()
     assert main(["data", "bench", str(tmp_path / "pk"), "--batch-size", "4", "--epochs", "1"]) == 0
     res = json.loads(capsys.readouterr().out)

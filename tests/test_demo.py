@@ -36,8 +36,9 @@ def write_video(path: Path, images: np.ndarray, box, per_image: int = PER_IMAGE,
     assert w.isOpened()
     for img in images:
         f = np.zeros((H, W, 3), np.uint8)
-        f[y:y + side, x:x + side] = cv2.resize(img[..., 0], (side, side),
-                                               interpolation=cv2.INTER_LINEAR)[..., None]
+        f[y : y + side, x : x + side] = cv2.resize(img[..., 0], (side, side), interpolation=cv2.INTER_LINEAR)[
+            ..., None
+        ]
         for _ in range(per_image):
             w.write(f)
     w.release()
@@ -59,8 +60,17 @@ def demo(tiny_run, tmp_path_factory):
 
     box = FramePreprocessor(runner.metadata, roi=0.6).roi_box((H, W))  # where the demo will look
     video = write_video(root / "fashion.mp4", x, box)
-    return {"root": root, "run": run, "model": model, "x": x, "y": y, "raw_acc": raw_acc,
-            "video": video, "box": box, "runner": runner}
+    return {
+        "root": root,
+        "run": run,
+        "model": model,
+        "x": x,
+        "y": y,
+        "raw_acc": raw_acc,
+        "video": video,
+        "box": box,
+        "runner": runner,
+    }
 
 
 def run_cli(*args) -> int:
@@ -86,8 +96,20 @@ def video_frames(path) -> int:
 # ------------------------------------------------------------------------------ headless
 def test_headless_video_classifies_like_the_model(demo, tmp_path, capsys):
     out = tmp_path / "demo.mp4"
-    rc = run_cli(demo["video"], "-m", demo["run"], "--headless", "--out", out, "--smooth", "0",
-                 "--snapshot-at", 41, "--snapshot-dir", tmp_path / "snaps")
+    rc = run_cli(
+        demo["video"],
+        "-m",
+        demo["run"],
+        "--headless",
+        "--out",
+        out,
+        "--smooth",
+        "0",
+        "--snapshot-at",
+        41,
+        "--snapshot-dir",
+        tmp_path / "snaps",
+    )
     assert rc == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert "FPS end to end (decode + preprocess + infer + draw + video encode)" in printed
@@ -95,8 +117,7 @@ def test_headless_video_classifies_like_the_model(demo, tmp_path, capsys):
     frames, summary = read_log(out.with_suffix(".jsonl"))
     n = N_IMAGES * PER_IMAGE
     assert len(frames) == n and [r["frame"] for r in frames] == list(range(n))
-    for key in ("frame", "source_frame", "t", "top", "pred", "inverted", "infer_ms", "proc_ms",
-                "e2e_ms"):
+    for key in ("frame", "source_frame", "t", "top", "pred", "inverted", "infer_ms", "proc_ms", "e2e_ms"):
         assert key in frames[0], key
     assert len(frames[0]["top"]) == 3 and set(frames[0]["top"][0]) == {"class", "index", "p"}
     ps = [t["p"] for t in frames[0]["top"]]
@@ -127,22 +148,36 @@ def test_headless_video_classifies_like_the_model(demo, tmp_path, capsys):
 def test_smoothing_no_video_and_max_frames(demo, tmp_path):
     log = tmp_path / "only.jsonl"
     out = tmp_path / "never.mp4"
-    assert run_cli(demo["video"], "-m", demo["model"], "--headless", "--no-video", "--out", out,
-                   "--log", log, "--max-frames", 40, "--smooth", "0.8") == 0
+    assert (
+        run_cli(
+            demo["video"],
+            "-m",
+            demo["model"],
+            "--headless",
+            "--no-video",
+            "--out",
+            out,
+            "--log",
+            log,
+            "--max-frames",
+            40,
+            "--smooth",
+            "0.8",
+        )
+        == 0
+    )
     frames, summary = read_log(log)
     assert len(frames) == 40 and not out.exists() and summary["video"] is None
     assert "video encode" not in summary["fps_includes"]
     # EMA: the first frame of a new image still shows mostly the previous image's class
-    changed = [i for i in range(PER_IMAGE, 40, PER_IMAGE)
-               if frames[i]["pred"] != frames[i - 1]["pred"]]
+    changed = [i for i in range(PER_IMAGE, 40, PER_IMAGE) if frames[i]["pred"] != frames[i - 1]["pred"]]
     assert changed and any(frames[i]["top"][0]["index"] != frames[i]["pred"] for i in changed)
 
 
 def test_native_size_feeds_the_roi_as_is(demo, tmp_path):
     video = write_video(tmp_path / "native.mp4", demo["x"][:10], demo["box"], per_image=1, scale=2)
     log = tmp_path / "native.jsonl"
-    assert run_cli(video, "-m", demo["model"], "--native-size", "--headless", "--no-video",
-                   "--log", log) == 0
+    assert run_cli(video, "-m", demo["model"], "--native-size", "--headless", "--no-video", "--log", log) == 0
     frames, summary = read_log(log)
     side = int(round(0.6 * H))  # no rounding to a multiple of 28 in native mode
     assert len(frames) == 10 and summary["input_shape"] == [1, side, side, 1]
@@ -157,8 +192,21 @@ def test_image_folder_and_invert_auto(demo, tmp_path):
         cv2.imwrite(str(folder / f"{i:02d}.png"), img)
     cv2.imwrite(str(folder / "05_light.png"), 255 - x[5])  # dark garment on a white background
     log = tmp_path / "imgs.jsonl"
-    assert run_cli(folder, "-m", demo["model"], "--headless", "--out", tmp_path / "imgs.mp4",
-                   "--log", log, "--smooth", "0") == 0
+    assert (
+        run_cli(
+            folder,
+            "-m",
+            demo["model"],
+            "--headless",
+            "--out",
+            tmp_path / "imgs.mp4",
+            "--log",
+            log,
+            "--smooth",
+            "0",
+        )
+        == 0
+    )
     frames, summary = read_log(log)
     assert summary["source_kind"] == "images" and summary["roi"] is None  # the whole image
     assert summary["smooth"] == 0.0 and summary["invert"] == "auto"  # 1-channel: dark background
@@ -168,8 +216,20 @@ def test_image_folder_and_invert_auto(demo, tmp_path):
     assert video_frames(tmp_path / "imgs.mp4") == 6
 
     log_off = tmp_path / "off.jsonl"
-    assert run_cli(folder / "05_light.png", "-m", demo["model"], "--headless", "--no-video",
-                   "--log", log_off, "--invert", "off") == 0
+    assert (
+        run_cli(
+            folder / "05_light.png",
+            "-m",
+            demo["model"],
+            "--headless",
+            "--no-video",
+            "--log",
+            log_off,
+            "--invert",
+            "off",
+        )
+        == 0
+    )
     assert read_log(log_off)[0][0]["inverted"] is False
 
 
@@ -183,8 +243,9 @@ def test_invert_rule():
     assert should_invert(np.full((28, 28), 200, np.uint8))
     assert not should_invert(np.full((28, 28), 20, np.uint8))
     meta = {"channels": 1, "image_size": [28, 28], "dynamic_hw": True, "min_input_size": 8}
-    frame = cv2.cvtColor(cv2.resize(dark_on_light, (280, 280), interpolation=cv2.INTER_NEAREST),
-                         cv2.COLOR_GRAY2BGR)
+    frame = cv2.cvtColor(
+        cv2.resize(dark_on_light, (280, 280), interpolation=cv2.INTER_NEAREST), cv2.COLOR_GRAY2BGR
+    )
     batch, inverted = FramePreprocessor(meta, roi=1.0, invert="auto")(frame)
     assert inverted and batch.shape == (1, 28, 28, 1) and batch[0, 14, 14, 0] > 200
     assert batch[0, 1, 1, 0] < 40 and frame[0, 0, 0] == 230  # the frame itself is untouched
@@ -265,12 +326,19 @@ def test_live_source_keeps_newest_frame_and_reports_lost_camera(monkeypatch):
 # ------------------------------------------------------------------------------ errors / install
 def _demo_subprocess(*args, env_extra=None):
     env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "edge_demo", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "edge_demo", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
-@pytest.mark.parametrize("case", ["missing_model", "corrupt_model", "unreadable_video",
-                                  "no_camera", "roi_too_small", "bad_out"])
+@pytest.mark.parametrize(
+    "case", ["missing_model", "corrupt_model", "unreadable_video", "no_camera", "roi_too_small", "bad_out"]
+)
 def test_errors_are_one_line_exit_2(demo, tmp_path, case):
     model, video = demo["model"], demo["video"]
     args = {
@@ -318,10 +386,27 @@ finally:
 
 def test_demo_runs_without_tensorflow(demo, tmp_path):
     log = tmp_path / "notf.jsonl"
-    p = subprocess.run([sys.executable, "-c", BLOCK_TF, str(demo["video"]), "-m", str(demo["run"]),
-                        "--headless", "--out", str(tmp_path / "notf.mp4"), "--max-frames", "20",
-                        "--log", str(log)],
-                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BLOCK_TF,
+            str(demo["video"]),
+            "-m",
+            str(demo["run"]),
+            "--headless",
+            "--out",
+            str(tmp_path / "notf.mp4"),
+            "--max-frames",
+            "20",
+            "--log",
+            str(log),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     assert "FPS end to end" in p.stdout and "INFO" not in p.stderr
     assert len(read_log(log)[0]) == 20

@@ -65,20 +65,41 @@ def colour_model(tmp_path_factory):
 
     w = np.array([[10 / 255, 0], [0, 10 / 255], [0, 0]], np.float32)
     graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["image"], ["m"], axes=[1, 2], keepdims=0),
-         helper.make_node("MatMul", ["m", "w"], ["logits"])], "colour",
+        [
+            helper.make_node("ReduceMean", ["image"], ["m"], axes=[1, 2], keepdims=0),
+            helper.make_node("MatMul", ["m", "w"], ["logits"]),
+        ],
+        "colour",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", "h", "w", 3])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 2])],
-        [numpy_helper.from_array(w, "w")])
+        [numpy_helper.from_array(w, "w")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    artifacts.set_onnx_metadata(model, {
-        "cnnedge_version": "test", "format": "onnx", "precision": "fp32", "source": "float",
-        "class_names": ["red", "green"], "input_layout": "NHWC", "channels": 3,
-        "input_name": "image", "output_name": "logits", "input_dtype": "float32",
-        "input_scale": None, "input_zero_point": None, "output_dtype": "float32",
-        "output_scale": None, "output_zero_point": None, "pixel_range": [0, 255],
-        "image_size": [32, 32], "dynamic_hw": True, "min_input_size": 1})
+    artifacts.set_onnx_metadata(
+        model,
+        {
+            "cnnedge_version": "test",
+            "format": "onnx",
+            "precision": "fp32",
+            "source": "float",
+            "class_names": ["red", "green"],
+            "input_layout": "NHWC",
+            "channels": 3,
+            "input_name": "image",
+            "output_name": "logits",
+            "input_dtype": "float32",
+            "input_scale": None,
+            "input_zero_point": None,
+            "output_dtype": "float32",
+            "output_scale": None,
+            "output_zero_point": None,
+            "pixel_range": [0, 255],
+            "image_size": [32, 32],
+            "dynamic_hw": True,
+            "min_input_size": 1,
+        },
+    )
     path = tmp_path_factory.mktemp("colour") / "model_fp32.onnx"
     onnx.save(model, str(path))
     return path
@@ -89,8 +110,22 @@ def test_collect_every_nth_frame_continues_the_numbering(tmp_path, capsys):
     colours = [(0, 0, 200), (0, 200, 0), (200, 0, 0)] * 8  # BGR: red, green, blue, ...
     video = write_avi(tmp_path / "clip.avi", colours[:23])
     data = tmp_path / "data"
-    assert run_cli(video, "--collect", data, "--label", "cat", "--collect-every", 5,
-                   "--headless", "--no-video", "--log", tmp_path / "a.jsonl") == 0
+    assert (
+        run_cli(
+            video,
+            "--collect",
+            data,
+            "--label",
+            "cat",
+            "--collect-every",
+            5,
+            "--headless",
+            "--no-video",
+            "--log",
+            tmp_path / "a.jsonl",
+        )
+        == 0
+    )
     assert "saved 5 images to" in capsys.readouterr().out
     frames, summary = read_log(tmp_path / "a.jsonl")
     assert summary["model"] is None and summary["collected"] == {"cat": 5}
@@ -107,8 +142,22 @@ def test_collect_every_nth_frame_continues_the_numbering(tmp_path, capsys):
     before = tree(data)
     (data / "cat" / "0009.png").write_bytes((data / "cat" / "0001.png").read_bytes())
     (data / "cat" / "notes.txt").write_text("not an image")
-    assert run_cli(video, "--collect", data, "--label", "cat", "--collect-every", 10,
-                   "--headless", "--no-video", "--log", tmp_path / "b.jsonl") == 0
+    assert (
+        run_cli(
+            video,
+            "--collect",
+            data,
+            "--label",
+            "cat",
+            "--collect-every",
+            10,
+            "--headless",
+            "--no-video",
+            "--log",
+            tmp_path / "b.jsonl",
+        )
+        == 0
+    )
     names = sorted(p.name for p in (data / "cat").iterdir())
     assert names == [*(f"{i:04d}.png" for i in (1, 2, 3, 4, 5, 9, 10, 11, 12)), "notes.txt"]
     assert all(tree(data)[k] == v for k, v in before.items())  # nothing overwritten
@@ -118,9 +167,24 @@ def test_collect_every_nth_frame_continues_the_numbering(tmp_path, capsys):
 def test_collect_with_a_gray_model_saves_the_roi_before_resizing(tiny_run, tmp_path):
     video = write_avi(tmp_path / "clip.avi", [(30, 60, 90)] * 4)
     data = tmp_path / "data"
-    assert run_cli(video, "-m", tiny_run["run"], "--collect", data, "--label", "shirt",
-                   "--collect-every", 2, "--headless", "--no-video",
-                   "--log", tmp_path / "l.jsonl") == 0
+    assert (
+        run_cli(
+            video,
+            "-m",
+            tiny_run["run"],
+            "--collect",
+            data,
+            "--label",
+            "shirt",
+            "--collect-every",
+            2,
+            "--headless",
+            "--no-video",
+            "--log",
+            tmp_path / "l.jsonl",
+        )
+        == 0
+    )
     frames, summary = read_log(tmp_path / "l.jsonl")
     assert summary["collected"] == {"shirt": 2} and all(r["top"] for r in frames)
     roi = read_image(data / "shirt" / "0001.png")
@@ -141,8 +205,7 @@ class FakeWindow:
         monkeypatch.setattr(app, "gui_problem", lambda: None)
         monkeypatch.setattr(cv2, "namedWindow", lambda *a: None)
         monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
-        monkeypatch.setattr(cv2, "imshow", lambda name, img: setattr(self, "shown",
-                                                                      self.shown + 1))
+        monkeypatch.setattr(cv2, "imshow", lambda name, img: setattr(self, "shown", self.shown + 1))
         monkeypatch.setattr(cv2, "waitKey", lambda ms: self.keys.pop(0) if self.keys else ord("q"))
 
 
@@ -186,8 +249,7 @@ def read_only(folder: Path):
             writable = False
         if writable:
             chattr = shutil.which("chattr")
-            ok = chattr and subprocess.run([chattr, "+i", str(folder)],
-                                           capture_output=True).returncode == 0
+            ok = chattr and subprocess.run([chattr, "+i", str(folder)], capture_output=True).returncode == 0
             if not ok:
                 pytest.skip("cannot make a read-only folder here (root, no chattr +i)")
             immutable = True
@@ -198,8 +260,19 @@ def read_only(folder: Path):
         folder.chmod(0o755)
 
 
-@pytest.mark.parametrize("case", ["read_only", "read_only_parent", "slash", "dotdot", "empty",
-                                  "hidden", "two_labels_headless", "label_without_collect"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "read_only",
+        "read_only_parent",
+        "slash",
+        "dotdot",
+        "empty",
+        "hidden",
+        "two_labels_headless",
+        "label_without_collect",
+    ],
+)
 def test_collect_problems_fail_before_anything_runs(tmp_path, capsys, case):
     video = write_avi(tmp_path / "clip.avi", [(0, 0, 200)] * 3)
     ro = tmp_path / "ro"
@@ -236,10 +309,8 @@ def test_bad_sources_name_the_path_and_write_nothing(tmp_path, capsys):
     (empty / ".hidden.png").write_bytes(b"x")
     (empty / "sub" / "readme.txt").write_text("no images")
     data = tmp_path / "data"
-    for source, needle in ((empty, f"no images in folder {empty}"),
-                           ("9", "cannot open camera 9")):
-        rc = run_cli(source, "--collect", data, "--label", "cat", "--headless",
-                     "--out", tmp_path / "o.mp4")
+    for source, needle in ((empty, f"no images in folder {empty}"), ("9", "cannot open camera 9")):
+        rc = run_cli(source, "--collect", data, "--label", "cat", "--headless", "--out", tmp_path / "o.mp4")
         err = capsys.readouterr().err
         assert rc == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
     bad = tmp_path / "bad"
@@ -256,8 +327,16 @@ def test_bad_sources_name_the_path_and_write_nothing(tmp_path, capsys):
 # ------------------------------------------------------------------------------ image folders
 def test_folder_is_walked_recursively_in_sorted_order(tmp_path, colour_model, capsys):
     root = tmp_path / "photos"
-    files = {"top.jpg": RED, "a/10.png": GREEN, "a/2.png": RED, "a/sub/z.png": GREEN,
-             "b/x.png": RED, ".hidden/h.png": RED, "a/.h.png": RED, "__MACOSX/a/._2.png": RED}
+    files = {
+        "top.jpg": RED,
+        "a/10.png": GREEN,
+        "a/2.png": RED,
+        "a/sub/z.png": GREEN,
+        "b/x.png": RED,
+        ".hidden/h.png": RED,
+        "a/.h.png": RED,
+        "__MACOSX/a/._2.png": RED,
+    }
     for name, rgb in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(root / name), flat(40, 60, rgb))
@@ -270,8 +349,7 @@ def test_folder_is_walked_recursively_in_sorted_order(tmp_path, colour_model, ca
     frames, summary = read_log(log)
     order = ["top.jpg", "a/10.png", "a/2.png", "a/sub/z.png", "b/x.png"]
     assert [r["file"] for r in frames] == order
-    assert [r["top"][0]["class"] for r in frames] == ["red" if files[f] == RED else "green"
-                                                     for f in order]
+    assert [r["top"][0]["class"] for r in frames] == ["red" if files[f] == RED else "green" for f in order]
     assert len(summary["skipped"]) == 1 and summary["frames"] == 5
 
 
@@ -282,20 +360,19 @@ def test_no_smoothing_across_the_images_of_a_folder(tmp_path, colour_model):
     for i, rgb in enumerate(mixes):
         cv2.imwrite(str(root / f"{i}.png"), flat(32, 48, rgb))
     log = tmp_path / "all.jsonl"
-    assert run_cli(root, "-m", colour_model, "--headless", "--no-video", "--log", log,
-                   "--smooth", "0.9") == 0
+    assert run_cli(root, "-m", colour_model, "--headless", "--no-video", "--log", log, "--smooth", "0.9") == 0
     frames, summary = read_log(log)
     assert summary["smooth"] == 0.0 and len(frames) == len(mixes)
     for i, r in enumerate(frames):
         one = tmp_path / f"one{i}.jsonl"
-        assert run_cli(root / f"{i}.png", "-m", colour_model, "--headless", "--no-video",
-                       "--log", one) == 0
+        assert run_cli(root / f"{i}.png", "-m", colour_model, "--headless", "--no-video", "--log", one) == 0
         assert r["top"] == read_log(one)[0][0]["top"]  # as if it were the only image
         assert r["top"][0]["index"] == r["pred"]
 
     video = write_avi(tmp_path / "v.avi", [(0, 0, 200)] * 3 + [(0, 200, 0)] * 3)
-    assert run_cli(video, "-m", colour_model, "--headless", "--no-video", "--log", log,
-                   "--smooth", "0.9") == 0
+    assert (
+        run_cli(video, "-m", colour_model, "--headless", "--no-video", "--log", log, "--smooth", "0.9") == 0
+    )
     frames, summary = read_log(log)  # a video still is smoothed: green shows late
     assert summary["smooth"] == 0.9 and frames[3]["pred"] == 1 and frames[3]["top"][0]["index"] == 0
 
@@ -328,9 +405,13 @@ def test_invert_default_follows_the_model(tmp_path, colour_model):
     from edge_demo.preprocess import FramePreprocessor, should_invert
 
     base = {"image_size": [28, 28], "dynamic_hw": True}
-    for meta, want in [({"channels": 3}, "off"), ({"channels": 3, "background": "dark"}, "auto"),
-                       ({"channels": 1}, "auto"), ({"channels": 1, "background": None}, "off"),
-                       ({"channels": 1, "background": "light"}, "off")]:
+    for meta, want in [
+        ({"channels": 3}, "off"),
+        ({"channels": 3, "background": "dark"}, "auto"),
+        ({"channels": 1}, "auto"),
+        ({"channels": 1, "background": None}, "off"),
+        ({"channels": 1, "background": "light"}, "off"),
+    ]:
         assert FramePreprocessor({**base, **meta}).invert == want, meta
     assert FramePreprocessor({**base, "channels": 3}, invert="on").invert == "on"
     sandal = np.zeros((28, 28), np.uint8)  # bright strap on the border, empty centre
@@ -346,8 +427,9 @@ def test_invert_default_follows_the_model(tmp_path, colour_model):
     frames, summary = read_log(log)
     assert summary["invert"] == "off" and summary["background"] is None
     assert frames[0]["inverted"] is False
-    assert run_cli(photo, "-m", colour_model, "--headless", "--no-video", "--log", log,
-                   "--invert", "auto") == 0
+    assert (
+        run_cli(photo, "-m", colour_model, "--headless", "--no-video", "--log", log, "--invert", "auto") == 0
+    )
     assert read_log(log)[0][0]["inverted"] is True
 
 
@@ -375,13 +457,17 @@ def xvfb():
     """A virtual X display (Xvfb) for a GUI build of OpenCV (opencv-python); skipped with the
     headless build, which the default install and CI use."""
     if not _gui_build():
-        pytest.skip("OpenCV without a GUI: pip uninstall -y opencv-python-headless && "
-                    "pip install opencv-python")
+        pytest.skip(
+            "OpenCV without a GUI: pip uninstall -y opencv-python-headless && pip install opencv-python"
+        )
     if not (shutil.which("Xvfb") and shutil.which("import")):
         pytest.skip("needs Xvfb and ImageMagick's import (apt-get install xvfb imagemagick)")
     display = f":{90 + os.getpid() % 9}"
-    proc = subprocess.Popen(["Xvfb", display, "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["Xvfb", display, "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     sock = Path(f"/tmp/.X11-unix/X{display[1:]}")
     for _ in range(100):
         if sock.exists():
@@ -426,8 +512,7 @@ def test_window_mode_under_xvfb_takes_a_screenshot(tmp_path, monkeypatch, colour
 
     monkeypatch.setattr(cv2, "waitKey", wait)
     monkeypatch.chdir(tmp_path)
-    assert run_cli(video, "-m", colour_model, "--collect", tmp_path / "data",
-                   "--label", "cat,dog") == 0
+    assert run_cli(video, "-m", colour_model, "--collect", tmp_path / "data", "--label", "cat,dog") == 0
     assert len(list((tmp_path / "data" / "cat").iterdir())) == 3
     assert len(list((tmp_path / "data" / "dog").iterdir())) == 1
     img = cv2.imread(str(shot))
@@ -436,4 +521,4 @@ def test_window_mode_under_xvfb_takes_a_screenshot(tmp_path, monkeypatch, colour
     assert window.std() > 20 and (window[..., 2] > 180).mean() > 0.02  # the red ball, drawn
     if os.environ.get("CNNEDGE_DEMO_WINDOW_PNG"):  # the window alone (no window manager: at 0, 0)
         ys, xs = np.nonzero(img.max(axis=2))
-        cv2.imwrite(os.environ["CNNEDGE_DEMO_WINDOW_PNG"], img[:ys.max() + 1, :xs.max() + 1])
+        cv2.imwrite(os.environ["CNNEDGE_DEMO_WINDOW_PNG"], img[: ys.max() + 1, : xs.max() + 1])

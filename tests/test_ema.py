@@ -16,8 +16,7 @@ def test_best_is_the_average_and_resume_continues_it(easy_idx, tmp_path):
     from cnnedge.train import train
     from cnnedge.train.ema import weight_ema
 
-    res = train(small_recipe(easy_idx, **{"train.ema": 0.9}), runs_dir=tmp_path, name="e",
-                verbose=0)
+    res = train(small_recipe(easy_idx, **{"train.ema": 0.9}), runs_dir=tmp_path, name="e", verbose=0)
     run = res.run_dir
     state = json.loads((run / "state.json").read_text())
     with np.load(run / "ema.npz") as saved:
@@ -35,8 +34,10 @@ def test_best_is_the_average_and_resume_continues_it(easy_idx, tmp_path):
     np.testing.assert_allclose(cb.shadow[-1].numpy(), shadow[-1])
     cb.swap()  # swapping twice is the identity
     cb.swap()
-    assert all(np.array_equal(a, b) for a, b in zip(last.get_weights(),
-                                                     models.load_model(run / "last.keras").get_weights()))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(last.get_weights(), models.load_model(run / "last.keras").get_weights())
+    )
     with pytest.raises(CnnedgeError, match="train.ema"):
         check(small_recipe(easy_idx, **{"train.ema": 1.0}))
 
@@ -53,10 +54,14 @@ def test_recompute_bn_is_the_average_of_batch_statistics():
     feats = [keras.Model(x_in, conv)(b).numpy().reshape(-1, 3) for b in batches]
     assert recompute_bn(model, iter(batches)) == 3 * 8
     bn = model.get_layer("bn")
-    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([f.mean(0) for f in feats], 0),
-                               rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(bn.moving_variance.numpy(),  # unbiased per-batch variances
-                               np.mean([f.var(0, ddof=1) for f in feats], 0), rtol=1e-4)
+    np.testing.assert_allclose(
+        bn.moving_mean.numpy(), np.mean([f.mean(0) for f in feats], 0), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        bn.moving_variance.numpy(),  # unbiased per-batch variances
+        np.mean([f.var(0, ddof=1) for f in feats], 0),
+        rtol=1e-4,
+    )
     assert bn.momentum == 0.9  # restored
 
 
@@ -72,6 +77,7 @@ def test_ema_bn_images_recomputes_best_and_reports_it(easy_idx, tmp_path):
     assert state["ema_bn"] == bn and bn["best_epoch"] == state["best_epoch"]
     # best.keras's BN statistics are the recomputed ones when kept, the averaged ones otherwise
     from cnnedge import models
+
     best = models.load_model(res.run_dir / "best.keras")
     with np.load(res.run_dir / "ema.npz") as saved:
         shadow = [saved[f"w{k}"] for k in range(len(saved.files) - 1)]
@@ -80,6 +86,7 @@ def test_ema_bn_images_recomputes_best_and_reports_it(easy_idx, tmp_path):
     if state["best_epoch"] == 2:  # the last average is the best model
         assert same != bn["kept"]
     from cnnedge.evaluate import evaluate_run  # best.keras is the model that scored better
+
     kept = evaluate_run(res.run_dir, split="val").accuracy
     assert kept == pytest.approx(max(bn["accuracy_after"], bn["accuracy_before"]))
     with pytest.raises(CnnedgeError, match="set train.ema too"):

@@ -37,8 +37,16 @@ def agreement(a, b) -> float:
 def test_export_writes_every_artifact(exported):
     res = exported["results"]
     names = sorted(Path(r["path"]).name for r in res)
-    assert names == sorted(["model_fp32.tflite", "model_fp16.tflite", "model_int8.tflite",
-                            "model_int8_ptq.tflite", "model_fp32.onnx", "model_int8.onnx"])
+    assert names == sorted(
+        [
+            "model_fp32.tflite",
+            "model_fp16.tflite",
+            "model_int8.tflite",
+            "model_int8_ptq.tflite",
+            "model_fp32.onnx",
+            "model_int8.onnx",
+        ]
+    )
     export_dir = exported["run"] / "export"
     assert sorted(p.name for p in export_dir.iterdir()) == names  # no temp files left
     by = {Path(r["path"]).name: r for r in res}
@@ -57,8 +65,7 @@ def test_export_writes_every_artifact(exported):
 def test_tflite_signature_is_dynamic_and_int8_input_exact(exported):
     from ai_edge_litert.interpreter import Interpreter
 
-    for name in ("model_fp32.tflite", "model_fp16.tflite", "model_int8.tflite",
-                 "model_int8_ptq.tflite"):
+    for name in ("model_fp32.tflite", "model_fp16.tflite", "model_int8.tflite", "model_int8_ptq.tflite"):
         it = Interpreter(model_path=art(exported, name))
         i = it.get_input_details()[0]
         assert list(i["shape_signature"]) == [-1, -1, -1, 1], name
@@ -103,8 +110,14 @@ def test_int8_onnx_matches_int8_tflite(exported, tmp_path):
     x = exported["x"]
     path = art(exported, "model_int8.onnx")
     if x86_without_vnni():
-        path = export(exported["run"], formats="onnx", precisions="int8", out_dir=tmp_path,
-                      onnx_weights="uint8", verify=0)[0]["path"]
+        path = export(
+            exported["run"],
+            formats="onnx",
+            precisions="int8",
+            out_dir=tmp_path,
+            onnx_weights="uint8",
+            verify=0,
+        )[0]["path"]
     tfl = predict(art(exported, "model_int8.tflite"), x)
     onx = predict(path, x)
     assert agreement(onx, tfl) >= 0.998
@@ -120,8 +133,11 @@ def test_int8_onnx_weights_are_symmetric_int8_by_default(exported):
 
     g = onnx.load(art(exported, "model_int8.onnx")).graph
     inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    weights = [n for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
-               and inits[n.input[0]].dtype != np.int32]
+    weights = [
+        n
+        for n in g.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].dtype != np.int32
+    ]
     assert len(weights) >= 5  # rescale, 3 convs, logits
     for n in weights:
         assert inits[n.input[0]].dtype == np.int8, n.name
@@ -145,8 +161,7 @@ def test_int8_onnx_runs_quantized_convs(exported, tmp_path):
 
     import onnx
 
-    raw = collections.Counter(n.op_type for n in onnx.load(art(exported, "model_int8.onnx"))
-                              .graph.node)
+    raw = collections.Counter(n.op_type for n in onnx.load(art(exported, "model_int8.onnx")).graph.node)
     assert raw["QuantizeLinear"] >= 4 and raw["DequantizeLinear"] >= 4
     ops = _optimized_ops(art(exported, "model_int8.onnx"), tmp_path)
     assert ops["QLinearConv"] + ops["ConvInteger"] >= 4  # rescale + 3 stages
@@ -158,8 +173,9 @@ def test_int8_onnx_runs_quantized_convs(exported, tmp_path):
 def test_int8_onnx_qdq_route(exported, tmp_path):
     from cnnedge.export import export
 
-    res = export(exported["run"], formats="onnx", precisions="int8", out_dir=tmp_path / "qdq",
-                 int8_method="qdq")
+    res = export(
+        exported["run"], formats="onnx", precisions="int8", out_dir=tmp_path / "qdq", int8_method="qdq"
+    )
     path = res[0]["path"]
     # the library runs the CLI's quick parity check on what it wrote (512 test images)
     assert res.verify.images == 512 and res.passed == res.verify.passed
@@ -204,8 +220,7 @@ def test_metadata_round_trips(exported):
 def test_onnx_metadata_props_have_flat_keys(exported):
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(art(exported, "model_fp32.onnx"),
-                                providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(art(exported, "model_fp32.onnx"), providers=["CPUExecutionProvider"])
     props = sess.get_modelmeta().custom_metadata_map
     assert json.loads(props["class_names"]) == CLASSES
     assert json.loads(props["cnnedge"])["format"] == "onnx"
@@ -231,8 +246,7 @@ def test_same_class_at_28_and_56(exported):
     assert np.all(np.isfinite(score[best]))
     small, big = x[best], big_all[best]
     assert big.shape == (3, 56, 56, 1)
-    for name in ("model_fp32.tflite", "model_int8.tflite", "model_fp32.onnx",
-                 "model_int8.onnx"):
+    for name in ("model_fp32.tflite", "model_int8.tflite", "model_fp32.onnx", "model_int8.onnx"):
         a = predict(art(exported, name), small).argmax(1)
         b = predict(art(exported, name), big).argmax(1)
         assert list(a) == list(y[best]), name
@@ -286,10 +300,10 @@ def test_bare_model_int8_needs_calibration(exported, tmp_path):
         export(path, precisions="int8")
     assert not (tmp_path / "bare_export").exists()
     out = tmp_path / "out"
-    res = export(path, formats="tflite", precisions=["fp32", "int8"], out_dir=out,
-                 calibration=exported["x"][:64])
-    assert sorted(Path(r["path"]).name for r in res) == ["model_fp32.tflite",
-                                                         "model_int8.tflite"]
+    res = export(
+        path, formats="tflite", precisions=["fp32", "int8"], out_dir=out, calibration=exported["x"][:64]
+    )
+    assert sorted(Path(r["path"]).name for r in res) == ["model_fp32.tflite", "model_int8.tflite"]
     assert {r["source"] for r in res} == {"float", "ptq"}
     from cnnedge.runtime import read_metadata
 

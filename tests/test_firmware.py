@@ -19,8 +19,9 @@ from helpers import one_error
 from cnnedge.cli import main
 from cnnedge.errors import CnnedgeError
 
-pytestmark = pytest.mark.skipif(not os.environ.get("CNNEDGE_TFLM"),
-                                reason="CNNEDGE_TFLM not set (make test passes ../shared/tflm)")
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("CNNEDGE_TFLM"), reason="CNNEDGE_TFLM not set (make test passes ../shared/tflm)"
+)
 PARITY = 48
 
 
@@ -100,8 +101,17 @@ def test_verify_and_bench_show_the_firmware(built, fw_run):
     assert set(rows) == {"host", "cortex-m4", "cortex-m55"}
     assert all(r["gate"] == "pass" and r["images"] == PARITY for r in rows.values())
     static = fw_run / "export" / "model_int8_static.tflite"
-    b = bench([static], runtimes=["tflm"], threads=[1], n=16, quick=True, timing=QUICK,
-              write=False, isolate=False, mcu_targets="cortex-m4")
+    b = bench(
+        [static],
+        runtimes=["tflm"],
+        threads=[1],
+        n=16,
+        quick=True,
+        timing=QUICK,
+        write=False,
+        isolate=False,
+        mcu_targets="cortex-m4",
+    )
     (row,) = [r for r in b.rows if r.get("mcu_target")]
     m4 = built["cortex-m4"]
     assert row["status"] == "ok" and row["runtime"] == "firmware-cortex-m4"
@@ -130,11 +140,16 @@ def test_instructions_grow_with_the_models_macs(easy_idx, tmp_path):
     for name in ("gmp_xs", "gmp_s"):
         path = tmp_path / f"{name}.keras"
         models.create_model(name, num_classes=4, channels=1).save(path)
-        export(path, formats="tflm", out_dir=tmp_path / name, calibration=str(easy_idx),
-               image_size="28x28", verify=0)
+        export(
+            path,
+            formats="tflm",
+            out_dir=tmp_path / name,
+            calibration=str(easy_idx),
+            image_size="28x28",
+            verify=0,
+        )
         r = build_firmware(tmp_path / name, "cortex-m4", parity_images=0)
-        counts.append((models.count_macs(models.load_model(path), (28, 28, 1)),
-                       r.instructions))
+        counts.append((models.count_macs(models.load_model(path), (28, 28, 1)), r.instructions))
     (mac_a, ins_a), (mac_b, ins_b) = sorted(counts)
     assert mac_b > 2 * mac_a and ins_b > ins_a
     per_mac = (ins_a / mac_a, ins_b / mac_b)
@@ -154,15 +169,25 @@ def export_copy(tflm_run, tmp_path):
 
 def _nothing_written(folder):
     return not (folder / "firmware").exists() or not any(
-        p.name != ".lock" for p in (folder / "firmware").rglob("*"))
+        p.name != ".lock" for p in (folder / "firmware").rglob("*")
+    )
 
 
 def test_unknown_target_and_missing_tree(export_copy, capsys, monkeypatch):
-    one_error(capsys, main(["firmware", str(export_copy), "--target", "cortex-m5"]),
-              "unknown target 'cortex-m5'", "did you mean")
+    one_error(
+        capsys,
+        main(["firmware", str(export_copy), "--target", "cortex-m5"]),
+        "unknown target 'cortex-m5'",
+        "did you mean",
+    )
     monkeypatch.delenv("CNNEDGE_TFLM")
-    one_error(capsys, main(["firmware", str(export_copy)]), "no TFLite Micro source tree",
-              "--tflm-dir", "CNNEDGE_TFLM")
+    one_error(
+        capsys,
+        main(["firmware", str(export_copy)]),
+        "no TFLite Micro source tree",
+        "--tflm-dir",
+        "CNNEDGE_TFLM",
+    )
     assert _nothing_written(export_copy)
 
 
@@ -175,13 +200,23 @@ def test_a_tree_at_another_commit_is_refused(export_copy, tmp_path, capsys):
     for rel in [tflm_tree.MAKEFILE, *tflm_tree.FINGERPRINT]:
         (fake / rel).parent.mkdir(parents=True, exist_ok=True)
         (fake / rel).write_text("another version\n")
-    one_error(capsys, main(["firmware", str(export_copy), "--tflm-dir", str(fake)]),
-              "differs from TFLite Micro commit 90b983c2b3f1")
+    one_error(
+        capsys,
+        main(["firmware", str(export_copy), "--tflm-dir", str(fake)]),
+        "differs from TFLite Micro commit 90b983c2b3f1",
+    )
     shutil.rmtree(fake / tflm_tree.DOWNLOADS / "cmsis_nn")
-    one_error(capsys, main(["firmware", str(export_copy), "--tflm-dir", str(fake)]),
-              "third-party code missing", "cmsis_nn")
-    one_error(capsys, main(["firmware", str(export_copy), "--tflm-dir", str(tmp_path)]),
-              "not a TFLite Micro source tree")
+    one_error(
+        capsys,
+        main(["firmware", str(export_copy), "--tflm-dir", str(fake)]),
+        "third-party code missing",
+        "cmsis_nn",
+    )
+    one_error(
+        capsys,
+        main(["firmware", str(export_copy), "--tflm-dir", str(tmp_path)]),
+        "not a TFLite Micro source tree",
+    )
     assert _nothing_written(export_copy)
 
 
@@ -191,18 +226,31 @@ def test_a_missing_toolchain_names_its_package(export_copy, tmp_path, capsys, mo
     for tool in ("make", "gcc", "g++"):
         os.symlink(shutil.which(tool), bin_dir / tool)
     monkeypatch.setenv("PATH", str(bin_dir))
-    one_error(capsys, main(["firmware", str(export_copy), "--target", "cortex-m4"]),
-              "arm-none-eabi-gcc not found", "gcc-arm-none-eabi")
+    one_error(
+        capsys,
+        main(["firmware", str(export_copy), "--target", "cortex-m4"]),
+        "arm-none-eabi-gcc not found",
+        "gcc-arm-none-eabi",
+    )
     assert _nothing_written(export_copy)
 
 
 def test_a_firmware_over_the_boards_memory_is_refused(export_copy, capsys):
-    one_error(capsys, main(["firmware", str(export_copy), "--max-flash", "64K", "--parity",
-                            "0"]), "bytes of flash, over --max-flash 65,536")
-    one_error(capsys, main(["firmware", str(export_copy), "--max-ram", "4K", "--parity", "0"]),
-              "bytes of RAM, over --max-ram 4,096")
-    one_error(capsys, main(["firmware", str(export_copy), "--max-ram", "lots"]),
-              "--max-ram lots: expected a size in bytes")
+    one_error(
+        capsys,
+        main(["firmware", str(export_copy), "--max-flash", "64K", "--parity", "0"]),
+        "bytes of flash, over --max-flash 65,536",
+    )
+    one_error(
+        capsys,
+        main(["firmware", str(export_copy), "--max-ram", "4K", "--parity", "0"]),
+        "bytes of RAM, over --max-ram 4,096",
+    )
+    one_error(
+        capsys,
+        main(["firmware", str(export_copy), "--max-ram", "lots"]),
+        "--max-ram lots: expected a size in bytes",
+    )
     assert _nothing_written(export_copy)
 
 
@@ -212,10 +260,13 @@ def test_a_hung_firmware_is_killed_with_its_output(export_copy):
     from cnnedge.firmware import build_firmware
 
     main_cc = export_copy / "tflm" / "main.cc"
-    main_cc.write_text(main_cc.read_text().replace(
-        "  tflite::InitializeTarget();",
-        '  tflite::InitializeTarget();\n  printf("spinning\\n");\n  static volatile int spin = 1;\n'
-        '  while (spin) {}'))
+    main_cc.write_text(
+        main_cc.read_text().replace(
+            "  tflite::InitializeTarget();",
+            '  tflite::InitializeTarget();\n  printf("spinning\\n");\n  static volatile int spin = 1;\n'
+            "  while (spin) {}",
+        )
+    )
     with pytest.raises(CnnedgeError, match="did not finish on cortex-m4 within 3 s .*spinning"):
         build_firmware(export_copy, "cortex-m4", parity_images=0, timeout=3)
     assert _nothing_written(export_copy)
@@ -223,21 +274,32 @@ def test_a_hung_firmware_is_killed_with_its_output(export_copy):
 
 def test_an_op_tflm_lacks_is_named_and_outputs_must_be_writable(export_copy, tmp_path, capsys):
     ops = export_copy / "tflm" / "model_ops.h"
-    ops.write_text(ops.read_text().replace(
-        "  return kTfLiteOk;\n}", "  if (resolver.AddFooBar() != kTfLiteOk) return kTfLiteError;"
-        "\n  return kTfLiteOk;\n}"))
-    one_error(capsys, main(["firmware", str(export_copy), "--parity", "0"]),
-              "has no kernel for the model's op FOO_BAR")
+    ops.write_text(
+        ops.read_text().replace(
+            "  return kTfLiteOk;\n}",
+            "  if (resolver.AddFooBar() != kTfLiteOk) return kTfLiteError;\n  return kTfLiteOk;\n}",
+        )
+    )
+    one_error(
+        capsys,
+        main(["firmware", str(export_copy), "--parity", "0"]),
+        "has no kernel for the model's op FOO_BAR",
+    )
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    one_error(capsys, main(["firmware", str(export_copy)]),
-              "on-device parity needs test images", "--data")
-    one_error(capsys, main(["firmware", str(export_copy), "--parity", "0", "-o",
-                            str(blocker / "out")]), "is not a writable folder")
+    one_error(capsys, main(["firmware", str(export_copy)]), "on-device parity needs test images", "--data")
+    one_error(
+        capsys,
+        main(["firmware", str(export_copy), "--parity", "0", "-o", str(blocker / "out")]),
+        "is not a writable folder",
+    )
     (export_copy / "firmware" / "cortex-m4").mkdir(parents=True)
     (export_copy / "firmware" / "cortex-m4" / "notes.txt").write_text("mine")
-    one_error(capsys, main(["firmware", str(export_copy), "--parity", "0"]),
-              "is an existing folder that is not an earlier firmware folder")
+    one_error(
+        capsys,
+        main(["firmware", str(export_copy), "--parity", "0"]),
+        "is an existing folder that is not an earlier firmware folder",
+    )
     assert (export_copy / "firmware" / "cortex-m4" / "notes.txt").read_text() == "mine"
     shutil.rmtree(export_copy / "firmware")
     one_error(capsys, main(["firmware", str(tmp_path)]), "no TFLM bundle")
@@ -284,8 +346,7 @@ Linker script and memory map
     m = parse_map(text)
     # merged strings overlap: each counts up to where the next one starts; fill goes to the
     # section before it; the gaps the section's own size leaves (alignment) go to the app
-    assert m[".text"] == {"app": 0x40 + 0x14, "tflm": 0x20 + 0x10 + 0x4, "model": 0xf0,
-                          "runtime": 0x8}
+    assert m[".text"] == {"app": 0x40 + 0x14, "tflm": 0x20 + 0x10 + 0x4, "model": 0xF0, "runtime": 0x8}
     assert sum(m[".text"].values()) == 0x180
     assert m[".bss"] == {"arena": 0x200, "runtime": 0x10}
     assert ".debug_info" not in m
@@ -301,9 +362,22 @@ def test_the_bundles_makefile_builds_and_runs_it_on_the_host(tflm_run, tmp_path)
     gen = tflm_tree.build_dir(targets.get("host"), "reference") / "gen"
     bundle = tmp_path / "tflm"
     shutil.copytree(tflm_run["bundle"], bundle)
-    r = subprocess.run(["make", "-C", str(bundle), f"TFLM_DIR={tree}", "TARGET=linux",
-                        "TARGET_ARCH=x86_64", "OPTIMIZED_KERNEL_DIR=", f"BASE_GENDIR={gen}",
-                        "run"], capture_output=True, text=True, env=tflm_tree._env())
+    r = subprocess.run(
+        [
+            "make",
+            "-C",
+            str(bundle),
+            f"TFLM_DIR={tree}",
+            "TARGET=linux",
+            "TARGET_ARCH=x86_64",
+            "OPTIMIZED_KERNEL_DIR=",
+            f"BASE_GENDIR={gen}",
+            "run",
+        ],
+        capture_output=True,
+        text=True,
+        env=tflm_tree._env(),
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
     assert "self-check: passed" in r.stdout
 

@@ -34,23 +34,43 @@ def write_avi(path: Path, n: int) -> Path:
 def tree(tmp_path):
     """photos/ with nested and hidden images and a text file, a video, a FIFO, an odd file."""
     root = tmp_path / "photos"
-    for rel, v in (("b.png", 10), ("a/2.png", 20), ("a/10.png", 30), ("a/sub/z.png", 40),
-                   (".hidden/h.png", 50), ("a/.h.png", 60)):
+    for rel, v in (
+        ("b.png", 10),
+        ("a/2.png", 20),
+        ("a/10.png", 30),
+        ("a/sub/z.png", 40),
+        (".hidden/h.png", 50),
+        ("a/.h.png", 60),
+    ):
         write_png(root / rel, v)
     (root / "notes.txt").write_text("not an image")
     os.mkfifo(tmp_path / "pipe.png")
     (tmp_path / "data.bin").write_bytes(b"\x00" * 64)
-    return {"root": root, "video": write_avi(tmp_path / "clip.avi", 5),
-            "fifo": tmp_path / "pipe.png", "odd": tmp_path / "data.bin", "tmp": tmp_path}
+    return {
+        "root": root,
+        "video": write_avi(tmp_path / "clip.avi", 5),
+        "fifo": tmp_path / "pipe.png",
+        "odd": tmp_path / "data.bin",
+        "tmp": tmp_path,
+    }
 
 
 def test_each_source_string_has_one_kind(tree, monkeypatch):
     t = tree
-    kinds = {"0": "camera", "2147483648": "camera", "rtsp://cam.local/live": "stream",
-             "HTTP://cam/x.mjpg": "stream", "/dev/video7": "stream", str(t["root"]): "folder",
-             str(t["root"] / "b.png"): "image", str(t["video"]): "video", str(t["odd"]): "file",
-             str(t["fifo"]): "special", str(t["root"] / "**" / "*.png"): "glob",
-             str(t["tmp"] / "missing.png"): "missing"}
+    kinds = {
+        "0": "camera",
+        "2147483648": "camera",
+        "rtsp://cam.local/live": "stream",
+        "HTTP://cam/x.mjpg": "stream",
+        "/dev/video7": "stream",
+        str(t["root"]): "folder",
+        str(t["root"] / "b.png"): "image",
+        str(t["video"]): "video",
+        str(t["odd"]): "file",
+        str(t["fifo"]): "special",
+        str(t["root"] / "**" / "*.png"): "glob",
+        str(t["tmp"] / "missing.png"): "missing",
+    }
     for text, kind in kinds.items():
         spec = frames.parse(text)
         assert (spec.kind, spec.live) == (kind, kind in frames.LIVE), text
@@ -64,20 +84,33 @@ def test_expand_gives_predict_its_rows_in_order(tree):
     t = tree
     empty = t["tmp"] / "empty"
     empty.mkdir()
-    items = list(frames.expand([t["root"], str(t["root"] / "a" / "*.png"), t["video"], empty,
-                                t["fifo"], "nope.png", str(t["tmp"] / "*.jpeg"), str(2**31)],
-                               every=2))
+    items = list(
+        frames.expand(
+            [
+                t["root"],
+                str(t["root"] / "a" / "*.png"),
+                t["video"],
+                empty,
+                t["fifo"],
+                "nope.png",
+                str(t["tmp"] / "*.jpeg"),
+                str(2**31),
+            ],
+            every=2,
+        )
+    )
     rel = [str(Path(i.path).relative_to(t["root"])) for i in items if i.path and i.path.is_file()]
     assert rel == ["b.png", "a/10.png", "a/2.png", "a/sub/z.png", "a/10.png", "a/2.png"]
     video = [i for i in items if i.source == str(t["video"])]
     assert [i.frame for i in video] == [0, 2, 4] and video[0].image.shape == (24, 32, 3)
     assert not any(i.live for i in video)
     errors = [i.error for i in items if i.error]
-    assert errors == [f"{empty}: no images in folder (looked for "
-                      f"{', '.join(frames.IMAGE_SUFFIXES)})",
-                      "nope.png: no such file, folder or camera",
-                      f"{t['tmp'] / '*.jpeg'}: nothing matches (images, videos or folders)",
-                      f"camera {2**31}: no such camera index (OpenCV takes 0 to {2**31 - 1})"]
+    assert errors == [
+        f"{empty}: no images in folder (looked for {', '.join(frames.IMAGE_SUFFIXES)})",
+        "nope.png: no such file, folder or camera",
+        f"{t['tmp'] / '*.jpeg'}: nothing matches (images, videos or folders)",
+        f"camera {2**31}: no such camera index (OpenCV takes 0 to {2**31 - 1})",
+    ]
     fifo = [i for i in items if i.source == str(t["fifo"])]
     assert fifo[0].path == t["fifo"] and fifo[0].error is None  # the reader refuses it unopened
 

@@ -17,10 +17,26 @@ from cnnedge.run import Run
 
 
 def train_args(data, tmp_path, *extra):
-    return ["train", "--recipe", "fashion_mnist_tiny", "--runs-dir", str(tmp_path),
-            "--set", f"data.dataset={data}", "--set", "train.epochs=1",
-            "--set", "train.steps_per_epoch=5", "--set", "train.batch_size=16",
-            "--set", "qat.enabled=false", "--set", "train.eval_images=64", *extra]
+    return [
+        "train",
+        "--recipe",
+        "fashion_mnist_tiny",
+        "--runs-dir",
+        str(tmp_path),
+        "--set",
+        f"data.dataset={data}",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.steps_per_epoch=5",
+        "--set",
+        "train.batch_size=16",
+        "--set",
+        "qat.enabled=false",
+        "--set",
+        "train.eval_images=64",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -31,18 +47,20 @@ def finished(easy_idx, tmp_path_factory):
 
 
 # --------------------------------------------------------------- 2, 5, 6: validate, then act
-@pytest.mark.parametrize("setting, needle", [
-    ("model.name=gmp_ss", "unknown model 'gmp_ss'"),
-    ("optim.lr=-1", "optim.lr=-1.0 is out of range"),
-    ("distill.alpha=2", "distill.alpha=2.0 is out of range; it must be in [0, 1]"),
-    ("train.label_smoothing=5", "train.label_smoothing=5.0 is out of range"),
-    ("train.steps_per_epoch=0", "train.steps_per_epoch=0 is out of range"),
-    ("train.epochs=0", "train.epochs=0 is out of range"),
-    ("data.dataset=/nonexistent/data", "/nonexistent/data"),
-    ("model.kwargs.widht=3", "no option"),
-])
-def test_overwrite_with_a_bad_setting_keeps_the_old_run(finished, easy_idx, capsys,
-                                                        setting, needle):
+@pytest.mark.parametrize(
+    "setting, needle",
+    [
+        ("model.name=gmp_ss", "unknown model 'gmp_ss'"),
+        ("optim.lr=-1", "optim.lr=-1.0 is out of range"),
+        ("distill.alpha=2", "distill.alpha=2.0 is out of range; it must be in [0, 1]"),
+        ("train.label_smoothing=5", "train.label_smoothing=5.0 is out of range"),
+        ("train.steps_per_epoch=0", "train.steps_per_epoch=0 is out of range"),
+        ("train.epochs=0", "train.epochs=0 is out of range"),
+        ("data.dataset=/nonexistent/data", "/nonexistent/data"),
+        ("model.kwargs.widht=3", "no option"),
+    ],
+)
+def test_overwrite_with_a_bad_setting_keeps_the_old_run(finished, easy_idx, capsys, setting, needle):
     root, run = finished
     before = tree(run)
     one_error(capsys, main(train_args(easy_idx, root, "--overwrite", "--set", setting)), needle)
@@ -51,8 +69,7 @@ def test_overwrite_with_a_bad_setting_keeps_the_old_run(finished, easy_idx, caps
 
 
 def test_a_failed_start_leaves_no_stub_and_the_rerun_works(easy_idx, tmp_path, capsys):
-    one_error(capsys, main(train_args(easy_idx, tmp_path, "--set", "train.batch_size=0")),
-              "train.batch_size")
+    one_error(capsys, main(train_args(easy_idx, tmp_path, "--set", "train.batch_size=0")), "train.batch_size")
     assert not (tmp_path / "fashion_mnist_tiny").exists()
     assert main(train_args(easy_idx, tmp_path)) == 0
 
@@ -101,11 +118,14 @@ def test_python3_protocol2_cifar_pickle_loads(tmp_path):
     folder.mkdir()
     rng = np.random.default_rng(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        d = {b"labels": [int(v) for v in rng.integers(0, 10, 4)],
-             b"data": rng.integers(0, 256, (4, 3072)).astype(np.uint8)}
+        d = {
+            b"labels": [int(v) for v in rng.integers(0, 10, 4)],
+            b"data": rng.integers(0, 256, (4, 3072)).astype(np.uint8),
+        }
         (folder / name).write_bytes(pickle.dumps(d, protocol=2))  # stores bytes via _codecs
-    (folder / "batches.meta").write_bytes(pickle.dumps(
-        {b"label_names": [f"c{i}".encode() for i in range(10)]}, protocol=2))
+    (folder / "batches.meta").write_bytes(
+        pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]}, protocol=2)
+    )
     assert data.open_dataset(str(folder)).num_examples("train") == 20
 
 
@@ -114,9 +134,17 @@ def _half_done(easy_idx, tmp_path):
     from cnnedge.recipe import apply_overrides, load_recipe
     from cnnedge.train import train
 
-    recipe = apply_overrides(load_recipe("fashion_mnist_tiny"), [
-        f"data.dataset={easy_idx}", "train.epochs=2", "train.steps_per_epoch=5",
-        "train.batch_size=16", "qat.enabled=false", "train.eval_images=64"])
+    recipe = apply_overrides(
+        load_recipe("fashion_mnist_tiny"),
+        [
+            f"data.dataset={easy_idx}",
+            "train.epochs=2",
+            "train.steps_per_epoch=5",
+            "train.batch_size=16",
+            "qat.enabled=false",
+            "train.eval_images=64",
+        ],
+    )
     run = Run(train(recipe, runs_dir=tmp_path, verbose=0).run_dir)
     state = run.state
     run.write_state({**state, "epoch": 1, "finished": False, "float_done": False})
@@ -129,8 +157,12 @@ def test_resume_never_discards_work(easy_idx, tmp_path, capsys):
     last.write_bytes(last.read_bytes()[:1000])  # truncated
     one_error(capsys, main(["train", "--resume", str(run.path)]), str(last), "--from-best")
     last.unlink()
-    one_error(capsys, main(["train", "--resume", str(run.path)]), "last.keras is missing after 1 "
-              "epochs", "--from-best")
+    one_error(
+        capsys,
+        main(["train", "--resume", str(run.path)]),
+        "last.keras is missing after 1 epochs",
+        "--from-best",
+    )
     assert run.state["epoch"] == 1 and run.has("float")
     assert main(["train", "--resume", str(run.path), "--from-best"]) == 0
     assert run.state["finished"] and run.state["epoch"] == 2
@@ -144,15 +176,21 @@ def test_corrupt_models_and_bad_options(finished, tmp_path, capsys):
     (bad / Run.MODELS["float"]).write_bytes(b"PK\x03\x04 not really a zip")
     for cmd in (["eval", str(bad)], ["quantize", str(bad)], ["export", str(bad)]):
         one_error(capsys, main(cmd), str(bad / Run.MODELS["float"]))
-    one_error(capsys, main(["train", "--recipe", "fashion_mnist_tiny", "--logical-cpus", "-2"]),
-              "--logical-cpus -2 is out of range")
+    one_error(
+        capsys,
+        main(["train", "--recipe", "fashion_mnist_tiny", "--logical-cpus", "-2"]),
+        "--logical-cpus -2 is out of range",
+    )
 
 
 def test_read_only_outputs_fail_before_the_work(finished, tmp_path, capsys, monkeypatch):
     root, run = finished
     real = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == run and
-                        mode & os.W_OK else real(p, mode, **kw))
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode, **kw: False if Path(p) == run and mode & os.W_OK else real(p, mode, **kw),
+    )
     one_error(capsys, main(["verify", str(run)]), "cannot write the parity report", str(run))
     one_error(capsys, main(["quantize", str(run)]), "cannot write the QAT model")
 
@@ -192,14 +230,12 @@ def test_demo_over_a_folder_skips_a_bad_image_with_one_warning(tiny_run, tmp_pat
     write_folder(folder, classes=("a",), per_class=3, size=(40, 40))
     (folder / "a" / "zz_last.png").write_bytes(b"\x89PNG truncated")
     out = tmp_path / "demo.mp4"
-    rc = main(["demo", str(folder / "a"), "-m", str(tiny_run["run"]), "--headless", "--out",
-               str(out)])
+    rc = main(["demo", str(folder / "a"), "-m", str(tiny_run["run"]), "--headless", "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 0, err
     lines = err.strip().splitlines()  # one warning naming the file; the other images still run
     assert len(lines) == 1 and lines[0].startswith("warning: ") and "zz_last.png" in lines[0], err
-    assert json.loads(out.with_suffix(".jsonl").read_text().splitlines()[-1])["summary"][
-        "frames"] == 3
+    assert json.loads(out.with_suffix(".jsonl").read_text().splitlines()[-1])["summary"]["frames"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.jsonl", "demo.mp4", "imgs"]
 
 
@@ -211,8 +247,9 @@ def test_corrupt_shard_and_truncated_image_are_named(easy_idx, tmp_path, capsys)
     data.pack(data.open_dataset(str(easy_idx)), str(packed), shards=2)
     shard = sorted(packed.glob("train-*"))[1]
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
-    one_error(capsys, main(train_args(packed, tmp_path / "runs", "--check")), str(shard),
-              "corrupt TFRecord shard")
+    one_error(
+        capsys, main(train_args(packed, tmp_path / "runs", "--check")), str(shard), "corrupt TFRecord shard"
+    )
     assert not (tmp_path / "runs").exists()
 
     root = tmp_path / "photos"
@@ -225,8 +262,16 @@ def test_corrupt_shard_and_truncated_image_are_named(easy_idx, tmp_path, capsys)
 
 
 # ------------------------------------------------------- a run directory mutated at random
-MUTABLE = ["recipe.yaml", "summary.json", "labels.json", "state.json", "best.keras", "qat.h5",
-           "export/model_fp32.tflite", "export/model_int8.onnx"]
+MUTABLE = [
+    "recipe.yaml",
+    "summary.json",
+    "labels.json",
+    "state.json",
+    "best.keras",
+    "qat.h5",
+    "export/model_fp32.tflite",
+    "export/model_int8.onnx",
+]
 
 
 @pytest.fixture(scope="module")
@@ -237,8 +282,9 @@ def pristine(tiny_run, tmp_path_factory):
 
     copy = tmp_path_factory.mktemp("pristine") / "run"
     shutil.copytree(tiny_run["run"], copy, ignore=shutil.ignore_patterns("tb"))
-    Run(copy).save_recipe(apply_overrides(Run(copy).recipe, ["train.steps_per_epoch=2",
-                                                             "train.eval_images=32"]))
+    Run(copy).save_recipe(
+        apply_overrides(Run(copy).recipe, ["train.steps_per_epoch=2", "train.eval_images=32"])
+    )
     return copy
 
 
@@ -265,11 +311,27 @@ def _mutation_commands(run: Path, inputs: Path, out: Path) -> list:
         (["export", run, "-f", "tflite", "-p", "fp32", "--verify", "0"], True, False),
         (["verify", run, "-n", "32"], True, False),
         (["quantize", run, "--epochs", "1"], True, False),
-        (["bench", run / "export" / "model_fp32.tflite", "--quick", "-r", "litert", "-t", "1",
-          "-n", "16", "--batch-sizes", "1", "-o", out / "bench"], False, True),
+        (
+            [
+                "bench",
+                run / "export" / "model_fp32.tflite",
+                "--quick",
+                "-r",
+                "litert",
+                "-t",
+                "1",
+                "-n",
+                "16",
+                "--batch-sizes",
+                "1",
+                "-o",
+                out / "bench",
+            ],
+            False,
+            True,
+        ),
         (["predict", inputs / "fm0.png", "-m", run, "--json", out / "predict.json"], False, True),
-        (["demo", inputs, "-m", run, "--headless", "--no-video", "--log", out / "demo.jsonl"],
-         False, False),
+        (["demo", inputs, "-m", run, "--headless", "--no-video", "--log", out / "demo.jsonl"], False, False),
     ]
 
 
@@ -287,10 +349,13 @@ def test_mutated_run_directory_gives_one_clean_line(pristine, tmp_path_factory, 
     Image.fromarray(np.full((28, 28), 200, np.uint8)).save(inputs / "fm0.png")
     row_line = ("error: ", "warning: ", "note: ", *STATUS_MARK.values())
 
-    @settings(max_examples=6, deadline=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
-    @given(st.sampled_from(MUTABLE), st.sampled_from(["delete", "directory", "truncate", "bytes"]),
-           st.binary(min_size=0, max_size=64), st.floats(0.0, 0.95))
+    @settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(
+        st.sampled_from(MUTABLE),
+        st.sampled_from(["delete", "directory", "truncate", "bytes"]),
+        st.binary(min_size=0, max_size=64),
+        st.floats(0.0, 0.95),
+    )
     def check(name, how, data, cut):
         run = tmp_path_factory.mktemp("mutated") / "run"
         shutil.copytree(pristine, run)

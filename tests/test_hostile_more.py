@@ -45,8 +45,9 @@ print(keras.__version__)
 def keras3_files(tmp_path_factory):
     stem = tmp_path_factory.mktemp("keras3") / "k3"
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    out = subprocess.run([sys.executable, "-c", KERAS3, str(stem)], capture_output=True,
-                         text=True, env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", KERAS3, str(stem)], capture_output=True, text=True, env=env, timeout=300
+    )
     if out.returncode != 0 or not out.stdout.strip().startswith("3."):
         pytest.skip(f"Keras 3 is not installed here: {out.stderr[-300:]}")
     return [stem.with_suffix(".keras"), stem.with_suffix(".h5")], out.stdout.strip()
@@ -55,8 +56,13 @@ def keras3_files(tmp_path_factory):
 def test_a_keras3_file_is_named_as_one_not_as_code(keras3_files, capsys):
     files, version = keras3_files
     for f in files:
-        err = one_error(capsys, main(["eval", str(f), "--data", "fashion-mnist", "-n", "8"]),
-                        str(f), f"saved by Keras {version}", "tf-keras")
+        err = one_error(
+            capsys,
+            main(["eval", str(f), "--data", "fashion-mnist", "-n", "8"]),
+            str(f),
+            f"saved by Keras {version}",
+            "tf-keras",
+        )
         assert "runs code" not in err and "never runs code" not in err
 
 
@@ -67,15 +73,18 @@ def test_one_image_per_class_is_refused_before_the_run_exists(tmp_path, capsys, 
     for i in range(classes):
         images(data / f"c{i:02d}", 1)
     runs = tmp_path / "runs"
-    err = one_error(capsys, main(["train", "--data", str(data), "--runs-dir", str(runs)]),
-                    str(data), "--set data.val_fraction=0")
+    err = one_error(
+        capsys,
+        main(["train", "--data", str(data), "--runs-dir", str(runs)]),
+        str(data),
+        "--set data.val_fraction=0",
+    )
     assert "empty" in err
     assert not runs.exists()  # no unfinished run folder
 
 
 # ---------------------------------------------------------------- a full disk while collecting
-def test_full_disk_while_collecting_names_the_file_and_keeps_the_log(tmp_path, capsys,
-                                                                     monkeypatch):
+def test_full_disk_while_collecting_names_the_file_and_keeps_the_log(tmp_path, capsys, monkeypatch):
     import edge_demo.collect as collect
 
     src = images(tmp_path / "src", 6)
@@ -89,10 +98,25 @@ def test_full_disk_while_collecting_names_the_file_and_keeps_the_log(tmp_path, c
 
     monkeypatch.setattr(collect, "default_mode", full_after_two)
     log = tmp_path / "demo.jsonl"
-    rc = main(["demo", str(src), "--collect", str(tmp_path / "ds"), "--label", "cat",
-               "--headless", "--no-video", "--collect-every", "1", "--log", str(log)])
-    err = one_error(capsys, rc, "No space left on device", "collecting stopped with 2 images",
-                    str(tmp_path / "ds"))
+    rc = main(
+        [
+            "demo",
+            str(src),
+            "--collect",
+            str(tmp_path / "ds"),
+            "--label",
+            "cat",
+            "--headless",
+            "--no-video",
+            "--collect-every",
+            "1",
+            "--log",
+            str(log),
+        ]
+    )
+    err = one_error(
+        capsys, rc, "No space left on device", "collecting stopped with 2 images", str(tmp_path / "ds")
+    )
     assert "OSError" not in err
     assert sorted(p.name for p in (tmp_path / "ds" / "cat").iterdir()) == ["0001.png", "0002.png"]
     summary = json.loads(log.read_text().splitlines()[-1])["summary"]  # the log was kept
@@ -107,8 +131,22 @@ def test_a_full_disk_under_the_log_is_one_line(tmp_path, capsys):
     src = images(tmp_path / "src", 3)
     log = tmp_path / "demo.jsonl"
     (tmp_path / ".demo.tmp.jsonl").symlink_to("/dev/full")
-    rc = main(["demo", str(src), "--headless", "--no-video", "--log", str(log),
-               "--collect", str(tmp_path / "ds"), "--label", "cat", "--collect-every", "1"])
+    rc = main(
+        [
+            "demo",
+            str(src),
+            "--headless",
+            "--no-video",
+            "--log",
+            str(log),
+            "--collect",
+            str(tmp_path / "ds"),
+            "--label",
+            "cat",
+            "--collect-every",
+            "1",
+        ]
+    )
     one_error(capsys, rc, f"cannot write log {log}", "No space left on device")
     assert not log.exists() and not (tmp_path / ".demo.tmp.jsonl").exists()
 
@@ -117,9 +155,25 @@ def test_collected_files_follow_the_umask(tmp_path):
     src = images(tmp_path / "src", 2)
     old = os.umask(0o022)
     try:
-        assert main(["demo", str(src), "--collect", str(tmp_path / "ds"), "--label", "cat",
-                     "--headless", "--no-video", "--collect-every", "1",
-                     "--log", str(tmp_path / "demo.jsonl")]) == 0
+        assert (
+            main(
+                [
+                    "demo",
+                    str(src),
+                    "--collect",
+                    str(tmp_path / "ds"),
+                    "--label",
+                    "cat",
+                    "--headless",
+                    "--no-video",
+                    "--collect-every",
+                    "1",
+                    "--log",
+                    str(tmp_path / "demo.jsonl"),
+                ]
+            )
+            == 0
+        )
     finally:
         os.umask(old)
     assert (tmp_path / "demo.jsonl").stat().st_mode & 0o777 == 0o644
@@ -135,21 +189,24 @@ def test_predict_runtime_tflm_takes_the_fixed_size_file(tiny_run, tmp_path, caps
     shutil.copytree(tiny_run["run"], run, ignore=shutil.ignore_patterns("tb"))
     img = tmp_path / "x.png"
     cv2.imwrite(str(img), tiny_run["x"][0])
-    one_error(capsys, main(["predict", str(img), "-m", str(run), "--runtime", "tflm"]),
-              "runs on tflm", "model_int8_static.tflite", "--format tflm")
+    one_error(
+        capsys,
+        main(["predict", str(img), "-m", str(run), "--runtime", "tflm"]),
+        "runs on tflm",
+        "model_int8_static.tflite",
+        "--format tflm",
+    )
     assert main(["export", str(run), "--format", "tflm", "--verify", "0"]) == 0
     capsys.readouterr()
     out = tmp_path / "p.json"
-    assert main(["predict", str(img), "-m", str(run), "--runtime", "tflm", "--json",
-                 str(out)]) == 0
+    assert main(["predict", str(img), "-m", str(run), "--runtime", "tflm", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert rows["runtime"] == "tflm" and Path(rows["model"]).name == "model_int8_static.tflite"
     assert rows["predictions"][0]["error"] is None
 
 
 # ------------------------------------------------------------- a Ctrl-C a converter swallows
-def test_export_honours_a_ctrl_c_that_a_converter_swallows(tiny_run, tmp_path, monkeypatch,
-                                                           capsys):
+def test_export_honours_a_ctrl_c_that_a_converter_swallows(tiny_run, tmp_path, monkeypatch, capsys):
     from cnnedge import export as ex
 
     run = tmp_path / "run"
@@ -159,6 +216,7 @@ def test_export_honours_a_ctrl_c_that_a_converter_swallows(tiny_run, tmp_path, m
 
     def swallowing(job, precision):  # as tf2onnx's bare ``except: pass`` does
         for row, write in writers(job, precision):
+
             def write_and_swallow(tmp, write=write):
                 meta = write(tmp)
                 try:
@@ -166,6 +224,7 @@ def test_export_honours_a_ctrl_c_that_a_converter_swallows(tiny_run, tmp_path, m
                 except:  # noqa: E722 - the converter's habit under test
                     pass
                 return meta
+
             yield row, write_and_swallow
 
     monkeypatch.setitem(ex.WRITERS, "tflite", swallowing)

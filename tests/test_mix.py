@@ -38,8 +38,9 @@ def test_each_image_is_mixed_with_its_partner_in_the_proportion_of_its_label(mix
         if i == j:
             continue
         mixed += lab[i, i] < 1
-        np.testing.assert_allclose(out[i].mean(), lab[i, i] * x[i, 0, 0, 0] + lab[i, j] * x[j, 0, 0, 0],
-                                   rtol=1e-5)
+        np.testing.assert_allclose(
+            out[i].mean(), lab[i, i] * x[i, 0, 0, 0] + lab[i, j] * x[j, 0, 0, 0], rtol=1e-5
+        )
         cut = set(np.unique(out[i])) <= {x[i, 0, 0, 0], x[j, 0, 0, 0]}
         if not mixup:  # CutMix alone: whole pixels of one image or the other, a box of the partner
             assert cut
@@ -78,32 +79,47 @@ def test_ramp_and_a_resumed_stream_mixes_as_the_uninterrupted_one():
     assert all(np.array_equal(a, b) for a, b in zip(whole[6:], resumed))
 
 
-@pytest.mark.parametrize("key, value, says", [
-    ("augment.mix_ramp", "[0.8,0.2]", "augment.mix_ramp=(0.8, 0.2) is out of range"),
-    ("augment.mix_prob", "1.5", "augment.mix_prob=1.5 is out of range; it must be in [0, 1]"),
-    ("augment.cutmix", "-1", "augment.cutmix=-1.0 is out of range"),
-    ("augment.mix_ramp", "[1,1]", "augment.mix_ramp=(1.0, 1.0) is out of range"),
-])
+@pytest.mark.parametrize(
+    "key, value, says",
+    [
+        ("augment.mix_ramp", "[0.8,0.2]", "augment.mix_ramp=(0.8, 0.2) is out of range"),
+        ("augment.mix_prob", "1.5", "augment.mix_prob=1.5 is out of range; it must be in [0, 1]"),
+        ("augment.cutmix", "-1", "augment.cutmix=-1.0 is out of range"),
+        ("augment.mix_ramp", "[1,1]", "augment.mix_ramp=(1.0, 1.0) is out of range"),
+    ],
+)
 def test_out_of_range_mixing_is_refused(easy_idx, key, value, says):
     from cnnedge.recipe import check
 
-    with pytest.raises(CnnedgeError, match=f"^recipe fashion_mnist_tiny: {says}".replace("(", r"\(")
-                       .replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        CnnedgeError,
+        match=f"^recipe fashion_mnist_tiny: {says}".replace("(", r"\(")
+        .replace(")", r"\)")
+        .replace("[", r"\[")
+        .replace("]", r"\]"),
+    ):
         check(small_recipe(easy_idx, **{key: value}))
 
 
-def test_a_run_mixes_late_resumes_on_its_epoch_and_quantizes_unmixed(easy_idx, tmp_path,
-                                                                      monkeypatch):
+def test_a_run_mixes_late_resumes_on_its_epoch_and_quantizes_unmixed(easy_idx, tmp_path, monkeypatch):
     from cnnedge import train as train_mod
     from cnnedge.run import open_data
 
-    recipe = small_recipe(easy_idx, **{"augment.mixup": 0.4, "augment.cutmix": 1.0,
-                                       "augment.mix_ramp": "[0.5,0.5]", "train.epochs": 3,
-                                       "qat.enabled": "true", "qat.epochs": 1})
+    recipe = small_recipe(
+        easy_idx,
+        **{
+            "augment.mixup": 0.4,
+            "augment.cutmix": 1.0,
+            "augment.mix_ramp": "[0.5,0.5]",
+            "train.epochs": 3,
+            "qat.enabled": "true",
+            "qat.epochs": 1,
+        },
+    )
     train_ds, _, steps = train_mod.datasets(open_data(recipe), recipe)
     soft = [float((y.numpy().max(1) < 1).mean()) for _, y in train_ds.take(3 * steps)]
     # the last epoch mixes (a partner of the same class leaves a one-hot label: 4 classes)
-    assert max(soft[:2 * steps]) == 0 and min(soft[2 * steps:]) > 0 and np.mean(soft[2 * steps:]) > 0.5
+    assert max(soft[: 2 * steps]) == 0 and min(soft[2 * steps :]) > 0 and np.mean(soft[2 * steps :]) > 0.5
     calls = []
     real = train_mod.datasets
     monkeypatch.setattr(train_mod.inputs, "datasets", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
@@ -114,8 +130,9 @@ def test_a_run_mixes_late_resumes_on_its_epoch_and_quantizes_unmixed(easy_idx, t
     # a run resumed after epoch 2 (and one from its best epoch) continues the ramp where it was
     state = json.loads((res.run_dir / "state.json").read_text())
     for over, resume in (({"epoch": 2}, {}), ({"epoch": 3, "best_epoch": 1}, {"from_best": True})):
-        (res.run_dir / "state.json").write_text(json.dumps(
-            {**state, **over, "finished": False, "phase": "float", "float_done": False}))
+        (res.run_dir / "state.json").write_text(
+            json.dumps({**state, **over, "finished": False, "phase": "float", "float_done": False})
+        )
         calls.clear()
         train_mod.train(resume=res.run_dir, verbose=0, **resume)
         assert calls[0]["first_epoch"] == (1 if resume else 2)
@@ -127,8 +144,15 @@ def test_mixing_reaches_fit_epoch_by_epoch(easy_idx):
     from cnnedge.backend import keras, tf
     from cnnedge.run import open_data
 
-    recipe = small_recipe(easy_idx, **{"augment.cutmix": 1.0, "augment.mix_prob": 1.0,
-                                       "augment.mix_ramp": "[0.25,0.75]", "train.epochs": 4})
+    recipe = small_recipe(
+        easy_idx,
+        **{
+            "augment.cutmix": 1.0,
+            "augment.mix_prob": 1.0,
+            "augment.mix_ramp": "[0.25,0.75]",
+            "train.epochs": 4,
+        },
+    )
     train_ds, _, steps = train_mod.datasets(open_data(recipe), recipe)
 
     def mixed_share(y_true, y_pred):
@@ -148,8 +172,7 @@ def test_class_weights_weigh_a_mixed_image_by_its_label_shares(easy_idx):
     src = open_data(recipe)
     w = train_mod.class_weights(src, recipe)
     x, y, sw = next(iter(train_mod.datasets(src, recipe)[0]))
-    np.testing.assert_allclose(sw.numpy(), y.numpy() @ np.array([w[i] for i in range(10)]),
-                               rtol=1e-5)
+    np.testing.assert_allclose(sw.numpy(), y.numpy() @ np.array([w[i] for i in range(10)]), rtol=1e-5)
 
 
 def test_mixing_padded_variable_size_batches_is_refused(easy_idx):
@@ -157,8 +180,11 @@ def test_mixing_padded_variable_size_batches_is_refused(easy_idx):
 
     with pytest.raises(CnnedgeError, match="set data.batch_mode=bucket"):
         check(small_recipe(easy_idx, **{"augment.cutmix": 1.0, "data.keep_size": "true"}))
-    check(small_recipe(easy_idx, **{"augment.cutmix": 1.0, "data.keep_size": "true",
-                                     "data.batch_mode": "bucket"}))
+    check(
+        small_recipe(
+            easy_idx, **{"augment.cutmix": 1.0, "data.keep_size": "true", "data.batch_mode": "bucket"}
+        )
+    )
 
 
 @pytest.mark.parametrize("mixed, best", [(True, 3), (False, 1)])
@@ -183,8 +209,11 @@ def test_without_validation_the_latest_mixed_epoch_is_kept(tmp_path, mixed, best
 def test_without_validation_a_mixed_run_reports_an_accuracy(easy_idx, tmp_path):
     from cnnedge.train import train
 
-    res = train(small_recipe(easy_idx, **{"augment.cutmix": 1.0, "data.val_fraction": 0,
-                                          "train.epochs": 3}), runs_dir=tmp_path, verbose=0)
+    res = train(
+        small_recipe(easy_idx, **{"augment.cutmix": 1.0, "data.val_fraction": 0, "train.epochs": 3}),
+        runs_dir=tmp_path,
+        verbose=0,
+    )
     summary = json.loads((res.run_dir / "summary.json").read_text())
     assert summary["best_epoch"] == 3 and 0 <= summary["best_val_accuracy"] <= 1
 
@@ -193,14 +222,27 @@ def test_a_ramp_that_starts_after_the_last_epoch_begins_is_refused(easy_idx):
     from cnnedge.recipe import check
 
     with pytest.raises(CnnedgeError, match="no image would be mixed"):
-        check(small_recipe(easy_idx, **{"augment.cutmix": 1.0, "train.epochs": 10,
-                                         "augment.mix_ramp": "[0.9,1.0]"}))
-    check(small_recipe(easy_idx, **{"augment.cutmix": 1.0, "train.epochs": 10,
-                                     "augment.mix_ramp": "[0.85,1.0]"}))
+        check(
+            small_recipe(
+                easy_idx, **{"augment.cutmix": 1.0, "train.epochs": 10, "augment.mix_ramp": "[0.9,1.0]"}
+            )
+        )
+    check(
+        small_recipe(
+            easy_idx, **{"augment.cutmix": 1.0, "train.epochs": 10, "augment.mix_ramp": "[0.85,1.0]"}
+        )
+    )
 
 
 def test_bad_mix_ramp_from_the_command_line(tmp_path):
-    r = cli("train", "--recipe", "fashion_mnist_tiny", "--runs-dir", str(tmp_path / "x"),
-            "--set", "augment.mix_ramp=[0.9,0.1]")
+    r = cli(
+        "train",
+        "--recipe",
+        "fashion_mnist_tiny",
+        "--runs-dir",
+        str(tmp_path / "x"),
+        "--set",
+        "augment.mix_ramp=[0.9,0.1]",
+    )
     assert r.returncode == 2 and "augment.mix_ramp" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x").exists()

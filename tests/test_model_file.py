@@ -38,8 +38,11 @@ def test_reference_names_resolve_like_eval_and_weights(tmp_path, monkeypatch):
 
 
 def test_a_mistyped_name_is_one_line_with_a_hint():
-    with pytest.raises(CnnedgeError, match=r"^no model file or run directory at cifar1; did you "
-                                           r"mean the reference checkpoint 'cifar10'\?$"):
+    with pytest.raises(
+        CnnedgeError,
+        match=r"^no model file or run directory at cifar1; did you "
+        r"mean the reference checkpoint 'cifar10'\?$",
+    ):
         model_file.resolve_model("cifar1")
     with pytest.raises(CnnedgeError, match=r"^no model file or run directory at nope/x$"):
         model_file.resolve_model("nope/x")
@@ -62,8 +65,7 @@ def test_the_demo_resolves_the_same_names_and_refuses_keras(tmp_path):
     from edge_demo.model import load_model, resolve_model
 
     assert resolve_model("cifar10") == weights.path("cifar10")
-    with pytest.raises(CnnedgeError, match="cifar10.keras: the demo runs exported .tflite or "
-                                           ".onnx models"):
+    with pytest.raises(CnnedgeError, match="cifar10.keras: the demo runs exported .tflite or .onnx models"):
         load_model("cifar10")
     with pytest.raises(CnnedgeError, match="no exported model in .*cnnedge export"):
         resolve_model(tmp_path)
@@ -71,8 +73,9 @@ def test_the_demo_resolves_the_same_names_and_refuses_keras(tmp_path):
 
 def _rows(path: Path):
     doc = json.loads(path.read_text())
-    return doc["model"], [(p["source"], [t["class"] for t in p["top"]], p["error"])
-                          for p in doc["predictions"]]
+    return doc["model"], [
+        (p["source"], [t["class"] for t in p["top"]], p["error"]) for p in doc["predictions"]
+    ]
 
 
 def test_predict_by_name_or_file_uses_the_sidecar(photo, tmp_path, capsys):
@@ -81,8 +84,7 @@ def test_predict_by_name_or_file_uses_the_sidecar(photo, tmp_path, capsys):
     names = weights.info("cifar10")["class_names"]
     by_name, by_file = tmp_path / "name.json", tmp_path / "file.json"
     assert main(["predict", str(photo), "-m", "cifar10", "--json", str(by_name)]) == 0
-    assert main(["predict", str(photo), "-m", str(weights.path("cifar10")),
-                 "--json", str(by_file)]) == 0
+    assert main(["predict", str(photo), "-m", str(weights.path("cifar10")), "--json", str(by_file)]) == 0
     model, rows = _rows(by_name)
     assert model == str(weights.path("cifar10")) and _rows(by_file) == (model, rows)
     [(source, top, error)] = rows

@@ -82,8 +82,10 @@ def test_baselines_are_fixed_size(name):
 def test_too_small_input_is_a_clear_error():
     m = models.create_model("gmp_4stage", num_classes=10, channels=1)
     assert models.min_input_size(m) == 16 and models.total_stride(m) == 16
-    msg = ("input 2×2 is smaller than this model's minimum 16×16 (total stride 16); "
-           "resize images to at least 16×16")
+    msg = (
+        "input 2×2 is smaller than this model's minimum 16×16 (total stride 16); "
+        "resize images to at least 16×16"
+    )
     with pytest.raises(CnnedgeError, match=re.escape(msg)):
         models.check_input_size(m, (2, 2, 1))
     with pytest.raises(CnnedgeError, match=re.escape(msg)):
@@ -95,10 +97,18 @@ def test_too_small_input_is_a_clear_error():
 
 
 def test_min_input_size_values():
-    assert {n: models.min_input_size(models.create_model(n, num_classes=3, channels=1))
-            for n in FAMILY} == {"gmp_xs": 8, "gmp_s": 8, "gmp_32_64_128": 8, "gmp_4stage": 16,
-                                 "gmp_res8": 8, "gmp_res10": 4, "gmp_res12": 4,
-                                 "gmp_dw_a": 4, "gmp_dw_b": 4, "gmp_dw_c": 4}
+    assert {n: models.min_input_size(models.create_model(n, num_classes=3, channels=1)) for n in FAMILY} == {
+        "gmp_xs": 8,
+        "gmp_s": 8,
+        "gmp_32_64_128": 8,
+        "gmp_4stage": 16,
+        "gmp_res8": 8,
+        "gmp_res10": 4,
+        "gmp_res12": 4,
+        "gmp_dw_a": 4,
+        "gmp_dw_b": 4,
+        "gmp_dw_c": 4,
+    }
     # 'valid' layers: conv3 -> pool2 -> conv3 needs 8 (8→6→3→1); at 7 (7→5→2→?) CPU TF
     # silently returns a bogus 2×2 map instead of failing -- why the explicit check exists.
     x_in = keras.Input((None, None, 1))
@@ -126,8 +136,9 @@ def test_docstring_numbers_match():
 
         doc = _REGISTRY[name].__doc__.replace("\n    ", " ")
         for ch, hw in ((1, 28), (3, 32)):
-            m = models.create_model(name, num_classes=10, channels=ch,
-                                    **({"input_size": (hw, hw)} if name in BASELINES else {}))
+            m = models.create_model(
+                name, num_classes=10, channels=ch, **({"input_size": (hw, hw)} if name in BASELINES else {})
+            )
             s = models.summary_dict(m, (hw, hw, ch))
             assert f"{s['params']:,} params, {s['macs'] / 1e6:.2f}M MACs" in doc, (name, ch)
 
@@ -147,14 +158,20 @@ def test_count_macs_by_hand():
     assert models.count_macs(xs, (28, 28, 1)) == want
     q = get_tfmot().quantization.keras.quantize_model(xs)
     assert models.summary_dict(q, (28, 28, 1)) == {
-        "params": models.count_params(q), "macs": want, "min_input_size": 8}
+        "params": models.count_params(q),
+        "macs": want,
+        "min_input_size": 8,
+    }
     flat = models.create_model("baseline_flatten", num_classes=10, channels=1)
     assert models.count_macs(flat) == models.count_macs(flat, (28, 28, 1))
 
 
 def test_registry_errors(monkeypatch):
-    with pytest.raises(CnnedgeError, match=r"unknown model 'gmpnet_s'; did you mean 'gmp_s'\? "
-                                           r"available: .*gmp_xs"):
+    with pytest.raises(
+        CnnedgeError,
+        match=r"unknown model 'gmpnet_s'; did you mean 'gmp_s'\? "
+        r"available: .*gmp_xs",
+    ):
         models.create_model("gmpnet_s", num_classes=10, channels=1)
     with pytest.raises(CnnedgeError, match="no option.*widht.*valid: pool, dropout, hidden"):
         models.create_model("gmp_s", num_classes=10, channels=1, widht=3)
@@ -174,8 +191,7 @@ def test_registry_errors(monkeypatch):
         return models.gmp_cnn(num_classes, channels, (width,), (0,))
 
     assert "my_net" in models.list_models() and models.model_help("my_net") == "My net: one conv."
-    assert models.count_params(models.create_model("my_net", num_classes=2, channels=1,
-                                                   width=4)) > 0
+    assert models.count_params(models.create_model("my_net", num_classes=2, channels=1, width=4)) > 0
 
 
 def test_gmp_resnet_structure():
@@ -186,8 +202,9 @@ def test_gmp_resnet_structure():
     assert "s1b1_proj_conv" in names and "s1b2_proj_conv" not in names
     assert m.get_layer("s2b1_proj_conv").strides == (2, 2)
     assert m.get_layer("s2b1a_conv").strides == (2, 2)
-    assert not any("pooling2d" in type(layer).__name__.lower() and "global" not in layer.name
-                   for layer in m.layers)
+    assert not any(
+        "pooling2d" in type(layer).__name__.lower() and "global" not in layer.name for layer in m.layers
+    )
     assert models.total_stride(m) == 2 and models.min_input_size(m) == 2
     assert m(pixels(1, 9, 5, 3)).shape == (1, 10)  # odd sizes: 'same' padding rounds up
     # params by hand: stem 27·4, s1b1 (9·4·8 + 9·8·8 + 4·8), s1b2 2·9·8·8, s2b1 (9·8·16 + 9·16·16
@@ -195,15 +212,18 @@ def test_gmp_resnet_structure():
     convs = 27 * 4 + (288 + 576 + 32) + 2 * 576 + (1152 + 2304 + 128)
     bn = 4 * (4 + 8 + 8 + 8 + 8 + 8 + 16 + 16 + 16)
     assert models.count_params(m) == convs + bn + 170 + 3
-    for bad in (dict(widths=(8,), blocks=(0,)), dict(widths=(8, 16), blocks=(1,)),
-                dict(pool="sum"), dict(dropout=1.0)):
+    for bad in (
+        dict(widths=(8,), blocks=(0,)),
+        dict(widths=(8, 16), blocks=(1,)),
+        dict(pool="sum"),
+        dict(dropout=1.0),
+    ):
         with pytest.raises(CnnedgeError):
             models.gmp_resnet(10, 3, **bad)
 
 
 def test_options_change_the_head():
-    m = models.create_model("gmp_s", num_classes=4, channels=1, pool="avg", dropout=0.3,
-                            hidden=32)
+    m = models.create_model("gmp_s", num_classes=4, channels=1, pool="avg", dropout=0.3, hidden=32)
     names = [layer.name for layer in m.layers]
     assert "global_avg_pool" in names and "hidden_relu" in names and "dropout" in names
     with pytest.raises(CnnedgeError, match="pool must be"):
@@ -232,7 +252,7 @@ def test_qat_to_int8_tflite_end_to_end():
         q(x, training=True)
     conv = tf.lite.TFLiteConverter.from_keras_model(q)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
+    conv.representative_dataset = lambda: ([x[i : i + 1]] for i in range(len(x)))
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
     it = Interpreter(model_content=conv.convert())

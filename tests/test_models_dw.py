@@ -26,10 +26,20 @@ def test_budgets_and_sizes(name):
     assert models.count_macs(m, (32, 32, 3)) <= 30_000_000
     assert m.layers[-1].name == "logits" and m.layers[1].name == "rescale"
     assert any(isinstance(la, keras.layers.GlobalMaxPooling2D) for la in m.layers)
-    assert not any("pooling2d" in type(la).__name__.lower() and "global" not in la.name
-                   for la in m.layers)  # downsampling by strided convs only
-    allowed = {"InputLayer", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU", "Add",
-               "GlobalMaxPooling2D", "Dropout", "Dense"}
+    assert not any(
+        "pooling2d" in type(la).__name__.lower() and "global" not in la.name for la in m.layers
+    )  # downsampling by strided convs only
+    allowed = {
+        "InputLayer",
+        "Conv2D",
+        "DepthwiseConv2D",
+        "BatchNormalization",
+        "ReLU",
+        "Add",
+        "GlobalMaxPooling2D",
+        "Dropout",
+        "Dense",
+    }
     assert {type(la).__name__ for la in m.layers} <= allowed
     for h, w in ((32, 32), (40, 24)):
         assert m(pixels(2, h, w, 3)).shape == (2, 10)
@@ -54,7 +64,13 @@ def test_builder_options_and_errors():
     assert m.get_layer("s2_down_dw_conv").strides == (2, 2)
     assert m.get_layer("s2b1_dw_conv").kernel_size == (5, 5)
     assert models.total_stride(m) == 2
-    for bad in (dict(widths=(8,), blocks=(1, 1)), dict(blocks=(-1, 1)), dict(expand=0),
-                dict(conv_stages=3), dict(pool="sum"), dict(dropout=1.0)):
+    for bad in (
+        dict(widths=(8,), blocks=(1, 1)),
+        dict(blocks=(-1, 1)),
+        dict(expand=0),
+        dict(conv_stages=3),
+        dict(pool="sum"),
+        dict(dropout=1.0),
+    ):
         with pytest.raises(CnnedgeError):
             gmp_dwnet(10, 3, **bad)

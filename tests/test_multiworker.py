@@ -26,16 +26,43 @@ def _ports(n):
 
 
 def _start(index, ports, root, data, log):
-    cfg = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-           "task": {"type": "worker", "index": index}}
-    args = ["train", "--recipe", "fashion_mnist_tiny", "--runs-dir", str(root), "--name", "mw",
-            "--strategy", "multiworker", "--set", f"data.dataset={data}",
-            "--set", "model.name=gmp_xs", "--set", f"train.epochs={EPOCHS}",
-            "--set", "train.steps_per_epoch=20", "--set", "train.batch_size=32",
-            "--set", "train.eval_images=64", "--set", "qat.enabled=false"]
+    cfg = {
+        "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+        "task": {"type": "worker", "index": index},
+    }
+    args = [
+        "train",
+        "--recipe",
+        "fashion_mnist_tiny",
+        "--runs-dir",
+        str(root),
+        "--name",
+        "mw",
+        "--strategy",
+        "multiworker",
+        "--set",
+        f"data.dataset={data}",
+        "--set",
+        "model.name=gmp_xs",
+        "--set",
+        f"train.epochs={EPOCHS}",
+        "--set",
+        "train.steps_per_epoch=20",
+        "--set",
+        "train.batch_size=32",
+        "--set",
+        "train.eval_images=64",
+        "--set",
+        "qat.enabled=false",
+    ]
     env = {**os.environ, "TF_CONFIG": json.dumps(cfg), "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.Popen([sys.executable, "-m", "cnnedge", *args], env=env, text=True,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cnnedge", *args],
+        env=env,
+        text=True,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _wait_epoch(state_path, n, procs, timeout=240):
@@ -86,24 +113,55 @@ def test_two_workers_and_a_lost_worker(easy_idx, tmp_path):
 
 
 def test_bad_tf_config_is_one_line(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "cnnedge", "train", "--recipe", "fashion_mnist_tiny",
-                        "--strategy", "multiworker", "--runs-dir", str(tmp_path)],
-                       capture_output=True, text=True, env={**os.environ, "TF_CONFIG": "{oops"})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cnnedge",
+            "train",
+            "--recipe",
+            "fashion_mnist_tiny",
+            "--strategy",
+            "multiworker",
+            "--runs-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CONFIG": "{oops"},
+    )
     assert r.returncode == 2 and "TF_CONFIG is not a cluster description" in r.stderr
     assert "Traceback" not in r.stderr and not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("sets, says", [
-    (["train.ema=0.999"], "train.ema does not work multi-worker; set train.ema=0"),
-    (["augment.cutmix=1.0"], "augment.mixup/cutmix does not work multi-worker; set augment.mix_prob=0"),
-    (["train.ema=0.999", "augment.mixup=0.2"], "train.ema and augment.mixup/cutmix do not work"),
-])
+@pytest.mark.parametrize(
+    "sets, says",
+    [
+        (["train.ema=0.999"], "train.ema does not work multi-worker; set train.ema=0"),
+        (["augment.cutmix=1.0"], "augment.mixup/cutmix does not work multi-worker; set augment.mix_prob=0"),
+        (["train.ema=0.999", "augment.mixup=0.2"], "train.ema and augment.mixup/cutmix do not work"),
+    ],
+)
 def test_weight_ema_and_mixing_are_refused_before_anything_is_written(tmp_path, sets, says):
     cfg = {"cluster": {"worker": [f"127.0.0.1:{_ports(1)[0]}"]}, "task": {"type": "worker", "index": 0}}
-    r = subprocess.run([sys.executable, "-m", "cnnedge", "train", "--recipe", "fashion_mnist_tiny",
-                        "--strategy", "multiworker", "--runs-dir", str(tmp_path),
-                        *[a for s in sets for a in ("--set", s)]], capture_output=True, text=True,
-                       env={**os.environ, "TF_CONFIG": json.dumps(cfg), "CUDA_VISIBLE_DEVICES": ""})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cnnedge",
+            "train",
+            "--recipe",
+            "fashion_mnist_tiny",
+            "--strategy",
+            "multiworker",
+            "--runs-dir",
+            str(tmp_path),
+            *[a for s in sets for a in ("--set", s)],
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CONFIG": json.dumps(cfg), "CUDA_VISIBLE_DEVICES": ""},
+    )
     assert r.returncode == 2 and says in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not list(tmp_path.iterdir())
 

@@ -18,8 +18,14 @@ def onnx_both(tiny_run, tmp_path_factory):
     root = tmp_path_factory.mktemp("onnx_weights")
     out = {}
     for weights in ("int8", "uint8"):
-        res = export(tiny_run["run"], formats="onnx", precisions="int8", out_dir=root / weights,
-                     onnx_weights=weights, verify=0)
+        res = export(
+            tiny_run["run"],
+            formats="onnx",
+            precisions="int8",
+            out_dir=root / weights,
+            onnx_weights=weights,
+            verify=0,
+        )
         out[weights] = res[0]["path"]
     return out
 
@@ -31,9 +37,11 @@ def _weights(path):
 
     g = onnx.load(path).graph
     inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    return [(inits[n.input[0]], inits[n.input[2]] if len(n.input) > 2 else None)
-            for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
-            and inits[n.input[0]].dtype != np.int32]
+    return [
+        (inits[n.input[0]], inits[n.input[2]] if len(n.input) > 2 else None)
+        for n in g.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].dtype != np.int32
+    ]
 
 
 def test_int8_weights_are_symmetric_int8(onnx_both):
@@ -83,11 +91,24 @@ def test_onnx_weights_option_is_checked(tiny_run, tmp_path):
     from cnnedge.export import export
 
     with pytest.raises(CnnedgeError, match="unknown onnx_weights"):
-        export(tiny_run["run"], formats="onnx", precisions="int8", out_dir=tmp_path,
-               onnx_weights="int4", verify=0)
+        export(
+            tiny_run["run"],
+            formats="onnx",
+            precisions="int8",
+            out_dir=tmp_path,
+            onnx_weights="int4",
+            verify=0,
+        )
     with pytest.raises(CnnedgeError, match="needs int8_method tflite"):
-        export(tiny_run["run"], formats="onnx", precisions="int8", out_dir=tmp_path,
-               onnx_weights="uint8", int8_method="qdq", verify=0)
+        export(
+            tiny_run["run"],
+            formats="onnx",
+            precisions="int8",
+            out_dir=tmp_path,
+            onnx_weights="uint8",
+            int8_method="qdq",
+            verify=0,
+        )
 
 
 def test_verify_names_missing_vnni(onnx_both, tiny_run, monkeypatch):

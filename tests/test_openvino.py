@@ -12,8 +12,9 @@ from cnnedge import artifacts, runtime
 from cnnedge.errors import CnnedgeError
 from cnnedge.runtime import openvino as runtime_openvino
 
-needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
-                                    reason="openvino is not installed")
+needs_openvino = pytest.mark.skipif(
+    importlib.util.find_spec("openvino") is None, reason="openvino is not installed"
+)
 FILES = ["model_fp32.onnx", "model_int8.onnx", "model_int8.tflite"]
 
 
@@ -37,8 +38,9 @@ def test_table_rows_list_openvino_after_the_default():
 
 def test_missing_package_says_what_to_install(monkeypatch):
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "openvino" else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else find_spec(name, *a)
+    )
     for name in ("openvino", "openvino-bf16"):
         assert runtime.runtime_status(name) == (False, "not available: pip install openvino")
 
@@ -101,16 +103,17 @@ def test_compile_error_is_one_line_naming_the_file(tiny_run, monkeypatch):
     import openvino as ov
 
     def fail(self, *a, **k):
-        raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:132:\n"
-                           "Exception from src/plugins/intel_cpu/src/node.cpp:1:\n"
-                           "Unsupported operation: FancyOp of type FancyOp\n")
+        raise RuntimeError(
+            "Exception from src/inference/src/cpp/core.cpp:132:\n"
+            "Exception from src/plugins/intel_cpu/src/node.cpp:1:\n"
+            "Unsupported operation: FancyOp of type FancyOp\n"
+        )
 
     monkeypatch.setattr(ov.Core, "compile_model", fail)
     path = art(tiny_run, "model_int8.onnx")
     with pytest.raises(CnnedgeError) as e:
         runtime.load(path, runtime="openvino")
-    assert str(e.value) == (f"OpenVINO cannot compile {path}: Unsupported operation: FancyOp "
-                            f"of type FancyOp")
+    assert str(e.value) == (f"OpenVINO cannot compile {path}: Unsupported operation: FancyOp of type FancyOp")
 
 
 @needs_openvino
@@ -124,13 +127,29 @@ def test_bench_shows_openvino_rows(tiny_run, tmp_path, capsys):
     from cnnedge.cli import main
 
     files = [art(tiny_run, n) for n in ("model_int8.tflite", "model_fp32.onnx")]
-    assert main(["bench", *files, "--quick", "--threads", "1", "-n", "64", "--runtime",
-                 "openvino,openvino-bf16", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                *files,
+                "--quick",
+                "--threads",
+                "1",
+                "-n",
+                "64",
+                "--runtime",
+                "openvino,openvino-bf16",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert "openvino-bf16" in capsys.readouterr().out
     rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
     assert {(r["artifact"], r["runtime"]) for r in rows} == {
-        (f, rt) for f in ("model_int8.tflite", "model_fp32.onnx")
-        for rt in ("openvino", "openvino-bf16")}
+        (f, rt) for f in ("model_int8.tflite", "model_fp32.onnx") for rt in ("openvino", "openvino-bf16")
+    }
     for r in rows:
         assert r["status"] == "ok" and r["p50_us"] > 0 and r["accuracy"] > 0.5, r
         prec = "f32" if r["runtime"] == "openvino" or not cpu_has_bf16() else "bf16"
@@ -144,8 +163,7 @@ def test_verify_adds_openvino_rows(tiny_run, capsys):
 
     rep = verify.verify(tiny_run["run"], n=64, write=False, runtimes=["openvino"])
     ov = [r for r in rep.rows if r["runtime"] == "openvino"]
-    assert {r["artifact"] for r in ov} >= {"model_fp32.onnx", "model_int8.onnx",
-                                          "model_int8.tflite"}
+    assert {r["artifact"] for r in ov} >= {"model_fp32.onnx", "model_int8.onnx", "model_int8.tflite"}
     assert all(r["agreement"] >= 0.95 and r["gate"] != "fail" for r in ov), ov
     defaults = [r for r in rep.rows if r["runtime"] in ("litert", "onnxruntime")]
     assert len(defaults) == len(tiny_run["results"])  # each file on its default runtime too

@@ -41,20 +41,30 @@ def test_pack_never_replaces_a_file_or_what_it_reads(tmp_path, capsys):
     notes = tmp_path / "notes.txt"
     notes.write_bytes(b"my notes\n")
     pack = ["data", "pack", "--shards", "1", "--overwrite"]
-    one_error(capsys, main([*pack, str(tmp_path / "f"), "-o", str(notes)]), str(notes),
-              "is an existing file, not a folder")
+    one_error(
+        capsys,
+        main([*pack, str(tmp_path / "f"), "-o", str(notes)]),
+        str(notes),
+        "is an existing file, not a folder",
+    )
     assert notes.read_bytes() == b"my notes\n"
 
     before = tree(tmp_path / "f")
-    one_error(capsys, main([*pack, str(tmp_path / "f"), "-o", str(tmp_path / "f")]),
-              "is one of the command's inputs")
+    one_error(
+        capsys,
+        main([*pack, str(tmp_path / "f"), "-o", str(tmp_path / "f")]),
+        "is one of the command's inputs",
+    )
     assert tree(tmp_path / "f") == before
 
     assert main([*pack, str(tmp_path / "f"), "-o", str(tmp_path / "p")]) == 0  # a pack ...
     capsys.readouterr()
     packed = tree(tmp_path / "p")
-    one_error(capsys, main([*pack, str(tmp_path / "p"), "-o", str(tmp_path / "p")]),
-              "is one of the command's inputs")  # ... never replaced by itself
+    one_error(
+        capsys,
+        main([*pack, str(tmp_path / "p"), "-o", str(tmp_path / "p")]),
+        "is one of the command's inputs",
+    )  # ... never replaced by itself
     assert tree(tmp_path / "p") == packed
     assert main([*pack, str(tmp_path / "f"), "-o", str(tmp_path / "p")]) == 0  # by a new one
 
@@ -75,8 +85,10 @@ def test_predict_outputs_are_checked_before_any_work(imgs, tmp_path, capsys, mon
     for args, needle in [
         ([str(imgs), "--json", str(image)], "is one of the command's inputs"),
         ([str(image), "--csv", str(image)], "is one of the command's inputs"),
-        ([str(tmp_path / "imgs" / "**" / "*.png"), "--json", str(imgs / "a" / "001.png")],
-         "is one of the command's inputs"),
+        (
+            [str(tmp_path / "imgs" / "**" / "*.png"), "--json", str(imgs / "a" / "001.png")],
+            "is one of the command's inputs",
+        ),
         ([str(imgs), "--json", str(tmp_path / "outdir")], "is a folder"),
         ([str(imgs), "--csv", str(tmp_path / "outdir")], "is a folder"),
         ([str(imgs), "--csv", "-", "--json", "-"], "would mix on stdout"),
@@ -114,6 +126,7 @@ def test_interrupted_predict_keeps_the_earlier_report(run, imgs, tmp_path, capsy
     def after_one(*a, **k):  # Ctrl-C after the first row (one image per batch)
         def stop(p):
             raise KeyboardInterrupt
+
         return real(*a, **{**k, "batch_size": 1, "on_prediction": stop})
 
     monkeypatch.setattr(cnnedge.predict, "predict", after_one)
@@ -128,8 +141,11 @@ def test_a_camera_run_stopped_by_ctrl_c_writes_its_rows(tmp_path, capsys, monkey
     from cnnedge.predict import Prediction, PredictResult
 
     rows = [Prediction("camera 0", 0, [("a", 0.9)], ms=1.0)]
-    monkeypatch.setattr(cnnedge.predict, "predict", lambda *a, **k: PredictResult(
-        rows, Path("m.tflite"), "litert", 1, 1.0, interrupted=True))
+    monkeypatch.setattr(
+        cnnedge.predict,
+        "predict",
+        lambda *a, **k: PredictResult(rows, Path("m.tflite"), "litert", 1, 1.0, interrupted=True),
+    )
     out = tmp_path / "cam.json"
     assert main(["predict", "0", "-m", str(tmp_path), "--json", str(out)]) == 130
     assert json.loads(out.read_text())["predictions"][0]["source"] == "camera 0"
@@ -177,8 +193,9 @@ def test_verify_without_the_qat_model_is_refused(run, capsys):
     (run / Run.VERIFY_MD).write_text("earlier passing report\n")
     (run / Run.MODELS["qat"]).unlink()
     before = tree(run)
-    err = one_error(capsys, main(["verify", str(run), "-n", "16"]), Run.MODELS["qat"],
-                    "is missing", "cnnedge quantize")
+    err = one_error(
+        capsys, main(["verify", str(run), "-n", "16"]), Run.MODELS["qat"], "is missing", "cnnedge quantize"
+    )
     assert "model_int8" in err
     assert tree(run) == before
 
@@ -186,24 +203,30 @@ def test_verify_without_the_qat_model_is_refused(run, capsys):
 # ------------------------------------------------------------------ 11: run-level locks
 def hold(folder: Path, command: str) -> subprocess.Popen:
     """Another process that holds ``folder``'s lock until it is killed."""
-    code = ("import sys, time; from cnnedge.locks import folder_lock; "
-            "lock = folder_lock(sys.argv[1], sys.argv[2]); lock.__enter__(); "
-            "print('held', flush=True); "
-            "time.sleep(600)")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(folder), command],
-                            stdout=subprocess.PIPE, text=True)
+    code = (
+        "import sys, time; from cnnedge.locks import folder_lock; "
+        "lock = folder_lock(sys.argv[1], sys.argv[2]); lock.__enter__(); "
+        "print('held', flush=True); "
+        "time.sleep(600)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(folder), command], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 
 
-@pytest.mark.parametrize("cmd", [
-    ["export", "RUN", "--format", "tflite", "--precision", "fp32", "--verify", "0"],
-    ["verify", "RUN", "-n", "16"],
-    ["quantize", "RUN", "--epochs", "1"],
-    ["bench", "RUN", "--quick", "--runtime", "litert", "--threads", "1"],
-    ["train", "--resume", "RUN"],
-    ["train", "--recipe", "fashion_mnist_tiny", "--runs-dir", "RUNS", "--overwrite"],
-])
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        ["export", "RUN", "--format", "tflite", "--precision", "fp32", "--verify", "0"],
+        ["verify", "RUN", "-n", "16"],
+        ["quantize", "RUN", "--epochs", "1"],
+        ["bench", "RUN", "--quick", "--runtime", "litert", "--threads", "1"],
+        ["train", "--resume", "RUN"],
+        ["train", "--recipe", "fashion_mnist_tiny", "--runs-dir", "RUNS", "--overwrite"],
+    ],
+)
 def test_a_run_in_use_is_refused_naming_its_holder(run, cmd, capsys):
     state = json.loads((run / Run.STATE).read_text())
     (run / Run.STATE).write_text(json.dumps({**state, "finished": False}))  # resumable
@@ -211,8 +234,12 @@ def test_a_run_in_use_is_refused_naming_its_holder(run, cmd, capsys):
     try:
         before = tree(run)
         args = [str(run) if a == "RUN" else str(run.parents[1]) if a == "RUNS" else a for a in cmd]
-        err = one_error(capsys, main(args), f"{run} is in use by `cnnedge export` "
-                        f"(pid {holder.pid}, since ", "wait for it or stop it")
+        err = one_error(
+            capsys,
+            main(args),
+            f"{run} is in use by `cnnedge export` (pid {holder.pid}, since ",
+            "wait for it or stop it",
+        )
         assert tree(run) == before, err
     finally:
         holder.kill()
@@ -257,11 +284,15 @@ def test_check_output_refuses_inputs_and_folders(tmp_path):
     img.write_bytes(np.zeros(4, np.uint8).tobytes())
     link = tmp_path / "link.json"
     link.symlink_to(img)
-    for path, kw, needle in [(img, {"inputs": [tmp_path / "in"]}, "inputs"),
-                             (link, {"inputs": [img]}, "inputs"),
-                             (tmp_path / "in", {}, "is a folder"),
-                             (img, {"folder": True}, "not a folder")]:
+    for path, kw, needle in [
+        (img, {"inputs": [tmp_path / "in"]}, "inputs"),
+        (link, {"inputs": [img]}, "inputs"),
+        (tmp_path / "in", {}, "is a folder"),
+        (img, {"folder": True}, "not a folder"),
+    ]:
         with pytest.raises(CnnedgeError, match=needle):
             check_output(path, **kw)
-    assert check_output(tmp_path / "in" / "new.json", inputs=[tmp_path / "in"],
-                        suffixes=(".png",)) == tmp_path / "in" / "new.json"
+    assert (
+        check_output(tmp_path / "in" / "new.json", inputs=[tmp_path / "in"], suffixes=(".png",))
+        == tmp_path / "in" / "new.json"
+    )

@@ -46,9 +46,23 @@ def own_run(photos, tmp_path_factory):
     from cnnedge.export import export
 
     runs = tmp_path_factory.mktemp("runs")
-    rc = main(["train", "--data", str(photos / "train"), "--weights", "none", "--runs-dir",
-               str(runs), "--set", "train.epochs=3", "--set", "qat.enabled=false",
-               "--set", "train.batch_size=16"])
+    rc = main(
+        [
+            "train",
+            "--data",
+            str(photos / "train"),
+            "--weights",
+            "none",
+            "--runs-dir",
+            str(runs),
+            "--set",
+            "train.epochs=3",
+            "--set",
+            "qat.enabled=false",
+            "--set",
+            "train.batch_size=16",
+        ]
+    )
     assert rc == 0
     run = runs / "photos" / "exp"  # named after the data folder (train/ is a split folder)
     export(run, formats="tflite", precisions="int8", verify=0)
@@ -77,8 +91,7 @@ def test_auto_recipe_from_the_data(photos, tmp_path):
     assert not r.train.class_weights and "jitter:20" in r.augment.ops
     assert any("median image size" in n for n in notes)
     assert auto_recipe(photos / "train", weights="none", image_size="keep")[0].data.keep_size
-    assert auto_recipe(photos / "train", weights="none", image_size="40x24")[0].data.image_size \
-        == (40, 24)
+    assert auto_recipe(photos / "train", weights="none", image_size="40x24")[0].data.image_size == (40, 24)
     write_folder(tmp_path / "imb", 0, np.random.default_rng(1), imbalance=(40, 10, 12))
     r, notes = auto_recipe(tmp_path / "imb", weights="none")
     assert r.train.class_weights and any("weighted" in n for n in notes)
@@ -93,15 +106,30 @@ def test_python_resolves_the_recipe_the_cli_trained(photos, own_run):
     from cnnedge.run import Run
     from cnnedge.train import resolve_recipe, train
 
-    r, notes = resolve_recipe(data=photos / "train", weights="none", overrides=[
-        "train.epochs=3", "qat.enabled=false", "train.batch_size=16"])  # own_run's options
+    r, notes = resolve_recipe(
+        data=photos / "train",
+        weights="none",
+        overrides=["train.epochs=3", "qat.enabled=false", "train.batch_size=16"],
+    )  # own_run's options
     assert to_dict(r) == to_dict(Run(own_run).recipe)
     assert any(n.startswith("model: gmp_xs from scratch") for n in notes)
-    r, notes = resolve_recipe("fashion_mnist", data=photos / "train", minutes=2, weights="none",
-                              image_size="32x32", overrides=["train.epochs=1"])
-    assert (r.name, r.data.dataset, r.train.max_minutes, r.data.image_size, r.model.weights,
-            r.train.epochs, notes) == ("fashion_mnist", str(photos / "train"), 2.0, (32, 32),
-                                       None, 1, [])
+    r, notes = resolve_recipe(
+        "fashion_mnist",
+        data=photos / "train",
+        minutes=2,
+        weights="none",
+        image_size="32x32",
+        overrides=["train.epochs=1"],
+    )
+    assert (
+        r.name,
+        r.data.dataset,
+        r.train.max_minutes,
+        r.data.image_size,
+        r.model.weights,
+        r.train.epochs,
+        notes,
+    ) == ("fashion_mnist", str(photos / "train"), 2.0, (32, 32), None, 1, [])
     with pytest.raises(CnnedgeError, match="give --data FOLDER"):
         resolve_recipe()
     with pytest.raises(CnnedgeError, match="drop --recipe/--set/--data"):
@@ -115,9 +143,13 @@ def test_train_data_run_names_its_split(own_run):
     assert s["eval_split"] == "val" and "test_accuracy" not in s
     assert s["val_images"] == 36 and s["val_accuracy"] > 0.6  # 20 % of 3 × 60, stratified
     assert s["size_policy"] == "fixed" and s["background"] is None
-    assert s["input_size"][:2] == list(json.loads(json.dumps(
-        __import__("yaml").safe_load((own_run / "recipe.yaml").read_text())["data"]
-        ["image_size"])))
+    assert s["input_size"][:2] == list(
+        json.loads(
+            json.dumps(
+                __import__("yaml").safe_load((own_run / "recipe.yaml").read_text())["data"]["image_size"]
+            )
+        )
+    )
 
 
 def test_eval_scores_a_separate_folder(own_run, photos, capsys):
@@ -158,8 +190,20 @@ def test_predict_cli_json_csv_save_dir_and_exit_code(own_run, photos, tmp_path, 
     for f in sorted((photos / "test" / "blue").iterdir())[:3]:
         (src / f.name).write_bytes(f.read_bytes())
     out = tmp_path / "sorted"
-    rc = main(["predict", str(src), "-m", str(own_run), "--save-dir", str(out),
-               "--json", str(tmp_path / "p.json"), "--csv", str(tmp_path / "p.csv")])
+    rc = main(
+        [
+            "predict",
+            str(src),
+            "-m",
+            str(own_run),
+            "--save-dir",
+            str(out),
+            "--json",
+            str(tmp_path / "p.json"),
+            "--csv",
+            str(tmp_path / "p.csv"),
+        ]
+    )
     assert rc == 0
     doc = json.loads((tmp_path / "p.json").read_text())
     assert len(doc["predictions"]) == 3 and doc["runtime"] == "litert"
@@ -207,8 +251,13 @@ def test_fit_policies_and_metadata():
     assert lb.shape == (16, 16, 3) and lb[0].max() == 0 and lb[8, 0].max() == 255  # black bars
     crop = preprocess.fit(img, (16, 16), "crop")
     assert crop[:, :6].min() == 255 and crop[:, -6:].max() == 0  # the centre of the image
-    meta = {"channels": 1, "image_size": [28, 28], "dynamic_hw": True, "min_input_size": 8,
-            "size_policy": "keep"}
+    meta = {
+        "channels": 1,
+        "image_size": [28, 28],
+        "dynamic_hw": True,
+        "min_input_size": 8,
+        "size_policy": "keep",
+    }
     pre = preprocess.Preprocessor(meta)
     assert pre(np.zeros((50, 70, 3), np.uint8)).shape == (50, 70, 1)  # keep: own size
     assert pre(np.zeros((4, 6, 1), np.uint8)).shape == (8, 12, 1)  # enlarged to the minimum
@@ -240,8 +289,7 @@ def test_new_head_and_gray_from_rgb_checkpoint(own_run):
     assert "new head: 3 -> 5 classes" in init_weights(five, own_run)
     np.testing.assert_array_equal(five.get_layer("logits").get_weights()[0].shape, (64, 5))
     first = next(layer for layer in src.layers if layer.weights)
-    np.testing.assert_array_equal(five.get_layer(first.name).get_weights()[0],
-                                  first.get_weights()[0])
+    np.testing.assert_array_equal(five.get_layer(first.name).get_weights()[0], first.get_weights()[0])
     gray = models.create_model("gmp_xs", num_classes=3, channels=1)
     assert "summed to grayscale" in init_weights(gray, own_run)
     with pytest.raises(CnnedgeError, match="does not match|no layer"):
@@ -256,8 +304,9 @@ def test_keep_size_records_the_true_policy(photos, tmp_path):
 
     r, _ = auto_recipe(photos / "train", weights="none", image_size="keep")
     assert r.data.keep_size and r.data.batch_mode == "bucket"  # the recipe reaches bucketing
-    r = apply_overrides(r, ["train.epochs=1", "train.steps_per_epoch=3", "qat.enabled=false",
-                            "train.batch_size=16"])
+    r = apply_overrides(
+        r, ["train.epochs=1", "train.steps_per_epoch=3", "qat.enabled=false", "train.batch_size=16"]
+    )
     run = train(r, runs_dir=tmp_path, verbose=0).run_dir
     s = json.loads((run / "summary.json").read_text())
     assert s["size_policy"] == "keep" and 20 <= s["input_size"][0] <= 60  # the median, not 32
@@ -286,8 +335,7 @@ def test_edge_cases_found_in_review(own_run, tmp_path):
     vw.release()
     res = predict([str(vids / "*.avi")], own_run, save_dir=tmp_path / "out", max_frames=2)
     assert not res.errors and len(res) == 2
-    assert sorted(p.name for p in (tmp_path / "out").rglob("*.png")) == \
-        ["c_f000000.png", "c_f000001.png"]
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*.png")) == ["c_f000000.png", "c_f000001.png"]
     val = carve_val(41, 0.2, 0, labels=np.array([0] * 20 + [1] + [2] * 20))
     counts = np.bincount(np.array([0] * 20 + [1] + [2] * 20)[val], minlength=3)
     assert counts.tolist() == [4, 0, 4]  # a 1-image class stays in train

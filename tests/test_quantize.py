@@ -82,11 +82,12 @@ def test_quantize_from_python_takes_the_run_lock(tmp_path):
 
     from cnnedge.train import fine_tune_qat
 
-    hold = ("import sys, time\nfrom cnnedge.run import Run\n"
-            "with Run(sys.argv[1]).lock('cnnedge export'):\n"
-            "    print('held', flush=True)\n    time.sleep(120)\n")
-    holder = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path)], stdout=subprocess.PIPE,
-                              text=True)
+    hold = (
+        "import sys, time\nfrom cnnedge.run import Run\n"
+        "with Run(sys.argv[1]).lock('cnnedge export'):\n"
+        "    print('held', flush=True)\n    time.sleep(120)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(CnnedgeError, match=f"{tmp_path} is in use by `cnnedge export`"):

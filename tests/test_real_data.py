@@ -36,8 +36,10 @@ def cli(capsys, monkeypatch):
 
 
 @pytest.mark.full
-@pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").is_file(),
-                    reason="Debian package dataset-fashion-mnist not installed")
+@pytest.mark.skipif(
+    not (FASHION / "train-images-idx3-ubyte.gz").is_file(),
+    reason="Debian package dataset-fashion-mnist not installed",
+)
 def test_fashion_mnist_quick_end_to_end(tmp_path, cli):
     cli("train", "--recipe", "fashion_mnist_quick", "--runs-dir", "runs", cwd=tmp_path)
     run = tmp_path / "runs" / "fashion_mnist_quick" / "exp"
@@ -59,23 +61,42 @@ def test_fashion_mnist_quick_end_to_end(tmp_path, cli):
     assert abs(rows["model_int8.tflite"]["accuracy"] - rows["keras-float"]["accuracy"]) <= 0.005
     assert rows["model_int8.onnx"]["agreement_with_model_int8.tflite"] >= 0.995
 
-    cli("bench", str(run / "export" / "model_int8.tflite"), "-r", "litert", "-t", "1",
-        "--quick", "-o", str(tmp_path / "bench"), cwd=tmp_path)
+    cli(
+        "bench",
+        str(run / "export" / "model_int8.tflite"),
+        "-r",
+        "litert",
+        "-t",
+        "1",
+        "--quick",
+        "-o",
+        str(tmp_path / "bench"),
+        cwd=tmp_path,
+    )
     b = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert b["rows"][0]["status"] == "ok" and b["rows"][0]["accuracy"] > 0.85
 
 
 @pytest.mark.skipif(not (CIFAR / "test").is_dir(), reason="$CNNEDGE_DATA/cifar10-images absent")
 def test_cifar10_tiny_on_the_jpeg_folder(tmp_path, cli):
-    cli("train", "--recipe", "cifar10_tiny", "--runs-dir", "runs", "--set",
-        f"data.dataset={CIFAR}", cwd=tmp_path)
+    cli(
+        "train",
+        "--recipe",
+        "cifar10_tiny",
+        "--runs-dir",
+        "runs",
+        "--set",
+        f"data.dataset={CIFAR}",
+        cwd=tmp_path,
+    )
     s = json.loads((tmp_path / "runs/cifar10_tiny/exp/summary.json").read_text())
     assert s["input_size"] == [32, 32, 3] and s["test_images"] == 1000
     assert s["test_accuracy"] > 0.2  # 60 steps: above chance (0.1), not a benchmark
 
 
-@pytest.mark.parametrize("name, data, split", [("cifar10", CIFAR, "test"),
-                                                ("fashion_mnist", FASHION, "test")])
+@pytest.mark.parametrize(
+    "name, data, split", [("cifar10", CIFAR, "test"), ("fashion_mnist", FASHION, "test")]
+)
 def test_reference_checkpoint_reproduces_its_figure(name, data, split):
     """`cnnedge eval` on the shipped file gives the accuracy its .json (and the docs) state."""
     from cnnedge import weights

@@ -41,9 +41,18 @@ def test_recipe_model_is_registered(name):
 
 def test_overrides_types():
     r = load_recipe("fashion_mnist")
-    r2 = apply_overrides(r, ["train.epochs=3", "optim.lr=0.01", "data.image_size=32,32",
-                             "qat.enabled=false", "model.kwargs.dropout=0.2",
-                             "augment.ops=[flip]", "data.data_dir=none"])
+    r2 = apply_overrides(
+        r,
+        [
+            "train.epochs=3",
+            "optim.lr=0.01",
+            "data.image_size=32,32",
+            "qat.enabled=false",
+            "model.kwargs.dropout=0.2",
+            "augment.ops=[flip]",
+            "data.data_dir=none",
+        ],
+    )
     assert r2.train.epochs == 3 and isinstance(r2.train.epochs, int)
     assert r2.optim.lr == 0.01
     assert r2.data.image_size == (32, 32)
@@ -55,17 +64,20 @@ def test_overrides_types():
     assert dataclasses.asdict(r) == dataclasses.asdict(load_recipe("fashion_mnist"))
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.epochs=three", "must be an integer"),
-    ("train.epochs=2.5", "must be an integer"),
-    ("optim.name=rmsprop", "must be one of adam, adamw, sgd"),
-    ("qat.enabled=maybe", "true or false"),
-    ("train.epoch=3", "did you mean 'train.epochs'"),
-    ("trian.epochs=3", "did you mean 'train.epochs'"),
-    ("train=3", "is a section"),
-    ("train.epochs", "key=value"),
-    ("data.image_size=1,2,3", "HxW like 64x64, or keep"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epochs=three", "must be an integer"),
+        ("train.epochs=2.5", "must be an integer"),
+        ("optim.name=rmsprop", "must be one of adam, adamw, sgd"),
+        ("qat.enabled=maybe", "true or false"),
+        ("train.epoch=3", "did you mean 'train.epochs'"),
+        ("trian.epochs=3", "did you mean 'train.epochs'"),
+        ("train=3", "is a section"),
+        ("train.epochs", "key=value"),
+        ("data.image_size=1,2,3", "HxW like 64x64, or keep"),
+    ],
+)
 def test_bad_overrides(override, message):
     with pytest.raises(CnnedgeError, match=message):
         apply_overrides(load_recipe("fashion_mnist"), [override])
@@ -78,8 +90,10 @@ def test_unknown_recipe_hint():
 
 def test_user_recipe_file(tmp_path):
     f = tmp_path / "mine.py"
-    f.write_text("from cnnedge.recipe import Recipe, TrainConfig\n"
-                 "RECIPE = Recipe(name='mine', train=TrainConfig(epochs=1))\n")
+    f.write_text(
+        "from cnnedge.recipe import Recipe, TrainConfig\n"
+        "RECIPE = Recipe(name='mine', train=TrainConfig(epochs=1))\n"
+    )
     assert load_recipe(str(f)).train.epochs == 1
     bad = tmp_path / "bad.py"
     bad.write_text("RECIPE = 3\n")

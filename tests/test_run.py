@@ -75,7 +75,14 @@ def test_bench_survives_a_corrupt_summary(tiny_run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(tiny_run["run"], copy)
     (copy / Run.SUMMARY).write_text("{not json")
-    rep = bn.bench([copy / "export" / "model_int8.tflite"], runtimes="litert", threads="1",
-                   quick=True, n=32, out=tmp_path, isolate=False)
+    rep = bn.bench(
+        [copy / "export" / "model_int8.tflite"],
+        runtimes="litert",
+        threads="1",
+        quick=True,
+        n=32,
+        out=tmp_path,
+        isolate=False,
+    )
     (row,) = rep.rows
     assert row["status"] == bn.OK and row["images"] == 32 and row["params"] > 0

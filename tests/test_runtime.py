@@ -21,14 +21,12 @@ def art(exported, name) -> str:
 # ------------------------------------------------------------------------------ registry
 def test_registry_lists_and_looks_up_by_name():
     names = runtime.list_runtimes()
-    for n in ("litert", "litert-ref", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt",
-              "keras"):
+    for n in ("litert", "litert-ref", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "keras"):
         assert n in names
     avail = runtime.available_runtimes()
     assert {"litert", "litert-ref", "onnxruntime", "keras"} <= set(avail)
     assert runtime.runtime_status("litert") == (True, "ok")
-    assert runtime.runtimes_for("m.tflite") == ["litert", "litert-ref", "openvino",
-                                                "openvino-bf16"]
+    assert runtime.runtimes_for("m.tflite") == ["litert", "litert-ref", "openvino", "openvino-bf16"]
     assert runtime.default_runtime("m.onnx") == "onnxruntime"
     assert runtime.default_runtime("m.h5") == "keras"
 
@@ -43,8 +41,10 @@ def test_unknown_runtime_has_hint():
 def test_gpu_runtimes_report_a_reason(exported):
     import onnxruntime as ort
 
-    for name, provider in (("onnxruntime-cuda", "CUDAExecutionProvider"),
-                           ("onnxruntime-tensorrt", "TensorrtExecutionProvider")):
+    for name, provider in (
+        ("onnxruntime-cuda", "CUDAExecutionProvider"),
+        ("onnxruntime-tensorrt", "TensorrtExecutionProvider"),
+    ):
         ok, reason = runtime.runtime_status(name)
         assert ok == (provider in ort.get_available_providers())
         if not ok:
@@ -110,8 +110,9 @@ def test_onnx_runner_and_keras_runner(exported):
     np.testing.assert_allclose(f.predict(x), exported["keras"][:32], atol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["model_int8.tflite", "model_fp16.tflite", "model_fp32.onnx",
-                                  "model_int8.onnx", "../best.keras"])
+@pytest.mark.parametrize(
+    "name", ["model_int8.tflite", "model_fp16.tflite", "model_fp32.onnx", "model_int8.onnx", "../best.keras"]
+)
 def test_input_checks(exported, name):
     r = runtime.load(art(exported, name), threads=1)
     with pytest.raises(CnnedgeError, match="input 2×2 is smaller than this model's minimum 8×8"):
@@ -168,7 +169,9 @@ def test_runtime_module_does_not_import_tensorflow():
     import subprocess
     import sys
 
-    code = ("import sys, cnnedge.runtime as r; r.list_runtimes(); r.available_runtimes(); "
-            "print('tensorflow' in sys.modules)")
+    code = (
+        "import sys, cnnedge.runtime as r; r.list_runtimes(); r.available_runtimes(); "
+        "print('tensorflow' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr

@@ -49,8 +49,11 @@ def _refused(capsys, evil, rc):
 def test_load_model_refuses_before_deserialising(evil):
     from cnnedge import models
 
-    with pytest.raises(CnnedgeError, match=r"refusing to load .*evil.h5: it names Lambda "
-                                           r"\(layer 'innocent'\)"):
+    with pytest.raises(
+        CnnedgeError,
+        match=r"refusing to load .*evil.h5: it names Lambda "
+        r"\(layer 'innocent'\)",
+    ):
         models.load_model(evil["path"])
     assert not evil["marker"].exists()
 
@@ -87,7 +90,18 @@ def test_a_run_holding_the_file_is_refused(evil, tiny_run, tmp_path, capsys, kin
 
 @pytest.mark.parametrize("setting", ["model.weights={}", "distill.teachers=[{}]"])
 def test_training_from_the_file_is_refused(evil, tmp_path, capsys, setting):
-    rc = main(["train", "--recipe", "fashion_mnist_tiny", "--runs-dir", str(tmp_path),
-               "--set", "model.name=gmp_xs", "--set", setting.format(evil["path"])])
+    rc = main(
+        [
+            "train",
+            "--recipe",
+            "fashion_mnist_tiny",
+            "--runs-dir",
+            str(tmp_path),
+            "--set",
+            "model.name=gmp_xs",
+            "--set",
+            setting.format(evil["path"]),
+        ]
+    )
     _refused(capsys, evil, rc)
     assert Path(evil["path"]).is_file()

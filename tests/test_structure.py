@@ -50,10 +50,10 @@ def _imports(path: Path, name: str, modules) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
-                                + ([base] if base else []))
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
-                       for a in node.names]
+                base = ".".join(
+                    pkg.split(".")[: len(pkg.split(".")) - node.level + 1] + ([base] if base else [])
+                )
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
         else:
             continue
         out |= {t for t in targets if t in modules and t != name}
@@ -71,7 +71,7 @@ def test_no_import_cycles():
         stack.append(m)
         for n in sorted(graph[m]):
             if state.get(n) == 1:
-                cycle = stack[stack.index(n):] + [n]
+                cycle = stack[stack.index(n) :] + [n]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if n not in state:
                 visit(n)
@@ -93,10 +93,16 @@ def test_edge_demo_sits_between_the_library_and_the_cli():
     graph = {m: _imports(p, m, mods) for m, p in mods.items()}
     demo = set(_demo())
     assert graph["edge_demo.app"] & set(_library())  # the check sees imports across the two
-    wrong = [f"{m} -> {n}" for m in _library() if not m.startswith("cnnedge.cli")
-             for n in sorted(graph[m] & demo)]
-    wrong += [f"{m} -> {n}" for m in demo if m != "edge_demo.__main__"
-              for n in sorted(graph[m]) if n.startswith("cnnedge.cli")]
+    wrong = [
+        f"{m} -> {n}" for m in _library() if not m.startswith("cnnedge.cli") for n in sorted(graph[m] & demo)
+    ]
+    wrong += [
+        f"{m} -> {n}"
+        for m in demo
+        if m != "edge_demo.__main__"
+        for n in sorted(graph[m])
+        if n.startswith("cnnedge.cli")
+    ]
     assert not wrong, "\n".join(wrong)
 
 
@@ -126,16 +132,22 @@ def _functions(path: Path):
         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
             lines = n.end_lineno - n.lineno + 1
             doc = n.body[0]
-            if isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) \
-                    and isinstance(doc.value.value, str):
+            if (
+                isinstance(doc, ast.Expr)
+                and isinstance(doc.value, ast.Constant)
+                and isinstance(doc.value.value, str)
+            ):
                 lines -= doc.end_lineno - doc.lineno + 1
             yield n.name, lines
 
 
 @pytest.mark.parametrize("name", sorted(_code()))
 def test_functions_fit_on_a_screen(name):
-    long = [f"{name}:{f} ({n} lines)" for f, n in _functions(_code()[name])
-            if n > MAX_FUNCTION_LINES and f"{name}:{f}" not in LONG_FUNCTIONS]
+    long = [
+        f"{name}:{f} ({n} lines)"
+        for f, n in _functions(_code()[name])
+        if n > MAX_FUNCTION_LINES and f"{name}:{f}" not in LONG_FUNCTIONS
+    ]
     assert not long, f"over {MAX_FUNCTION_LINES} lines (split by what the parts do): {long}"
 
 
@@ -146,18 +158,34 @@ def test_function_length_check_can_fail(tmp_path):
     assert list(_functions(f)) == [("f", MAX_FUNCTION_LINES + 2)]
 
 
-RUN_FILES = {*Run.MODELS.values(), Run.RECIPE, Run.STATE, Run.ENV, Run.LABELS, Run.SUMMARY,
-             Run.METRICS, Run.QAT_METRICS, Run.CURVES, Run.CONFUSION, Run.VERIFY_JSON,
-             Run.VERIFY_MD, *Run.BENCH}
+RUN_FILES = {
+    *Run.MODELS.values(),
+    Run.RECIPE,
+    Run.STATE,
+    Run.ENV,
+    Run.LABELS,
+    Run.SUMMARY,
+    Run.METRICS,
+    Run.QAT_METRICS,
+    Run.CURVES,
+    Run.CONFUSION,
+    Run.VERIFY_JSON,
+    Run.VERIFY_MD,
+    *Run.BENCH,
+}
 
 
 def _code_strings(path: Path):
     """String constants of a module that are not docstrings (help texts count: they are code)."""
     tree = ast.parse(path.read_text())
-    docs = {id(n.body[0].value) for n in ast.walk(tree)
-            if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
-            and n.body and isinstance(n.body[0], ast.Expr)
-            and isinstance(n.body[0].value, ast.Constant)}
+    docs = {
+        id(n.body[0].value)
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+        and n.body
+        and isinstance(n.body[0], ast.Expr)
+        and isinstance(n.body[0].value, ast.Constant)
+    }
     for n in ast.walk(tree):
         if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs:
             yield n.lineno, n.value
@@ -165,10 +193,13 @@ def _code_strings(path: Path):
 
 def test_run_file_names_are_typed_only_in_run():
     pattern = re.compile("|".join(re.escape(f) for f in sorted(RUN_FILES)))
-    found = [f"{path.relative_to(REPO)}:{line}: {text!r}"
-             for path in _code().values()
-             if path != LIB / "run.py"
-             for line, text in _code_strings(path) if pattern.search(text)]
+    found = [
+        f"{path.relative_to(REPO)}:{line}: {text!r}"
+        for path in _code().values()
+        if path != LIB / "run.py"
+        for line, text in _code_strings(path)
+        if pattern.search(text)
+    ]
     assert not found, "\n".join(found)
 
 
@@ -204,28 +235,34 @@ def test_formats_and_runtimes_commands(capsys):
     out = capsys.readouterr().out
     for name in runtime.list_runtimes():
         assert name in out
-    assert "pip install onnxruntime-gpu" in out.replace("\n", " ").replace("│", " ") \
+    assert (
+        "pip install onnxruntime-gpu" in out.replace("\n", " ").replace("│", " ")
         or runtime.runtime_status("onnxruntime-cuda")[0]
+    )
 
 
 def test_the_code_keeps_one_style():
-    """The style is ruff's linter with pyproject's [tool.ruff] rules (pycodestyle, pyflakes,
-    isort; 110 columns) over the library, tests, recipes and the demo, checked here so CI holds
-    it. ``ruff format`` is not used: it reflows the typer option blocks of the CLI commands and
-    would push a dozen functions past the one-screen ceiling above (docs/layout.md)."""
+    """The style is ``ruff format`` plus ruff's linter with pyproject's [tool.ruff] rules
+    (pycodestyle, pyflakes, isort; 110 columns) over the library, tests, recipes, the demo and
+    the docs' scripts, checked here so CI holds it (``make format`` applies it)."""
     import shutil
 
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
-    r = subprocess.run([ruff, "check", "--no-cache", "toolkit", "tests", "recipes", "edge_demo"],
-                       cwd=REPO, capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout[-3000:]
+    where = ["toolkit", "tests", "recipes", "edge_demo", "docs"]
+    fmt = subprocess.run(
+        [ruff, "format", "--check", "--no-cache", *where], cwd=REPO, capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, "not formatted (make format):\n" + fmt.stdout[-3000:]
+    lint = subprocess.run([ruff, "check", "--no-cache", *where], cwd=REPO, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout[-3000:]
 
 
 # ------------------------------------------------------------------------------------ docs
 def test_cli_reference_is_current():
     """docs/cli.md is generated: regenerate with `python -m cnnedge.cli.docs > docs/cli.md`."""
-    out = subprocess.run([sys.executable, "-m", "cnnedge.cli.docs"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "cnnedge.cli.docs"], capture_output=True, text=True, check=True
+    ).stdout
     assert (REPO / "docs" / "cli.md").read_text() == out
 
 

@@ -24,8 +24,10 @@ def tflm_32x24(tflm, tmp_path_factory):
     from cnnedge.export import export
 
     out = tmp_path_factory.mktemp("tflm_32x24")
-    return {"dir": out, "file": export(tflm["run"], formats="tflm", image_size="32x24",
-                                       out_dir=out, verify=0)[0]["path"]}
+    return {
+        "dir": out,
+        "file": export(tflm["run"], formats="tflm", image_size="32x24", out_dir=out, verify=0)[0]["path"],
+    }
 
 
 def test_export_writes_the_fixed_size_file_and_bundle(tflm, tiny_run):
@@ -36,9 +38,17 @@ def test_export_writes_the_fixed_size_file_and_bundle(tflm, tiny_run):
     assert m["dynamic_hw"] is False and m["image_size"] == [28, 28] and m["target"] == "tflm"
     assert m["precision"] == "int8" and m["source"] == "qat" and m["tflm_arena_bytes"] > 1000
     assert sorted(p.name for p in tflm["bundle"].iterdir()) == [
-        "Makefile", "README.md", "bundle.mk", "main.cc", "model_data.cc", "model_data.h",
+        "Makefile",
+        "README.md",
+        "bundle.mk",
+        "main.cc",
+        "model_data.cc",
+        "model_data.h",
         "model_ops.h",
-        "model_settings.h", "test_data.cc", "test_data.h"]
+        "model_settings.h",
+        "test_data.cc",
+        "test_data.h",
+    ]
     # "all" (the default) leaves TFLite Micro out: it is written on request
     assert not any("static" in str(r["path"]) for r in tiny_run["results"])
 
@@ -55,7 +65,7 @@ def test_static_file_computes_what_the_dynamic_int8_file_does(tflm):
     fixed = runtime.load(tflm["file"], runtime="litert-ref")
     micro = runtime.load(tflm["file"], runtime="tflm")
     a = dyn.run_prepared(dyn.prepare(x)).astype(int)
-    b = np.concatenate([fixed.run_prepared(fixed.prepare(x[i:i + 1])) for i in range(len(x))])
+    b = np.concatenate([fixed.run_prepared(fixed.prepare(x[i : i + 1])) for i in range(len(x))])
     assert np.array_equal(a, b)
     ref = _reference_kernels(tflm["file"], fixed, x)
     c = micro.predict(x)
@@ -104,11 +114,26 @@ int main(int argc, char** argv) {
 """)
     exe = tmp_path / "check"
     b = tflm["bundle"]
-    subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-I", str(b), str(check),
-                    str(b / "model_data.cc"), str(b / "test_data.cc"), "-o", str(exe)],
-                   check=True, capture_output=True)
-    out = subprocess.run([str(exe), str(tmp_path / "model.bin")], check=True,
-                         capture_output=True, text=True).stdout.splitlines()
+    subprocess.run(
+        [
+            "g++",
+            "-std=c++17",
+            "-Wall",
+            "-Werror",
+            "-I",
+            str(b),
+            str(check),
+            str(b / "model_data.cc"),
+            str(b / "test_data.cc"),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [str(exe), str(tmp_path / "model.bin")], check=True, capture_output=True, text=True
+    ).stdout.splitlines()
     assert (tmp_path / "model.bin").read_bytes() == tflm["file"].read_bytes()
     head = out[0].split()
     arena = int(head[4])
@@ -157,8 +182,16 @@ def test_image_size_and_verify_at_that_size(tflm, tflm_32x24):
 def test_bench_feeds_a_fixed_size_file_at_its_size(tflm_32x24):
     from cnnedge.bench import QUICK, bench
 
-    rep = bench([tflm_32x24["file"]], runtimes=["tflm", "litert"], threads=[1], n=16, quick=True,
-                timing=QUICK, write=False, isolate=False)
+    rep = bench(
+        [tflm_32x24["file"]],
+        runtimes=["tflm", "litert"],
+        threads=[1],
+        n=16,
+        quick=True,
+        timing=QUICK,
+        write=False,
+        isolate=False,
+    )
     assert [r["status"] for r in rep.rows] == ["ok", "ok"], rep.rows
     assert rep.rows[0]["accuracy"] is not None
 
@@ -189,8 +222,16 @@ def test_reexport_keeps_files_the_user_added(tflm, tflm_32x24):
 def test_bench_shows_tflm_row_and_measured_arena(tflm):
     from cnnedge.bench import QUICK, bench
 
-    rep = bench([tflm["file"]], runtimes=["tflm", "litert"], threads=[1], n=32, quick=True,
-                timing=QUICK, write=False, isolate=False)
+    rep = bench(
+        [tflm["file"]],
+        runtimes=["tflm", "litert"],
+        threads=[1],
+        n=32,
+        quick=True,
+        timing=QUICK,
+        write=False,
+        isolate=False,
+    )
     rows = {r["runtime"]: r for r in rep.rows}
     assert rows["tflm"]["status"] == "ok" and rows["tflm"]["p50_us"] > 0
     assert rows["tflm"]["providers"] == "x86 reference kernels"
@@ -225,8 +266,10 @@ def test_an_op_tflm_lacks_is_named():
     from cnnedge.backend import tf
     from cnnedge.runtime.tflm import measure_arena
 
-    fn = tf.function(lambda x: tf.math.top_k(tf.reshape(x, [1, -1]), 2)[0],
-                     input_signature=[tf.TensorSpec([1, 4, 4, 1], tf.float32)])
+    fn = tf.function(
+        lambda x: tf.math.top_k(tf.reshape(x, [1, -1]), 2)[0],
+        input_signature=[tf.TensorSpec([1, 4, 4, 1], tf.float32)],
+    )
     buf = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()]).convert()
     with pytest.raises(CnnedgeError, match="no kernel for op TOPK_V2"):
         measure_arena(buf, "topk.tflite")

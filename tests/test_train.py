@@ -16,8 +16,19 @@ from cnnedge.cli import main
 from cnnedge.errors import CnnedgeError
 from cnnedge.recipe import apply_overrides, load_recipe
 
-RUN_FILES = ["recipe.yaml", "env.json", "labels.json", "metrics.csv", "best.keras", "last.keras",
-             "state.json", "curves.png", "confusion.png", "summary.json", "tb"]
+RUN_FILES = [
+    "recipe.yaml",
+    "env.json",
+    "labels.json",
+    "metrics.csv",
+    "best.keras",
+    "last.keras",
+    "state.json",
+    "curves.png",
+    "confusion.png",
+    "summary.json",
+    "tb",
+]
 
 
 def test_train_writes_run_directory(easy_idx, tmp_path):
@@ -63,8 +74,17 @@ def test_eval_cli_and_errors(small_run, tmp_path, capsys):
 
     written = json.loads((tmp_path / "ev.json").read_text())
     assert written == evaluate_run(run).to_dict()
-    assert list(written) == ["split", "tta", "n", "accuracy", "per_class_accuracy", "confusion",
-                             "data", "class_names", "model"]
+    assert list(written) == [
+        "split",
+        "tta",
+        "n",
+        "accuracy",
+        "per_class_accuracy",
+        "confusion",
+        "data",
+        "class_names",
+        "model",
+    ]
     assert main(["eval", str(run / "best.keras")]) == 2
     assert "needs --data" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "nope")]) == 2
@@ -72,8 +92,7 @@ def test_eval_cli_and_errors(small_run, tmp_path, capsys):
     from helpers import write_folder
 
     write_folder(tmp_path / "three", classes=("a", "b", "c"), per_class=3, size=(28, 28))
-    assert main(["eval", str(run / "best.keras"), "--data", str(tmp_path / "three"),
-                 "--split", "train"]) == 2
+    assert main(["eval", str(run / "best.keras"), "--data", str(tmp_path / "three"), "--split", "train"]) == 2
     assert "10 outputs but dataset" in capsys.readouterr().err
 
 
@@ -103,16 +122,19 @@ def test_eval_flip_tta_averages_image_and_mirror(easy_idx, tmp_path, capsys):
     assert "unknown tta 'rot90'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "--recipe", "fashion_minst"], "did you mean 'fashion_mnist'"),
-    (["train", "--recipe", "fashion_mnist", "--set", "train.epochs=x"], "must be an integer"),
-    (["train", "--recipe", "fashion_mnist", "--set", "model.name=gmp_z"], "unknown model"),
-    (["train"], "give --data FOLDER"),
-    (["train", "--data", "/nonexistent/photos"], "not a folder"),
-    (["train", "--resume", "/nonexistent/run"], "not a cnnedge run"),
-    (["train", "--recipe", "fashion_mnist", "--set", "data.dataset=/nonexistent/dir"], "error:"),
-    (["train", "--recipe", "fashion_mnist", "--strategy", "multiworker"], "TF_CONFIG"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--recipe", "fashion_minst"], "did you mean 'fashion_mnist'"),
+        (["train", "--recipe", "fashion_mnist", "--set", "train.epochs=x"], "must be an integer"),
+        (["train", "--recipe", "fashion_mnist", "--set", "model.name=gmp_z"], "unknown model"),
+        (["train"], "give --data FOLDER"),
+        (["train", "--data", "/nonexistent/photos"], "not a folder"),
+        (["train", "--resume", "/nonexistent/run"], "not a cnnedge run"),
+        (["train", "--recipe", "fashion_mnist", "--set", "data.dataset=/nonexistent/dir"], "error:"),
+        (["train", "--recipe", "fashion_mnist", "--strategy", "multiworker"], "TF_CONFIG"),
+    ],
+)
 def test_train_cli_errors(args, message, tmp_path, capsys):
     rc = main([*args, "--runs-dir", str(tmp_path)] if args[-1] != "train" else args)
     err = capsys.readouterr().err
@@ -138,17 +160,36 @@ def _wait_for_epoch(path: Path, epoch: int, proc, timeout=120):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_resume_after_kill(easy_idx, tmp_path, sig):
     epochs = 6
-    args = ["train", "--recipe", "fashion_mnist_tiny", "--runs-dir", str(tmp_path),
-            "--set", f"data.dataset={easy_idx}", "--set", "model.name=gmp_xs",
-            "--set", f"train.epochs={epochs}", "--set", "train.steps_per_epoch=30",
-            "--set", "train.batch_size=32", "--set", "qat.enabled=false"]
+    args = [
+        "train",
+        "--recipe",
+        "fashion_mnist_tiny",
+        "--runs-dir",
+        str(tmp_path),
+        "--set",
+        f"data.dataset={easy_idx}",
+        "--set",
+        "model.name=gmp_xs",
+        "--set",
+        f"train.epochs={epochs}",
+        "--set",
+        "train.steps_per_epoch=30",
+        "--set",
+        "train.batch_size=32",
+        "--set",
+        "qat.enabled=false",
+    ]
     run = tmp_path / "fashion_mnist_tiny" / "exp"
     # SIG_DFL in the child: a shell without job control starts background jobs (`make test &`)
     # with SIGINT ignored, and Python then never raises KeyboardInterrupt -- the run would finish
     # instead of stopping. A user's Ctrl-C in a terminal always finds the default disposition.
-    proc = subprocess.Popen([sys.executable, "-m", "cnnedge", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnedge", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     _wait_for_epoch(run / "state.json", 1, proc)
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=60)
@@ -175,11 +216,27 @@ def test_resume_after_kill(easy_idx, tmp_path, sig):
 
 
 def test_mirrored_strategy_two_logical_cpus(easy_idx, tmp_path):
-    r = cli("train", "--recipe", "fashion_mnist_tiny", "--runs-dir", str(tmp_path),
-            "--strategy", "mirrored", "--logical-cpus", "2",
-            "--set", f"data.dataset={easy_idx}", "--set", "train.epochs=1",
-            "--set", "train.steps_per_epoch=10", "--set", "train.batch_size=32",
-            "--set", "qat.enabled=false")
+    r = cli(
+        "train",
+        "--recipe",
+        "fashion_mnist_tiny",
+        "--runs-dir",
+        str(tmp_path),
+        "--strategy",
+        "mirrored",
+        "--logical-cpus",
+        "2",
+        "--set",
+        f"data.dataset={easy_idx}",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.steps_per_epoch=10",
+        "--set",
+        "train.batch_size=32",
+        "--set",
+        "qat.enabled=false",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "MirroredStrategy: 2 replicas" in r.stdout
     run = tmp_path / "fashion_mnist_tiny" / "exp"
@@ -188,11 +245,14 @@ def test_mirrored_strategy_two_logical_cpus(easy_idx, tmp_path):
     assert (run / "summary.json").is_file()
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
-                    reason="Debian package dataset-fashion-mnist not installed")
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="Debian package dataset-fashion-mnist not installed",
+)
 def test_tiny_recipe_on_real_fashion_mnist(tmp_path):
-    r = cli("train", "--recipe", "fashion_mnist_tiny", "--runs-dir", str(tmp_path),
-            "--set", "qat.enabled=false")
+    r = cli(
+        "train", "--recipe", "fashion_mnist_tiny", "--runs-dir", str(tmp_path), "--set", "qat.enabled=false"
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     s = json.loads((tmp_path / "fashion_mnist_tiny/exp/summary.json").read_text())
     assert s["test_images"] == 1000 and s["dataset"] == "fashion-mnist"
@@ -231,10 +291,25 @@ def test_disk_full_during_training_keeps_checkpoints(easy_idx, tmp_path, monkeyp
         return real_save(self, path, *a, **kw)
 
     monkeypatch.setattr(keras.Model, "save", save)
-    rc = main(["train", "--recipe", "fashion_mnist_tiny", "--runs-dir", str(tmp_path),
-               "--set", f"data.dataset={easy_idx}", "--set", "train.epochs=3",
-               "--set", "train.steps_per_epoch=10", "--set", "train.batch_size=32",
-               "--set", "qat.enabled=false"])
+    rc = main(
+        [
+            "train",
+            "--recipe",
+            "fashion_mnist_tiny",
+            "--runs-dir",
+            str(tmp_path),
+            "--set",
+            f"data.dataset={easy_idx}",
+            "--set",
+            "train.epochs=3",
+            "--set",
+            "train.steps_per_epoch=10",
+            "--set",
+            "train.batch_size=32",
+            "--set",
+            "qat.enabled=false",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "no space left on device" in err and "Traceback" not in err
     run = tmp_path / "fashion_mnist_tiny" / "exp"
@@ -250,9 +325,10 @@ def test_optimizer_weight_decay_is_decoupled(name):
     from cnnedge.backend import tf
     from cnnedge.train import build_optimizer
 
-    recipe = apply_overrides(load_recipe("fashion_mnist_tiny"), [
-        f"optim.name={name}", "optim.lr=0.1", "optim.weight_decay=0.05",
-        "optim.schedule=constant"])
+    recipe = apply_overrides(
+        load_recipe("fashion_mnist_tiny"),
+        [f"optim.name={name}", "optim.lr=0.1", "optim.weight_decay=0.05", "optim.schedule=constant"],
+    )
     opt = build_optimizer(recipe, steps_per_epoch=10)
     w = tf.Variable([2.0, -4.0])
     opt.apply_gradients([(tf.zeros_like(w), w)])

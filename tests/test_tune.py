@@ -16,10 +16,10 @@ from helpers import one_error, small_recipe
 
 from cnnedge.cli import main
 
-pytestmark = pytest.mark.skipif(not os.environ.get("CNNEDGE_TFLM"),
-                                reason="CNNEDGE_TFLM not set (make test passes ../shared/tflm)")
-SPACE = {"models": "gmp_xs,gmp_s", "widths": "0.5,1", "max_ram": "24K", "max_flash": "256K",
-         "steps": 10}
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("CNNEDGE_TFLM"), reason="CNNEDGE_TFLM not set (make test passes ../shared/tflm)"
+)
+SPACE = {"models": "gmp_xs,gmp_s", "widths": "0.5,1", "max_ram": "24K", "max_flash": "256K", "steps": 10}
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,7 @@ def test_finalists_train_the_whole_schedule_and_outputs(searched):
     """Two candidates fit: too few to halve, so both are finalists trained with the base
     recipe's whole schedule from their own start; the better one wins."""
     trials = json.loads((searched.folder / "tune.json").read_text())["trials"]
-    assert [(t["rung"], t["steps"], t["final"], t["start"]) for t in trials] == \
-        [(0, None, True, None)] * 2
+    assert [(t["rung"], t["steps"], t["final"], t["start"]) for t in trials] == [(0, None, True, None)] * 2
     best = max(trials, key=lambda t: t["val_accuracy"])
     assert searched.winner == best["id"]
     csv = (searched.folder / "tune.csv").read_text().splitlines()
@@ -81,17 +80,27 @@ def test_successive_halving_ranks_then_finalists_decide(tmp_path, monkeypatch):
     def fake(base, c, rung, steps, prev, trials_dir, log=None):
         calls.append((c.id, rung, steps, prev))
         acc = full[c.id] if steps is None else short[c.id]
-        return {"id": c.id, "rung": rung, "steps": steps, "run": f"r/{c.id}-{rung}",
-                "val_accuracy": acc, "seconds": 0.0, "start": prev, "final": steps is None}
+        return {
+            "id": c.id,
+            "rung": rung,
+            "steps": steps,
+            "run": f"r/{c.id}-{rung}",
+            "val_accuracy": acc,
+            "seconds": 0.0,
+            "start": prev,
+            "final": steps is None,
+        }
 
     monkeypatch.setattr(search, "run_trial", fake)
     monkeypatch.setattr(tune_mod, "_save", lambda *a: None)
     state = {"candidates": [], "trials": [], "winner": None, "seconds": 0.0}
-    tune_mod._rank(state, cands, lambda c: None, 10, tmp_path, time.monotonic() + 60,
-                   time.monotonic(), 0.0, {}, None)
+    tune_mod._rank(
+        state, cands, lambda c: None, 10, tmp_path, time.monotonic() + 60, time.monotonic(), 0.0, {}, None
+    )
     assert [(i, r, s) for i, r, s, _ in calls[:7]] == [(c.id, 0, 10) for c in cands]
     assert sorted((i, r, s, p) for i, r, s, p in calls[7:]) == sorted(
-        (cands[k].id, 1, None, None) for k in (1, 2, 4))
+        (cands[k].id, 1, None, None) for k in (1, 2, 4)
+    )
     assert state["winner"] == cands[2].id  # third after rung 0, best on the whole schedule
 
 
@@ -107,8 +116,14 @@ def test_reported_costs_are_what_the_firmware_measures(searched, easy_idx, tmp_p
     row = next(r for r in searched.table if r["status"] == "winner")
     m = models.create_model(row["model"], num_classes=10, channels=1, width=row["width"])
     m.save(tmp_path / "m.keras")
-    export(tmp_path / "m.keras", formats="tflm", out_dir=tmp_path / "x", verify=0,
-           calibration=calibration_images(str(easy_idx), 28), image_size="28x28")
+    export(
+        tmp_path / "m.keras",
+        formats="tflm",
+        out_dir=tmp_path / "x",
+        verify=0,
+        calibration=calibration_images(str(easy_idx), 28),
+        image_size="28x28",
+    )
     fw = build_firmware(tmp_path / "x", "cortex-m4", parity_images=0)
     assert fw.ram["total"] == row["ram"] and abs(fw.flash["total"] - row["flash"]) <= 64
     assert fw.instructions == pytest.approx(row["instructions"], rel=0.01)
@@ -122,8 +137,12 @@ def test_the_winners_recipe_retrains(searched, tmp_path):
     row = next(x for x in searched.table if x["status"] == "winner")
     assert r.model.name == row["model"] and r.model.kwargs["width"] == row["width"]
     assert tuple(r.data.image_size) == (28, 28) and r.train.epochs == 2
-    res = train(apply_overrides(r, ["train.epochs=1", "train.steps_per_epoch=5"]),
-                runs_dir=tmp_path, name="again", verbose=0)
+    res = train(
+        apply_overrides(r, ["train.epochs=1", "train.steps_per_epoch=5"]),
+        runs_dir=tmp_path,
+        name="again",
+        verbose=0,
+    )
     assert res.summary["params"] == row["params"]
 
 
@@ -133,11 +152,31 @@ def test_resume_after_a_kill_between_trials(searched, easy_idx, tmp_path):
 
     folder = _with_costs(searched, tmp_path / "search")
     save_yaml(small_recipe(easy_idx), tmp_path / "base.yaml")
-    args = ["tune", "--recipe", str(tmp_path / "base.yaml"), "-o", str(folder), "--minutes", "20",
-            "--models", SPACE["models"], "--widths", SPACE["widths"], "--max-ram", "24K",
-            "--max-flash", "256K", "--steps", "10"]
-    p = subprocess.Popen([sys.executable, "-m", "cnnedge", *args], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, env=os.environ)
+    args = [
+        "tune",
+        "--recipe",
+        str(tmp_path / "base.yaml"),
+        "-o",
+        str(folder),
+        "--minutes",
+        "20",
+        "--models",
+        SPACE["models"],
+        "--widths",
+        SPACE["widths"],
+        "--max-ram",
+        "24K",
+        "--max-flash",
+        "256K",
+        "--steps",
+        "10",
+    ]
+    p = subprocess.Popen(
+        [sys.executable, "-m", "cnnedge", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ,
+    )
     state = folder / "tune.json"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and p.poll() is None:
@@ -151,8 +190,7 @@ def test_resume_after_a_kill_between_trials(searched, easy_idx, tmp_path):
     before = (first[0]["run"], os.stat(first[0]["run"]).st_mtime)
     from cnnedge.recipe import load_recipe
 
-    res = tune(recipe=load_recipe(str(tmp_path / "base.yaml")), out=folder, minutes=20,
-               resume=True, **SPACE)
+    res = tune(recipe=load_recipe(str(tmp_path / "base.yaml")), out=folder, minutes=20, resume=True, **SPACE)
     trials = json.loads(state.read_text())["trials"]
     assert trials[0] == first[0] and os.stat(first[0]["run"]).st_mtime == before[1]
     assert len(trials) == 2 and len({(t["id"], t["rung"]) for t in trials}) == 2
@@ -163,21 +201,33 @@ def test_bad_input(searched, easy_idx, tmp_path, capsys):
     from cnnedge.recipe import save_yaml
 
     save_yaml(small_recipe(easy_idx), tmp_path / "base.yaml")
-    base = ["tune", "--recipe", str(tmp_path / "base.yaml"), "--models", "gmp_xs,gmp_s",
-            "--widths", "0.5,1"]
+    base = ["tune", "--recipe", str(tmp_path / "base.yaml"), "--models", "gmp_xs,gmp_s", "--widths", "0.5,1"]
     one_error(capsys, main(base), "give a budget")
-    one_error(capsys, main([*base, "--max-ram", "64 kilobytes"]),
-              "--max-ram 64 kilobytes: expected a size in bytes such as 262144, 256K or 2M")
-    one_error(capsys, main([*base, "--board", "nano34"]), "unknown board 'nano34'",
-              "did you mean 'nano33ble'")
+    one_error(
+        capsys,
+        main([*base, "--max-ram", "64 kilobytes"]),
+        "--max-ram 64 kilobytes: expected a size in bytes such as 262144, 256K or 2M",
+    )
+    one_error(
+        capsys, main([*base, "--board", "nano34"]), "unknown board 'nano34'", "did you mean 'nano33ble'"
+    )
     one_error(capsys, main([*base, "--board", "esp32-s3"]), "Xtensa", "not measurable")
-    one_error(capsys, main([*base, "--max-ram", "24K", "-o", str(searched.folder)]),
-              "holds a tune already: --resume continues it")
-    one_error(capsys, main([*base, "--max-ram", "20K", "-o", str(searched.folder), "--resume"]),
-              "was searched with other settings")
+    one_error(
+        capsys,
+        main([*base, "--max-ram", "24K", "-o", str(searched.folder)]),
+        "holds a tune already: --resume continues it",
+    )
+    one_error(
+        capsys,
+        main([*base, "--max-ram", "20K", "-o", str(searched.folder), "--resume"]),
+        "was searched with other settings",
+    )
     folder = _with_costs(searched, tmp_path / "tiny")
-    one_error(capsys, main([*base, "--max-ram", "1K", "-o", str(folder)]),
-              "no candidate fits the budget; the smallest, gmp_xs-w0.5-28px-max, needs")
+    one_error(
+        capsys,
+        main([*base, "--max-ram", "1K", "-o", str(folder)]),
+        "no candidate fits the budget; the smallest, gmp_xs-w0.5-28px-max, needs",
+    )
     assert not list((folder).glob("trials"))
 
 
@@ -185,8 +235,9 @@ def test_budget_units_and_boards_file(tmp_path):
     from cnnedge.errors import CnnedgeError
     from cnnedge.tune import boards
 
-    assert [boards.parse_bytes(v, "--max-ram") for v in ("64KB", "64k", "65536", "0.5M",
-                                                          "64KiB")] == [65536] * 3 + [524288, 65536]
+    assert [boards.parse_bytes(v, "--max-ram") for v in ("64KB", "64k", "65536", "0.5M", "64KiB")] == [
+        65536
+    ] * 3 + [524288, 65536]
     for bad in ("64 kilobytes", "0", "-1K", "0.1"):
         with pytest.raises(CnnedgeError, match="expected a size in bytes"):
             boards.parse_bytes(bad, "--max-ram")

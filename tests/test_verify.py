@@ -22,8 +22,15 @@ def test_verify_report(run, tmp_path):
     rep = verify(run, n=300)
     assert (run / "verify.json").is_file() and (run / "verify.md").is_file()
     rows = {r["artifact"]: r for r in rep.rows}
-    assert {"keras-float", "keras-qat", "model_fp32.tflite", "model_int8.tflite",
-            "model_int8.onnx", "model_fp32.onnx", "model_fp16.tflite"} <= set(rows)
+    assert {
+        "keras-float",
+        "keras-qat",
+        "model_fp32.tflite",
+        "model_int8.tflite",
+        "model_int8.onnx",
+        "model_fp32.onnx",
+        "model_fp16.tflite",
+    } <= set(rows)
     assert rep.images == 300 and rep.split == "test"
     assert rows["model_fp32.tflite"]["agreement"] >= 0.999
     assert rows["model_int8.tflite"]["reference"] == "keras-qat"
@@ -39,9 +46,22 @@ def test_verify_report(run, tmp_path):
     # verify.json is the report's to_dict(), byte for byte, with the keys it always had
     atomic_write_json(tmp_path / "again.json", rep.to_dict())
     assert (tmp_path / "again.json").read_bytes() == (run / "verify.json").read_bytes()
-    assert list(rep.to_dict()) == ["run", "split", "images", "split_images", "class_names",
-                                   "thresholds", "gate_ptq", "interval", "hard_gate_images",
-                                   "rows", "passed", "inconclusive", "notes", "firmware"]
+    assert list(rep.to_dict()) == [
+        "run",
+        "split",
+        "images",
+        "split_images",
+        "class_names",
+        "thresholds",
+        "gate_ptq",
+        "interval",
+        "hard_gate_images",
+        "rows",
+        "passed",
+        "inconclusive",
+        "notes",
+        "firmware",
+    ]
     assert rep.firmware == []  # no cnnedge firmware report in this run
     again = VerifyReport.from_dict(json.loads((run / "verify.json").read_text()))
     assert again.passed == rep.passed and again.rows == json.loads(json.dumps(rep.rows))
@@ -54,8 +74,25 @@ def test_verify_cli_gate(run, capsys, monkeypatch):
     cap = capsys.readouterr()
     assert "model_fp16.tflite" in cap.err and "❌" in cap.out
     monkeypatch.undo()
-    assert main(["verify", str(run), "-n", "200", "--min-int8", "0", "--min-fp16", "0", "--min-int8-ptq", "0",
-                 "--min-fp32", "0"]) == 0
+    assert (
+        main(
+            [
+                "verify",
+                str(run),
+                "-n",
+                "200",
+                "--min-int8",
+                "0",
+                "--min-fp16",
+                "0",
+                "--min-int8-ptq",
+                "0",
+                "--min-fp32",
+                "0",
+            ]
+        )
+        == 0
+    )
 
 
 def test_verify_errors(run, tmp_path, capsys):
@@ -78,8 +115,12 @@ def test_verify_errors(run, tmp_path, capsys):
 
 def test_export_cli(run, tmp_path, capsys):
     out = tmp_path / "onnx_only"
-    assert main(["export", str(run), "--format", "onnx", "--precision", "fp32", "-o", str(out),
-                 "--verify", "64"]) == 0
+    assert (
+        main(
+            ["export", str(run), "--format", "onnx", "--precision", "fp32", "-o", str(out), "--verify", "64"]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "model_fp32.onnx" in text and "next: cnnedge verify" in text
     assert [p.name for p in out.iterdir()] == ["model_fp32.onnx"]
@@ -93,9 +134,14 @@ def test_flips_within_one_output_step():
 
     from cnnedge.verify import _compare, flips_text
 
-    ref = np.array([[1.0, 0.96, 0.0],   # margin 0.04 ≤ step 0.05: a near-tie flip
-                    [1.0, 0.50, 0.0],   # margin 0.5: a real flip
-                    [0.0, 2.00, 0.0]], np.float32)
+    ref = np.array(
+        [
+            [1.0, 0.96, 0.0],  # margin 0.04 ≤ step 0.05: a near-tie flip
+            [1.0, 0.50, 0.0],  # margin 0.5: a real flip
+            [0.0, 2.00, 0.0],
+        ],
+        np.float32,
+    )
     art = np.array([[1.0, 1.05, 0.0], [0.0, 1.00, 0.0], [0.0, 2.0, 0.0]], np.float32)
     labels, float_pred = np.array([0, 0, 1]), ref.argmax(1)
     row = _compare(art, ref, labels, float_pred, 3, output_step=0.05)

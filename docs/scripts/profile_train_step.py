@@ -72,15 +72,31 @@ def step(recipe_name: str, overrides: list, threads: int, steps: int, batch: int
 
 
 LAYERS = (  # (name, input H×W×C, layer factory, MACs per image)
-    ("Conv2D 3×3, 16→16, 32×32", (32, 32, 16), lambda k: k.layers.Conv2D(16, 3, padding="same"),
-     32 * 32 * 16 * 16 * 9),
-    ("DepthwiseConv2D 3×3, 96 ch, 16×16", (16, 16, 96),
-     lambda k: k.layers.DepthwiseConv2D(3, padding="same"), 16 * 16 * 96 * 9),
+    (
+        "Conv2D 3×3, 16→16, 32×32",
+        (32, 32, 16),
+        lambda k: k.layers.Conv2D(16, 3, padding="same"),
+        32 * 32 * 16 * 16 * 9,
+    ),
+    (
+        "DepthwiseConv2D 3×3, 96 ch, 16×16",
+        (16, 16, 96),
+        lambda k: k.layers.DepthwiseConv2D(3, padding="same"),
+        16 * 16 * 96 * 9,
+    ),
     ("Conv2D 1×1, 96→96, 16×16", (16, 16, 96), lambda k: k.layers.Conv2D(96, 1), 16 * 16 * 96 * 96),
-    ("BatchNorm + ReLU, 16×16×96", (16, 16, 96),
-     lambda k: k.Sequential([k.layers.BatchNormalization(), k.layers.ReLU()]), 0),
-    ("BatchNorm + ReLU, 32×32×16", (32, 32, 16),
-     lambda k: k.Sequential([k.layers.BatchNormalization(), k.layers.ReLU()]), 0),
+    (
+        "BatchNorm + ReLU, 16×16×96",
+        (16, 16, 96),
+        lambda k: k.Sequential([k.layers.BatchNormalization(), k.layers.ReLU()]),
+        0,
+    ),
+    (
+        "BatchNorm + ReLU, 32×32×16",
+        (32, 32, 16),
+        lambda k: k.Sequential([k.layers.BatchNormalization(), k.layers.ReLU()]),
+        0,
+    ),
 )
 
 
@@ -111,8 +127,9 @@ def layers(steps: int) -> list:
 
 
 def _child(args: list) -> dict:
-    r = subprocess.run([sys.executable, __file__, "--child", json.dumps(args)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(args)], capture_output=True, text=True
+    )
     if r.returncode:
         sys.exit(f"{args[0]} {args[1:]} failed:\n{r.stderr[-3000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -138,8 +155,10 @@ def main() -> None:
         for batch in (128, 256):
             r = _child(["step", a.recipe, a.set, threads, max(5, a.steps * 128 // batch), batch])
             print(f"| training step alone | {threads} | {batch} | {r['images_per_s']:,.0f} |")
-    print("\n| layer (forward + backward, batch 128, all threads) | ms | M MACs | ms per G MAC |\n"
-          "|---|---|---|---|")
+    print(
+        "\n| layer (forward + backward, batch 128, all threads) | ms | M MACs | ms per G MAC |\n"
+        "|---|---|---|---|"
+    )
     for r in _child(["layers", a.steps]):
         per = f"{r['ms'] / r['mmacs'] * 1e3:,.1f}" if r["mmacs"] else "–"
         print(f"| {r['layer']} | {r['ms']:.2f} | {r['mmacs']:,.0f} | {per} |")

@@ -36,8 +36,10 @@ def s_input(run: Run) -> tuple:
 def recompress(path: Path) -> None:
     """Keras stores the .keras zip uncompressed; deflate it (about 10 % smaller, same bytes)."""
     tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(path) as src, \
-            zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
+    with (
+        zipfile.ZipFile(path) as src,
+        zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst,
+    ):
         for item in src.infolist():
             dst.writestr(item.filename, src.read(item.filename))
     tmp.replace(path)
@@ -52,14 +54,24 @@ def main(run_dir: str, name: str, command: str) -> None:
     s = run.summary
     ev = evaluate_run(target, dataset=run.recipe.data.dataset, data_dir=run.recipe.data.data_dir)
     info = {
-        "name": name, "model": model.name, "params": summary_dict(model, s_input(run))["params"],
-        "dataset": s["dataset"], "class_names": run.class_names,
-        "image_size": s["input_size"][:2], "channels": s["input_size"][2],
-        "recipe": run.recipe.name, "command": command,
-        "epochs": s["epochs"], "best_epoch": s["best_epoch"], "train_minutes": s["train_minutes"],
-        "test_split": ev.split, "test_images": ev.n, "test_accuracy": ev.accuracy,
+        "name": name,
+        "model": model.name,
+        "params": summary_dict(model, s_input(run))["params"],
+        "dataset": s["dataset"],
+        "class_names": run.class_names,
+        "image_size": s["input_size"][:2],
+        "channels": s["input_size"][2],
+        "recipe": run.recipe.name,
+        "command": command,
+        "epochs": s["epochs"],
+        "best_epoch": s["best_epoch"],
+        "train_minutes": s["train_minutes"],
+        "test_split": ev.split,
+        "test_images": ev.n,
+        "test_accuracy": ev.accuracy,
         "eval_command": f"cnnedge eval {target.name} --data <{s['dataset']} folder>",
-        "date": datetime.date.today().isoformat(), "cpu": cpu_model(),
+        "date": datetime.date.today().isoformat(),
+        "cpu": cpu_model(),
         "bytes": target.stat().st_size,
     }
     target.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")

@@ -47,33 +47,89 @@ class Artifact:
 
 
 TABLE: tuple[Artifact, ...] = (
-    Artifact("keras", "keras", "fp32", ".keras", None, ("keras",), "float",
-             "the run's best float model"),
-    Artifact("keras-qat", "keras", "qat", ".h5", None, ("keras",), "qat",
-             "the run's QAT model (HDF5: tfmot cannot reload .keras)"),
-    Artifact("tflite-fp32", "tflite", "fp32", ".tflite", "model_fp32.tflite", LITERT, "float",
-             "float TFLite"),
-    Artifact("tflite-fp16", "tflite", "fp16", ".tflite", "model_fp16.tflite", LITERT, "float",
-             "TFLite with fp16 weights"),
-    Artifact("tflite-int8", "tflite", "int8", ".tflite", "model_int8.tflite",
-             (*LITERT, *OPENVINO), "qat or ptq",
-             "full-integer TFLite from the QAT model (post-training quantization without one)"),
-    Artifact("tflite-int8-ptq", "tflite", "int8", ".tflite", "model_int8_ptq.tflite", LITERT, "ptq",
-             "post-training int8 of the float model, written beside a QAT int8 to compare"),
-    Artifact("onnx-fp32", "onnx", "fp32", ".onnx", "model_fp32.onnx", (*ORT, *OPENVINO),
-             "float", "float ONNX (tf2onnx)"),
-    Artifact("onnx-int8", "onnx", "int8", ".onnx", "model_int8.onnx", (*ORT, *OPENVINO),
-             "qat or ptq", "int8 ONNX converted from the int8 TFLite (bit-exact with it)"),
-    Artifact("tflm-int8", "tflm", "int8", ".tflite", "model_int8_static.tflite",
-             ("tflm", *LITERT), "qat or ptq",
-             "int8 TFLite with a fixed 1×H×W×C input for TFLite Micro, and the C/C++ bundle "
-             "tflm/ (opt-in: --format tflm)"),
+    Artifact("keras", "keras", "fp32", ".keras", None, ("keras",), "float", "the run's best float model"),
+    Artifact(
+        "keras-qat",
+        "keras",
+        "qat",
+        ".h5",
+        None,
+        ("keras",),
+        "qat",
+        "the run's QAT model (HDF5: tfmot cannot reload .keras)",
+    ),
+    Artifact(
+        "tflite-fp32", "tflite", "fp32", ".tflite", "model_fp32.tflite", LITERT, "float", "float TFLite"
+    ),
+    Artifact(
+        "tflite-fp16",
+        "tflite",
+        "fp16",
+        ".tflite",
+        "model_fp16.tflite",
+        LITERT,
+        "float",
+        "TFLite with fp16 weights",
+    ),
+    Artifact(
+        "tflite-int8",
+        "tflite",
+        "int8",
+        ".tflite",
+        "model_int8.tflite",
+        (*LITERT, *OPENVINO),
+        "qat or ptq",
+        "full-integer TFLite from the QAT model (post-training quantization without one)",
+    ),
+    Artifact(
+        "tflite-int8-ptq",
+        "tflite",
+        "int8",
+        ".tflite",
+        "model_int8_ptq.tflite",
+        LITERT,
+        "ptq",
+        "post-training int8 of the float model, written beside a QAT int8 to compare",
+    ),
+    Artifact(
+        "onnx-fp32",
+        "onnx",
+        "fp32",
+        ".onnx",
+        "model_fp32.onnx",
+        (*ORT, *OPENVINO),
+        "float",
+        "float ONNX (tf2onnx)",
+    ),
+    Artifact(
+        "onnx-int8",
+        "onnx",
+        "int8",
+        ".onnx",
+        "model_int8.onnx",
+        (*ORT, *OPENVINO),
+        "qat or ptq",
+        "int8 ONNX converted from the int8 TFLite (bit-exact with it)",
+    ),
+    Artifact(
+        "tflm-int8",
+        "tflm",
+        "int8",
+        ".tflite",
+        "model_int8_static.tflite",
+        ("tflm", *LITERT),
+        "qat or ptq",
+        "int8 TFLite with a fixed 1×H×W×C input for TFLite Micro, and the C/C++ bundle "
+        "tflm/ (opt-in: --format tflm)",
+    ),
 )
 BY_KEY = {a.key: a for a in TABLE}
-METADATA_WHERE = {"keras": "the run directory (class names, summary)",
-                  "tflite": "flatbuffer metadata entry 'cnnedge'",
-                  "tflm": "flatbuffer metadata entry 'cnnedge'; tflm/model_settings.h",
-                  "onnx": "metadata_props 'cnnedge'"}
+METADATA_WHERE = {
+    "keras": "the run directory (class names, summary)",
+    "tflite": "flatbuffer metadata entry 'cnnedge'",
+    "tflm": "flatbuffer metadata entry 'cnnedge'; tflm/model_settings.h",
+    "onnx": "metadata_props 'cnnedge'",
+}
 # --model RUN for the demo and predictions: the edge artifact first
 EDGE_PREFERENCE = ("tflite-int8", "tflite-fp16", "tflite-fp32", "onnx-int8", "onnx-fp32")
 
@@ -119,8 +175,7 @@ def lookup(path) -> Artifact:
     by_suffix = [a for a in TABLE if a.suffix == path.suffix.lower()]
     if by_name or by_suffix:
         return (by_name or by_suffix)[0]
-    raise CnnedgeError(f"{path}: unknown model type '{path.suffix}'; expected one of "
-                       f"{', '.join(suffixes())}")
+    raise CnnedgeError(f"{path}: unknown model type '{path.suffix}'; expected one of {', '.join(suffixes())}")
 
 
 def runtimes_for(path) -> list[str]:
@@ -162,8 +217,9 @@ def tflite_schema():
         try:
             from tensorflow.lite.python import schema_py_generated as schema
         except ImportError as e:
-            raise CnnedgeError("reading .tflite files needs ai-edge-litert: "
-                               "pip install ai-edge-litert") from e
+            raise CnnedgeError(
+                "reading .tflite files needs ai-edge-litert: pip install ai-edge-litert"
+            ) from e
     return schema
 
 
@@ -193,8 +249,9 @@ def tflite_metadata(buf: bytes, path="<bytes>") -> dict | None:
     except CnnedgeError:
         raise
     except Exception as e:  # noqa: BLE001 - truncated/corrupt flatbuffer or bad JSON
-        raise CnnedgeError(f"{path} is a corrupt TFLite file or has unreadable metadata: "
-                           f"{one_line(e)}") from e
+        raise CnnedgeError(
+            f"{path} is a corrupt TFLite file or has unreadable metadata: {one_line(e)}"
+        ) from e
     return None
 
 
@@ -216,8 +273,11 @@ def embed_tflite_metadata(buf: bytes, meta: dict) -> bytes:
     entry = schema.MetadataT()
     entry.name = METADATA_KEY
     entry.buffer = len(obj.buffers) - 1
-    obj.metadata = [m for m in (obj.metadata or [])
-                    if (m.name.decode() if isinstance(m.name, bytes) else m.name) != METADATA_KEY]
+    obj.metadata = [
+        m
+        for m in (obj.metadata or [])
+        if (m.name.decode() if isinstance(m.name, bytes) else m.name) != METADATA_KEY
+    ]
     obj.metadata.append(entry)
     builder = flatbuffers.Builder(len(buf) + 4096)
     builder.Finish(obj.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
@@ -259,11 +319,14 @@ def onnx_metadata(path) -> dict | None:
 def set_onnx_metadata(proto, meta: dict) -> None:
     """Store ``meta`` in an ONNX ModelProto: the JSON dict plus a few flat keys for tools that
     show ``metadata_props`` (Netron)."""
-    flat = {METADATA_KEY: json.dumps(meta, sort_keys=True),
-            "class_names": json.dumps(meta["class_names"]),
-            "precision": meta["precision"], "input_layout": meta["input_layout"],
-            "pixel_range": json.dumps(meta["pixel_range"]),
-            "cnnedge_version": meta["cnnedge_version"]}
+    flat = {
+        METADATA_KEY: json.dumps(meta, sort_keys=True),
+        "class_names": json.dumps(meta["class_names"]),
+        "precision": meta["precision"],
+        "input_layout": meta["input_layout"],
+        "pixel_range": json.dumps(meta["pixel_range"]),
+        "cnnedge_version": meta["cnnedge_version"],
+    }
     keep = [p for p in proto.metadata_props if p.key not in flat]
     del proto.metadata_props[:]
     for p in keep:
@@ -271,9 +334,11 @@ def set_onnx_metadata(proto, meta: dict) -> None:
     for k, v in flat.items():
         proto.metadata_props.add(key=k, value=v)
     proto.producer_name = "cnnedge"
-    proto.doc_string = (f"cnnedge {meta['precision']} {meta['format']} model; input "
-                        f"'{INPUT_NAME}' NHWC {meta['input_dtype']} pixels 0..255, output "
-                        f"'{OUTPUT_NAME}' float32 logits")
+    proto.doc_string = (
+        f"cnnedge {meta['precision']} {meta['format']} model; input "
+        f"'{INPUT_NAME}' NHWC {meta['input_dtype']} pixels 0..255, output "
+        f"'{OUTPUT_NAME}' float32 logits"
+    )
 
 
 def _read_tflite(path: Path) -> dict | None:
@@ -290,6 +355,5 @@ def read_metadata(path) -> dict:
         raise CnnedgeError(f"no model file at {path}")
     reader = _READERS.get(lookup(path).format) if path.suffix.lower() in suffixes(True) else None
     if reader is None:
-        raise CnnedgeError(f"{path}: expected a {' or '.join(suffixes(True))} file written by "
-                           f"cnnedge export")
+        raise CnnedgeError(f"{path}: expected a {' or '.join(suffixes(True))} file written by cnnedge export")
     return check_metadata(reader(path), path)

@@ -77,8 +77,9 @@ def _fit_side(v: float, stride: int) -> int:
     return max(stride, int(round(v / stride)) * stride)
 
 
-def auto_recipe(folder, *, image_size=None, weights: str | None = "auto",
-                minutes: float | None = None, data_dir=None) -> tuple[Recipe, list[str]]:
+def auto_recipe(
+    folder, *, image_size=None, weights: str | None = "auto", minutes: float | None = None, data_dir=None
+) -> tuple[Recipe, list[str]]:
     """(recipe, notes) for the folder of class folders ``folder`` (see the module docstring).
 
     ``image_size``: ``HxW`` or ``keep`` (default: from the checkpoint or the data);
@@ -99,51 +100,77 @@ def auto_recipe(folder, *, image_size=None, weights: str | None = "auto",
     if k < 2:
         raise CnnedgeError(f"{path}: found {k} class folder(s); classification needs at least 2")
     counts = np.bincount(labels, minlength=k)
-    notes = [f"data: {n:,} train images in {k} classes, {c} channel(s)"
-             + (f"; its own split(s): {', '.join(s for s in src.splits if s != 'train')}"
-                if len(src.splits) > 1 else "")]
+    notes = [
+        f"data: {n:,} train images in {k} classes, {c} channel(s)"
+        + (
+            f"; its own split(s): {', '.join(s for s in src.splits if s != 'train')}"
+            if len(src.splits) > 1
+            else ""
+        )
+    ]
 
     model_name, weights, ref, size = _model_and_size(src, weights, size, notes)
 
     ratio = counts.max() / max(1, counts.min())
     weigh = bool(ratio >= IMBALANCE)
-    notes.append(f"classes: {min(counts)}-{max(counts)} images per class (ratio {ratio:.1f})"
-                 + ("; the loss is weighted by inverse class frequency" if weigh else ""))
+    notes.append(
+        f"classes: {min(counts)}-{max(counts)} images per class (ratio {ratio:.1f})"
+        + ("; the loss is weighted by inverse class frequency" if weigh else "")
+    )
     has_val = "val" in src.splits
+    val_fraction, n_train, batch, epochs = _schedule(n, has_val)
+    rgb = c == 3
+    crop = max(2, (size[0] if size != "keep" else 32) // 8)
+    recipe = Recipe(
+        name=run_name(path),
+        description=f"automatic recipe for {path.name}: {k} classes, {n:,} images",
+        data=DataConfig(
+            dataset=str(path.resolve()),
+            data_dir=data_dir,
+            val_fraction=val_fraction,
+            val_split="stratified",
+            image_size=None if size == "keep" else tuple(size),
+            keep_size=size == "keep",
+            batch_mode="bucket" if size == "keep" else "pad",
+            cache=bool(n * (64 * 64 * c if size == "keep" else size[0] * size[1] * c) < 2**30),
+        ),
+        model=ModelConfig(name=model_name, weights=str(weights) if weights else None),
+        augment=AugmentConfig(ops=("flip", f"crop:{crop}", *(("jitter:20",) if rgb else ()))),
+        optim=OptimConfig(
+            name="adamw",
+            lr=1e-3 if ref is not None else 2e-3,
+            weight_decay=0.05,
+            schedule="cosine",
+            warmup_epochs=1.0,
+        ),
+        train=TrainConfig(epochs=epochs, batch_size=batch, label_smoothing=0.1, seed=0, class_weights=weigh),
+        qat=QATConfig(enabled=True, epochs=1, lr=1e-4, calibration_images=min(500, n)),
+    )
+    notes.append(
+        f"split: {'the folder’s val' if has_val else f'{val_fraction:.0%} of each class'}"
+        f" for validation; augmentation {', '.join(recipe.augment.ops)}"
+    )
+    if minutes is not None:
+        epochs = fit_minutes(recipe, float(minutes), k, c, n_train)
+        recipe.train.epochs, recipe.train.max_minutes = epochs, float(minutes)
+        notes.append(f"time budget {minutes:g} min: {epochs} epochs by a timed probe")
+    notes.append(
+        f"schedule: AdamW {recipe.optim.lr:g}, 1 warm-up epoch, cosine, "
+        f"{recipe.train.epochs} epochs of {n_train:,} images, batch {batch}; QAT 1 epoch"
+    )
+    return recipe, notes
+
+
+def _schedule(n: int, has_val: bool) -> tuple[float, int, int, int]:
+    """(validation fraction, train images, batch size, epochs) for ``n`` images: about
+    TARGET_IMAGES images seen in all, 10 to 60 epochs."""
     val_fraction = 0.0 if has_val else (0.2 if n < 5_000 else 0.1)
     n_train = int(n * (1 - val_fraction))
     batch = 64 if n_train < 5_000 else 128
     if n_train < batch:
         batch = max(8, 2 ** int(np.log2(max(1, n_train // 2))))
     epochs = int(np.clip(round(TARGET_IMAGES / max(1, n_train)), 10, 60))
-    rgb = c == 3
-    crop = max(2, (size[0] if size != "keep" else 32) // 8)
-    recipe = Recipe(
-        name=run_name(path),
-        description=f"automatic recipe for {path.name}: {k} classes, {n:,} images",
-        data=DataConfig(dataset=str(path.resolve()), data_dir=data_dir, val_fraction=val_fraction,
-                        val_split="stratified",
-                        image_size=None if size == "keep" else tuple(size),
-                        keep_size=size == "keep", batch_mode="bucket" if size == "keep" else "pad",
-                        cache=bool(n * (64 * 64 * c if size == "keep" else size[0] * size[1] * c)
-                        < 2 ** 30)),
-        model=ModelConfig(name=model_name, weights=str(weights) if weights else None),
-        augment=AugmentConfig(ops=("flip", f"crop:{crop}", *(("jitter:20",) if rgb else ()))),
-        optim=OptimConfig(name="adamw", lr=1e-3 if ref is not None else 2e-3,
-                          weight_decay=0.05, schedule="cosine", warmup_epochs=1.0),
-        train=TrainConfig(epochs=epochs, batch_size=batch, label_smoothing=0.1, seed=0,
-                          class_weights=weigh),
-        qat=QATConfig(enabled=True, epochs=1, lr=1e-4, calibration_images=min(500, n)),
-    )
-    notes.append(f"split: {'the folder’s val' if has_val else f'{val_fraction:.0%} of each class'}"
-                 f" for validation; augmentation {', '.join(recipe.augment.ops)}")
-    if minutes is not None:
-        epochs = fit_minutes(recipe, float(minutes), k, c, n_train)
-        recipe.train.epochs, recipe.train.max_minutes = epochs, float(minutes)
-        notes.append(f"time budget {minutes:g} min: {epochs} epochs by a timed probe")
-    notes.append(f"schedule: AdamW {recipe.optim.lr:g}, 1 warm-up epoch, cosine, "
-                 f"{recipe.train.epochs} epochs of {n_train:,} images, batch {batch}; QAT 1 epoch")
-    return recipe, notes
+    return val_fraction, n_train, batch, epochs
 
 
 def _model_and_size(src, weights, size, notes: list):
@@ -165,20 +192,23 @@ def _model_and_size(src, weights, size, notes: list):
     if ref is not None:
         model_name = ref.name
         if model_name not in models.list_models():
-            raise CnnedgeError(f"--weights {weights}: its model {model_name} is not a cnnedge "
-                               f"model (see cnnedge models)")
+            raise CnnedgeError(
+                f"--weights {weights}: its model {model_name} is not a cnnedge model (see cnnedge models)"
+            )
         info = refs.info(weights) if refs.is_reference(weights) else {}
         head = " with a new head" if int(ref.output_shape[-1]) != k else ""
-        known = (f" ({info['test_accuracy']:.2%} on {info.get('dataset')})"
-                 if info.get("test_accuracy") else "")
+        known = (
+            f" ({info['test_accuracy']:.2%} on {info.get('dataset')})" if info.get("test_accuracy") else ""
+        )
         notes.append(f"model: {model_name}, fine-tuned from the {weights} checkpoint{known}{head}")
         ref_size = ref.input_shape[1:3]
         if size is None:
-            size = tuple(info.get("image_size") or ()) or (
-                tuple(ref_size) if None not in ref_size else None)
+            size = tuple(info.get("image_size") or ()) or (tuple(ref_size) if None not in ref_size else None)
             if size:
-                notes.append(f"input: {size[0]}x{size[1]}, the checkpoint's training size "
-                             f"(--image-size HxW|keep to change)")
+                notes.append(
+                    f"input: {size[0]}x{size[1]}, the checkpoint's training size "
+                    f"(--image-size HxW|keep to change)"
+                )
     else:
         model_name = scratch_model(n)
         notes.append(f"model: {model_name} from scratch, sized for {n:,} images")
@@ -187,16 +217,24 @@ def _model_and_size(src, weights, size, notes: list):
         h, w = _median_size(src)
         s = min(1.0, MAX_SIDE / max(h, w))
         size = (_fit_side(h * s, stride), _fit_side(w * s, stride))
-        notes.append(f"input: {size[0]}x{size[1]} from the median image size {h}x{w} "
-                     f"(multiple of the total stride {stride}, at most {MAX_SIDE})")
+        notes.append(
+            f"input: {size[0]}x{size[1]} from the median image size {h}x{w} "
+            f"(multiple of the total stride {stride}, at most {MAX_SIDE})"
+        )
     elif size == "keep":
         notes.append("input: each image at its own size (padded in batches)")
     return model_name, weights, ref, size
 
 
-def resolve_recipe(recipe: Recipe | str | None = None, *, data=None, weights: str | None = None,
-                   minutes: float | None = None, image_size=None,
-                   overrides: Sequence[str] = ()) -> tuple[Recipe, list[str]]:
+def resolve_recipe(
+    recipe: Recipe | str | None = None,
+    *,
+    data=None,
+    weights: str | None = None,
+    minutes: float | None = None,
+    image_size=None,
+    overrides: Sequence[str] = (),
+) -> tuple[Recipe, list[str]]:
     """The recipe ``cnnedge train`` runs for these options, and the notes of an automatic one.
 
     Args:
@@ -221,8 +259,10 @@ def resolve_recipe(recipe: Recipe | str | None = None, *, data=None, weights: st
     """
     notes: list[str] = []
     if not recipe and data is None:
-        raise CnnedgeError("give --data FOLDER (a folder of class folders), --recipe NAME "
-                           "(see `cnnedge recipes`) or --resume RUN_DIR")
+        raise CnnedgeError(
+            "give --data FOLDER (a folder of class folders), --recipe NAME "
+            "(see `cnnedge recipes`) or --resume RUN_DIR"
+        )
     if recipe:
         r = recipe if isinstance(recipe, Recipe) else load_recipe(str(recipe))
         if data is not None:
@@ -230,8 +270,7 @@ def resolve_recipe(recipe: Recipe | str | None = None, *, data=None, weights: st
         if minutes is not None:
             r = apply_overrides(r, [f"train.max_minutes={minutes}"])
     else:
-        r, notes = auto_recipe(data, image_size=image_size, weights=weights or "auto",
-                               minutes=minutes)
+        r, notes = auto_recipe(data, image_size=image_size, weights=weights or "auto", minutes=minutes)
     r = set_image_size(r, parse_image_size(image_size))
     if weights is not None and recipe:
         r = apply_overrides(r, [f"model.weights={weights}"])
@@ -249,8 +288,9 @@ def fit_minutes(recipe: Recipe, minutes: float, k: int, c: int, n_train: int) ->
     h, w = recipe.data.image_size or (64, 64)
     b = recipe.train.batch_size
     model = models.create_model(recipe.model.name, num_classes=k, channels=c)
-    model.compile(optimizer=keras.optimizers.AdamW(1e-3),
-                  loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.AdamW(1e-3), loss=keras.losses.CategoricalCrossentropy(from_logits=True)
+    )
     x = np.random.default_rng(0).integers(0, 256, (b, h, w, c)).astype(np.float32)
     y = np.eye(k, dtype=np.float32)[np.arange(b) % k]
     model.train_on_batch(x, y)  # traces the step

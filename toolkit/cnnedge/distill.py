@@ -46,7 +46,8 @@ def load_teachers(cfg, num_classes: int, channels: int) -> List:
             raise CnnedgeError(
                 f"distill teacher {p} maps {m.input_shape[-1]}-channel images to "
                 f"{m.output_shape[-1]} classes; the dataset has {channels}-channel images and "
-                f"{num_classes} classes")
+                f"{num_classes} classes"
+            )
         m.trainable = False
         teachers.append(m)
     return teachers

@@ -33,7 +33,8 @@ def build_strategy(kind: str, logical_cpus: int = 0):
         cpus = tf.config.list_physical_devices("CPU")
         try:
             tf.config.set_logical_device_configuration(
-                cpus[0], [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
+                cpus[0], [tf.config.LogicalDeviceConfiguration()] * logical_cpus
+            )
         except RuntimeError as e:
             raise CnnedgeError(f"--logical-cpus must be set before TensorFlow starts: {e}")
     if kind == "none":
@@ -45,8 +46,7 @@ def build_strategy(kind: str, logical_cpus: int = 0):
         return tf.distribute.MirroredStrategy(devices=cpus)
     if kind == "multiworker":
         _check_tf_config()
-        options = tf.distribute.experimental.CommunicationOptions(
-            timeout_seconds=COLLECTIVE_TIMEOUT_S)
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_S)
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     raise unknown("strategy", kind, STRATEGIES)
 
@@ -54,15 +54,18 @@ def build_strategy(kind: str, logical_cpus: int = 0):
 def _check_tf_config() -> dict:
     raw = os.environ.get("TF_CONFIG")
     if not raw:
-        raise CnnedgeError("--strategy multiworker needs TF_CONFIG describing the cluster "
-                           "(see docs/training.md)")
+        raise CnnedgeError(
+            "--strategy multiworker needs TF_CONFIG describing the cluster (see docs/training.md)"
+        )
     try:
         cfg = json.loads(raw)
         cfg["cluster"], cfg["task"]["type"], int(cfg["task"]["index"])
     except (ValueError, KeyError, TypeError) as e:
-        raise CnnedgeError(f"TF_CONFIG is not a cluster description ({type(e).__name__}: {e}); "
-                           f"expected {{\"cluster\": {{...}}, \"task\": {{\"type\": ..., "
-                           f"\"index\": ...}}}}") from None
+        raise CnnedgeError(
+            f"TF_CONFIG is not a cluster description ({type(e).__name__}: {e}); "
+            f'expected {{"cluster": {{...}}, "task": {{"type": ..., '
+            f'"index": ...}}}}'
+        ) from None
     return cfg
 
 
@@ -82,13 +85,20 @@ def is_multiworker(dist) -> bool:
 def refuse_multiworker(recipe) -> None:
     """Refuse recipe parts that break multi-worker: with ``train.ema`` each worker would keep and
     swap in its own weight average; a restarted job would start its mixing ramp over."""
-    parts = [(k, fix) for k, fix, on in (
-        ("train.ema", "train.ema=0", recipe.train.ema),
-        ("augment.mixup/cutmix", "augment.mix_prob=0", recipe.augment.mixes)) if on]
+    parts = [
+        (k, fix)
+        for k, fix, on in (
+            ("train.ema", "train.ema=0", recipe.train.ema),
+            ("augment.mixup/cutmix", "augment.mix_prob=0", recipe.augment.mixes),
+        )
+        if on
+    ]
     if parts:
-        raise CnnedgeError(f"recipe {recipe.name}: {' and '.join(k for k, _ in parts)} "
-                           f"{'does' if len(parts) == 1 else 'do'} not work multi-worker; set "
-                           + " and ".join(fix for _, fix in parts))
+        raise CnnedgeError(
+            f"recipe {recipe.name}: {' and '.join(k for k, _ in parts)} "
+            f"{'does' if len(parts) == 1 else 'do'} not work multi-worker; set "
+            + " and ".join(fix for _, fix in parts)
+        )
 
 
 def is_chief(dist) -> bool:
@@ -97,8 +107,9 @@ def is_chief(dist) -> bool:
         return True
     resolver = dist.cluster_resolver
     kind, index = resolver.task_type, resolver.task_id
-    return kind == "chief" or (kind == "worker" and index == 0
-                               and "chief" not in resolver.cluster_spec().as_dict())
+    return kind == "chief" or (
+        kind == "worker" and index == 0 and "chief" not in resolver.cluster_spec().as_dict()
+    )
 
 
 def worker_folder() -> Path:

@@ -42,12 +42,16 @@ class Evaluation:
 
     def to_dict(self) -> dict:
         named = ("data", "class_names", "model")  # only where evaluate_run set them
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in named or getattr(self, f.name) is not None}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in named or getattr(self, f.name) is not None
+        }
 
 
-def evaluate(model, src, *, split: str = "test", batch_size: int = 256,
-             take: Optional[int] = None, tta: str = "none") -> Evaluation:
+def evaluate(
+    model, src, *, split: str = "test", batch_size: int = 256, take: Optional[int] = None, tta: str = "none"
+) -> Evaluation:
     """Run ``model`` over a split: accuracy, per-class accuracy and confusion counts.
 
     Args:
@@ -68,16 +72,18 @@ def evaluate(model, src, *, split: str = "test", batch_size: int = 256,
         raise unknown("tta", tta, TTA)
     k = len(src.info.class_names)
     if model.output_shape[-1] != k:
-        raise CnnedgeError(f"model has {model.output_shape[-1]} outputs but dataset "
-                           f"{src.info.name} has {k} classes")
+        raise CnnedgeError(
+            f"model has {model.output_shape[-1]} outputs but dataset {src.info.name} has {k} classes"
+        )
     ds = src.pipeline(split, batch_size=batch_size, take=take)
 
     @tf.function(reduce_retracing=True)
     def logits_of(x):
         x = tf.cast(x, tf.float32)
         if tta == "flip":  # NHWC: axis 2 is the width
-            return (tf.nn.softmax(model(x, training=False))
-                    + tf.nn.softmax(model(tf.reverse(x, axis=[2]), training=False)))
+            return tf.nn.softmax(model(x, training=False)) + tf.nn.softmax(
+                model(tf.reverse(x, axis=[2]), training=False)
+            )
         return model(x, training=False)
 
     conf = np.zeros((k, k), dtype=np.int64)
@@ -93,14 +99,28 @@ def evaluate(model, src, *, split: str = "test", batch_size: int = 256,
     if n == 0:
         raise CnnedgeError(f"split '{split}' of {src.info.name} is empty")
     per_class = (np.diag(conf) / np.maximum(conf.sum(1), 1)).tolist()
-    return Evaluation(split=split, tta=tta, n=n, accuracy=float(np.trace(conf) / n),
-                      per_class_accuracy=per_class, confusion=conf.tolist())
+    return Evaluation(
+        split=split,
+        tta=tta,
+        n=n,
+        accuracy=float(np.trace(conf) / n),
+        per_class_accuracy=per_class,
+        confusion=conf.tolist(),
+    )
 
 
-def evaluate_run(run_or_model, *, split: Optional[str] = None, dataset: Optional[str] = None,
-                 data_dir: Optional[str] = None, batch_size: int = 256,
-                 take: Optional[int] = None, out: Optional[Path] = None,
-                 tta: str = "none", image_size=None) -> Evaluation:
+def evaluate_run(
+    run_or_model,
+    *,
+    split: Optional[str] = None,
+    dataset: Optional[str] = None,
+    data_dir: Optional[str] = None,
+    batch_size: int = 256,
+    take: Optional[int] = None,
+    out: Optional[Path] = None,
+    tta: str = "none",
+    image_size=None,
+) -> Evaluation:
     """Evaluate a run directory (its best model on its recipe's data, or on ``dataset``), a
     .keras file or a shipped reference checkpoint's name.
 
@@ -147,10 +167,12 @@ def evaluate_run(run_or_model, *, split: Optional[str] = None, dataset: Optional
     if names and list(src.info.class_names) != list(names):
         extra = sorted(set(src.info.class_names) - set(names))
         missing = sorted(set(names) - set(src.info.class_names))
-        raise CnnedgeError(f"{dataset or src.info.source} has classes {list(src.info.class_names)}"
-                           f" but the model was trained on {list(names)}"
-                           f"{f'; not in the model: {extra}' if extra else ''}"
-                           f"{f'; missing: {missing}' if missing else ''}")
+        raise CnnedgeError(
+            f"{dataset or src.info.source} has classes {list(src.info.class_names)}"
+            f" but the model was trained on {list(names)}"
+            f"{f'; not in the model: {extra}' if extra else ''}"
+            f"{f'; missing: {missing}' if missing else ''}"
+        )
     label = None
     if split is None:
         split = eval_split(src) if not (dataset and src.splits == ("train",)) else "train"
@@ -186,12 +208,18 @@ def plot_confusion(ev: Evaluation, class_names: Sequence[str], out: Path) -> Pat
     for i in range(k):
         for j in range(k):
             if norm[i, j] >= 0.005:
-                ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{norm[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     ax.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(k), class_names, fontsize=8)
-    ax.set(xlabel="predicted", ylabel="true",
-           title=f"{ev.split} accuracy {ev.accuracy:.4f} (n={ev.n})")
+    ax.set(xlabel="predicted", ylabel="true", title=f"{ev.split} accuracy {ev.accuracy:.4f} (n={ev.n})")
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110)
@@ -236,15 +264,22 @@ def curves_figure(rows: list, qat_rows: Optional[list] = None):
             if np.isfinite(y).any():
                 a.plot(ep, y, "o-", color=c, ms=4, label=label)
             if np.isfinite(qy).any():  # squares: fake-quantised model, not the float one
-                a.plot(qx, qy, "s-", color=c, ms=4,
-                       label=None if np.isfinite(y).any() else f"{label} (QAT)")
+                a.plot(qx, qy, "s-", color=c, ms=4, label=None if np.isfinite(y).any() else f"{label} (QAT)")
 
     if len(qat_rows):
         for a in (a1, a2):
             a.axvspan(last + 0.5, qx[-1] + 0.5, color="0.5", alpha=0.15, lw=0, gid="qat")
             # Above the axes: inside, the label sat on the QAT points of one panel or the other.
-            a.text((last + 0.5 + qx[-1] + 0.5) / 2, 1.01, "QAT", ha="center", va="bottom",
-                   fontsize=9, color="0.3", transform=a.get_xaxis_transform())
+            a.text(
+                (last + 0.5 + qx[-1] + 0.5) / 2,
+                1.01,
+                "QAT",
+                ha="center",
+                va="bottom",
+                fontsize=9,
+                color="0.3",
+                transform=a.get_xaxis_transform(),
+            )
 
     _mark_best(a1, a2, ep, series)
     _clip_loss(a1, ep, qx, series)
@@ -273,8 +308,16 @@ def _mark_best(a1, a2, ep, series) -> None:
             for a in (a1, a2):
                 a.axvline(ep[i], ls="--", color="0.4", lw=1, gid="best")
             # Labelled through the legend: a text next to the star sat on the curves.
-            a2.plot(ep[i], acc[i], "*", color="C3", ms=13, mec="white", zorder=5,
-                    label=f"best: epoch {ep[i]}, {name} acc {100 * acc[i]:.1f} %")
+            a2.plot(
+                ep[i],
+                acc[i],
+                "*",
+                color="C3",
+                ms=13,
+                mec="white",
+                zorder=5,
+                label=f"best: epoch {ep[i]}, {name} acc {100 * acc[i]:.1f} %",
+            )
             break
 
 
@@ -286,8 +329,7 @@ def _clip_loss(a1, ep, qx, series) -> None:
     the axis empty, and missed the outlier in runs of <= 5 epochs or with >10 % bad epochs."""
     loss = [v for k in ("loss", "val_loss") for s in series[k] for v in s]
     fin = np.array([v for v in loss if np.isfinite(v)])
-    if fin.size and np.median(fin) > 0 and (np.isposinf(loss).any()
-                                            or fin.max() > 5 * np.median(fin)):
+    if fin.size and np.median(fin) > 0 and (np.isposinf(loss).any() or fin.max() > 5 * np.median(fin)):
         keep = fin[fin <= 5 * np.median(fin)]
         lo, hi = keep.min(), keep.max()
         span = (hi - lo) or hi or 1.0
@@ -298,10 +340,27 @@ def _clip_loss(a1, ep, qx, series) -> None:
             for x, v in ((x, v) for xs, s in zip((ep, qx), series[k]) for x, v in zip(xs, s)):
                 if v > top:  # nan is never > top; inf is
                     above.append(v)
-                    a1.plot(x, top, "^", color=c, ms=9, mec="black", mew=0.6, clip_on=False,
-                            zorder=5, gid="clipped")
+                    a1.plot(
+                        x,
+                        top,
+                        "^",
+                        color=c,
+                        ms=9,
+                        mec="black",
+                        mew=0.6,
+                        clip_on=False,
+                        zorder=5,
+                        gid="clipped",
+                    )
         if above:  # none when the outlier is just past 5x the median, under the headroom
             # The note is the last legend entry, which is placed where no curve runs.
-            a1.plot([], [], "^", color="0.6", mec="black", mew=0.6, ms=9,
-                    label=f"{len(above)} point{'s' * (len(above) > 1)} above {top:.3g} "
-                          f"(max {max(above):.3g})")
+            a1.plot(
+                [],
+                [],
+                "^",
+                color="0.6",
+                mec="black",
+                mew=0.6,
+                ms=9,
+                label=f"{len(above)} point{'s' * (len(above) > 1)} above {top:.3g} (max {max(above):.3g})",
+            )

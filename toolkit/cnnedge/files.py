@@ -33,8 +33,9 @@ def atomic_path(path, suffix: str | None = None):
     except OSError as e:
         _cleanup(tmp)
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise CnnedgeError(f"no space left on device writing {path}; the previous "
-                               f"version (if any) was kept") from e
+            raise CnnedgeError(
+                f"no space left on device writing {path}; the previous version (if any) was kept"
+            ) from e
         raise
     except BaseException:
         _cleanup(tmp)
@@ -51,8 +52,9 @@ def check_writable(path, what: str = "output") -> Path:
     return path
 
 
-def check_output(path, what: str = "output", *, inputs=(), suffixes=None, replaces=None,
-                 folder: bool = False) -> Path:
+def check_output(
+    path, what: str = "output", *, inputs=(), suffixes=None, replaces=None, folder: bool = False
+) -> Path:
     """Refuse, before any work, an output that would destroy something it is not an earlier
     version of: one of the command's ``inputs`` (the same file, or an existing file inside an
     input folder, of ``suffixes`` when given), an existing folder (or, with ``folder``, an
@@ -61,16 +63,17 @@ def check_output(path, what: str = "output", *, inputs=(), suffixes=None, replac
     p = Path(path).expanduser()
     for src in inputs:
         if _is_input(p, Path(src).expanduser(), suffixes):
-            raise CnnedgeError(f"{what} {p} is one of the command's inputs ({src}); pick "
-                               "another name")
+            raise CnnedgeError(f"{what} {p} is one of the command's inputs ({src}); pick another name")
     if p.is_dir() and not folder:
         raise CnnedgeError(f"{what} {p} is a folder; give a file name")
     if folder and (p.exists() or p.is_symlink()) and not p.is_dir():
         raise CnnedgeError(f"{what} {p} is an existing file, not a folder; pick another name")
     if (p.exists() or p.is_symlink()) and replaces is not None and not replaces(p):
         kind = "folder" if p.is_dir() else "file"
-        raise CnnedgeError(f"{what} {p} is an existing {kind} that is not an earlier {what}; "
-                           "move it away or pick another name")
+        raise CnnedgeError(
+            f"{what} {p} is an existing {kind} that is not an earlier {what}; "
+            "move it away or pick another name"
+        )
     check_writable(p.parent, what)
     return p
 
@@ -80,8 +83,7 @@ def _is_input(out: Path, src: Path, suffixes) -> bool:
         return False
     if os.path.samefile(out, src) or (out.is_dir() and _inside(src, out)):  # a folder replaced
         return True
-    return src.is_dir() and _inside(out, src) and (suffixes is None or
-                                                   out.suffix.lower() in suffixes)
+    return src.is_dir() and _inside(out, src) and (suffixes is None or out.suffix.lower() in suffixes)
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -94,8 +94,7 @@ def parse(source) -> Spec:
         return Spec(text, "folder", p)
     if p.is_file():
         suffix = p.suffix.lower()
-        kind = "image" if suffix in IMAGE_SUFFIXES else "video" if suffix in VIDEO_SUFFIXES \
-            else "file"
+        kind = "image" if suffix in IMAGE_SUFFIXES else "video" if suffix in VIDEO_SUFFIXES else "file"
         return Spec(text, kind, p)
     if p.exists():
         return Spec(text, "special", p)
@@ -160,8 +159,7 @@ def expand(sources, every: int = 1, max_frames: int | None = None) -> Iterator[I
         elif spec.kind == "folder":
             files = image_files(spec)
             if not files:
-                yield Item(s, error=f"{s}: no images in folder (looked for "
-                                    f"{', '.join(IMAGE_SUFFIXES)})")
+                yield Item(s, error=f"{s}: no images in folder (looked for {', '.join(IMAGE_SUFFIXES)})")
             yield from (Item(str(f), path=f) for f in files)
         elif spec.kind in ("image", "file", "special"):  # the reader refuses a FIFO unopened
             yield Item(s, path=Path(spec.target))
@@ -194,8 +192,7 @@ def read_frames(spec: Spec, every: int = 1, max_frames: int | None = None) -> It
             try:
                 ok, frame = cap.read()
             except cv.error as e:
-                yield Item(name, frame=i, error=f"{name}: cannot read frame {i} "
-                                                f"({preprocess.cv_cause(e)})")
+                yield Item(name, frame=i, error=f"{name}: cannot read frame {i} ({preprocess.cv_cause(e)})")
                 break
             if not ok:
                 if i == 0:
@@ -207,4 +204,3 @@ def read_frames(spec: Spec, every: int = 1, max_frames: int | None = None) -> It
             i += 1
     finally:
         cap.release()
-

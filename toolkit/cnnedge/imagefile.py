@@ -49,8 +49,10 @@ def max_pixels() -> int:
     if not raw:
         return MAX_PIXELS
     if not raw.isdigit() or int(raw) < 1:
-        raise CnnedgeError(f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r}: must be a whole "
-                           f"number of pixels >= 1 (default {MAX_PIXELS:_})")
+        raise CnnedgeError(
+            f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r}: must be a whole "
+            f"number of pixels >= 1 (default {MAX_PIXELS:_})"
+        )
     return int(raw)
 
 
@@ -63,9 +65,11 @@ def megapixels(n: int) -> str:
 def check_pixels(h: int, w: int, name) -> None:
     limit = max_pixels()
     if h * w > limit:
-        raise CnnedgeError(f"{name}: image is {h}×{w} (H×W) = {megapixels(h * w)}, over the "
-                           f"{megapixels(limit)} limit for one image; not decoded (set "
-                           f"{MAX_PIXELS_ENV} to raise the limit)")
+        raise CnnedgeError(
+            f"{name}: image is {h}×{w} (H×W) = {megapixels(h * w)}, over the "
+            f"{megapixels(limit)} limit for one image; not decoded (set "
+            f"{MAX_PIXELS_ENV} to raise the limit)"
+        )
 
 
 def max_file_bytes(h: int, w: int) -> int:
@@ -75,17 +79,22 @@ def max_file_bytes(h: int, w: int) -> int:
 
 # ------------------------------------------------------------------------------ regular files
 def _what(mode: int) -> str:
-    for test, what in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISDIR, "a folder")):
+    for test, what in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a folder"),
+    ):
         if test(mode):
             return what
     return "a special file"
 
 
 def _not_regular(name, mode: int) -> CnnedgeError:
-    return CnnedgeError(f"{name}: {_what(mode)}, not a regular file; not opened (only regular "
-                        f"files are read)")
+    return CnnedgeError(
+        f"{name}: {_what(mode)}, not a regular file; not opened (only regular files are read)"
+    )
 
 
 def check_regular(path, name=None) -> None:
@@ -174,9 +183,11 @@ def _pillow_header(f: BinaryIO, fmt: str, name) -> Header:
         w, h = im.size
         mode = im.mode
     except Image.DecompressionBombError:
-        raise CnnedgeError(f"{name}: image is over {megapixels(2 * Image.MAX_IMAGE_PIXELS)}, "
-                           f"over the {megapixels(max_pixels())} limit for one image; not "
-                           f"decoded") from None
+        raise CnnedgeError(
+            f"{name}: image is over {megapixels(2 * Image.MAX_IMAGE_PIXELS)}, "
+            f"over the {megapixels(max_pixels())} limit for one image; not "
+            f"decoded"
+        ) from None
     except Exception as e:  # noqa: BLE001 - any header Pillow cannot parse is a damaged file
         raise BadImage(name, f"damaged {fmt} header: {type(e).__name__}") from None
     if h == 0 or w == 0:
@@ -214,13 +225,13 @@ def _jpeg(f: BinaryIO, head: bytes, name) -> tuple[int, int, int]:
             raise BadImage(name, "JPEG has no frame header")
         if not need(4):
             raise BadImage(name, "truncated JPEG segment")
-        length = struct.unpack(">H", buf[pos + 2:pos + 4])[0]
+        length = struct.unpack(">H", buf[pos + 2 : pos + 4])[0]
         if length < 2:
             raise BadImage(name, "corrupt JPEG segment length")
         if marker in _SOF:
             if not need(10):
                 raise BadImage(name, "truncated JPEG frame header")
-            h, w = struct.unpack(">HH", buf[pos + 5:pos + 9])
+            h, w = struct.unpack(">HH", buf[pos + 5 : pos + 9])
             comps = buf[pos + 9]
             if h == 0 or w == 0 or comps not in (1, 3, 4):
                 raise BadImage(name, f"unsupported JPEG frame ({h}x{w}, {comps} components)")
@@ -234,9 +245,11 @@ def _checked(f: BinaryIO, size: int, name) -> Header:
     check_pixels(hdr.height, hdr.width, name)
     limit = max_file_bytes(hdr.height, hdr.width)
     if size > limit:
-        raise CnnedgeError(f"{name}: file is {size:,} bytes, more than a {hdr.height}×"
-                           f"{hdr.width} {hdr.kind.upper()} image can take (at most {limit:,}); "
-                           f"damaged or not an image, not read")
+        raise CnnedgeError(
+            f"{name}: file is {size:,} bytes, more than a {hdr.height}×"
+            f"{hdr.width} {hdr.kind.upper()} image can take (at most {limit:,}); "
+            f"damaged or not an image, not read"
+        )
     return hdr
 
 

@@ -45,22 +45,27 @@ def gb(n: float) -> str:
     return f"{n / 1e9:,.1f} GB" if n >= 1e8 else f"{n / 1e6:,.1f} MB"
 
 
-def check_input_size(size, *, batch: int = 1, channels: int = 1, what: str = "image size",
-                     hint: str = "choose a smaller size") -> None:
+def check_input_size(
+    size, *, batch: int = 1, channels: int = 1, what: str = "image size", hint: str = "choose a smaller size"
+) -> None:
     """Refuse an input size (H, W) with more pixels than one decoded image may have
     (:func:`cnnedge.imagefile.max_pixels`), or whose ``batch`` × H × W × ``channels`` input
     buffers alone exceed the available memory; the message gives the estimate."""
     h, w = (int(v) for v in size)
     need = batch * h * w * channels * BYTES_PER_INPUT_VALUE
     images = "one image" if batch == 1 else f"a batch of {batch} images"
-    estimate = (f"{what} {h}x{w}".strip() + f": {imagefile.megapixels(h * w)} per image; "
-                f"{images} needs about "
-                f"{gb(need)} for its input alone (uint8 pixels and their float32 copy)")
+    estimate = (
+        f"{what} {h}x{w}".strip() + f": {imagefile.megapixels(h * w)} per image; "
+        f"{images} needs about "
+        f"{gb(need)} for its input alone (uint8 pixels and their float32 copy)"
+    )
     limit = imagefile.max_pixels()
     if h * w > limit:
-        raise CnnedgeError(f"{estimate}, and one image may have at most "
-                           f"{imagefile.megapixels(limit)} ({imagefile.MAX_PIXELS_ENV} raises "
-                           f"it); {hint}")
+        raise CnnedgeError(
+            f"{estimate}, and one image may have at most "
+            f"{imagefile.megapixels(limit)} ({imagefile.MAX_PIXELS_ENV} raises "
+            f"it); {hint}"
+        )
     avail = available_memory()
     if avail is not None and need > avail:
         raise CnnedgeError(f"{estimate}, more than the {gb(avail)} of memory available; {hint}")

@@ -92,14 +92,15 @@ def _acquire(path: Path, folder: Path, command: str) -> int | None:
 
 
 def _read(fd: int) -> str:
-    """"`cnnedge export` (pid 1234, since 12:00:01)" from a lock file's contents."""
+    """ "`cnnedge export` (pid 1234, since 12:00:01)" from a lock file's contents."""
     try:
         info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
         since = float(info["since"])
         day = time.strftime("%Y-%m-%d", time.localtime(since))
         fmt = "%H:%M:%S" if day == time.strftime("%Y-%m-%d") else "%Y-%m-%d %H:%M:%S"
-        return (f"`{info['command']}` (pid {int(info['pid'])}, since "
-                f"{time.strftime(fmt, time.localtime(since))})")
+        return (
+            f"`{info['command']}` (pid {int(info['pid'])}, since {time.strftime(fmt, time.localtime(since))})"
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return "another cnnedge command"  # it is still writing its name
 

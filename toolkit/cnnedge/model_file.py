@@ -33,33 +33,38 @@ def resolve_model(model, runtime: str | None = None, *, exported: bool = False) 
         if weights.is_reference(str(model)):
             return weights.path(str(model))
         close = did_you_mean(model, weights.names())
-        raise CnnedgeError(f"no model file or run directory at {model}"
-                           + (f"; did you mean the reference checkpoint '{close}'?" if close
-                              else ""))
+        raise CnnedgeError(
+            f"no model file or run directory at {model}"
+            + (f"; did you mean the reference checkpoint '{close}'?" if close else "")
+        )
     for a, f in Run(path).edge_exports(runtime):
         if not runtime or runtime in a.runtimes:
             return f
     if exported:
         order = [a.filename for a in artifacts.edge_order(runtime)]
         sub = f"{Run.EXPORT}/"
-        raise CnnedgeError(f"no exported model in {path} (looked for {sub}"
-                           f"{f', {sub}'.join(order)}); export the run first: cnnedge export {path}")
+        raise CnnedgeError(
+            f"no exported model in {path} (looked for {sub}"
+            f"{f', {sub}'.join(order)}); export the run first: cnnedge export {path}"
+        )
     if runtime and runtime not in artifacts.get("keras").runtimes:  # a run's Keras files
         files = [a.filename for a in artifacts.TABLE if a.filename and runtime in a.runtimes]
-        raise CnnedgeError(f"no file in {path} runs on {runtime} (it runs {', '.join(files)}); "
-                           f"export it first: cnnedge export {model}"
-                           + (" --format tflm" if runtime in artifacts.STATIC_ONLY else ""))
+        raise CnnedgeError(
+            f"no file in {path} runs on {runtime} (it runs {', '.join(files)}); "
+            f"export it first: cnnedge export {model}"
+            + (" --format tflm" if runtime in artifacts.STATIC_ONLY else "")
+        )
     if Run.is_run(path):
         run = Run(path)
         for kind in ("qat", "float"):
             if run.has(kind):
                 return run.model_path(kind)
-    raise CnnedgeError(f"no model in {path}: neither an export ({Run.EXPORT}/) nor a trained "
-                       f"model; train or export it first")
+    raise CnnedgeError(
+        f"no model in {path}: neither an export ({Run.EXPORT}/) nor a trained model; train or export it first"
+    )
 
 
-def open_model(model, runtime: str | None = None, threads: int | None = None, *,
-               exported: bool = False):
+def open_model(model, runtime: str | None = None, threads: int | None = None, *, exported: bool = False):
     """(path, Runner) of :func:`resolve_model`; a Keras model's metadata completed from its
     run or its reference checkpoint's sidecar, so it is fed as it was trained."""
     from cnnedge import runtime as rt

@@ -44,9 +44,14 @@ class Prediction:
     saved: str | None = None
 
     def as_dict(self) -> dict:
-        return {"source": self.source, "frame": self.frame, "error": self.error,
-                "top": [{"class": c, "probability": round(p, 6)} for c, p in self.top],
-                "ms": None if self.ms is None else round(self.ms, 4), "saved": self.saved}
+        return {
+            "source": self.source,
+            "frame": self.frame,
+            "error": self.error,
+            "top": [{"class": c, "probability": round(p, 6)} for c, p in self.top],
+            "ms": None if self.ms is None else round(self.ms, 4),
+            "saved": self.saved,
+        }
 
 
 @dataclass
@@ -76,10 +81,23 @@ class PredictResult:
 
 
 # ---------------------------------------------------------------------------- predict
-def predict(sources, model, *, runtime: str | None = None, threads: int | None = None,
-            top_k: int = 5, batch_size: int = 64, every: int = 1, max_frames: int | None = None,
-            resize: str | None = None, image_size=None, save_dir=None, save_mode: str = "copy",
-            workers: int | None = None, on_prediction=None) -> PredictResult:
+def predict(
+    sources,
+    model,
+    *,
+    runtime: str | None = None,
+    threads: int | None = None,
+    top_k: int = 5,
+    batch_size: int = 64,
+    every: int = 1,
+    max_frames: int | None = None,
+    resize: str | None = None,
+    image_size=None,
+    save_dir=None,
+    save_mode: str = "copy",
+    workers: int | None = None,
+    on_prediction=None,
+) -> PredictResult:
     """Classify every image of ``sources`` with ``model`` (see the module docstring).
 
     Args:
@@ -160,8 +178,9 @@ def predict(sources, model, *, runtime: str | None = None, threads: int | None =
         interrupted = True
     finally:
         runner.close()
-    return PredictResult(preds, path, runner.runtime, runner.threads,
-                         time.perf_counter() - t0, sorted(pre.notes), interrupted)
+    return PredictResult(
+        preds, path, runner.runtime, runner.threads, time.perf_counter() - t0, sorted(pre.notes), interrupted
+    )
 
 
 def _preprocessor(runner, resize, image_size, batch_size: int):
@@ -169,9 +188,13 @@ def _preprocessor(runner, resize, image_size, batch_size: int):
     if pre.size is not None:  # a batch that cannot fit is refused before any image is read
         from cnnedge.limits import check_input_size
 
-        check_input_size(pre.size, batch=batch_size, channels=pre.channels,
-                         what="image size" if image_size else "the model's input size",
-                         hint="choose a smaller --image-size or --batch")
+        check_input_size(
+            pre.size,
+            batch=batch_size,
+            channels=pre.channels,
+            what="image size" if image_size else "the model's input size",
+            hint="choose a smaller --image-size or --batch",
+        )
     return pre
 
 
@@ -194,8 +217,7 @@ def _classify(done, runner, k: int, save_dir, save_mode: str) -> list[Prediction
             rows[i].top, rows[i].ms = [(names[j], float(row[j])) for j in idx], ms
             if save_dir is not None:
                 try:
-                    rows[i].saved = _save(done[i][0], rows[i].top[0][0], Path(save_dir),
-                                          save_mode)
+                    rows[i].saved = _save(done[i][0], rows[i].top[0][0], Path(save_dir), save_mode)
                 except CnnedgeError as e:
                     rows[i].error = str(e)
     return rows
@@ -262,17 +284,41 @@ def write_table(res: PredictResult, fmt: str, out) -> None:
     import json
 
     if fmt == "json":
-        json.dump({"model": str(res.model), "runtime": res.runtime, "threads": res.threads,
-                   "images_per_second": round(res.images_per_second, 1),
-                   "predictions": [p.as_dict() for p in res]}, out, indent=1)
+        json.dump(
+            {
+                "model": str(res.model),
+                "runtime": res.runtime,
+                "threads": res.threads,
+                "images_per_second": round(res.images_per_second, 1),
+                "predictions": [p.as_dict() for p in res],
+            },
+            out,
+            indent=1,
+        )
         out.write("\n")
         return
     k = max((len(p.top) for p in res), default=1)
     w = csv.writer(out)
-    w.writerow(["source", "frame", *[f"{x}{i + 1}" for i in range(k) for x in ("class", "prob")],
-                "ms", "error", "saved"])
+    w.writerow(
+        [
+            "source",
+            "frame",
+            *[f"{x}{i + 1}" for i in range(k) for x in ("class", "prob")],
+            "ms",
+            "error",
+            "saved",
+        ]
+    )
     for p in res:
         top = [v for c, pr in p.top for v in (c, f"{pr:.6f}")]
         top += [""] * (2 * k - len(top))
-        w.writerow([p.source, "" if p.frame is None else p.frame, *top,
-                    "" if p.ms is None else f"{p.ms:.4f}", p.error or "", p.saved or ""])
+        w.writerow(
+            [
+                p.source,
+                "" if p.frame is None else p.frame,
+                *top,
+                "" if p.ms is None else f"{p.ms:.4f}",
+                p.error or "",
+                p.saved or "",
+            ]
+        )

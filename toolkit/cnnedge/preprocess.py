@@ -53,8 +53,11 @@ def list_images(folder) -> list[Path]:
     out = []
     for root, dirs, files in os.walk(folder, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
-        out += [Path(root) / f for f in sorted(files) if not f.startswith(".")
-                and Path(f).suffix.lower() in IMAGE_SUFFIXES]
+        out += [
+            Path(root) / f
+            for f in sorted(files)
+            if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES
+        ]
     return out
 
 
@@ -102,8 +105,7 @@ def _decode_pillow(buf: np.ndarray, name: str) -> np.ndarray:
             mode = "L" if im.mode in ("1", "L", "I;16", "I") else "RGB"
             rgb = np.asarray(im.convert(mode))
     except Exception as e:  # noqa: BLE001 - any decoder failure is the same bad file
-        raise CnnedgeError(f"{name}: cannot decode image (not an image, or damaged: "
-                           f"{type(e).__name__})")
+        raise CnnedgeError(f"{name}: cannot decode image (not an image, or damaged: {type(e).__name__})")
     # back to OpenCV's order, so that decode() has one colour conversion path
     return rgb if rgb.ndim == 2 else np.ascontiguousarray(rgb[..., ::-1])
 
@@ -155,8 +157,7 @@ def resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def fit(img: np.ndarray, size: tuple[int, int], policy: str = "stretch") -> np.ndarray:
     """``img`` fitted into ``size`` by ``policy`` (stretch | letterbox | crop)."""
     if policy not in RESIZE_POLICIES:
-        raise CnnedgeError(f"resize policy must be one of {', '.join(RESIZE_POLICIES)}, "
-                           f"got {policy!r}")
+        raise CnnedgeError(f"resize policy must be one of {', '.join(RESIZE_POLICIES)}, got {policy!r}")
     h, w = size
     ih, iw = img.shape[:2]
     if policy == "stretch" or (ih, iw) == (h, w):
@@ -165,22 +166,22 @@ def fit(img: np.ndarray, size: tuple[int, int], policy: str = "stretch") -> np.n
         if iw * h > ih * w:
             cw = max(1, round(ih * w / h))
             x = (iw - cw) // 2
-            img = img[:, x:x + cw]
+            img = img[:, x : x + cw]
         else:
             ch = max(1, round(iw * h / w))
             y = (ih - ch) // 2
-            img = img[y:y + ch]
+            img = img[y : y + ch]
         return resize(np.ascontiguousarray(img), size)
     s = min(h / ih, w / iw)  # letterbox: the whole image, black bars (what keep-size padding is)
     nh, nw = max(1, round(ih * s)), max(1, round(iw * s))
     out = np.zeros((h, w, img.shape[2]), np.uint8)
     y, x = (h - nh) // 2, (w - nw) // 2
-    out[y:y + nh, x:x + nw] = resize(img, (nh, nw))
+    out[y : y + nh, x : x + nw] = resize(img, (nh, nw))
     return out
 
 
 def background(images) -> str | None:
-    """"dark", "light" or None: the mean brightness of the images' outer border ring. A plain
+    """ "dark", "light" or None: the mean brightness of the images' outer border ring. A plain
     dark background (Fashion-MNIST, MNIST) is what makes inverting a photo of a dark object on
     a light table the right input; natural photos have no such background."""
     rings = []
@@ -189,7 +190,7 @@ def background(images) -> str | None:
         h, w = img.shape[:2]
         b = max(1, min(h, w) // 8)
         mask = np.ones((h, w), bool)
-        mask[b:h - b, b:w - b] = False
+        mask[b : h - b, b : w - b] = False
         rings.append(float(img[mask].mean()))
     if not rings:
         return None
@@ -207,12 +208,14 @@ class Preprocessor:
     def __init__(self, metadata: dict, *, resize: str | None = None, image_size=None):
         self.channels = int(metadata["channels"])
         if self.channels not in (1, 3):
-            raise CnnedgeError(f"the model expects {self.channels}-channel input; images are "
-                               f"fed as grayscale (1) or RGB (3)")
+            raise CnnedgeError(
+                f"the model expects {self.channels}-channel input; images are fed as grayscale (1) or RGB (3)"
+            )
         self.policy = resize or metadata.get("resize") or "stretch"
         if self.policy not in RESIZE_POLICIES:
-            raise CnnedgeError(f"resize policy must be one of {', '.join(RESIZE_POLICIES)}, "
-                               f"got {self.policy!r}")
+            raise CnnedgeError(
+                f"resize policy must be one of {', '.join(RESIZE_POLICIES)}, got {self.policy!r}"
+            )
         self.dynamic = bool(metadata.get("dynamic_hw", False))
         self.min_size = int(metadata.get("min_input_size") or 1)
         keep = metadata.get("size_policy") == "keep" and image_size is None
@@ -222,19 +225,25 @@ class Preprocessor:
         elif size:
             self.size = (int(size[0]), int(size[1]))
         else:  # feeding each image at its own size would not be what the model was trained on
-            raise CnnedgeError("the model's metadata says no training image size (a model file "
-                               "outside its run?); pass one: --image-size HxW")
+            raise CnnedgeError(
+                "the model's metadata says no training image size (a model file "
+                "outside its run?); pass one: --image-size HxW"
+            )
         if self.size and self.dynamic and min(self.size) < self.min_size:
-            raise CnnedgeError(f"image size {self.size[0]}x{self.size[1]} is smaller than the "
-                               f"model's minimum input {self.min_size}x{self.min_size}")
+            raise CnnedgeError(
+                f"image size {self.size[0]}x{self.size[1]} is smaller than the "
+                f"model's minimum input {self.min_size}x{self.min_size}"
+            )
         self.notes: set[str] = set()
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         c = img.shape[2] if img.ndim == 3 else 1
         if c != self.channels:
-            self.notes.add(f"{'grayscale' if c == 1 else 'colour'} images converted to "
-                           f"{'RGB' if self.channels == 3 else 'grayscale'} for this "
-                           f"{self.channels}-channel model")
+            self.notes.add(
+                f"{'grayscale' if c == 1 else 'colour'} images converted to "
+                f"{'RGB' if self.channels == 3 else 'grayscale'} for this "
+                f"{self.channels}-channel model"
+            )
         img = to_channels(img, self.channels)
         if self.size is not None:
             return fit(img, self.size, self.policy)
@@ -242,6 +251,7 @@ class Preprocessor:
         if min(h, w) < self.min_size:  # too small for the model's strides: enlarge, keep aspect
             s = self.min_size / min(h, w)
             img = resize(img, (max(self.min_size, round(h * s)), max(self.min_size, round(w * s))))
-            self.notes.add(f"images smaller than the model's minimum {self.min_size}×"
-                           f"{self.min_size} were enlarged")
+            self.notes.add(
+                f"images smaller than the model's minimum {self.min_size}×{self.min_size} were enlarged"
+            )
         return img

@@ -28,16 +28,20 @@ def apply_qat(model):
     from cnnedge.backend import get_tfmot, keras
 
     if not isinstance(model, keras.Model):
-        raise CnnedgeError("QAT needs a tf_keras (Keras 2) model; Keras 3 models are not "
-                           "supported by tfmot -- build it with cnnedge.models")
+        raise CnnedgeError(
+            "QAT needs a tf_keras (Keras 2) model; Keras 3 models are not "
+            "supported by tfmot -- build it with cnnedge.models"
+        )
     tfmot = get_tfmot()
     try:
         qat = tfmot.quantization.keras.quantize_model(model)
     except (RuntimeError, ValueError) as e:
         first = str(e).strip().splitlines()[0]
-        raise CnnedgeError(f"tfmot cannot quantize model '{model.name}': {first} -- use "
-                           f"Conv2D/DepthwiseConv2D/BatchNormalization/ReLU/Dense layers, or "
-                           f"export int8 with post-training quantization (no QAT)") from e
+        raise CnnedgeError(
+            f"tfmot cannot quantize model '{model.name}': {first} -- use "
+            f"Conv2D/DepthwiseConv2D/BatchNormalization/ReLU/Dense layers, or "
+            f"export int8 with post-training quantization (no QAT)"
+        ) from e
     pin_input_range(qat)
     return qat
 
@@ -72,10 +76,16 @@ def calibrate_ranges(qat_model, float_model, images, batch_size: int = 128) -> d
     for layer in qat_model.layers:
         if type(layer).__name__ != "QuantizeWrapperV2":
             continue
-        lo = [v for v in layer.weights if v.name.split("/")[-1].split(":")[0]
-              in ("post_activation_min", "output_min")]
-        hi = [v for v in layer.weights if v.name.split("/")[-1].split(":")[0]
-              in ("post_activation_max", "output_max")]
+        lo = [
+            v
+            for v in layer.weights
+            if v.name.split("/")[-1].split(":")[0] in ("post_activation_min", "output_min")
+        ]
+        hi = [
+            v
+            for v in layer.weights
+            if v.name.split("/")[-1].split(":")[0] in ("post_activation_max", "output_max")
+        ]
         if lo and hi:
             targets[layer.layer.name] = (lo[0], hi[0])
     if not targets:
@@ -86,7 +96,7 @@ def calibrate_ranges(qat_model, float_model, images, batch_size: int = 128) -> d
     highs = {n: -np.inf for n in names}
     images = np.asarray(images)
     for i in range(0, len(images), batch_size):
-        outs = probe(tf.cast(images[i:i + batch_size], tf.float32), training=False)
+        outs = probe(tf.cast(images[i : i + batch_size], tf.float32), training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         for n, o in zip(names, outs):
             o = o.numpy()
@@ -133,8 +143,7 @@ def check_outputs(folder, paths) -> None:
     check_writable(folder, "QAT model")
     for path in map(Path, paths):
         if path.is_dir():
-            raise CnnedgeError(f"{path} is a folder where the QAT phase writes a file; move it "
-                               "away first")
+            raise CnnedgeError(f"{path} is a folder where the QAT phase writes a file; move it away first")
 
 
 def load_finite(staged, target, rows, lr):
@@ -147,13 +156,17 @@ def load_finite(staged, target, rows, lr):
     kept = f"{target} was kept as it was" if target.is_file() else f"{target} was not written"
     loss = rows[-1].get("loss") if rows else None
     if not Path(staged).is_file():
-        raise CnnedgeError(f"QAT fine-tune diverged (loss {loss} with learning rate {lr:g}); "
-                           f"{kept}: try a lower learning rate (--lr)")
+        raise CnnedgeError(
+            f"QAT fine-tune diverged (loss {loss} with learning rate {lr:g}); "
+            f"{kept}: try a lower learning rate (--lr)"
+        )
     model = models.load_model(staged)
     bad = [w.name for w in model.weights if not np.isfinite(w.numpy()).all()]
     if bad:
-        raise CnnedgeError(f"QAT fine-tune left non-finite weights ({bad[0]}, learning rate "
-                           f"{lr:g}); {kept}: try a lower learning rate (--lr)")
+        raise CnnedgeError(
+            f"QAT fine-tune left non-finite weights ({bad[0]}, learning rate "
+            f"{lr:g}); {kept}: try a lower learning rate (--lr)"
+        )
     return model
 
 
@@ -177,7 +190,7 @@ def representative_images(src, n: int = 500, *, seed: int = 0, split: str = "tra
             if all(len(b) >= per_class for b in buckets.values()):
                 break
     images = [img for c in range(k) for img in buckets[c]]
-    images += spare[:max(0, n - len(images))]
+    images += spare[: max(0, n - len(images))]
     if not images:
         raise CnnedgeError(f"no calibration images in split '{split}' of {src.info.name}")
     rng = np.random.default_rng(seed)

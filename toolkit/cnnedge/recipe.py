@@ -12,7 +12,6 @@ import dataclasses
 import importlib
 import importlib.util
 import pkgutil
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Dict, List, Literal, Optional, Tuple
 import yaml
 
 from cnnedge.errors import CnnedgeError
+from cnnedge.fields import coerce, parse_for_type
 from cnnedge.files import atomic_write_text
 from cnnedge.numbers import Range, number
 from cnnedge.utils import did_you_mean, unknown
@@ -137,10 +137,8 @@ FIELDS = {
     "train.batch_size": Range(1, 65536, integer=True),
     "train.label_smoothing": Range(0, 1, hi_open=True),
     "train.seed": Range(0, 2**32 - 1, integer=True),  # what NumPy and TensorFlow seed with
-    "train.steps_per_epoch": Range(1, MAX_IMAGES, integer=True, optional=True,
-                                   note="one pass"),
-    "train.eval_images": Range(1, MAX_IMAGES, integer=True, optional=True,
-                               note="the whole split"),
+    "train.steps_per_epoch": Range(1, MAX_IMAGES, integer=True, optional=True, note="one pass"),
+    "train.eval_images": Range(1, MAX_IMAGES, integer=True, optional=True, note="the whole split"),
     "train.max_minutes": Range(0, 10**7, lo_open=True, optional=True),
     "train.ema": Range(0, 1, hi_open=True),
     "train.ema_bn_images": Range(0, MAX_IMAGES, integer=True, note="0 = off"),
@@ -153,8 +151,11 @@ FIELDS = {
 # what `check` enforces beyond each number's range: (key, test, what the value must be)
 SHAPES = (
     ("data.image_size", lambda v: v is None or min(v) >= 1, "two sizes >= 1, or none"),
-    ("augment.mix_ramp", lambda v: isinstance(v, (list, tuple)) and len(v) == 2
-     and 0 <= v[0] <= v[1] <= 1 and v[0] < 1, "two fractions 0 <= start <= full <= 1, start < 1"),
+    (
+        "augment.mix_ramp",
+        lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and 0 <= v[0] <= v[1] <= 1 and v[0] < 1,
+        "two fractions 0 <= start <= full <= 1, start < 1",
+    ),
 )
 
 
@@ -181,27 +182,35 @@ def check(recipe: Recipe) -> Recipe:
     for key, ok, what in SHAPES:
         value = _value(recipe, key)
         if not ok(value):
-            raise CnnedgeError(f"recipe {recipe.name}: {key}={value!r} is out of range; it must "
-                               f"be {what}")
+            raise CnnedgeError(f"recipe {recipe.name}: {key}={value!r} is out of range; it must be {what}")
     d = recipe.data
     if recipe.augment.mixes and d.keep_size and d.batch_mode == "pad":
-        raise CnnedgeError(f"recipe {recipe.name}: augment.mixup/cutmix mix the images of a batch, "
-                           "which data.batch_mode=pad pads to one size; set data.batch_mode=bucket")
+        raise CnnedgeError(
+            f"recipe {recipe.name}: augment.mixup/cutmix mix the images of a batch, "
+            "which data.batch_mode=pad pads to one size; set data.batch_mode=bucket"
+        )
     start, full = recipe.augment.mix_ramp
     last = (recipe.train.epochs - 1) / recipe.train.epochs  # where the last epoch starts
     if recipe.augment.mixes and (last < start or (full > start and last == start)):
-        raise CnnedgeError(f"recipe {recipe.name}: augment.mix_ramp starts at {start} of "
-                           f"train.epochs={recipe.train.epochs}, after the last epoch begins, so "
-                           "no image would be mixed; start it earlier")
+        raise CnnedgeError(
+            f"recipe {recipe.name}: augment.mix_ramp starts at {start} of "
+            f"train.epochs={recipe.train.epochs}, after the last epoch begins, so "
+            "no image would be mixed; start it earlier"
+        )
     if recipe.train.ema_bn_images and not recipe.train.ema:
-        raise CnnedgeError(f"recipe {recipe.name}: train.ema_bn_images recomputes the BN "
-                           "statistics of the weight average; set train.ema too (e.g. 0.999)")
+        raise CnnedgeError(
+            f"recipe {recipe.name}: train.ema_bn_images recomputes the BN "
+            "statistics of the weight average; set train.ema too (e.g. 0.999)"
+        )
     if d.image_size:  # a batch no memory holds: refused before the data is opened
         from cnnedge.limits import check_input_size
 
-        check_input_size(d.image_size, batch=recipe.train.batch_size,
-                         what=f"recipe {recipe.name}: data.image_size",
-                         hint="choose a smaller data.image_size or train.batch_size")
+        check_input_size(
+            d.image_size,
+            batch=recipe.train.batch_size,
+            what=f"recipe {recipe.name}: data.image_size",
+            hint="choose a smaller data.image_size or train.batch_size",
+        )
     return recipe
 
 
@@ -273,9 +282,14 @@ def _build(cls, d, prefix):
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value, f"{prefix}{key}.")
         else:
-            kwargs[key] = _coerce(value, tp, prefix + key)
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+            kwargs[key] = coerce(value, tp, prefix + key, FIELDS)
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise CnnedgeError(f"recipe section '{prefix or 'root'}' lacks {', '.join(missing)}")
     return cls(**kwargs)
@@ -368,15 +382,20 @@ def apply_overrides(recipe: Recipe, overrides: List[str]) -> Recipe:
             tp = typing.get_type_hints(cls)[part]
             if i == len(parts) - 1:
                 if dataclasses.is_dataclass(tp):
-                    raise CnnedgeError(f"'{key}' is a section; set one of its fields, e.g. "
-                                       f"{key}.{dataclasses.fields(tp)[0].name}=...")
-                setattr(obj, part, _valued(recipe, key, lambda r: _coerce(
-                    _parse_for_type(r, tp, key), tp, key), raw))
+                    raise CnnedgeError(
+                        f"'{key}' is a section; set one of its fields, e.g. "
+                        f"{key}.{dataclasses.fields(tp)[0].name}=..."
+                    )
+                setattr(
+                    obj,
+                    part,
+                    _valued(recipe, key, lambda r: coerce(parse_for_type(r, tp, key), tp, key, FIELDS), raw),
+                )
             else:
                 obj = getattr(obj, part)
                 cls = type(obj) if dataclasses.is_dataclass(obj) else dict
                 if not dataclasses.is_dataclass(obj) and not isinstance(obj, dict):
-                    raise CnnedgeError(f"'{'.'.join(parts[:i + 1])}' is a value, not a section")
+                    raise CnnedgeError(f"'{'.'.join(parts[: i + 1])}' is a value, not a section")
     return recipe
 
 
@@ -416,67 +435,3 @@ def _parse_scalar(raw: str):
         return yaml.safe_load(raw)
     except yaml.YAMLError:
         return raw
-
-
-def _parse_for_type(raw: str, tp, key: str):
-    """Strings stay strings for str fields ('none' is not None there); others parse as YAML."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is str or (origin is Literal and all(isinstance(a, str) for a in args)):
-        return raw
-    if raw.strip().lower() in ("none", "null", "~", ""):
-        return None
-    inner = [typing.get_origin(a) for a in args] if origin is typing.Union else [origin]
-    if any(o in (tuple, list) for o in inner) and "," in raw and not raw.strip().startswith("["):
-        raw = f"[{raw}]"  # train.image_size=32,32
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        raise CnnedgeError(f"cannot parse value for {key}: {raw!r} ({e.problem})")
-
-
-def _coerce(value, tp, key: str):
-    """Check (and losslessly convert) ``value`` against type ``tp``; raise on mismatch."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, getattr(types, "UnionType", ())):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, key)
-            except CnnedgeError as e:
-                errors.append(str(e))
-        raise CnnedgeError(errors[0] if errors else f"{key}: bad value {value!r}")
-    if origin is Literal:
-        if value not in args:
-            raise CnnedgeError(f"{key} must be one of {', '.join(map(str, args))}; got {value!r}")
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise CnnedgeError(f"{key} must be true or false; got {value!r}")
-    if tp in (int, float):  # one parser: the type, a finite value, the field's range
-        return number(value, key, FIELDS.get(key, Range(integer=tp is int)))
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise CnnedgeError(f"{key} must be a string; got {value!r}")
-    if origin in (tuple, Tuple):
-        if not isinstance(value, (list, tuple)):
-            raise CnnedgeError(f"{key} must be a list; got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], key) for v in value)
-        if len(value) != len(args):
-            raise CnnedgeError(f"{key} must have {len(args)} items; got {value!r}")
-        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
-    if origin in (dict, Dict):
-        if not isinstance(value, dict):
-            raise CnnedgeError(f"{key} must be a mapping; got {value!r}")
-        return dict(value)
-    return value

@@ -59,13 +59,16 @@ def open_data(recipe):
     from cnnedge import data
 
     d = recipe.data
-    return data.open_dataset(d.dataset, data_dir=d.data_dir, val_fraction=d.val_fraction,
-                             seed=recipe.train.seed,
-                             image_size=tuple(d.image_size) if d.image_size else None,
-                             keep_size=d.keep_size, batch_mode=d.batch_mode,
-                             val_split=d.val_split)
-
-
+    return data.open_dataset(
+        d.dataset,
+        data_dir=d.data_dir,
+        val_fraction=d.val_fraction,
+        seed=recipe.train.seed,
+        image_size=tuple(d.image_size) if d.image_size else None,
+        keep_size=d.keep_size,
+        batch_mode=d.batch_mode,
+        val_split=d.val_split,
+    )
 
 
 class Run:
@@ -113,8 +116,7 @@ class Run:
         return next((cls(c) for c in cands if c.is_dir() and cls.is_run(c)), None)
 
     @classmethod
-    def create(cls, runs_dir, recipe_name: str, name: str | None = None,
-               overwrite: bool = False) -> Run:
+    def create(cls, runs_dir, recipe_name: str, name: str | None = None, overwrite: bool = False) -> Run:
         """A new, empty run directory. With ``overwrite`` an existing run is moved aside to
         ``<name>.old`` (not deleted): :meth:`started` deletes it once the new run has finished
         an epoch, :meth:`discard` puts it back if the new run fails before that."""
@@ -125,10 +127,13 @@ class Run:
                 if not overwrite:
                     raise CnnedgeError(
                         f"run directory {path} already exists; pick another --name, pass "
-                        f"--overwrite, or continue it with: cnnedge train --resume {path}")
+                        f"--overwrite, or continue it with: cnnedge train --resume {path}"
+                    )
                 if old.exists():
-                    raise CnnedgeError(f"{old} exists (an earlier --overwrite that did not finish "
-                                       f"an epoch): move it back to {path} or delete it first")
+                    raise CnnedgeError(
+                        f"{old} exists (an earlier --overwrite that did not finish "
+                        f"an epoch): move it back to {path} or delete it first"
+                    )
                 with cls(path).lock("cnnedge train --overwrite"):  # not while another writes it
                     pass
                 path.rename(old)
@@ -158,8 +163,9 @@ class Run:
         p = Path(path)
         f = p / cls.MODELS["float"] if p.is_dir() else p
         if not f.is_file():
-            raise CnnedgeError(f"{what} {path}: no model at {f} (give a finished run directory or "
-                               f"a .keras file)")
+            raise CnnedgeError(
+                f"{what} {path}: no model at {f} (give a finished run directory or a .keras file)"
+            )
         return f
 
     def lock(self, command: str):
@@ -208,8 +214,10 @@ class Run:
             from cnnedge.recipe import load_yaml
 
             if not (self.path / self.RECIPE).is_file():
-                raise CnnedgeError(f"{self.path} is not a cnnedge run (no {self.RECIPE}); "
-                                   f"start one with cnnedge train --recipe NAME")
+                raise CnnedgeError(
+                    f"{self.path} is not a cnnedge run (no {self.RECIPE}); "
+                    f"start one with cnnedge train --recipe NAME"
+                )
             self._recipe = load_yaml(self.path / self.RECIPE)
         return self._recipe
 
@@ -246,10 +254,12 @@ class Run:
         whose float phase has not finished has no summary yet: no size, the defaults)."""
         s = self.summary
         size = s.get("input_size")
-        return {"image_size": [int(v) for v in size[:2]] if size else None,
-                "size_policy": s.get("size_policy", "fixed"),
-                "resize": s.get("resize", "stretch"),
-                "background": s.get("background")}
+        return {
+            "image_size": [int(v) for v in size[:2]] if size else None,
+            "size_policy": s.get("size_policy", "fixed"),
+            "resize": s.get("resize", "stretch"),
+            "background": s.get("background"),
+        }
 
     def write_labels(self, names) -> None:
         atomic_write_json(self.path / self.LABELS, list(names))
@@ -257,8 +267,10 @@ class Run:
     @property
     def state(self) -> dict:
         if not (self.path / self.STATE).is_file():
-            raise CnnedgeError(f"{self.path} is not a cnnedge run (no {self.STATE}); "
-                               f"start one with cnnedge train --recipe NAME")
+            raise CnnedgeError(
+                f"{self.path} is not a cnnedge run (no {self.STATE}); "
+                f"start one with cnnedge train --recipe NAME"
+            )
         return self._json(self.STATE, {})
 
     def write_state(self, state: dict) -> None:
@@ -277,12 +289,14 @@ class Run:
     def append_metrics(self, row: dict) -> None:
         """Rewrite metrics.csv atomically, dropping rows at or after this epoch (resume repeats)."""
         rows = [r for r in self.metrics() if int(r["epoch"]) < row["epoch"]] + [row]
-        atomic_write_csv(self.path / self.METRICS,
-                         [{k: _fmt(r.get(k)) for k in METRIC_FIELDS} for r in rows], METRIC_FIELDS)
+        atomic_write_csv(
+            self.path / self.METRICS,
+            [{k: _fmt(r.get(k)) for k in METRIC_FIELDS} for r in rows],
+            METRIC_FIELDS,
+        )
 
     def write_qat_metrics(self, rows: list[dict]) -> None:
-        atomic_write_csv(self.path / self.QAT_METRICS, rows,
-                         list(dict.fromkeys(k for r in rows for k in r)))
+        atomic_write_csv(self.path / self.QAT_METRICS, rows, list(dict.fromkeys(k for r in rows for k in r)))
 
     # ------------------------------------------------------------------ exports and reports
     @property
@@ -293,8 +307,12 @@ class Run:
         """(table row, path) of the exported files in ``export/`` (or in this folder, when it
         is an export folder itself), in :func:`artifacts.edge_order`: what ``--model RUN`` of
         the demo and of predict picks from."""
-        return [(a, d / a.filename) for d in (self.export_dir, self.path)
-                for a in artifacts.edge_order(runtime) if (d / a.filename).is_file()]
+        return [
+            (a, d / a.filename)
+            for d in (self.export_dir, self.path)
+            for a in artifacts.edge_order(runtime)
+            if (d / a.filename).is_file()
+        ]
 
     def artifacts(self) -> list[Path]:
         """Exported files the artifact table knows (by suffix), sorted by name."""
@@ -328,10 +346,15 @@ class Run:
 
         recipe = self.recipe
         if dataset or data_dir:  # other data is scored whole: no validation carve-out
-            recipe = dataclasses.replace(recipe, data=dataclasses.replace(
-                recipe.data, dataset=dataset or recipe.data.dataset,
-                data_dir=data_dir or recipe.data.data_dir,
-                val_fraction=0.0 if dataset else recipe.data.val_fraction))
+            recipe = dataclasses.replace(
+                recipe,
+                data=dataclasses.replace(
+                    recipe.data,
+                    dataset=dataset or recipe.data.dataset,
+                    data_dir=data_dir or recipe.data.data_dir,
+                    val_fraction=0.0 if dataset else recipe.data.val_fraction,
+                ),
+            )
         return open_data(recipe)
 
     def test_images(self, n: int | None = None, *, seed: int = 0, src=None):
@@ -360,5 +383,9 @@ def preprocessing_of(src) -> dict:
         size = (int(np.median(shapes[:, 0])), int(np.median(shapes[:, 1])))
     with src.guard("train"):
         images = [x.numpy()[0] for x, _ in src.pipeline("train", batch_size=1, take=200)]
-    return {"image_size": [int(size[0]), int(size[1])], "size_policy": policy,
-            "resize": "stretch", "background": preprocess.background(images)}
+    return {
+        "image_size": [int(size[0]), int(size[1])],
+        "size_policy": policy,
+        "resize": "stretch",
+        "background": preprocess.background(images),
+    }

@@ -81,8 +81,7 @@ def unknown(what: str, name, choices, *, of: str = "", hints=None) -> CnnedgeErr
     close = did_you_mean(name, choices if hints is None else hints)
     hint = f"did you mean '{close}'? " if close else ""
     where = f" of {of}" if of else ""
-    return CnnedgeError(f"unknown {what} '{name}'{where}; {hint}available: "
-                        f"{', '.join(map(str, choices))}")
+    return CnnedgeError(f"unknown {what} '{name}'{where}; {hint}available: {', '.join(map(str, choices))}")
 
 
 def split_list(values) -> list[str]:
@@ -97,13 +96,23 @@ def split_list(values) -> list[str]:
 
 def git_sha(cwd=None) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=cwd or Path(__file__).parent, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=cwd or Path(__file__).parent,
+            timeout=5,
+        )
         sha = out.stdout.strip()
         if out.returncode != 0 or not sha:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], capture_output=True,
-                               text=True, cwd=cwd or Path(__file__).parent, timeout=5).stdout
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "-uno"],
+            capture_output=True,
+            text=True,
+            cwd=cwd or Path(__file__).parent,
+            timeout=5,
+        ).stdout
         return sha + ("-dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -134,8 +143,17 @@ def environment() -> dict:
         "cpu_count": os.cpu_count(),
         "git_sha": git_sha(),
     }
-    for pkg in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "tf2onnx", "onnx",
-                "onnxruntime", "onnxruntime-gpu", "ai-edge-litert", "numpy"):
+    for pkg in (
+        "tensorflow",
+        "tf-keras",
+        "tensorflow-model-optimization",
+        "tf2onnx",
+        "onnx",
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "ai-edge-litert",
+        "numpy",
+    ):
         try:
             env[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

@@ -60,11 +60,31 @@ from cnnedge.errors import CnnedgeError
 from cnnedge.files import check_writable
 from cnnedge.run import Run
 
-__all__ = ["BATCH_SIZES", "COLUMNS", "QUICK", "BenchReport", "Timing", "bench", "bench_runtimes",
-           "command_line", "compare_table", "failure_lines", "greedy_plan", "parse_batch_sizes",
-           "parse_gates", "parse_threads", "profile_name", "profile_table", "progress_line",
-           "resolve_targets", "run_row", "table", "tflite_memory_estimate", "to_csv",
-           "write_report"]
+__all__ = [
+    "BATCH_SIZES",
+    "COLUMNS",
+    "QUICK",
+    "BenchReport",
+    "Timing",
+    "bench",
+    "bench_runtimes",
+    "command_line",
+    "compare_table",
+    "failure_lines",
+    "greedy_plan",
+    "parse_batch_sizes",
+    "parse_gates",
+    "parse_threads",
+    "profile_name",
+    "profile_table",
+    "progress_line",
+    "resolve_targets",
+    "run_row",
+    "table",
+    "tflite_memory_estimate",
+    "to_csv",
+    "write_report",
+]
 
 WORKER_TIMEOUT_S = 600
 QUICK_MAX_IMAGES = 1000
@@ -74,21 +94,41 @@ def _row(t: Target, bench_name: str, threads) -> dict:
     meta, summary = t.meta or {}, t.summary
     row = {c: None for c in COLUMNS}
     table_row = t.row
-    row.update(artifact=t.name, runtime=bench_name, threads=threads,
-               format=meta.get("format") or (table_row.format if table_row
-                                             else t.path.suffix.lower().lstrip(".")),
-               precision=meta.get("precision") or (table_row.precision if table_row else None),
-               path=str(t.path), file_bytes=t.path.stat().st_size if t.path.is_file() else None,
-               params=meta.get("params", summary.get("params")),
-               macs_per_image=meta.get("macs_per_image", summary.get("macs_per_image")))
+    row.update(
+        artifact=t.name,
+        runtime=bench_name,
+        threads=threads,
+        format=meta.get("format") or (table_row.format if table_row else t.path.suffix.lower().lstrip(".")),
+        precision=meta.get("precision") or (table_row.precision if table_row else None),
+        path=str(t.path),
+        file_bytes=t.path.stat().st_size if t.path.is_file() else None,
+        params=meta.get("params", summary.get("params")),
+        macs_per_image=meta.get("macs_per_image", summary.get("macs_per_image")),
+    )
     return row
 
 
-def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: bool = False,
-          out=None, compare=None, fail_under=None, batch_sizes=None, timing: Timing | None = None,
-          timeout: float = WORKER_TIMEOUT_S, write: bool = True, command: str | None = None,
-          progress=None, isolate: bool = True, profile: bool = False, mcu_targets=None,
-          tflm_dir=None) -> BenchReport:
+def bench(
+    targets,
+    *,
+    runtimes=None,
+    threads=None,
+    n: int | None = None,
+    quick: bool = False,
+    out=None,
+    compare=None,
+    fail_under=None,
+    batch_sizes=None,
+    timing: Timing | None = None,
+    timeout: float = WORKER_TIMEOUT_S,
+    write: bool = True,
+    command: str | None = None,
+    progress=None,
+    isolate: bool = True,
+    profile: bool = False,
+    mcu_targets=None,
+    tflm_dir=None,
+) -> BenchReport:
     """Benchmark a run directory or artifact files (see the module docstring).
 
     Args:
@@ -121,8 +161,6 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
     Raises:
         CnnedgeError: a bad option, no target, an output folder that cannot be written.
     """
-    from cnnedge.utils import environment
-
     gates = parse_gates(fail_under)
     if ("speed" in gates or "throughput" in gates) and not compare:
         raise CnnedgeError(f"--fail-under speed=/throughput= needs --compare OTHER/{Run.BENCH[0]}")
@@ -147,8 +185,15 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
     with Run.lock_of(out_dir if write else None, "cnnedge bench"):
         started = time.time()
         rows, notes, profiles, data_by_run = _measure(
-            files, n, (keep, thread_list, sizes, timing), timeout, progress, isolate, profile,
-            out_dir if write else None)
+            files,
+            n,
+            (keep, thread_list, sizes, timing),
+            timeout,
+            progress,
+            isolate,
+            profile,
+            out_dir if write else None,
+        )
         if mcu_targets:
             from cnnedge.bench.firmware import firmware_rows
 
@@ -157,27 +202,46 @@ def bench(targets, *, runtimes=None, threads=None, n: int | None = None, quick: 
         gate_failures = check_gates(rows, gates)
         failed = [r for r in rows if r["status"] == FAILED]
         report = BenchReport(
-            header={
-                "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                "command": command or " ".join(["cnnedge", "bench", *map(str, paths)]),
-                "machine": machine_info(),
-                "versions": environment(),
-                "threads": thread_list, "batch_sizes": sizes, "quick": bool(quick),
-                "profile": bool(profile),
-                "timing": asdict(timing),
-                "images": {str(k): ({kk: v[kk] for kk in ("n", "split", "image_size")}
-                                    if v else None) for k, v in data_by_run.items()},
-                "seconds": round(time.time() - started, 1),
-            },
-            notes=notes, rows=rows, profiles=profiles, compare=comparison, fail_under=gates,
-            gate_failures=gate_failures, failed_rows=len(failed),
-            exit_code=1 if failed or gate_failures else 0, out_dir=str(out_dir), files={})
+            header=_header(command, paths, thread_list, sizes, quick, profile, timing, data_by_run, started),
+            notes=notes,
+            rows=rows,
+            profiles=profiles,
+            compare=comparison,
+            fail_under=gates,
+            gate_failures=gate_failures,
+            failed_rows=len(failed),
+            exit_code=1 if failed or gate_failures else 0,
+            out_dir=str(out_dir),
+            files={},
+        )
         # a bench with failed rows leaves the previous report as it was (its own goes to
         # bench.failed.*), and writes nothing at all where it measured nothing outside a run
         measured = any(r["status"] == OK for r in rows)
         if write and (not failed or measured or out is not None or run is not None):
             report.files = write_report(report, out_dir, failed=bool(failed))
     return report
+
+
+def _header(command, paths, thread_list, sizes, quick, profile, timing, data_by_run, started) -> dict:
+    """bench.json's header: when, the command, the machine and versions, the plan, the images."""
+    from cnnedge.utils import environment
+
+    return {
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": command or " ".join(["cnnedge", "bench", *map(str, paths)]),
+        "machine": machine_info(),
+        "versions": environment(),
+        "threads": thread_list,
+        "batch_sizes": sizes,
+        "quick": bool(quick),
+        "profile": bool(profile),
+        "timing": asdict(timing),
+        "images": {
+            str(k): ({kk: v[kk] for kk in ("n", "split", "image_size")} if v else None)
+            for k, v in data_by_run.items()
+        },
+        "seconds": round(time.time() - started, 1),
+    }
 
 
 def _mcu_targets(names) -> list[str]:
@@ -204,8 +268,7 @@ def _measure(files, n, plan, timeout, progress, isolate, profile, out_dir):
             if t.error is None and t.run is not None and t.run.path not in data_by_run:
                 data_by_run[t.run.path] = save_test_images(t.run, n, workdir, notes)
         for t in files:
-            rows += _rows_of(t, *plan, data_by_run, workdir, timeout, notes, progress, isolate,
-                             profile)
+            rows += _rows_of(t, *plan, data_by_run, workdir, timeout, notes, progress, isolate, profile)
         # the profiler files live in the worker folder, which goes away with this block
         if any(r["status"] == FAILED for r in rows):
             out_dir = None
@@ -224,8 +287,20 @@ def _measure(files, n, plan, timeout, progress, isolate, profile, out_dir):
     return rows, notes, profiles, data_by_run
 
 
-def _rows_of(t: Target, keep, thread_list, sizes, timing, data_by_run, workdir, timeout, notes,
-             progress, isolate, profile=False) -> list[dict]:
+def _rows_of(
+    t: Target,
+    keep,
+    thread_list,
+    sizes,
+    timing,
+    data_by_run,
+    workdir,
+    timeout,
+    notes,
+    progress,
+    isolate,
+    profile=False,
+) -> list[dict]:
     """Every row of one file: runtime × mode × threads (or one ➖/❌ row per runtime)."""
     from cnnedge import runtime
 
@@ -237,40 +312,43 @@ def _rows_of(t: Target, keep, thread_list, sizes, timing, data_by_run, workdir, 
     if keep is not None:
         plan = [p for p in plan if p[0] in keep]
     mcu = None
-    if t.error is None and t.path.suffix.lower() in {a.suffix for a in artifacts.TABLE
-                                                     if a.format == "tflite"}:
+    if t.error is None and t.path.suffix.lower() in {
+        a.suffix for a in artifacts.TABLE if a.format == "tflite"
+    }:
         try:
             mcu = tflite_memory_estimate(t.path)
         except CnnedgeError as e:
             notes.append(f"{t.name}: no microcontroller estimate ({e})")
     measured = _tflm_arena(t, mcu, notes) if t.error is None else None
-    data = data_by_run.get(t.run.path) if t.run is not None else None
+    data, img_size = _test_data(t, data_by_run, workdir)
     meta = t.meta or {}
-    fixed = meta.get("image_size") if meta.get("dynamic_hw") is False else None
-    if data and fixed and list(data["image_size"]) != list(fixed):
-        data = resized_images(data, fixed, workdir)  # a fixed-size file exported at another size
-    img_size = (data or {}).get("image_size") or meta.get("image_size") or \
-        [max(32, int(meta.get("min_input_size") or 1))] * 2
     rows, ran = [], set()
     for bench_name, name, mode in plan:
-        ok, why = (False, "no runtime runs this file type") if name is None else \
-            runtime.runtime_status(name)
+        ok, why = (False, "no runtime runs this file type") if name is None else runtime.runtime_status(name)
         if not ok or t.error is not None:
             row = _row(t, bench_name, None)
-            row.update(status=UNAVAILABLE if not ok else FAILED,
-                       reason=why if not ok else t.error, _runtime=name)
+            row.update(
+                status=UNAVAILABLE if not ok else FAILED, reason=why if not ok else t.error, _runtime=name
+            )
             rows.append(row)
             _emit(progress, row)
             continue
         for th in thread_list:
-            spec = {"path": str(t.path), "runtime": name, "mode": mode, "threads": th,
-                    "timing": asdict(timing), "batch_sizes": sizes, "seed": 0,
-                    "accuracy": data is not None and name not in ran,
-                    "images": (data or {}).get("images"), "labels": (data or {}).get("labels"),
-                    "image_size": list(img_size),
-                    "channels": int((data or {}).get("channels") or meta.get("channels") or 1),
-                    "profile": str(workdir / f"prof_{t.path.stem}_{bench_name}_t{th}")
-                    if profile else None}
+            spec = {
+                "path": str(t.path),
+                "runtime": name,
+                "mode": mode,
+                "threads": th,
+                "timing": asdict(timing),
+                "batch_sizes": sizes,
+                "seed": 0,
+                "accuracy": data is not None and name not in ran,
+                "images": (data or {}).get("images"),
+                "labels": (data or {}).get("labels"),
+                "image_size": list(img_size),
+                "channels": int((data or {}).get("channels") or meta.get("channels") or 1),
+                "profile": str(workdir / f"prof_{t.path.stem}_{bench_name}_t{th}") if profile else None,
+            }
             ran.add(name)
             row = _row(t, bench_name, th)
             res = spawn(spec, workdir, timeout) if isolate else run_row(spec)
@@ -280,13 +358,31 @@ def _rows_of(t: Target, keep, thread_list, sizes, timing, data_by_run, workdir, 
                 row["_profile"] = res.get("profile") or {"note": "no profiler"}
             if mcu:
                 # the greedy plan only where TFLM cannot measure (a dynamic-size file)
-                row.update(mcu_arena_bytes=mcu["arena_bytes"] if measured is None else None,
-                           mcu_flash_bytes=mcu["flash_bytes"],
-                           mcu_weight_bytes=mcu["weight_bytes"])
+                row.update(
+                    mcu_arena_bytes=mcu["arena_bytes"] if measured is None else None,
+                    mcu_flash_bytes=mcu["flash_bytes"],
+                    mcu_weight_bytes=mcu["weight_bytes"],
+                )
             row["tflm_arena_bytes"] = measured
             rows.append(row)
             _emit(progress, row)
     return rows
+
+
+def _test_data(t: Target, data_by_run: dict, workdir: Path):
+    """(test images or None, input size) a file is timed and scored at: its run's images,
+    resized for a fixed-size file exported at another size; without images, its own size."""
+    data = data_by_run.get(t.run.path) if t.run is not None else None
+    meta = t.meta or {}
+    fixed = meta.get("image_size") if meta.get("dynamic_hw") is False else None
+    if data and fixed and list(data["image_size"]) != list(fixed):
+        data = resized_images(data, fixed, workdir)
+    img_size = (
+        (data or {}).get("image_size")
+        or meta.get("image_size")
+        or [max(32, int(meta.get("min_input_size") or 1))] * 2
+    )
+    return data, img_size
 
 
 def _tflm_arena(t: Target, mcu: dict | None, notes: list) -> int | None:
@@ -302,13 +398,18 @@ def _tflm_arena(t: Target, mcu: dict | None, notes: list) -> int | None:
         notes.append(f"{t.name}: no TFLite Micro arena ({e})")
         return None
     a, est = m["allocations"], (mcu or {}).get("arena_bytes")
-    vs = (f"; cnnedge's greedy estimate, {est:,} "
-          f"({100 * (est - m['arena_bytes']) / m['arena_bytes']:+.0f} %), plans activations only"
-          if est else "")
+    vs = (
+        f"; cnnedge's greedy estimate, {est:,} "
+        f"({100 * (est - m['arena_bytes']) / m['arena_bytes']:+.0f} %), plans activations only"
+        if est
+        else ""
+    )
     parts = ", ".join(f"{k} {v:,}" for k, v in a.items() if not k.startswith("arena "))
-    notes.append(f"{t.name}: TFLite Micro arena {m['arena_bytes']:,} bytes (smallest that "
-                 f"allocates; head {a.get('arena head', 0):,} + tail {a.get('arena tail', 0):,})"
-                 f"{vs}; TFLM's allocations: {parts}")
+    notes.append(
+        f"{t.name}: TFLite Micro arena {m['arena_bytes']:,} bytes (smallest that "
+        f"allocates; head {a.get('arena head', 0):,} + tail {a.get('arena tail', 0):,})"
+        f"{vs}; TFLM's allocations: {parts}"
+    )
     return m["arena_bytes"]
 
 
@@ -329,8 +430,7 @@ def _keep_profile(row: dict, out_dir: Path | None) -> dict:
         dest.parent.mkdir(parents=True, exist_ok=True)  # before write_report makes it
         shutil.move(src, dest)
         p["file"] = str(dest)
-    return {"artifact": row["artifact"], "runtime": row["runtime"], "threads": row["threads"],
-            **p}
+    return {"artifact": row["artifact"], "runtime": row["runtime"], "threads": row["threads"], **p}
 
 
 def _emit(progress, row):

@@ -23,8 +23,10 @@ def firmware_source(paths, run) -> Path:
             return Path(p).parent
     if run is not None:
         return run.path
-    raise CnnedgeError(f"--target needs a run directory or a {STATIC} with its tflm/ bundle "
-                       f"beside it (cnnedge export RUN --format tflm)")
+    raise CnnedgeError(
+        f"--target needs a run directory or a {STATIC} with its tflm/ bundle "
+        f"beside it (cnnedge export RUN --format tflm)"
+    )
 
 
 def _fresh_report(source: Path, target: str):
@@ -44,13 +46,15 @@ def _fresh_report(source: Path, target: str):
     except CnnedgeError:
         return None
     t = targets.get(target)
-    same = (r.model_sha256 == sha256(src.tflite) and r.tflm_commit == tflm_tree.COMMIT
-            and r.kernels == targets.kernels_for(t, None))
+    same = (
+        r.model_sha256 == sha256(src.tflite)
+        and r.tflm_commit == tflm_tree.COMMIT
+        and r.kernels == targets.kernels_for(t, None)
+    )
     return r if same else None
 
 
-def firmware_rows(paths, run, targets, *, tflm_dir=None, parity_images: int = 0,
-                  log=None) -> list[dict]:
+def firmware_rows(paths, run, targets, *, tflm_dir=None, parity_images: int = 0, log=None) -> list[dict]:
     """One bench row per core of ``targets`` (a failed build is a ❌ row with its reason)."""
     from cnnedge.firmware import build_firmware
 
@@ -58,11 +62,18 @@ def firmware_rows(paths, run, targets, *, tflm_dir=None, parity_images: int = 0,
     rows = []
     for target in targets:
         row = dict.fromkeys(COLUMNS)
-        row.update(artifact=STATIC, runtime=f"firmware-{target}", threads=1, format="tflm",
-                   precision="int8", mcu_target=target)
+        row.update(
+            artifact=STATIC,
+            runtime=f"firmware-{target}",
+            threads=1,
+            format="tflm",
+            precision="int8",
+            mcu_target=target,
+        )
         try:
             rep = _fresh_report(source, target) or build_firmware(
-                source, target, tflm_dir=tflm_dir, parity_images=parity_images, log=log)
+                source, target, tflm_dir=tflm_dir, parity_images=parity_images, log=log
+            )
         except CnnedgeError as e:
             row.update(status=FAILED, reason=str(e))
             rows.append(row)
@@ -74,10 +85,19 @@ def firmware_rows(paths, run, targets, *, tflm_dir=None, parity_images: int = 0,
 def _fill(row: dict, rep) -> dict:
     p = rep.parity or {}
     folder = Path(rep.folder)
-    row.update(status=OK, reason=None, path=str(folder / "report.json"),
-               accuracy=p.get("accuracy_device"), images=p.get("images"),
-               file_bytes=rep.flash.get("model") or None, macs_per_image=rep.macs_per_image,
-               tflm_arena_bytes=rep.arena_used, fw_flash_bytes=rep.flash.get("total"),
-               fw_ram_bytes=rep.ram.get("total"), fw_instructions=rep.instructions,
-               fw_est_ms=rep.estimate_ms, fw_clock_mhz=rep.clock_mhz)
+    row.update(
+        status=OK,
+        reason=None,
+        path=str(folder / "report.json"),
+        accuracy=p.get("accuracy_device"),
+        images=p.get("images"),
+        file_bytes=rep.flash.get("model") or None,
+        macs_per_image=rep.macs_per_image,
+        tflm_arena_bytes=rep.arena_used,
+        fw_flash_bytes=rep.flash.get("total"),
+        fw_ram_bytes=rep.ram.get("total"),
+        fw_instructions=rep.instructions,
+        fw_est_ms=rep.estimate_ms,
+        fw_clock_mhz=rep.clock_mhz,
+    )
     return row

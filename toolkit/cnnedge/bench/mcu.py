@@ -18,18 +18,39 @@ import numpy as np
 
 from cnnedge.errors import CnnedgeError
 
-_DTYPE_BYTES = {"FLOAT32": 4, "FLOAT16": 2, "BFLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8,
-                "BOOL": 1, "INT16": 2, "INT8": 1, "FLOAT64": 8, "UINT32": 4, "UINT16": 2,
-                "UINT64": 8, "COMPLEX64": 8, "COMPLEX128": 16, "INT4": 0.5, "UINT4": 0.5,
-                "INT2": 0.25, "FLOAT8_E4M3FN": 1, "FLOAT8_E5M2": 1}
+_DTYPE_BYTES = {
+    "FLOAT32": 4,
+    "FLOAT16": 2,
+    "BFLOAT16": 2,
+    "INT32": 4,
+    "UINT8": 1,
+    "INT64": 8,
+    "BOOL": 1,
+    "INT16": 2,
+    "INT8": 1,
+    "FLOAT64": 8,
+    "UINT32": 4,
+    "UINT16": 2,
+    "UINT64": 8,
+    "COMPLEX64": 8,
+    "COMPLEX128": 16,
+    "INT4": 0.5,
+    "UINT4": 0.5,
+    "INT2": 0.25,
+    "FLOAT8_E4M3FN": 1,
+    "FLOAT8_E5M2": 1,
+}
 
 
 def _propagated_shapes(buf: bytes, input_shape) -> dict[int, list[int]]:
     """Tensor index -> shape after resizing subgraph 0's input to ``input_shape`` (LiteRT)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    it = Interpreter(model_content=buf, num_threads=1,
-                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it = Interpreter(
+        model_content=buf,
+        num_threads=1,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
     it.resize_tensor_input(it.get_input_details()[0]["index"], list(input_shape), strict=False)
     it.allocate_tensors()
     return {int(d["index"]): [int(v) for v in d["shape"]] for d in it.get_tensor_details()}
@@ -89,8 +110,7 @@ def tflite_memory_estimate(path, image_size=None, alignment: int = 16) -> dict:
         shapes: dict[int, list[int]] = {}
         if image_size:
             try:
-                shapes = _propagated_shapes(buf, [1, int(image_size[0]), int(image_size[1]),
-                                                  channels])
+                shapes = _propagated_shapes(buf, [1, int(image_size[0]), int(image_size[1]), channels])
             except Exception:  # noqa: BLE001 - no LiteRT or a graph it cannot resize: file shapes
                 approximate = True
         first, last = _lifetimes(sg, constant, inputs, outputs)
@@ -105,8 +125,9 @@ def tflite_memory_estimate(path, image_size=None, alignment: int = 16) -> dict:
                     if any(v < 0 for v in sig):
                         approximate = True
                         shape = [1 if v < 0 else v for v in sig]
-            nbytes = int(math.ceil(int(np.prod(shape, dtype=np.int64)) *
-                                   _DTYPE_BYTES.get(names.get(t.Type(), ""), 4)))
+            nbytes = int(
+                math.ceil(int(np.prod(shape, dtype=np.int64)) * _DTYPE_BYTES.get(names.get(t.Type(), ""), 4))
+            )
             tensors.append((nbytes, first[i], last[i]))
             sizes.append(nbytes)
     except CnnedgeError:
@@ -154,12 +175,12 @@ def _lifetimes(sg, constant: set, inputs: list, outputs: list) -> tuple[dict, di
     last = {i: 0 for i in inputs}
     for k in range(n_ops):
         op = sg.Operators(k)
-        for i in (op.InputsAsNumpy() if op.InputsLength() else []):
+        for i in op.InputsAsNumpy() if op.InputsLength() else []:
             i = int(i)
             if i >= 0 and i not in constant:
                 first.setdefault(i, k)
                 last[i] = k
-        for i in (op.OutputsAsNumpy() if op.OutputsLength() else []):
+        for i in op.OutputsAsNumpy() if op.OutputsLength() else []:
             i = int(i)
             if i >= 0 and i not in constant:
                 first.setdefault(i, k)

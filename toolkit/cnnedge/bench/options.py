@@ -40,13 +40,12 @@ def select_runtimes(names) -> list[str] | None:
         elif part in valid:
             out.append(part)
         else:
-            raise unknown("runtime", part, [*valid, *(n for n in runtime.list_runtimes()
-                                                       if n not in valid)])
+            raise unknown("runtime", part, [*valid, *(n for n in runtime.list_runtimes() if n not in valid)])
     return list(dict.fromkeys(out))
 
 
 def parse_threads(text) -> list[int]:
-    """"1,2" -> [1, 2]; "all" -> all cores; default (None/empty): 1 and all cores."""
+    """ "1,2" -> [1, 2]; "all" -> all cores; default (None/empty): 1 and all cores."""
     from cnnedge.runtime import default_threads
 
     parts = split_list(text)
@@ -81,7 +80,8 @@ def parse_gates(items) -> dict[str, float]:
         key, sep, value = part.partition("=")
         key = key.strip().lower()
         if not sep or key not in GATES:
-            raise CnnedgeError(f"--fail-under expects one of {', '.join(g + '=X' for g in GATES)}"
-                               f", got '{part}'")
+            raise CnnedgeError(
+                f"--fail-under expects one of {', '.join(g + '=X' for g in GATES)}, got '{part}'"
+            )
         gates[key] = number(value, f"--fail-under {key}", Range(0, 1000))  # finite, >= 0
     return gates

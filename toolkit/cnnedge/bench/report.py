@@ -11,22 +11,58 @@ import platform
 from pathlib import Path
 
 from cnnedge.bench.options import BATCH_SIZES
+from cnnedge.bench.plot import plot
 from cnnedge.bench.result import BenchReport
 from cnnedge.bench.worker import FAILED, OK, STATUS_MARK
 from cnnedge.errors import CnnedgeError
 from cnnedge.run import Run
 
 # flat columns of bench.csv (and the order of keys in each bench.json row)
-COLUMNS = ["artifact", "runtime", "threads", "status", "reason", "format", "precision",
-           "accuracy", "images", "file_bytes", "params", "macs_per_image", "import_ms", "load_ms",
-           "first_ms", "runs", "mean_us", "p50_us", "p90_us", "p99_us",
-           "ips_b1", "ips_b32", "ips_b256", "runs_b32", "runs_b256", "peak_rss_mb", "mem_mb",
-           "mcu_arena_bytes", "mcu_flash_bytes", "mcu_weight_bytes", "tflm_arena_bytes",
-           "mcu_target", "fw_flash_bytes", "fw_ram_bytes", "fw_instructions", "fw_est_ms",
-           "fw_clock_mhz", "providers",
-           "speed_ratio", "throughput_ratio_b1", "throughput_ratio_b32",
-           "throughput_ratio_b256", "path"]
-
+COLUMNS = [
+    "artifact",
+    "runtime",
+    "threads",
+    "status",
+    "reason",
+    "format",
+    "precision",
+    "accuracy",
+    "images",
+    "file_bytes",
+    "params",
+    "macs_per_image",
+    "import_ms",
+    "load_ms",
+    "first_ms",
+    "runs",
+    "mean_us",
+    "p50_us",
+    "p90_us",
+    "p99_us",
+    "ips_b1",
+    "ips_b32",
+    "ips_b256",
+    "runs_b32",
+    "runs_b256",
+    "peak_rss_mb",
+    "mem_mb",
+    "mcu_arena_bytes",
+    "mcu_flash_bytes",
+    "mcu_weight_bytes",
+    "tflm_arena_bytes",
+    "mcu_target",
+    "fw_flash_bytes",
+    "fw_ram_bytes",
+    "fw_instructions",
+    "fw_est_ms",
+    "fw_clock_mhz",
+    "providers",
+    "speed_ratio",
+    "throughput_ratio_b1",
+    "throughput_ratio_b32",
+    "throughput_ratio_b256",
+    "path",
+]
 
 
 def machine_info() -> dict:
@@ -41,9 +77,13 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
-            "memory_gb": mem, "python": platform.python_version()}
-
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": mem,
+        "python": platform.python_version(),
+    }
 
 
 # ------------------------------------------------------------------------------ compare / gates
@@ -81,13 +121,23 @@ def apply_compare(rows: list[dict], baseline: dict) -> dict:
         r["speed_ratio"] = _ratio(b.get("p50_us"), r["p50_us"])
         for bs in BATCH_SIZES:
             r[f"throughput_ratio_b{bs}"] = _ratio(r.get(f"ips_b{bs}"), b.get(f"ips_b{bs}"))
-        matched.append({"artifact": r["artifact"], "runtime": r["runtime"],
-                        "threads": r["threads"], "p50_us": r["p50_us"],
-                        "baseline_p50_us": b.get("p50_us"), "speed_ratio": r["speed_ratio"],
-                        **{f"throughput_ratio_b{bs}": r[f"throughput_ratio_b{bs}"]
-                           for bs in BATCH_SIZES}})
-    return {"baseline": baseline["_path"], "baseline_date": (baseline.get("header") or {})
-            .get("date"), "matched": len(matched), "rows": matched}
+        matched.append(
+            {
+                "artifact": r["artifact"],
+                "runtime": r["runtime"],
+                "threads": r["threads"],
+                "p50_us": r["p50_us"],
+                "baseline_p50_us": b.get("p50_us"),
+                "speed_ratio": r["speed_ratio"],
+                **{f"throughput_ratio_b{bs}": r[f"throughput_ratio_b{bs}"] for bs in BATCH_SIZES},
+            }
+        )
+    return {
+        "baseline": baseline["_path"],
+        "baseline_date": (baseline.get("header") or {}).get("date"),
+        "matched": len(matched),
+        "rows": matched,
+    }
 
 
 def check_gates(rows: list[dict], gates: dict) -> list[str]:
@@ -99,14 +149,12 @@ def check_gates(rows: list[dict], gates: dict) -> list[str]:
         if "accuracy" in gates and r["accuracy"] is not None and r["accuracy"] < gates["accuracy"]:
             out.append(f"{who}: accuracy {r['accuracy']:.4f} < {gates['accuracy']}")
         if "speed" in gates and r["speed_ratio"] is not None and r["speed_ratio"] < gates["speed"]:
-            out.append(f"{who}: speed ratio {r['speed_ratio']:.2f} (p50 vs baseline) < "
-                       f"{gates['speed']}")
+            out.append(f"{who}: speed ratio {r['speed_ratio']:.2f} (p50 vs baseline) < {gates['speed']}")
         if "throughput" in gates:
             for bs in BATCH_SIZES:
                 v = r.get(f"throughput_ratio_b{bs}")
                 if v is not None and v < gates["throughput"]:
-                    out.append(f"{who}: throughput ratio at batch {bs} {v:.2f} < "
-                               f"{gates['throughput']}")
+                    out.append(f"{who}: throughput ratio at batch {bs} {v:.2f} < {gates['throughput']}")
     return out
 
 
@@ -118,144 +166,6 @@ def to_csv(rows: list[dict]) -> str:
     for r in rows:
         w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS})
     return buf.getvalue()
-
-
-def pareto_front(rows: list[dict]) -> list[dict]:
-    """The rows no other row dominates (as fast or faster and as accurate or more, better in
-    one), by latency: the best accuracy each latency budget buys. Identical points both stay."""
-    def dominated(r):
-        return any(o["p50_us"] <= r["p50_us"] and o["accuracy"] >= r["accuracy"]
-                   and (o["p50_us"] < r["p50_us"] or o["accuracy"] > r["accuracy"]) for o in rows)
-    return sorted((r for r in rows if not dominated(r)), key=lambda r: (r["p50_us"], r["accuracy"]))
-
-
-def row_label(r: dict) -> str:
-    return f"{r['artifact']} · {r['runtime']} · {r['threads']}t"
-
-
-def accuracy_label(rows: list[dict], images: dict | None) -> str:
-    """'accuracy on the test split (1,000 images)': the split from the report header's images
-    (what save_test_images chose), the count from the rows (the number measured on)."""
-    splits = sorted({v["split"] for v in (images or {}).values() if v and v.get("split")})
-    counts = sorted({int(r["images"]) for r in rows if r.get("images")})
-    where = f" on the {' / '.join(splits)} split" if splits else ""
-    many = " / ".join(f"{c:,}" for c in counts)
-    return f"accuracy{where}" + (f" ({many} images)" if counts else "")
-
-
-def figure(rows: list[dict], title: str = "", images: dict | None = None):
-    """The bench.png Figure: accuracy vs p50 latency (log x) of every ✅ row with an accuracy,
-    one panel per thread count, each with its Pareto front.
-
-    One thing per channel, so that a reader can match a point to its row: the colour is the
-    runtime, the marker the artifact, the panel the thread count (two short legends instead of
-    one entry per row). The front's points are labelled beside them: they are the few rows worth
-    reading off, and a step line through them shows what each latency budget buys.
-    """
-    from matplotlib.figure import Figure
-
-    pts = [r for r in rows if r["status"] == OK and r.get("p50_us") and r.get("accuracy")
-           is not None]
-    pts = [r for r in pts if not r.get("mcu_target")]
-    fw = [r for r in rows if r.get("mcu_target") and r["status"] == OK]
-    threads = sorted({r["threads"] for r in pts}, key=lambda t: (t is None, t or 0)) or [None]
-    fig = Figure(figsize=(min(6.0 * (len(threads) + bool(fw)), 24) + 2.6, 6.0))
-    axes = fig.subplots(1, len(threads) + bool(fw), squeeze=False)[0]
-    for ax in axes[1:len(threads)]:
-        ax.sharey(axes[0])
-    if fw:
-        firmware_panel(axes[-1], fw)
-        axes = axes[:-1]
-    runtimes = list(dict.fromkeys(r["runtime"] for r in pts))
-    arts = list(dict.fromkeys(r["artifact"] for r in pts))
-    colour = {rt: f"C{i % 10}" for i, rt in enumerate(runtimes)}
-    marker = {a: _MARKERS[i % len(_MARKERS)] for i, a in enumerate(arts)}
-    for ax, t in zip(axes, threads):
-        mine = [r for r in pts if r["threads"] == t]
-        for r in mine:  # hollow: rows at the same point (a tie) still show each outline
-            ax.plot([r["p50_us"]], [r["accuracy"]], linestyle="none", ms=8, mfc="none", mew=1.6,
-                    marker=marker[r["artifact"]], color=colour[r["runtime"]],
-                    label=row_label(r), zorder=3)
-        _front(ax, mine)
-        ax.set(xlabel="p50 latency per call at batch 1 (µs, log scale)",
-               title="threads: n/a" if t is None else f"{t} thread{'s' * (t != 1)}")
-        ax.grid(alpha=0.3, which="both")
-        if mine:
-            ax.set_xscale("log")
-    axes[0].set_ylabel(accuracy_label(pts, images))
-    if pts:
-        _legends(fig, colour, marker)
-    else:
-        axes[0].text(0.5, 0.5, "no successful row with accuracy", ha="center", va="center",
-                     transform=axes[0].transAxes)
-    fig.suptitle(title or "cnnedge bench: accuracy vs latency")
-    fig.tight_layout(rect=(0, 0, 1 - 2.4 / fig.get_figwidth(), 1))
-    return fig
-
-
-_MARKERS = "o^sDvP*XhpH<>d8"
-
-
-def firmware_panel(ax, rows: list[dict]) -> None:
-    """bench.png's microcontroller panel: instructions per inference by core (estimated ms at
-    the stated clock written on each bar where a calibration exists)."""
-    mine = [r for r in rows if r.get("mcu_target") and r["status"] == OK and r["fw_instructions"]
-            and r["fw_flash_bytes"]]
-    names = [r["mcu_target"] for r in mine]
-    values = [r["fw_instructions"] / 1e6 for r in mine]
-    bars = ax.barh(names, values, color="C0")
-    for bar, r in zip(bars, mine):
-        text = f"{r['fw_flash_bytes'] / 1024:.0f} KiB flash, {r['fw_ram_bytes'] / 1024:.0f} KiB RAM"
-        if r.get("fw_est_ms") is not None:
-            text += f", ≈{r['fw_est_ms']:.0f} ms @ {r['fw_clock_mhz']} MHz (estimate)"
-        ax.annotate(text, (bar.get_width(), bar.get_y() + bar.get_height() / 2),
-                    xytext=(4, 0), textcoords="offset points", va="center", fontsize=7)
-    ax.set(xlabel="instructions per inference (millions, counted under QEMU)",
-           title="microcontroller firmware (TFLite Micro)")
-    ax.grid(alpha=0.3, axis="x")
-
-
-
-def _front(ax, rows: list[dict]) -> None:
-    """The panel's Pareto front: a step line through grey halos, each point labelled."""
-    front = pareto_front(rows)
-    if not front:
-        return
-    # steps-post: from each front row, its accuracy holds until a slower row buys more
-    ax.plot([r["p50_us"] for r in front], [r["accuracy"] for r in front], color="0.35", lw=1.2,
-            ls="--", drawstyle="steps-post", zorder=2, gid="pareto", marker="o", ms=17,
-            mfc="0.82", mec="none", label=f"Pareto front ({len(front)} rows)")
-    for i, r in enumerate(front):  # alternate above/below: neighbours on a step do not collide
-        ax.annotate(f"{Path(r['artifact']).name} · {r['runtime']}", (r["p50_us"], r["accuracy"]),
-                    xytext=(6, 9 if i % 2 == 0 else -13), textcoords="offset points",
-                    fontsize=7, color="0.2", gid="front-label")
-
-
-def _legends(fig, colour: dict, marker: dict) -> None:
-    from matplotlib.lines import Line2D
-
-    def handles(items, style):
-        return [Line2D([], [], linestyle="none", ms=7, mfc="none", mew=1.6, label=k, **style(v))
-                for k, v in items.items()]
-
-    first = fig.legend(handles=handles(colour, lambda c: {"marker": "o", "color": c}),
-                       title="colour: runtime", loc="upper right", fontsize=7, title_fontsize=7.5)
-    fig.add_artist(first)
-    fig.legend(handles=handles(marker, lambda m: {"marker": m, "color": "0.2"}),
-               title="marker: artifact", loc="center right", fontsize=7, title_fontsize=7.5)
-    fig.legend(handles=[Line2D([], [], color="0.35", ls="--", marker="o", ms=11, mfc="0.82",
-                               mec="none", label="Pareto front: none faster\nand more accurate")],
-               loc="lower right", fontsize=7)
-
-
-def plot(rows: list[dict], out: Path, title: str = "", images: dict | None = None) -> Path:
-    """Write bench.png (see :func:`figure`)."""
-    from cnnedge.files import atomic_path
-
-    fig = figure(rows, title, images)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    return out
 
 
 def write_report(report: BenchReport, out_dir, failed: bool = False) -> dict:
@@ -270,9 +180,13 @@ def write_report(report: BenchReport, out_dir, failed: bool = False) -> dict:
     files = {k: str(Run.failed_report(p) if failed else p) for k, p in names.items()}
     report.files = files
     m = report.header["machine"]
-    plot(report.rows, Path(files["png"]), title=f"cnnedge bench — {m['cpu']}, {m['cores']} "
-         f"cores" + (" (quick: not figures to report)" if report.header.get("quick") else ""),
-         images=report.header.get("images"))
+    plot(
+        report.rows,
+        Path(files["png"]),
+        title=f"cnnedge bench — {m['cpu']}, {m['cores']} "
+        f"cores" + (" (quick: not figures to report)" if report.header.get("quick") else ""),
+        images=report.header.get("images"),
+    )
     atomic_write_text(files["csv"], to_csv(report.rows))
     atomic_write_json(files["json"], report.to_dict())
     for path in names.values() if not failed else ():
@@ -307,14 +221,20 @@ def _num(v) -> str:
 
 
 def _firmware_note(r: dict) -> str:
-    est = (f", ≈{r['fw_est_ms']:.1f} ms at {r['fw_clock_mhz']} MHz (estimate)"
-           if r.get("fw_est_ms") is not None else "")
+    est = (
+        f", ≈{r['fw_est_ms']:.1f} ms at {r['fw_clock_mhz']} MHz (estimate)"
+        if r.get("fw_est_ms") is not None
+        else ""
+    )
+
     def kib(v):
         return "–" if v is None else f"{v / 1024:.1f} KiB"
 
     ins = "–" if r.get("fw_instructions") is None else f"{r['fw_instructions'] / 1e6:.2f} M"
-    return (f"{r['runtime']}: flash {kib(r['fw_flash_bytes'])}, RAM {kib(r['fw_ram_bytes'])}, "
-            f"{ins} instructions per inference{est}")
+    return (
+        f"{r['runtime']}: flash {kib(r['fw_flash_bytes'])}, RAM {kib(r['fw_ram_bytes'])}, "
+        f"{ins} instructions per inference{est}"
+    )
 
 
 def table(report: BenchReport):
@@ -329,27 +249,61 @@ def table(report: BenchReport):
         if r["status"] == OK and r.get("mcu_target"):
             notes.append(_firmware_note(r))
         if r["status"] != OK:
-            notes.append(f"{STATUS_MARK[r['status']]} {r['artifact']} on {r['runtime']}"
-                         + (f" ({r['threads']} threads)" if r["threads"] else "")
-                         + f": {r['reason']}")
-    t = Table(title=f"cnnedge bench — {h['machine']['cpu']}, {h['machine']['cores']} cores"
-                    + (" (quick)" if h.get("quick") else ""), box=box.SIMPLE_HEAD, pad_edge=False,
-              show_edge=False, collapse_padding=True,
-              caption="\n".join(notes) or None, caption_justify="left")
-    for col in ("artifact", "runtime", "thr", "", "acc", "KB", "load ms", "1st ms", "p50 µs",
-                "p90 µs", "p99 µs", "img/s b1", "b32", "b256", "mem MB", "arena KB",
-                "TFLM arena KB"):
-        t.add_column(col, justify="left" if col in ("artifact", "runtime", "") else "right",
-                     no_wrap=True)
+            notes.append(
+                f"{STATUS_MARK[r['status']]} {r['artifact']} on {r['runtime']}"
+                + (f" ({r['threads']} threads)" if r["threads"] else "")
+                + f": {r['reason']}"
+            )
+    t = Table(
+        title=f"cnnedge bench — {h['machine']['cpu']}, {h['machine']['cores']} cores"
+        + (" (quick)" if h.get("quick") else ""),
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        collapse_padding=True,
+        caption="\n".join(notes) or None,
+        caption_justify="left",
+    )
+    for col in (
+        "artifact",
+        "runtime",
+        "thr",
+        "",
+        "acc",
+        "KB",
+        "load ms",
+        "1st ms",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "img/s b1",
+        "b32",
+        "b256",
+        "mem MB",
+        "arena KB",
+        "TFLM arena KB",
+    ):
+        t.add_column(col, justify="left" if col in ("artifact", "runtime", "") else "right", no_wrap=True)
     for r in report.rows:
-        t.add_row(r["artifact"], r["runtime"], "–" if r["threads"] is None else str(r["threads"]),
-                  STATUS_MARK[r["status"]], _fmt(r["accuracy"], "{:.4f}"),
-                  _num(r["file_bytes"] / 1024 if r["file_bytes"] else None),
-                  _num(r["load_ms"]), _num(r["first_ms"]), _num(r["p50_us"]), _num(r["p90_us"]),
-                  _num(r["p99_us"]), _num(r["ips_b1"]), _num(r["ips_b32"]), _num(r["ips_b256"]),
-                  _num(r["mem_mb"]),
-                  _num(r["mcu_arena_bytes"] / 1024 if r["mcu_arena_bytes"] else None),
-                  _num(r["tflm_arena_bytes"] / 1024 if r.get("tflm_arena_bytes") else None))
+        t.add_row(
+            r["artifact"],
+            r["runtime"],
+            "–" if r["threads"] is None else str(r["threads"]),
+            STATUS_MARK[r["status"]],
+            _fmt(r["accuracy"], "{:.4f}"),
+            _num(r["file_bytes"] / 1024 if r["file_bytes"] else None),
+            _num(r["load_ms"]),
+            _num(r["first_ms"]),
+            _num(r["p50_us"]),
+            _num(r["p90_us"]),
+            _num(r["p99_us"]),
+            _num(r["ips_b1"]),
+            _num(r["ips_b32"]),
+            _num(r["ips_b256"]),
+            _num(r["mem_mb"]),
+            _num(r["mcu_arena_bytes"] / 1024 if r["mcu_arena_bytes"] else None),
+            _num(r["tflm_arena_bytes"] / 1024 if r.get("tflm_arena_bytes") else None),
+        )
     return t
 
 
@@ -358,15 +312,33 @@ def compare_table(report: BenchReport):
     from rich.table import Table
 
     c = report.compare
-    t = Table(title=f"vs {c['baseline']} ({c['matched']} matching rows; speed = baseline p50 / "
-                    f"p50, > 1 is faster)", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("artifact", "runtime", "thr", "p50 µs", "base p50 µs", "speed",
-                "thrpt b1", "thrpt b32", "thrpt b256"):
+    t = Table(
+        title=f"vs {c['baseline']} ({c['matched']} matching rows; speed = baseline p50 / p50, > 1 is faster)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in (
+        "artifact",
+        "runtime",
+        "thr",
+        "p50 µs",
+        "base p50 µs",
+        "speed",
+        "thrpt b1",
+        "thrpt b32",
+        "thrpt b256",
+    ):
         t.add_column(col, justify="left" if col in ("artifact", "runtime") else "right")
     for m in c["rows"]:
-        t.add_row(m["artifact"], m["runtime"], str(m["threads"]), _us(m["p50_us"]),
-                  _us(m["baseline_p50_us"]), _fmt(m["speed_ratio"], "×{:.2f}"),
-                  *[_fmt(m[f"throughput_ratio_b{b}"], "×{:.2f}") for b in BATCH_SIZES])
+        t.add_row(
+            m["artifact"],
+            m["runtime"],
+            str(m["threads"]),
+            _us(m["p50_us"]),
+            _us(m["baseline_p50_us"]),
+            _fmt(m["speed_ratio"], "×{:.2f}"),
+            *[_fmt(m[f"throughput_ratio_b{b}"], "×{:.2f}") for b in BATCH_SIZES],
+        )
     return t
 
 
@@ -378,36 +350,54 @@ def profile_table(report: BenchReport, top: int = 5):
 
     # the profiled calls run slower than the timed ones (the profiler's own bookkeeping), so
     # the shares are the figures to read; the row's p50 comes from an unprofiled session
-    t = Table(title="per-node profile (onnxruntime profiler, separate from the timed calls; % of "
-                    "the profiled calls' time)", box=box.SIMPLE_HEAD, pad_edge=False)
+    t = Table(
+        title="per-node profile (onnxruntime profiler, separate from the timed calls; % of "
+        "the profiled calls' time)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
     for col in ("artifact", "runtime", "thr", "node", "op", "total µs", "median µs", "%"):
-        t.add_column(col, justify="right" if col in ("thr", "total µs", "median µs", "%")
-                     else "left", no_wrap=col != "node")
+        t.add_column(
+            col,
+            justify="right" if col in ("thr", "total µs", "median µs", "%") else "left",
+            no_wrap=col != "node",
+        )
     for p in report.profiles or []:
         head = [p["artifact"], p["runtime"], str(p["threads"])]
         if not p.get("nodes"):
             t.add_row(*head, p.get("note") or "no node events", "", "", "", "")
             continue
         for k, n in enumerate(p["nodes"][:top]):
-            t.add_row(*(head if k == 0 else ["", "", ""]), n["node"], n["op"] or "",
-                      _num(n["total_us"]), _num(n["median_us"]),
-                      _fmt(None if n["share"] is None else 100 * n["share"], "{:.1f}"))
+            t.add_row(
+                *(head if k == 0 else ["", "", ""]),
+                n["node"],
+                n["op"] or "",
+                _num(n["total_us"]),
+                _num(n["median_us"]),
+                _fmt(None if n["share"] is None else 100 * n["share"], "{:.1f}"),
+            )
     return t
 
 
 def progress_line(row: dict) -> str:
     thr = "" if row["threads"] is None else f" t={row['threads']}"
     if row["status"] == OK:
-        return (f"{STATUS_MARK[OK]} {row['artifact']} {row['runtime']}{thr}: p50 "
-                f"{_us(row['p50_us'])} µs, {_fmt(row['ips_b1'], '{:,.0f}')} img/s")
+        return (
+            f"{STATUS_MARK[OK]} {row['artifact']} {row['runtime']}{thr}: p50 "
+            f"{_us(row['p50_us'])} µs, {_fmt(row['ips_b1'], '{:,.0f}')} img/s"
+        )
     return f"{STATUS_MARK[row['status']]} {row['artifact']} {row['runtime']}{thr}: {row['reason']}"
 
 
 def failure_lines(report: BenchReport) -> list[str]:
     """One line per failed row and per unmet gate (the CLI prints them as errors)."""
-    out = [f"{r['artifact']} on {r['runtime']}"
-           + (f" ({r['threads']} thread{'s' * (r['threads'] != 1)})" if r["threads"] else "")
-           + f" failed: {r['reason']}" for r in report.rows if r["status"] == FAILED]
+    out = [
+        f"{r['artifact']} on {r['runtime']}"
+        + (f" ({r['threads']} thread{'s' * (r['threads'] != 1)})" if r["threads"] else "")
+        + f" failed: {r['reason']}"
+        for r in report.rows
+        if r["status"] == FAILED
+    ]
     return out + [f"gate --fail-under: {g}" for g in report.gate_failures]
 
 

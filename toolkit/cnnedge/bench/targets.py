@@ -72,16 +72,19 @@ def resolve_targets(targets) -> tuple[list[Path], Run | None]:
         if t.is_dir():
             found = _in_folder(t)
             if not found:
-                raise CnnedgeError(f"{t} holds no artifacts (a run's models, or exported "
-                                   f"{' / '.join(artifacts.suffixes(True))} files); run: "
-                                   f"cnnedge export {t}")
+                raise CnnedgeError(
+                    f"{t} holds no artifacts (a run's models, or exported "
+                    f"{' / '.join(artifacts.suffixes(True))} files); run: "
+                    f"cnnedge export {t}"
+                )
             paths += found
             if len(targets) == 1:
                 run = Run(t) if Run.is_run(t) else (Run(t.parent) if Run.is_run(t.parent) else None)
         else:
             if t.suffix.lower() not in artifacts.suffixes():
-                raise CnnedgeError(f"{t}: not a model file ({', '.join(artifacts.suffixes())}) or "
-                                   f"a run directory")
+                raise CnnedgeError(
+                    f"{t}: not a model file ({', '.join(artifacts.suffixes())}) or a run directory"
+                )
             paths.append(t)  # a missing file becomes a ❌ row, not an error
     return list(dict.fromkeys(paths)), run
 
@@ -109,15 +112,23 @@ def save_test_images(run: Run, n: int | None, workdir: Path, notes: list) -> dic
         src = run.open_data()
         images, labels, split = run.test_images(n, src=src)
     except Exception as e:  # noqa: BLE001 - no dataset here: time on random pixels instead
-        notes.append(f"{run.path}: test images unavailable ({' '.join(str(e).split())[:200]}); "
-                     f"no accuracy, timings on random pixels")
+        notes.append(
+            f"{run.path}: test images unavailable ({' '.join(str(e).split())[:200]}); "
+            f"no accuracy, timings on random pixels"
+        )
         return None
     tag = len(list(workdir.glob("images_*.npy")))
     ip, lp = workdir / f"images_{tag}.npy", workdir / f"labels_{tag}.npy"
     np.save(ip, np.ascontiguousarray(images, dtype=np.uint8))
     np.save(lp, np.asarray(labels).astype(np.int64))
-    return {"images": str(ip), "labels": str(lp), "n": int(len(labels)), "split": split,
-            "image_size": list(images.shape[1:3]), "channels": int(images.shape[3])}
+    return {
+        "images": str(ip),
+        "labels": str(lp),
+        "n": int(len(labels)),
+        "split": split,
+        "image_size": list(images.shape[1:3]),
+        "channels": int(images.shape[3]),
+    }
 
 
 def resized_images(data: dict, size, workdir: Path) -> dict:

@@ -48,8 +48,16 @@ class Timing:
     max_runs: int = 200_000
 
 
-QUICK = Timing(min_runs=50, min_seconds=0.0, max_seconds=0.3, batch_min_runs=3,
-               batch_min_seconds=0.0, batch_max_seconds=0.3, warmup_runs=3, warmup_seconds=0.0)
+QUICK = Timing(
+    min_runs=50,
+    min_seconds=0.0,
+    max_seconds=0.3,
+    batch_min_runs=3,
+    batch_min_seconds=0.0,
+    batch_max_seconds=0.3,
+    warmup_runs=3,
+    warmup_seconds=0.0,
+)
 
 
 def _rss_kb(field: str) -> int | None:
@@ -105,6 +113,41 @@ def _warm(fn, x, runs, seconds, max_s=2.0):
             break
 
 
+def _images(spec: dict):
+    """(images, labels or None): the run's test images, or random pixels at the file's size."""
+    if spec.get("images"):
+        labels = np.load(spec["labels"]) if spec.get("labels") else None
+        return np.load(spec["images"]), labels
+    h, w = spec["image_size"]
+    shape = (max(spec["batch_sizes"]), h, w, spec["channels"])
+    return np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8), None
+
+
+def _latency(fn, xs: dict, timing: Timing, res: dict) -> np.ndarray:
+    """Batch-1 latency (µs per call, returned; its statistics into ``res``) and the throughput
+    of every other batch size in ``xs``, each after its own warm-up."""
+    _warm(fn, xs[1], timing.warmup_runs, timing.warmup_seconds)
+    t = _time_calls(fn, xs[1], timing.min_runs, timing.min_seconds, timing.max_seconds, timing.max_runs)
+    t = t / 1e3
+    res.update(
+        runs=int(len(t)),
+        mean_us=float(t.mean()),
+        p50_us=float(np.percentile(t, 50)),
+        p90_us=float(np.percentile(t, 90)),
+        p99_us=float(np.percentile(t, 99)),
+        ips_b1=float(len(t) / (t.sum() / 1e6)),
+    )
+    for b, x in xs.items():
+        if b == 1:
+            continue
+        _warm(fn, x, max(1, timing.warmup_runs // 5), timing.warmup_seconds)
+        runs = (timing.batch_min_runs, timing.batch_min_seconds, timing.batch_max_seconds, timing.max_runs)
+        tb = _time_calls(fn, x, *runs) / 1e9
+        res[f"ips_b{b}"] = float(b * len(tb) / tb.sum())
+        res[f"runs_b{b}"] = int(len(tb))
+    return t
+
+
 def run_row(spec: dict) -> dict:
     """Measure one (artifact, runtime, threads) row in this process (the worker's body).
 
@@ -116,14 +159,7 @@ def run_row(spec: dict) -> dict:
     res: dict = {"status": FAILED}
     name, threads = spec["runtime"], int(spec["threads"])
     timing = Timing(**spec["timing"])
-    images = labels = None
-    if spec.get("images"):
-        images = np.load(spec["images"])
-        labels = np.load(spec["labels"]) if spec.get("labels") else None
-    else:
-        h, w = spec["image_size"]
-        images = np.random.default_rng(0).integers(0, 256, (max(spec["batch_sizes"]), h, w,
-                                                            spec["channels"]), dtype=np.uint8)
+    images, labels = _images(spec)
     reset = _reset_peak()
     base_kb = _rss_kb("VmRSS") if reset else _peak_kb()
     try:
@@ -136,8 +172,11 @@ def run_row(spec: dict) -> dict:
         if hasattr(runner, "providers"):
             res["providers"] = ",".join(runner.providers)
             if runner.provider and runner.provider not in runner.providers:
-                res.update(status=UNAVAILABLE, reason=f"not available: {runner.provider} did not "
-                           f"start (no usable GPU?); onnxruntime would run on {res['providers']}")
+                res.update(
+                    status=UNAVAILABLE,
+                    reason=f"not available: {runner.provider} did not "
+                    f"start (no usable GPU?); onnxruntime would run on {res['providers']}",
+                )
                 return res
         fn = runner.run_prepared
         rng = np.random.default_rng(int(spec.get("seed", 0)))
@@ -151,24 +190,12 @@ def run_row(spec: dict) -> dict:
         t0 = time.perf_counter_ns()
         fn(xs[1])
         res["first_ms"] = (time.perf_counter_ns() - t0) / 1e6
-        _warm(fn, xs[1], timing.warmup_runs, timing.warmup_seconds)
-        t = _time_calls(fn, xs[1], timing.min_runs, timing.min_seconds, timing.max_seconds,
-                        timing.max_runs) / 1e3
-        res.update(runs=int(len(t)), mean_us=float(t.mean()), p50_us=float(np.percentile(t, 50)),
-                   p90_us=float(np.percentile(t, 90)), p99_us=float(np.percentile(t, 99)),
-                   ips_b1=float(len(t) / (t.sum() / 1e6)))
-        for b, x in xs.items():
-            if b == 1:
-                continue
-            _warm(fn, x, max(1, timing.warmup_runs // 5), timing.warmup_seconds)
-            tb = _time_calls(fn, x, timing.batch_min_runs, timing.batch_min_seconds,
-                             timing.batch_max_seconds, timing.max_runs) / 1e9
-            res[f"ips_b{b}"] = float(b * len(tb) / tb.sum())
-            res[f"runs_b{b}"] = int(len(tb))
+        t = _latency(fn, xs, timing, res)
         if spec.get("profile"):
             try:
-                res["profile"] = _profile(runner, xs[1], min(len(t), PROFILE_MAX_RUNS),
-                                          PROFILE_WARMUP, spec["profile"])
+                res["profile"] = _profile(
+                    runner, xs[1], min(len(t), PROFILE_MAX_RUNS), PROFILE_WARMUP, spec["profile"]
+                )
             except Exception as e:  # noqa: BLE001 - the row's own figures still stand
                 res["profile"] = {"note": f"profiler failed: {' '.join(str(e).split())[:200]}"}
         if spec.get("accuracy") and labels is not None:
@@ -205,8 +232,9 @@ def _profile(runner, x, runs: int, warmup: int, prefix: str) -> dict:
     so.profile_file_prefix = prefix
     providers = sess.get_providers()
     popts = sess.get_provider_options()
-    prof = ort.InferenceSession(str(runner.path), so, providers=providers,
-                                provider_options=[popts.get(p, {}) for p in providers])
+    prof = ort.InferenceSession(
+        str(runner.path), so, providers=providers, provider_options=[popts.get(p, {}) for p in providers]
+    )
     feed, out = {runner.input_details["name"]: x}, [sess.get_outputs()[0].name]
     for _ in range(warmup + runs):
         prof.run(out, feed)
@@ -219,8 +247,10 @@ def profile_summary(events: list[dict], warmup: int = 0, top: int = PROFILE_TOP)
     """Top nodes and op types by total kernel time over the profiled calls after ``warmup``,
     each with its share of the calls' total (``model_run``) time, and per node the median of
     its calls (one preempted call can make a node's mean several times its usual time)."""
-    runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") ==
-                   "model_run"), key=lambda e: e["ts"])
+    runs = sorted(
+        (e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+        key=lambda e: e["ts"],
+    )
     start = runs[warmup - 1]["ts"] + runs[warmup - 1]["dur"] if 0 < warmup <= len(runs) else 0
     runs = runs[warmup:]
     run_us = float(sum(e["dur"] for e in runs))
@@ -228,11 +258,19 @@ def profile_summary(events: list[dict], warmup: int = 0, top: int = PROFILE_TOP)
     for e in events:
         if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time") or e["ts"] < start:
             continue
-        k = e["name"][:-len("_kernel_time")]
+        k = e["name"][: -len("_kernel_time")]
         args = e.get("args") or {}
-        n = nodes.setdefault(k, {"node": k, "op": args.get("op_name"),
-                                 "provider": args.get("provider"), "calls": 0, "total_us": 0.0,
-                                 "_durs": []})
+        n = nodes.setdefault(
+            k,
+            {
+                "node": k,
+                "op": args.get("op_name"),
+                "provider": args.get("provider"),
+                "calls": 0,
+                "total_us": 0.0,
+                "_durs": [],
+            },
+        )
         n["calls"] += 1
         n["total_us"] += float(e["dur"])
         n["_durs"].append(float(e["dur"]))
@@ -248,23 +286,32 @@ def profile_summary(events: list[dict], warmup: int = 0, top: int = PROFILE_TOP)
     def best(d):
         return sorted(d.values(), key=lambda v: -v["total_us"])[:top]
 
-    return {"runs": len(runs), "warmup": warmup, "run_us": run_us,
-            "mean_run_us": run_us / len(runs) if runs else None,
-            "median_run_us": float(np.median([e["dur"] for e in runs])) if runs else None,
-            "kernel_share": sum(n["total_us"] for n in nodes.values()) / run_us if run_us
-            else None, "nodes": best(nodes), "ops": best(ops)}
+    return {
+        "runs": len(runs),
+        "warmup": warmup,
+        "run_us": run_us,
+        "mean_run_us": run_us / len(runs) if runs else None,
+        "median_run_us": float(np.median([e["dur"] for e in runs])) if runs else None,
+        "kernel_share": sum(n["total_us"] for n in nodes.values()) / run_us if run_us else None,
+        "nodes": best(nodes),
+        "ops": best(ops),
+    }
 
 
 def _accuracy(runner, fn, images, labels, dynamic_batch: bool) -> float:
     correct = 0
     for i in range(0, len(images), ACC_BATCH):
-        chunk = images[i:i + ACC_BATCH]
+        chunk = images[i : i + ACC_BATCH]
         if not dynamic_batch:
-            out = np.concatenate([runner.postprocess(np.asarray(fn(runner.prepare(
-                chunk[j:j + 1])))) for j in range(len(chunk))])
+            out = np.concatenate(
+                [
+                    runner.postprocess(np.asarray(fn(runner.prepare(chunk[j : j + 1]))))
+                    for j in range(len(chunk))
+                ]
+            )
         else:
             out = runner.postprocess(np.asarray(fn(runner.prepare(chunk))))
-        correct += int((out.argmax(-1) == labels[i:i + ACC_BATCH]).sum())
+        correct += int((out.argmax(-1) == labels[i : i + ACC_BATCH]).sum())
     return correct / len(images)
 
 
@@ -276,8 +323,13 @@ def spawn(spec: dict, workdir: Path, timeout: float) -> dict:
     spec_path.write_text(json.dumps(spec))
     env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]), PYTHONHASHSEED="0")
     try:
-        proc = subprocess.run([sys.executable, "-m", "cnnedge.bench", str(spec_path)],
-                              capture_output=True, text=True, timeout=timeout, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "cnnedge.bench", str(spec_path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
         return {"status": FAILED, "reason": f"timed out after {timeout:.0f} s"}
     if result.is_file():
@@ -296,8 +348,7 @@ def spawn(spec: dict, workdir: Path, timeout: float) -> dict:
             what = f"killed by signal {-code}"
     else:
         what = f"exit code {code}"
-    return {"status": FAILED, "reason": f"worker crashed ({what})"
-            + (f": {err[-1][:200]}" if err else "")}
+    return {"status": FAILED, "reason": f"worker crashed ({what})" + (f": {err[-1][:200]}" if err else "")}
 
 
 def main(argv: list[str]) -> int:
@@ -308,4 +359,3 @@ def main(argv: list[str]) -> int:
     res = run_row(spec)
     Path(spec["result"]).write_text(json.dumps(res))
     return 0
-

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import typer
 
-from cnnedge.cli import data, deploy, firmware, predict, training, tune  # noqa: F401  (register)
+from cnnedge.cli import bench, data, deploy, firmware, predict, training, tune  # noqa: F401  (register)
 from cnnedge.cli.app import app, err_console
 from cnnedge.errors import CnnedgeError
 
@@ -51,8 +51,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         if debug:
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        err_console.print(f"error: {type(e).__name__}: {msg} (run with --debug for details)",
-                          markup=False, highlight=False, soft_wrap=True)
+        err_console.print(
+            f"error: {type(e).__name__}: {msg} (run with --debug for details)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         return 1
 
 

@@ -28,6 +28,7 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect, preview, pack and benchmark datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
+
 def _version_cb(value: bool):
     if value:
         console.print(f"cnnedge {__version__}")
@@ -36,8 +37,9 @@ def _version_cb(value: bool):
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version_cb, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_cb, is_eager=True, help="Print the version and exit."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and TensorFlow logs."),
 ):
     """cnnedge: train, quantize, export and benchmark compact CNNs."""
@@ -71,14 +73,18 @@ def checked(spec):
     return callback
 
 
-TflmDir = typer.Option(None, "--tflm-dir", help="TFLite Micro source tree (default "
-                       "$CNNEDGE_TFLM).")
+TflmDir = typer.Option(None, "--tflm-dir", help="TFLite Micro source tree (default $CNNEDGE_TFLM).")
 DataDir = typer.Option(None, "--data-dir", help="Folder holding the dataset files (searched first).")
-ImageSize = typer.Option(None, "--image-size", help="Resize images to HxW, e.g. 32x32 (or keep: "
-                         "each image at its own size).")
+ImageSize = typer.Option(
+    None, "--image-size", help="Resize images to HxW, e.g. 32x32 (or keep: each image at its own size)."
+)
 KeepSize = typer.Option(False, "--keep-size", help="Keep each image's own size (pad in batches).")
-ValFraction = typer.Option(0.0, "--val-fraction", help="Carve this fraction of train as 'val'.",
-                           callback=checked("data.val_fraction"))
+ValFraction = typer.Option(
+    0.0,
+    "--val-fraction",
+    help="Carve this fraction of train as 'val'.",
+    callback=checked("data.val_fraction"),
+)
 
 
 def parse_size(text: Optional[str]):
@@ -97,10 +103,9 @@ def dataset_from_flags(dataset, data_dir, image_size=None, keep_size=False, val_
     size = parse_size(image_size)
     if size == "keep":
         size, keep_size = None, True
-    return data.open_dataset(dataset, data_dir=data_dir, image_size=size,
-                             keep_size=keep_size, val_fraction=val_fraction)
-
-
+    return data.open_dataset(
+        dataset, data_dir=data_dir, image_size=size, keep_size=keep_size, val_fraction=val_fraction
+    )
 
 
 def kib(n: int) -> str:

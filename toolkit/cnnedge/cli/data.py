@@ -22,15 +22,17 @@ from cnnedge.numbers import Range
 
 @data_app.command("info")
 def data_info(
-    dataset: str = typer.Argument(..., help="fashion-mnist, cifar10, or a path (image folder, "
-                                  "cifar-10-batches-*, packed TFRecords)."),
+    dataset: str = typer.Argument(
+        ..., help="fashion-mnist, cifar10, or a path (image folder, cifar-10-batches-*, packed TFRecords)."
+    ),
     data_dir: Optional[Path] = DataDir,
     val_fraction: float = ValFraction,
     image_size: Optional[str] = ImageSize,
     keep_size: bool = KeepSize,
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    check: bool = typer.Option(False, "--check", help="Also decode every image once; the first "
-                               "file that fails is named."),
+    check: bool = typer.Option(
+        False, "--check", help="Also decode every image once; the first file that fails is named."
+    ),
 ):
     """Splits, counts, classes, sizes and class balance."""
     from cnnedge import data
@@ -65,8 +67,9 @@ def data_preview(
     dataset: str = typer.Argument(..., help="Dataset name or path."),
     out: Path = typer.Option(Path("preview.png"), "-o", "--out", help="PNG file to write."),
     split: str = typer.Option("train", help="Split to sample."),
-    n: int = typer.Option(36, "-n", help="Number of images in the grid.",
-                          callback=checked(Range(1, 10_000, integer=True))),
+    n: int = typer.Option(
+        36, "-n", help="Number of images in the grid.", callback=checked(Range(1, 10_000, integer=True))
+    ),
     seed: int = typer.Option(0, help="Sampling seed.", callback=checked("train.seed")),
     data_dir: Optional[Path] = DataDir,
     image_size: Optional[str] = ImageSize,
@@ -85,8 +88,9 @@ def data_preview(
 def data_pack(
     dataset: str = typer.Argument(..., help="Dataset name or path."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (local or any tf.io.gfile path)."),
-    shards: int = typer.Option(8, help="Number of TFRecord shards per split.",
-                               callback=checked(Range(1, 100_000, integer=True))),
+    shards: int = typer.Option(
+        8, help="Number of TFRecord shards per split.", callback=checked(Range(1, 100_000, integer=True))
+    ),
     data_dir: Optional[Path] = DataDir,
     image_size: Optional[str] = ImageSize,
     keep_size: bool = KeepSize,
@@ -106,8 +110,11 @@ def data_bench(
     dataset: str = typer.Argument(..., help="Dataset name or path."),
     split: str = typer.Option("train", help="Split to stream."),
     batch_size: int = typer.Option(128, help="Batch size.", callback=checked("train.batch_size")),
-    epochs: int = typer.Option(2, help="Full passes to time (the first warms the file cache).",
-                               callback=checked(Range(1, 10_000, integer=True))),
+    epochs: int = typer.Option(
+        2,
+        help="Full passes to time (the first warms the file cache).",
+        callback=checked(Range(1, 10_000, integer=True)),
+    ),
     shuffle: bool = typer.Option(True, help="Shuffle as training does."),
     data_dir: Optional[Path] = DataDir,
     image_size: Optional[str] = ImageSize,

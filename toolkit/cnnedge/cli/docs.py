@@ -11,8 +11,10 @@ import typer
 
 from cnnedge.cli import app
 
-HEADER = ("# Command reference\n\nGenerated from the command line itself "
-          "(`python -m cnnedge.cli.docs > docs/cli.md`); `cnnedge COMMAND --help` prints the same.\n")
+HEADER = (
+    "# Command reference\n\nGenerated from the command line itself "
+    "(`python -m cnnedge.cli.docs > docs/cli.md`); `cnnedge COMMAND --help` prints the same.\n"
+)
 
 
 def _param(p) -> str:

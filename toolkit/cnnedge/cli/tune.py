@@ -13,35 +13,49 @@ from cnnedge.numbers import Range
 
 @app.command("tune")
 def tune_cmd(
-    data: Optional[str] = typer.Option(None, "--data", help="Folder of class folders (an "
-                                       "automatic recipe), or the dataset for --recipe."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="Base recipe: a name or a "
-                                         ".py/.yaml file."),
-    target: Optional[str] = typer.Option(None, "--target", "-t", help="Core (cnnedge firmware "
-                                         "targets); default the board's, else cortex-m4."),
-    board: Optional[str] = typer.Option(None, "--board", help="A board (sets core, clock, RAM, "
-                                        "flash): nano33ble, stm32h747-disco, … or --boards."),
-    boards_file: Optional[Path] = typer.Option(None, "--boards", help="More boards: a JSON or "
-                                               "YAML file {name: {core, clock_mhz, ram, flash}}."),
+    data: Optional[str] = typer.Option(
+        None, "--data", help="Folder of class folders (an automatic recipe), or the dataset for --recipe."
+    ),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Base recipe: a name or a .py/.yaml file."),
+    target: Optional[str] = typer.Option(
+        None, "--target", "-t", help="Core (cnnedge firmware targets); default the board's, else cortex-m4."
+    ),
+    board: Optional[str] = typer.Option(
+        None,
+        "--board",
+        help="A board (sets core, clock, RAM, flash): nano33ble, stm32h747-disco, … or --boards.",
+    ),
+    boards_file: Optional[Path] = typer.Option(
+        None, "--boards", help="More boards: a JSON or YAML file {name: {core, clock_mhz, ram, flash}}."
+    ),
     max_ram: Optional[str] = typer.Option(None, "--max-ram", help="RAM budget: 64K, 0.5M, bytes."),
     max_flash: Optional[str] = typer.Option(None, "--max-flash", help="Flash budget."),
-    max_ms: Optional[float] = typer.Option(None, "--max-ms", help="Latency budget (estimated "
-                                           "at --clock; calibrated cores only)."),
-    clock: Optional[int] = typer.Option(None, "--clock", help="MHz the latency budget is at.",
-                                        callback=checked(Range(1, 10000, integer=True))),
-    minutes: float = typer.Option(30.0, "--minutes", help="Time budget of the search.",
-                                  callback=checked(Range(0.1, 100000))),
-    steps: int = typer.Option(200, "--steps", help="Training steps of rung 0 (later rungs: 3×).",
-                              callback=checked(Range(1, 10**7, integer=True))),
+    max_ms: Optional[float] = typer.Option(
+        None, "--max-ms", help="Latency budget (estimated at --clock; calibrated cores only)."
+    ),
+    clock: Optional[int] = typer.Option(
+        None, "--clock", help="MHz the latency budget is at.", callback=checked(Range(1, 10000, integer=True))
+    ),
+    minutes: float = typer.Option(
+        30.0, "--minutes", help="Time budget of the search.", callback=checked(Range(0.1, 100000))
+    ),
+    steps: int = typer.Option(
+        200,
+        "--steps",
+        help="Training steps of rung 0 (later rungs: 3×).",
+        callback=checked(Range(1, 10**7, integer=True)),
+    ),
     models: Optional[str] = typer.Option(None, "--models", help="GMP members, comma list."),
     widths: Optional[str] = typer.Option(None, "--widths", help="Width multipliers, e.g. 0.5,1."),
     sizes: Optional[str] = typer.Option(None, "--sizes", help="Input sides, e.g. 32,48."),
     pools: Optional[str] = typer.Option(None, "--pools", help="max, avg."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Search folder (default "
-                                       "runs/tune/<recipe>)."),
+    out: Optional[Path] = typer.Option(
+        None, "-o", "--out", help="Search folder (default runs/tune/<recipe>)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the search in --out."),
-    train_best: bool = typer.Option(False, "--train-best", help="Then train the winner in full, "
-                                    "export, verify and build its firmware."),
+    train_best: bool = typer.Option(
+        False, "--train-best", help="Then train the winner in full, export, verify and build its firmware."
+    ),
     tflm_dir: Optional[Path] = TflmDir,
 ):
     """Search the most accurate model that fits a board.
@@ -52,37 +66,68 @@ def tune_cmd(
     """
     from cnnedge.tune import tune
 
-    res = tune(data=data, recipe=recipe, target=target, board=board, boards_file=boards_file,
-               max_ram=max_ram, max_flash=max_flash, max_ms=max_ms, clock_mhz=clock,
-               minutes=minutes, steps=steps, models=models, widths=widths, sizes=sizes,
-               pools=pools, out=out, resume=resume, train_best=train_best, tflm_dir=tflm_dir,
-               log=lambda s: console.print(s, markup=False, highlight=False))
+    res = tune(
+        data=data,
+        recipe=recipe,
+        target=target,
+        board=board,
+        boards_file=boards_file,
+        max_ram=max_ram,
+        max_flash=max_flash,
+        max_ms=max_ms,
+        clock_mhz=clock,
+        minutes=minutes,
+        steps=steps,
+        models=models,
+        widths=widths,
+        sizes=sizes,
+        pools=pools,
+        out=out,
+        resume=resume,
+        train_best=train_best,
+        tflm_dir=tflm_dir,
+        log=lambda s: console.print(s, markup=False, highlight=False),
+    )
     _print(res)
 
 
 def _print(res) -> None:
     from rich.table import Table
 
-    t = Table("candidate", "params", "MACs", "RAM KiB", "flash KiB", "instr. M", "est. ms",
-              "val acc.", "status")
+    t = Table(
+        "candidate", "params", "MACs", "RAM KiB", "flash KiB", "instr. M", "est. ms", "val acc.", "status"
+    )
+
     def kib(v):
         return "-" if v is None else f"{v / 1024:.1f}"
 
     for r in res.table:
-        t.add_row(r["id"], f"{r['params']:,}", f"{r['macs'] / 1e6:.2f} M", kib(r["ram"]),
-                  kib(r["flash"]),
-                  f"{r['instructions'] / 1e6:.2f}" if r["instructions"] else "-",
-                  f"{r['estimate_ms']:.1f}" if r["estimate_ms"] is not None else "-",
-                  f"{r['val_accuracy']:.4f}" if r["val_accuracy"] is not None else "-",
-                  r["status"] + (f": {r['reason']}" if r["reason"] else ""))
+        t.add_row(
+            r["id"],
+            f"{r['params']:,}",
+            f"{r['macs'] / 1e6:.2f} M",
+            kib(r["ram"]),
+            kib(r["flash"]),
+            f"{r['instructions'] / 1e6:.2f}" if r["instructions"] else "-",
+            f"{r['estimate_ms']:.1f}" if r["estimate_ms"] is not None else "-",
+            f"{r['val_accuracy']:.4f}" if r["val_accuracy"] is not None else "-",
+            r["status"] + (f": {r['reason']}" if r["reason"] else ""),
+        )
     console.print(t)
-    console.print(f"winner {res.winner}; {res.minutes:.1f} min; retrain in full: cnnedge train "
-                  f"--recipe {res.recipe_path}", markup=False, soft_wrap=True)
+    console.print(
+        f"winner {res.winner}; {res.minutes:.1f} min; retrain in full: cnnedge train "
+        f"--recipe {res.recipe_path}",
+        markup=False,
+        soft_wrap=True,
+    )
     if res.trained:
         fw = res.trained["firmware"]
-        console.print(f"trained: {res.trained['run']} (test accuracy "
-                      f"{res.trained['test_accuracy']}); firmware {fw['target']}: RAM "
-                      f"{fw['ram'].get('total', 0) / 1024:.1f} KiB, flash "
-                      f"{fw['flash'].get('total', 0) / 1024:.1f} KiB", markup=False,
-                      soft_wrap=True)
+        console.print(
+            f"trained: {res.trained['run']} (test accuracy "
+            f"{res.trained['test_accuracy']}); firmware {fw['target']}: RAM "
+            f"{fw['ram'].get('total', 0) / 1024:.1f} KiB, flash "
+            f"{fw['flash'].get('total', 0) / 1024:.1f} KiB",
+            markup=False,
+            soft_wrap=True,
+        )
     console.print(f"{res.folder}/tune.csv, tune.png, tune.json", markup=False, soft_wrap=True)

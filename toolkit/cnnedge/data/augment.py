@@ -12,9 +12,12 @@ from cnnedge.backend import tf
 from cnnedge.errors import CnnedgeError
 from cnnedge.utils import unknown
 
-VALID = ("flip", "crop[:PAD] (= pad_crop:PAD, cropPAD; default 4)",
-         "translate[:PX] (default 2)", "jitter[:PCT] (brightness/contrast/saturation ±PCT %, "
-         "default 20)")
+VALID = (
+    "flip",
+    "crop[:PAD] (= pad_crop:PAD, cropPAD; default 4)",
+    "translate[:PX] (default 2)",
+    "jitter[:PCT] (brightness/contrast/saturation ±PCT %, default 20)",
+)
 
 
 def _seed_pair(seed, salt: int):
@@ -34,6 +37,7 @@ def _augmenter(fn, name: str, salt: int):
 
 def random_flip(seed: int = 0):
     """Flip each image left-right with probability 1/2."""
+
     def fn(images, s):
         flip = tf.random.stateless_uniform(tf.shape(images)[:1], s) < 0.5
         return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
@@ -69,10 +73,10 @@ def pad_and_crop(pad: int = 4, mode: str = "reflect", seed: int = 0):
     """Pad by ``pad`` pixels (reflect or zero) and crop back at a random per-image offset."""
     pad = int(pad)
     if pad < 0 or mode not in ("reflect", "constant"):
-        raise CnnedgeError(f"pad_and_crop needs pad >= 0 and mode reflect|constant, got "
-                           f"{pad}, {mode!r}")
-    return _augmenter(lambda images, s: _shift(images, s, pad, mode), f"pad_crop{pad}",
-                      0x2C20 + 31 * pad + 7919 * int(seed))
+        raise CnnedgeError(f"pad_and_crop needs pad >= 0 and mode reflect|constant, got {pad}, {mode!r}")
+    return _augmenter(
+        lambda images, s: _shift(images, s, pad, mode), f"pad_crop{pad}", 0x2C20 + 31 * pad + 7919 * int(seed)
+    )
 
 
 def random_translate(max_px: int = 2, seed: int = 0):
@@ -80,8 +84,11 @@ def random_translate(max_px: int = 2, seed: int = 0):
     max_px = int(max_px)
     if max_px < 0:
         raise CnnedgeError(f"random_translate needs max_px >= 0, got {max_px}")
-    return _augmenter(lambda images, s: _shift(images, s, max_px, "constant"),
-                      f"translate{max_px}", 0x3A30 + 31 * max_px + 7919 * int(seed))
+    return _augmenter(
+        lambda images, s: _shift(images, s, max_px, "constant"),
+        f"translate{max_px}",
+        0x3A30 + 31 * max_px + 7919 * int(seed),
+    )
 
 
 def color_jitter(strength: float = 0.2, seed: int = 0):
@@ -103,12 +110,12 @@ def color_jitter(strength: float = 0.2, seed: int = 0):
             x = (x - gray) * f[2] + gray  # saturation
         return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), images.dtype)
 
-    return _augmenter(fn, f"jitter{round(strength * 100)}",
-                      0x4B40 + round(strength * 100) + 7919 * int(seed))
+    return _augmenter(fn, f"jitter{round(strength * 100)}", 0x4B40 + round(strength * 100) + 7919 * int(seed))
 
 
 def compose(*fns):
     """Apply augmenters in order; each gets its own seed stream."""
+
     def call(images, labels, seed=None):
         if seed is None:
             seed = tf.random.uniform([], 0, 2**31 - 1, dtype=tf.int64)
@@ -143,7 +150,7 @@ def _parse(name: str, seed: int):
     if not arg:  # crop4, translate2
         stripped = base.rstrip("0123456789")
         if stripped != base:
-            base, arg = stripped, base[len(stripped):]
+            base, arg = stripped, base[len(stripped) :]
     base = base.replace("-", "_")
     try:
         if base in ("flip", "hflip", "random_flip") and not arg:
@@ -159,5 +166,4 @@ def _parse(name: str, seed: int):
     raise unknown("augmentation", name, VALID, hints=[v.split("[")[0] for v in VALID])
 
 
-__all__ = ["build_augment", "color_jitter", "compose", "pad_and_crop", "random_flip",
-           "random_translate"]
+__all__ = ["build_augment", "color_jitter", "compose", "pad_and_crop", "random_flip", "random_translate"]

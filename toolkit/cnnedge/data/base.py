@@ -60,28 +60,29 @@ def carve_val(n: int, fraction: float, seed: int, labels=None) -> np.ndarray:
     n_val = round(n * fraction)
     fix = "add images, or train without validation (--set data.val_fraction=0)"
     if fraction > 0 and (n_val == 0 or n_val >= n):
-        raise CnnedgeError(f"val_fraction={fraction} of {n} train examples leaves an empty "
-                           f"split; {fix}")
+        raise CnnedgeError(f"val_fraction={fraction} of {n} train examples leaves an empty split; {fix}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7A1]))
     if labels is not None:
         labels = np.asarray(labels)
         out = []
         for c in np.unique(labels):
             idx = np.flatnonzero(labels == c)
-            k = int(np.clip(round(len(idx) * fraction), 1 if len(idx) >= 2 else 0,
-                            max(0, len(idx) - 1)))
+            k = int(np.clip(round(len(idx) * fraction), 1 if len(idx) >= 2 else 0, max(0, len(idx) - 1)))
             out.append(rng.permutation(idx)[:k])
         val = np.sort(np.concatenate(out)).astype(np.int64)
         if not len(val):  # a class gives val an image only when it has two or more
-            raise CnnedgeError(f"no class has more than one image, so a validation split "
-                               f"(val_fraction={fraction}) would be empty; {fix}")
+            raise CnnedgeError(
+                f"no class has more than one image, so a validation split "
+                f"(val_fraction={fraction}) would be empty; {fix}"
+            )
         return val
     perm = rng.permutation(n)
     return np.sort(perm[:n_val]).astype(np.int64)
 
 
-def make_splits(base: dict[str, SplitIndex], val_fraction: float, seed: int,
-                stratified: bool = False) -> dict:
+def make_splits(
+    base: dict[str, SplitIndex], val_fraction: float, seed: int, stratified: bool = False
+) -> dict:
     """Add a deterministic "val" carved from "train" (and removed from it)."""
     if not 0.0 <= val_fraction < 1.0:
         raise CnnedgeError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -119,8 +120,7 @@ def select_positions(ds, n_base: int, positions: np.ndarray):
     flags = tf.data.Dataset.from_tensor_slices(mask)
     # vectorized: mask whole chunks (a per-element filter predicate costs ~25 us per element)
     chunks = tf.data.Dataset.zip((ds, flags)).batch(1024)
-    return chunks.map(lambda x, keep: tf.nest.map_structure(lambda t: tf.boolean_mask(t, keep), x)
-                      ).unbatch()
+    return chunks.map(lambda x, keep: tf.nest.map_structure(lambda t: tf.boolean_mask(t, keep), x)).unbatch()
 
 
 class Source:
@@ -129,9 +129,21 @@ class Source:
     vectorized = True  # subclasses decoding per example set False
     raw_bytes = 4096  # rough size of one raw element, to size shuffle buffers
 
-    def __init__(self, *, name, source, format, class_names, channels, image_size,
-                 splits: dict[str, SplitIndex], base_counts: dict[str, int],
-                 keep_size=False, batch_mode="pad", resize=None):
+    def __init__(
+        self,
+        *,
+        name,
+        source,
+        format,
+        class_names,
+        channels,
+        image_size,
+        splits: dict[str, SplitIndex],
+        base_counts: dict[str, int],
+        keep_size=False,
+        batch_mode="pad",
+        resize=None,
+    ):
         if batch_mode not in ("pad", "bucket"):
             raise CnnedgeError(f"batch_mode must be 'pad' or 'bucket', got {batch_mode!r}")
         self._splits = splits
@@ -140,8 +152,11 @@ class Source:
         self.batch_mode = batch_mode
         self._resize = tuple(int(v) for v in resize) if resize else None
         self.info = DatasetInfo(
-            name=name, source=str(source), format=format,
-            class_names=tuple(class_names), channels=int(channels),
+            name=name,
+            source=str(source),
+            format=format,
+            class_names=tuple(class_names),
+            channels=int(channels),
             image_size=tuple(int(v) for v in image_size) if image_size else None,
             split_sizes={k: len(v.labels) for k, v in splits.items()},
         )
@@ -168,7 +183,8 @@ class Source:
 
         self._splits = make_splits(self._splits, fraction, seed, stratified=True)
         self.info = dataclasses.replace(
-            self.info, split_sizes={k: len(v.labels) for k, v in self._splits.items()})
+            self.info, split_sizes={k: len(v.labels) for k, v in self._splits.items()}
+        )
         return self
 
     # ----------------------------------------------------------------- helpers
@@ -220,9 +236,19 @@ class Source:
             return ds.batch(512).map(self._decode_batch_resized, num_parallel_calls=AUTOTUNE).unbatch()
         return ds.map(self._decode_one_resized, num_parallel_calls=AUTOTUNE)
 
-    def pipeline(self, split: str, *, batch_size: int, shuffle: bool = False, seed: int = 0,
-                 augment=None, cache: bool = False, repeat: bool = False,
-                 drop_remainder: bool = False, take: int | None = None):
+    def pipeline(
+        self,
+        split: str,
+        *,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        augment=None,
+        cache: bool = False,
+        repeat: bool = False,
+        drop_remainder: bool = False,
+        take: int | None = None,
+    ):
         """Batched ``(uint8 [B,H,W,C], int32 [B])``: raw elements are shuffled, then decoded."""
         if int(batch_size) < 1:
             raise CnnedgeError(f"batch_size must be >= 1, got {batch_size}")
@@ -245,8 +271,9 @@ class Source:
                 elem_bytes = h * w * self.info.channels
             ds = ds.cache()
         if shuffle:
-            ds = ds.shuffle(self._shuffle_buffer(n, elem_bytes), seed=int(seed),
-                            reshuffle_each_iteration=True)
+            ds = ds.shuffle(
+                self._shuffle_buffer(n, elem_bytes), seed=int(seed), reshuffle_each_iteration=True
+            )
         if repeat:
             ds = ds.repeat()
         if self.vectorized:
@@ -264,20 +291,24 @@ class Source:
         if self.info.image_size is not None:
             return ds.batch(batch_size, drop_remainder=drop_remainder)
         if not self.keep_size:  # open_dataset refuses this; keep a clear message anyway
-            raise CnnedgeError(f"images of {self.info.source} differ in size; "
-                               "pass image_size=(H, W) or keep_size=True")
+            raise CnnedgeError(
+                f"images of {self.info.source} differ in size; pass image_size=(H, W) or keep_size=True"
+            )
         c = self.info.channels
         if self.batch_mode == "pad":
-            return ds.padded_batch(batch_size, padded_shapes=([None, None, c], []),
-                                   drop_remainder=drop_remainder)
+            return ds.padded_batch(
+                batch_size, padded_shapes=([None, None, c], []), drop_remainder=drop_remainder
+            )
 
         def key(image, label):
             s = tf.cast(tf.shape(image), tf.int64)
             return s[0] * 1_000_003 + s[1]
 
         return ds.group_by_window(
-            key_func=key, window_size=batch_size,
-            reduce_func=lambda _k, w: w.batch(batch_size, drop_remainder=drop_remainder))
+            key_func=key,
+            window_size=batch_size,
+            reduce_func=lambda _k, w: w.batch(batch_size, drop_remainder=drop_remainder),
+        )
 
     @contextlib.contextmanager
     def guard(self, split: str | None = None):
@@ -291,9 +322,11 @@ class Source:
             lost = (errors.UnavailableError, errors.AbortedError, errors.DeadlineExceededError)
             if isinstance(e, lost):  # a peer of a multi-worker job, not a file
                 why = one_line(str(e.message).split("{{")[0] + str(e.message).split("}}")[-1])
-                raise CnnedgeError(f"training stopped, a worker was lost ({type(e).__name__}: "
-                                   f"{why[:200]}); restart every worker with the same command "
-                                   f"to continue from the last finished epoch") from None
+                raise CnnedgeError(
+                    f"training stopped, a worker was lost ({type(e).__name__}: "
+                    f"{why[:200]}); restart every worker with the same command "
+                    f"to continue from the last finished epoch"
+                ) from None
             if isinstance(e, errors.OpError):
                 raise CnnedgeError(one_line(self._explain(split, e), limit=None)) from None
             raise
@@ -304,7 +337,5 @@ def apply_augment(ds, augment, seed: int):
     if getattr(augment, "cnnedge_seeded", False):
         seeds = tf.data.Dataset.random(seed=int(seed) + 1, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip((ds, seeds))
-        return ds.map(lambda batch, s: augment(batch[0], batch[1], seed=s),
-                      num_parallel_calls=AUTOTUNE)
-    return ds.map(lambda images, labels: tuple(augment(images, labels)),
-                  num_parallel_calls=AUTOTUNE)
+        return ds.map(lambda batch, s: augment(batch[0], batch[1], seed=s), num_parallel_calls=AUTOTUNE)
+    return ds.map(lambda images, labels: tuple(augment(images, labels)), num_parallel_calls=AUTOTUNE)

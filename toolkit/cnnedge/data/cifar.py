@@ -19,8 +19,7 @@ from cnnedge.backend import tf
 from cnnedge.data.base import Source, SplitIndex, make_splits
 from cnnedge.errors import CnnedgeError
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                   "ship", "truck")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 RECORD = 1 + 3072
 
 
@@ -30,8 +29,10 @@ def _batch_number(p: Path) -> int:
 
 
 def _split_files(folder: Path, suffix: str) -> dict[str, list[Path]]:
-    train = sorted((p for p in folder.glob("data_batch_*" + suffix)
-                    if p.is_file() and (suffix or "." not in p.name)), key=_batch_number)
+    train = sorted(
+        (p for p in folder.glob("data_batch_*" + suffix) if p.is_file() and (suffix or "." not in p.name)),
+        key=_batch_number,
+    )
     test = folder / ("test_batch" + suffix)
     out = {}
     if train:
@@ -52,8 +53,9 @@ def is_cifar_py(folder: Path) -> bool:
 def _check_labels(path, labels, n_classes):
     bad = np.flatnonzero((labels < 0) | (labels >= n_classes))
     if bad.size:
-        raise CnnedgeError(f"{path}: label {int(labels[bad[0]])} at record {int(bad[0])} is "
-                           f"out of range (0-{n_classes - 1})")
+        raise CnnedgeError(
+            f"{path}: label {int(labels[bad[0]])} at record {int(bad[0])} is out of range (0-{n_classes - 1})"
+        )
 
 
 class _CifarSource(Source):
@@ -62,12 +64,19 @@ class _CifarSource(Source):
     def _decode_images(self, flat):  # uint8 [B, 3072] CHW -> [B, 32, 32, 3]
         return tf.transpose(tf.reshape(flat, [-1, 3, 32, 32]), [0, 2, 3, 1])
 
-    def _finish(self, folder, name, fmt, class_names, base, counts, val_fraction, seed, resize,
-                batch_mode):
-        super().__init__(name=name, source=folder, format=fmt, class_names=class_names,
-                         channels=3, image_size=resize or (32, 32),
-                         splits=make_splits(base, val_fraction, seed), base_counts=counts,
-                         resize=resize, batch_mode=batch_mode)
+    def _finish(self, folder, name, fmt, class_names, base, counts, val_fraction, seed, resize, batch_mode):
+        super().__init__(
+            name=name,
+            source=folder,
+            format=fmt,
+            class_names=class_names,
+            channels=3,
+            image_size=resize or (32, 32),
+            splits=make_splits(base, val_fraction, seed),
+            base_counts=counts,
+            resize=resize,
+            batch_mode=batch_mode,
+        )
 
     def _explain(self, split, err):
         base = self.split_index(split).base if split else "train"
@@ -76,8 +85,9 @@ class _CifarSource(Source):
 
 
 class CifarBinSource(_CifarSource):
-    def __init__(self, folder: Path, *, name="cifar10", val_fraction=0.0, seed=0, resize=None,
-                 batch_mode="pad"):
+    def __init__(
+        self, folder: Path, *, name="cifar10", val_fraction=0.0, seed=0, resize=None, batch_mode="pad"
+    ):
         folder = Path(folder)
         self._files = _split_files(folder, ".bin")
         if not self._files:
@@ -98,16 +108,19 @@ class CifarBinSource(_CifarSource):
             labels = [self._labels(p, len(class_names)) for p in files]
             base[split] = SplitIndex(split, np.concatenate(labels).astype(np.int32))
             counts[split] = len(base[split].labels)
-        self._finish(folder, name, "cifar-bin", class_names, base, counts, val_fraction, seed,
-                     resize, batch_mode)
+        self._finish(
+            folder, name, "cifar-bin", class_names, base, counts, val_fraction, seed, resize, batch_mode
+        )
 
     @staticmethod
     def _labels(path: Path, n_classes: int) -> np.ndarray:
         try:
             size = path.stat().st_size
             if size == 0 or size % RECORD:
-                raise CnnedgeError(f"{path}: length {size} is not a positive multiple of "
-                                   f"{RECORD} (1 label byte + 32x32x3 pixels); truncated or corrupt")
+                raise CnnedgeError(
+                    f"{path}: length {size} is not a positive multiple of "
+                    f"{RECORD} (1 label byte + 32x32x3 pixels); truncated or corrupt"
+                )
             labels = np.array(np.memmap(path, np.uint8, "r").reshape(-1, RECORD)[:, 0])
         except OSError as e:
             raise CnnedgeError(f"{path}: cannot read ({e.strerror or e})") from None
@@ -115,8 +128,9 @@ class CifarBinSource(_CifarSource):
         return labels
 
     def _base_raw(self, base):
-        return tf.data.FixedLengthRecordDataset([str(p) for p in self._files[base]], RECORD,
-                                                buffer_size=1 << 20)
+        return tf.data.FixedLengthRecordDataset(
+            [str(p) for p in self._files[base]], RECORD, buffer_size=1 << 20
+        )
 
     def _decode_batch(self, raw):
         flat = tf.reshape(tf.io.decode_raw(raw, tf.uint8), [-1, RECORD])
@@ -125,9 +139,12 @@ class CifarBinSource(_CifarSource):
 
 # ----------------------------------------------------------------------------- python pickles
 _ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
     # protocol-2 pickles written by Python 3 store bytes as _codecs.encode(text, "latin1"):
     # it only turns a string into bytes
     ("_codecs", "encode"),
@@ -163,8 +180,9 @@ def safe_unpickle(path: Path):
     except RecursionError:
         raise CnnedgeError(f"{path}: not a CIFAR pickle (nesting too deep)") from None
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise CnnedgeError(f"{path}: not a valid CIFAR pickle ({type(e).__name__}: "
-                           f"{' '.join(str(e).split())[:200]})") from None
+        raise CnnedgeError(
+            f"{path}: not a valid CIFAR pickle ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+        ) from None
 
 
 def _get(d: dict, key: str):
@@ -183,8 +201,13 @@ def load_py_batch(path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     if data is None or labels is None:
         keys = ", ".join(repr(k) for k in list(d)[:8])
         raise CnnedgeError(f"{path}: missing 'data' or 'labels' key (found {keys})")
-    if (not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2
-            or data.shape[1] != 3072 or data.shape[0] == 0):
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != 3072
+        or data.shape[0] == 0
+    ):
         desc = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise CnnedgeError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), got {desc}")
     if isinstance(labels, np.ndarray):
@@ -209,15 +232,15 @@ def load_py_batch(path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
 def _meta_names(path: Path) -> tuple[str, ...]:
     d = safe_unpickle(path)
     names = _get(d, "label_names") if isinstance(d, dict) else None
-    if not isinstance(names, list) or len(names) < 2 or not all(
-            isinstance(n, (bytes, str)) for n in names):
+    if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, (bytes, str)) for n in names):
         raise CnnedgeError(f"{path}: expected a dict with a 'label_names' list of strings")
     return tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names)
 
 
 class CifarPySource(_CifarSource):
-    def __init__(self, folder: Path, *, name="cifar10", val_fraction=0.0, seed=0, resize=None,
-                 batch_mode="pad"):
+    def __init__(
+        self, folder: Path, *, name="cifar10", val_fraction=0.0, seed=0, resize=None, batch_mode="pad"
+    ):
         folder = Path(folder)
         self._files = _split_files(folder, "")
         if not self._files:
@@ -230,8 +253,9 @@ class CifarPySource(_CifarSource):
             labels = [load_py_batch(p, self._n_classes)[1] for p in files]
             base[split] = SplitIndex(split, np.concatenate(labels))
             counts[split] = len(base[split].labels)
-        self._finish(folder, name, "cifar-py", class_names, base, counts, val_fraction, seed,
-                     resize, batch_mode)
+        self._finish(
+            folder, name, "cifar-py", class_names, base, counts, val_fraction, seed, resize, batch_mode
+        )
 
     def _base_raw(self, base):
         files, n_classes = list(self._files[base]), self._n_classes

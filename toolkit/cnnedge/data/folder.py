@@ -33,16 +33,23 @@ def image_header(path: str) -> tuple[str, int, int, int]:
     except imagefile.BadImage as e:
         raise CnnedgeError(f"{path}: unreadable image ({e.reason})") from None
     if hdr.kind not in TRAIN_KINDS:
-        raise CnnedgeError(f"{path}: unreadable image (a {hdr.kind.upper()} file; training "
-                           f"reads JPEG, PNG, BMP and GIF: convert it)")
+        raise CnnedgeError(
+            f"{path}: unreadable image (a {hdr.kind.upper()} file; training "
+            f"reads JPEG, PNG, BMP and GIF: convert it)"
+        )
     return hdr.kind, hdr.height, hdr.width, hdr.channels
 
 
 def _list_images(class_dir: Path) -> list[str]:
     try:
         with os.scandir(class_dir) as it:
-            names = [e.name for e in it if not e.name.startswith(".")
-                     and os.path.splitext(e.name)[1].lower() in EXTENSIONS and e.is_file()]
+            names = [
+                e.name
+                for e in it
+                if not e.name.startswith(".")
+                and os.path.splitext(e.name)[1].lower() in EXTENSIONS
+                and e.is_file()
+            ]
     except OSError as e:
         raise CnnedgeError(f"{class_dir}: cannot list ({e.strerror or e})") from None
     return [os.path.join(class_dir, n) for n in sorted(names)]
@@ -56,16 +63,19 @@ def _subdirs(folder: Path) -> list[str]:
     error (it would turn the dataset into one more class)."""
     try:
         with os.scandir(folder) as it:
-            entries = [e for e in it if e.is_dir() and not e.name.startswith(".")
-                       and e.name not in IGNORED_DIRS]
+            entries = [
+                e for e in it if e.is_dir() and not e.name.startswith(".") and e.name not in IGNORED_DIRS
+            ]
     except OSError as e:
         raise CnnedgeError(f"{folder}: cannot list ({e.strerror or e})") from None
     here = Path(folder).resolve()
     for e in entries:
         target = Path(e.path).resolve()
         if e.is_symlink() and (target == here or target in here.parents):
-            raise CnnedgeError(f"{e.path}: a link to {target}, which holds this folder; remove "
-                               f"it (class folders must hold images)")
+            raise CnnedgeError(
+                f"{e.path}: a link to {target}, which holds this folder; remove "
+                f"it (class folders must hold images)"
+            )
     return sorted(e.name for e in entries)
 
 
@@ -86,20 +96,20 @@ def scan_layout(root: Path) -> tuple[tuple[str, ...], dict[str, list[tuple[str, 
     if not class_names:
         raise CnnedgeError(f"{where}: no class folders (expected <class>/<image files>)")
     if len(class_names) < 2:
-        raise CnnedgeError(f"{where}: only one class folder ({class_names[0]}); "
-                           "need at least two")
+        raise CnnedgeError(f"{where}: only one class folder ({class_names[0]}); need at least two")
     lookup = {c: i for i, c in enumerate(class_names)}
     splits = {}
     for split, sroot in roots.items():
         items = []
         for c in _subdirs(sroot):
             if c not in lookup:
-                raise CnnedgeError(f"{sroot / c}: class folder not present in "
-                                   f"{roots.get('train', root)}")
+                raise CnnedgeError(f"{sroot / c}: class folder not present in {roots.get('train', root)}")
             images = _list_images(sroot / c)
             if not images and split == "train":  # an empty class would still be trained on
-                raise CnnedgeError(f"{sroot / c}: class folder holds no images "
-                                   f"({', '.join(EXTENSIONS)}); add images or remove it")
+                raise CnnedgeError(
+                    f"{sroot / c}: class folder holds no images "
+                    f"({', '.join(EXTENSIONS)}); add images or remove it"
+                )
             items += [(p, lookup[c]) for p in images]
         if not items:
             raise CnnedgeError(f"{sroot}: no images ({', '.join(EXTENSIONS)}) in its class folders")
@@ -111,8 +121,17 @@ class FolderSource(Source):
     vectorized = False
     raw_bytes = 256
 
-    def __init__(self, root: Path, *, name=None, val_fraction=0.0, seed=0, resize=None,
-                 keep_size=False, batch_mode="pad"):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        name=None,
+        val_fraction=0.0,
+        seed=0,
+        resize=None,
+        keep_size=False,
+        batch_mode="pad",
+    ):
         root = Path(root)
         class_names, items = scan_layout(root)
         self._paths, base, counts = {}, {}, {}
@@ -138,19 +157,28 @@ class FolderSource(Source):
         elif keep_size:
             image_size = None
             for split, hdr in shapes.items():
-                base[split].shapes = np.concatenate(
-                    [hdr, np.full((len(hdr), 1), channels, np.int32)], axis=1)
+                base[split].shapes = np.concatenate([hdr, np.full((len(hdr), 1), channels, np.int32)], axis=1)
         else:
             few = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
-            raise CnnedgeError(f"{root}: images differ in size ({few}, ...); choose a "
-                               "size: --image-size HxW (e.g. 64x64) or --image-size keep "
-                               "(recipe: data.image_size=64x64 | keep)")
+            raise CnnedgeError(
+                f"{root}: images differ in size ({few}, ...); choose a "
+                "size: --image-size HxW (e.g. 64x64) or --image-size keep "
+                "(recipe: data.image_size=64x64 | keep)"
+            )
         self._kind = kinds.pop() if len(kinds) == 1 else "mixed"
         super().__init__(
-            name=name or root.name, source=root, format="folder", class_names=class_names,
-            channels=channels, image_size=image_size,
-            splits=make_splits(base, val_fraction, seed), base_counts=counts, resize=resize,
-            keep_size=keep_size, batch_mode=batch_mode)
+            name=name or root.name,
+            source=root,
+            format="folder",
+            class_names=class_names,
+            channels=channels,
+            image_size=image_size,
+            splits=make_splits(base, val_fraction, seed),
+            base_counts=counts,
+            resize=resize,
+            keep_size=keep_size,
+            batch_mode=batch_mode,
+        )
 
     def _raw(self, split):
         idx = self.split_index(split)
@@ -177,13 +205,14 @@ class FolderSource(Source):
             splits = [split] if split else list(self.splits)
             for s in splits:
                 raw = self._raw(s)
-                ok = raw.enumerate().map(
-                    lambda i, pl: (i, tf.shape(self._decode_one(*pl)[0])[0]),
-                    num_parallel_calls=-1).ignore_errors()
+                ok = (
+                    raw.enumerate()
+                    .map(lambda i, pl: (i, tf.shape(self._decode_one(*pl)[0])[0]), num_parallel_calls=-1)
+                    .ignore_errors()
+                )
                 good = {int(i) for i, _ in ok.as_numpy_iterator()}
                 idx = self.split_index(s)
-                paths = self._paths[idx.base] if idx.select is None else \
-                    self._paths[idx.base][idx.select]
+                paths = self._paths[idx.base] if idx.select is None else self._paths[idx.base][idx.select]
                 bad = [paths[i] for i in range(len(paths)) if i not in good]
                 if bad:
                     more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""

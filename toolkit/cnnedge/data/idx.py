@@ -18,10 +18,22 @@ from cnnedge.backend import tf
 from cnnedge.data.base import Source, SplitIndex, make_splits
 from cnnedge.errors import CnnedgeError
 
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                   "Sneaker", "Bag", "Ankle boot")
-SPLIT_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 _IMAGES, _LABELS = 2051, 2049  # magic numbers: unsigned bytes, 3 dims / 1 dim
 _CHUNK = 1 << 20
 _CACHE: dict = {}  # (path, size, mtime_ns) -> validated header/labels
@@ -84,8 +96,10 @@ def inspect_idx(path: Path, kind: str) -> tuple[tuple[int, ...], int, np.ndarray
         raise CnnedgeError(f"{path}: implausible IDX image size {dims[1]}x{dims[2]}")
     expected = header_bytes + int(np.prod(dims, dtype=np.int64))
     if total != expected:
-        raise CnnedgeError(f"{path}: wrong length {total} bytes for IDX dims {dims} "
-                           f"(expected {expected}); truncated or corrupt")
+        raise CnnedgeError(
+            f"{path}: wrong length {total} bytes for IDX dims {dims} "
+            f"(expected {expected}); truncated or corrupt"
+        )
     labels = None
     if kind == "labels":
         labels = np.frombuffer(data, np.uint8, offset=header_bytes).astype(np.int32)
@@ -96,8 +110,17 @@ def inspect_idx(path: Path, kind: str) -> tuple[tuple[int, ...], int, np.ndarray
 class IdxSource(Source):
     raw_bytes = 800
 
-    def __init__(self, folder: Path, *, name: str, class_names=None, val_fraction=0.0, seed=0,
-                 resize=None, batch_mode="pad"):
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        name: str,
+        class_names=None,
+        val_fraction=0.0,
+        seed=0,
+        resize=None,
+        batch_mode="pad",
+    ):
         folder = Path(folder)
         self._files, self._label_files, base, counts, shape = {}, {}, {}, {}, None
         for split, (img_stem, lab_stem) in SPLIT_FILES.items():
@@ -112,8 +135,9 @@ class IdxSource(Source):
             if dims[0] != n_lab:
                 raise CnnedgeError(f"{img}: {dims[0]} images but {lab.name} has {n_lab} labels")
             if shape is not None and dims[1:] != shape:
-                raise CnnedgeError(f"{img}: images are {dims[1]}x{dims[2]}, "
-                                   f"train images are {shape[0]}x{shape[1]}")
+                raise CnnedgeError(
+                    f"{img}: images are {dims[1]}x{dims[2]}, train images are {shape[0]}x{shape[1]}"
+                )
             shape = dims[1:]
             self._files[split] = (img, hb)
             self._label_files[split] = lab
@@ -125,22 +149,36 @@ class IdxSource(Source):
         for split, b in base.items():
             bad = np.flatnonzero(b.labels >= len(class_names))
             if bad.size:
-                raise CnnedgeError(f"{self._label_files[split]}: label "
-                                   f"{b.labels[bad[0]]} at index {bad[0]} is out of range "
-                                   f"(0-{len(class_names) - 1})")
+                raise CnnedgeError(
+                    f"{self._label_files[split]}: label "
+                    f"{b.labels[bad[0]]} at index {bad[0]} is out of range "
+                    f"(0-{len(class_names) - 1})"
+                )
         self._shape = shape
         self._base_labels = {k: v.labels for k, v in base.items()}
         super().__init__(
-            name=name, source=folder, format="idx", class_names=class_names, channels=1,
-            image_size=resize or shape, splits=make_splits(base, val_fraction, seed),
-            base_counts=counts, resize=resize, batch_mode=batch_mode)
+            name=name,
+            source=folder,
+            format="idx",
+            class_names=class_names,
+            channels=1,
+            image_size=resize or shape,
+            splits=make_splits(base, val_fraction, seed),
+            base_counts=counts,
+            resize=resize,
+            batch_mode=batch_mode,
+        )
 
     def _base_raw(self, base):
         path, header = self._files[base]
         h, w = self._shape
         records = tf.data.FixedLengthRecordDataset(
-            str(path), record_bytes=h * w, header_bytes=header,
-            compression_type="GZIP" if path.suffix == ".gz" else "", buffer_size=1 << 20)
+            str(path),
+            record_bytes=h * w,
+            header_bytes=header,
+            compression_type="GZIP" if path.suffix == ".gz" else "",
+            buffer_size=1 << 20,
+        )
         labels = tf.data.Dataset.from_tensor_slices(self._base_labels[base])
         return tf.data.Dataset.zip((records, labels))
 
@@ -155,8 +193,12 @@ class IdxSource(Source):
 
 def open_idx(folder, *, fashion: bool, name: str | None = None, **kw) -> IdxSource:
     folder = Path(folder)
-    return IdxSource(folder, name=name or ("fashion-mnist" if fashion else folder.name),
-                     class_names=FASHION_CLASSES if fashion else None, **kw)
+    return IdxSource(
+        folder,
+        name=name or ("fashion-mnist" if fashion else folder.name),
+        class_names=FASHION_CLASSES if fashion else None,
+        **kw,
+    )
 
 
 __all__ = ["FASHION_CLASSES", "IdxSource", "has_idx", "inspect_idx", "open_idx"]

@@ -81,16 +81,27 @@ def mix_batch(images, labels, p, seed, mixup: float = 0.0, cutmix: float = 0.0):
     return out, labels
 
 
-def mix_batches(ds, *, mixup: float, cutmix: float, prob: float, ramp, epochs: int, steps: int,
-                first_epoch: int = 0, seed: int = 0):
+def mix_batches(
+    ds,
+    *,
+    mixup: float,
+    cutmix: float,
+    prob: float,
+    ramp,
+    epochs: int,
+    steps: int,
+    first_epoch: int = 0,
+    seed: int = 0,
+):
     """Map :func:`mix_batch` over a repeated dataset of (float images, one-hot labels) batches
     whose first batch starts epoch ``first_epoch`` (0-based) of a run of ``epochs`` × ``steps``."""
     counter = tf.data.Dataset.range(int(first_epoch) * int(steps), 2**62)
 
     def fn(batch, i):
         p = mix_probability(tf.cast(i // steps, tf.float32), epochs, prob, ramp)
-        return mix_batch(batch[0], batch[1], p, tf.stack([tf.constant(int(seed), tf.int64), i]),
-                         mixup, cutmix)
+        return mix_batch(
+            batch[0], batch[1], p, tf.stack([tf.constant(int(seed), tf.int64), i]), mixup, cutmix
+        )
 
     return tf.data.Dataset.zip((ds, counter)).map(fn, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -100,9 +111,17 @@ def mix_for(ds, recipe, steps: int, first_epoch: int = 0):
     if not recipe.augment.mixes:
         return ds
     a = recipe.augment
-    return mix_batches(ds, mixup=a.mixup, cutmix=a.cutmix, prob=a.mix_prob, ramp=a.mix_ramp,
-                       epochs=recipe.train.epochs, steps=steps, first_epoch=first_epoch,
-                       seed=recipe.train.seed)
+    return mix_batches(
+        ds,
+        mixup=a.mixup,
+        cutmix=a.cutmix,
+        prob=a.mix_prob,
+        ramp=a.mix_ramp,
+        epochs=recipe.train.epochs,
+        steps=steps,
+        first_epoch=first_epoch,
+        seed=recipe.train.seed,
+    )
 
 
 __all__ = ["mix_batch", "mix_batches", "mix_for", "mix_probability"]

@@ -54,8 +54,17 @@ def looks_partial(folder: str) -> bool:
 
 
 class RecordSource(Source):
-    def __init__(self, folder: str, *, name=None, val_fraction=0.0, seed=0, resize=None,
-                 keep_size=False, batch_mode="pad"):
+    def __init__(
+        self,
+        folder: str,
+        *,
+        name=None,
+        val_fraction=0.0,
+        seed=0,
+        resize=None,
+        keep_size=False,
+        batch_mode="pad",
+    ):
         self._folder = folder = str(folder)
         meta_path = _join(folder, META)
         try:
@@ -74,8 +83,7 @@ class RecordSource(Source):
             for split, s in meta["splits"].items():
                 labels = _dec(s["labels"])
                 shapes = _dec(s["shapes"], 3) if s.get("shapes") else None
-                if len(labels) != int(s["count"]) or (shapes is not None
-                                                      and len(shapes) != len(labels)):
+                if len(labels) != int(s["count"]) or (shapes is not None and len(shapes) != len(labels)):
                     raise ValueError(f"split {split}: index does not match count")
                 if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
                     raise ValueError(f"split {split}: label out of range")
@@ -89,17 +97,27 @@ class RecordSource(Source):
                 if not tf.io.gfile.exists(p):
                     raise CnnedgeError(f"{p}: shard listed in {META} is missing")
         if size is None and not keep_size and not resize:
-            raise CnnedgeError(f"{folder}: images differ in size; choose a size: "
-                               "--image-size HxW (e.g. 64x64) or --image-size keep")
+            raise CnnedgeError(
+                f"{folder}: images differ in size; choose a size: "
+                "--image-size HxW (e.g. 64x64) or --image-size keep"
+            )
         self._stored_size = size
         self.vectorized = size is not None
         if size:
             self.raw_bytes = size[0] * size[1] * channels + 32
         super().__init__(
             name=name or meta.get("name") or os.path.basename(folder.rstrip("/")),
-            source=folder, format="tfrecord", class_names=class_names, channels=channels,
-            image_size=resize or size, splits=make_splits(base, val_fraction, seed),
-            base_counts=counts, keep_size=keep_size, batch_mode=batch_mode, resize=resize)
+            source=folder,
+            format="tfrecord",
+            class_names=class_names,
+            channels=channels,
+            image_size=resize or size,
+            splits=make_splits(base, val_fraction, seed),
+            base_counts=counts,
+            keep_size=keep_size,
+            batch_mode=batch_mode,
+            resize=resize,
+        )
 
     def _base_raw(self, base):
         files = self._shards[base]
@@ -107,13 +125,18 @@ class RecordSource(Source):
             return tf.data.TFRecordDataset(files[0], buffer_size=1 << 20)
         return tf.data.Dataset.from_tensor_slices(files).interleave(
             lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 18),
-            cycle_length=len(files), block_length=1, num_parallel_calls=min(len(files), 4),
-            deterministic=True)
+            cycle_length=len(files),
+            block_length=1,
+            num_parallel_calls=min(len(files), 4),
+            deterministic=True,
+        )
 
     def _features(self):
-        return {"image": tf.io.FixedLenFeature([], tf.string),
-                "label": tf.io.FixedLenFeature([], tf.int64),
-                "shape": tf.io.FixedLenFeature([3], tf.int64)}
+        return {
+            "image": tf.io.FixedLenFeature([], tf.string),
+            "label": tf.io.FixedLenFeature([], tf.int64),
+            "shape": tf.io.FixedLenFeature([3], tf.int64),
+        }
 
     def _decode_batch(self, serialized):
         ex = tf.io.parse_example(serialized, self._features())
@@ -138,13 +161,15 @@ class RecordSource(Source):
                 except tf.errors.OpError as e:
                     raise CnnedgeError(self._explain(split, e)) from None
                 if got != want:
-                    raise CnnedgeError(f"{shard}: corrupt TFRecord shard ({got} records, "
-                                       f"{META} lists {want}: truncated or replaced?)")
+                    raise CnnedgeError(
+                        f"{shard}: corrupt TFRecord shard ({got} records, "
+                        f"{META} lists {want}: truncated or replaced?)"
+                    )
 
     def _explain(self, split, err):
         """Name the shard that fails to read (error path only: each shard read once)."""
         first = one_line(str(err.message).split("{{")[0]).split(" [Op:")[0][:160]
-        for s in ([split] if split in self._shards else list(self._shards)):
+        for s in [split] if split in self._shards else list(self._shards):
             for shard in self._shards[s]:
                 try:
                     for _ in tf.data.TFRecordDataset(shard).map(self._decode_one):
@@ -157,15 +182,20 @@ class RecordSource(Source):
 
 def _example(image: np.ndarray, label: int) -> bytes:
     feat = tf.train.Feature
-    return tf.train.Example(features=tf.train.Features(feature={
-        "image": feat(bytes_list=tf.train.BytesList(value=[image.tobytes()])),
-        "label": feat(int64_list=tf.train.Int64List(value=[int(label)])),
-        "shape": feat(int64_list=tf.train.Int64List(value=list(image.shape))),
-    })).SerializeToString()
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "image": feat(bytes_list=tf.train.BytesList(value=[image.tobytes()])),
+                "label": feat(int64_list=tf.train.Int64List(value=[int(label)])),
+                "shape": feat(int64_list=tf.train.Int64List(value=list(image.shape))),
+            }
+        )
+    ).SerializeToString()
 
 
-def pack(source: Source, out_dir: str, *, shards: int = 8, overwrite: bool = False,
-         progress: bool = False) -> str:
+def pack(
+    source: Source, out_dir: str, *, shards: int = 8, overwrite: bool = False, progress: bool = False
+) -> str:
     """Write every split of ``source`` as sharded TFRecords + dataset.json; returns out_dir."""
     out_dir = str(out_dir).rstrip("/") or "/"
     if int(shards) < 1:
@@ -177,8 +207,7 @@ def pack(source: Source, out_dir: str, *, shards: int = 8, overwrite: bool = Fal
         if not overwrite:
             raise CnnedgeError(f"{out_dir} already exists; pass overwrite=True (--overwrite)")
         if gfile.isdir(out_dir) and gfile.listdir(out_dir) and not is_packed(out_dir):
-            raise CnnedgeError(f"{out_dir} is not a cnnedge pack (no {META}); refusing to "
-                               "overwrite it")
+            raise CnnedgeError(f"{out_dir} is not a cnnedge pack (no {META}); refusing to overwrite it")
     remote = "://" in out_dir
     work = out_dir if remote else f"{out_dir}.partial-{os.getpid()}"
     if not remote:  # what killed packs (of any process no longer running) left behind
@@ -190,10 +219,17 @@ def pack(source: Source, out_dir: str, *, shards: int = 8, overwrite: bool = Fal
         gfile.rmtree(out_dir)
     gfile.makedirs(work)
     info = source.info
-    meta = {"format": MAGIC, "version": 1, "name": info.name, "packed_from": info.source,
-            "source_format": info.format, "class_names": list(info.class_names),
-            "channels": info.channels,
-            "image_size": list(info.image_size) if info.image_size else None, "splits": {}}
+    meta = {
+        "format": MAGIC,
+        "version": 1,
+        "name": info.name,
+        "packed_from": info.source,
+        "source_format": info.format,
+        "class_names": list(info.class_names),
+        "channels": info.channels,
+        "image_size": list(info.image_size) if info.image_size else None,
+        "splits": {},
+    }
     bar = _progress(progress)
     try:
         with bar:
@@ -239,8 +275,12 @@ def _write_split(source, split, folder, shards, bar) -> dict:
             w.close()
     shapes_arr = np.array(shapes, np.int32).reshape(-1, 3)
     fixed = source.info.image_size is not None
-    return {"count": i, "shards": names, "labels": _enc(np.array(labels, np.int32)),
-            "shapes": None if fixed else _enc(shapes_arr)}
+    return {
+        "count": i,
+        "shards": names,
+        "labels": _enc(np.array(labels, np.int32)),
+        "shapes": None if fixed else _enc(shapes_arr),
+    }
 
 
 class _NoBar:
@@ -258,8 +298,13 @@ def _progress(enabled: bool):
         return _NoBar()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn(), transient=False)
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=False,
+    )
     bar.enabled = True
     return bar
 

@@ -62,9 +62,11 @@ def _fashion_dirs(data_dir) -> list[Path]:
 
 def download_fashion(dest: Path, searched: list[Path]) -> Path:
     """Fetch the four files into ``dest`` (temp file + rename, SHA-256 checked)."""
-    missing_msg = (f"Fashion-MNIST files not found in {', '.join(str(s) for s in searched)}; "
-                   "install the Debian package dataset-fashion-mnist (apt-get install "
-                   "dataset-fashion-mnist) or put the four *-ubyte.gz files in $CNNEDGE_DATA")
+    missing_msg = (
+        f"Fashion-MNIST files not found in {', '.join(str(s) for s in searched)}; "
+        "install the Debian package dataset-fashion-mnist (apt-get install "
+        "dataset-fashion-mnist) or put the four *-ubyte.gz files in $CNNEDGE_DATA"
+    )
     try:
         dest.mkdir(parents=True, exist_ok=True)
         for name, sha in FASHION_SHA256.items():
@@ -76,8 +78,9 @@ def download_fashion(dest: Path, searched: list[Path]) -> Path:
                 h = hashlib.sha256()
                 _fetch(FASHION_URL + name, fd, h)
                 if h.hexdigest() != sha:
-                    raise CnnedgeError(f"downloaded {FASHION_URL + name} has sha256 "
-                                       f"{h.hexdigest()}, expected {sha}")
+                    raise CnnedgeError(
+                        f"downloaded {FASHION_URL + name} has sha256 {h.hexdigest()}, expected {sha}"
+                    )
                 default_mode(tmp)
                 os.replace(tmp, target)
             finally:
@@ -120,7 +123,8 @@ def _open_fashion(data_dir, download, kw):
         raise CnnedgeError(
             f"Fashion-MNIST files not found in {', '.join(str(s) for s in searched)}; install "
             "the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
-            "or put the four *-ubyte.gz files in $CNNEDGE_DATA")
+            "or put the four *-ubyte.gz files in $CNNEDGE_DATA"
+        )
     dest = download_fashion(Path.home() / ".keras" / "datasets" / "fashion-mnist", searched)
     return idx.open_idx(dest, fashion=True, **kw)
 
@@ -153,8 +157,10 @@ def _extract_safely(archive: Path, work: Path) -> None:
             for m in members:
                 why = _unsafe_member(m, work)
                 if why:
-                    raise CnnedgeError(f"{CIFAR_URL}: refusing unsafe tarball member {m.name!r} "
-                                       f"({why}); nothing was extracted")
+                    raise CnnedgeError(
+                        f"{CIFAR_URL}: refusing unsafe tarball member {m.name!r} "
+                        f"({why}); nothing was extracted"
+                    )
             if hasattr(tarfile, "data_filter"):
                 tar.extractall(work, members=members, filter="data")
             else:  # a Python without PEP 706: the checks above are the guard
@@ -162,8 +168,9 @@ def _extract_safely(archive: Path, work: Path) -> None:
     except CnnedgeError:
         raise
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:  # damaged gzip or tar
-        raise CnnedgeError(f"{CIFAR_URL}: cannot unpack the tarball ({_cause(e)}); "
-                           "nothing was kept") from None
+        raise CnnedgeError(
+            f"{CIFAR_URL}: cannot unpack the tarball ({_cause(e)}); nothing was kept"
+        ) from None
 
 
 def download_cifar(base: Path) -> Path:
@@ -174,10 +181,14 @@ def download_cifar(base: Path) -> Path:
     """
     dest = base / CIFAR_PY
     if dest.is_dir() and any(dest.iterdir()):  # don't fetch 170 MB only to fail the rename
-        raise CnnedgeError(f"{dest} exists but holds no CIFAR-10 batches; remove it or put "
-                           "data_batch_1..5 and test_batch there")
-    manual = (f"download it by hand, unpack it and put {CIFAR_PY}/ in $CNNEDGE_DATA or "
-              "--data-dir, or pass the folder's path")
+        raise CnnedgeError(
+            f"{dest} exists but holds no CIFAR-10 batches; remove it or put "
+            "data_batch_1..5 and test_batch there"
+        )
+    manual = (
+        f"download it by hand, unpack it and put {CIFAR_PY}/ in $CNNEDGE_DATA or "
+        "--data-dir, or pass the folder's path"
+    )
     tmp = work = None
     try:
         base.mkdir(parents=True, exist_ok=True)
@@ -189,25 +200,25 @@ def download_cifar(base: Path) -> Path:
             if size and size.isdigit() and got != int(size):
                 raise OSError(f"connection closed after {got} of {size} bytes")
         except Exception as e:  # noqa: BLE001 - offline, DNS, HTTP, short read, disk
-            raise CnnedgeError(f"cannot download CIFAR-10 from {CIFAR_URL} ({_cause(e)}); "
-                               f"{manual}") from None
+            raise CnnedgeError(f"cannot download CIFAR-10 from {CIFAR_URL} ({_cause(e)}); {manual}") from None
         if h.hexdigest() != CIFAR_MD5:
-            raise CnnedgeError(f"downloaded {CIFAR_URL} has md5 {h.hexdigest()}, expected "
-                               f"{CIFAR_MD5} (truncated or altered); nothing was kept; {manual}")
+            raise CnnedgeError(
+                f"downloaded {CIFAR_URL} has md5 {h.hexdigest()}, expected "
+                f"{CIFAR_MD5} (truncated or altered); nothing was kept; {manual}"
+            )
         work = Path(tempfile.mkdtemp(prefix=f".{CIFAR_PY}.", dir=base))
         _extract_safely(Path(tmp), work)
         if not cifar.is_cifar_py(work / CIFAR_PY):
-            raise CnnedgeError(f"{CIFAR_URL}: the tarball holds no {CIFAR_PY}/ with "
-                               "data_batch_* files; nothing was kept")
+            raise CnnedgeError(
+                f"{CIFAR_URL}: the tarball holds no {CIFAR_PY}/ with data_batch_* files; nothing was kept"
+            )
         try:
             os.rename(work / CIFAR_PY, dest)  # same folder, so atomic: complete or absent
         except OSError as e:
             if not cifar.is_cifar_py(dest):  # else another process finished first: use its copy
-                raise CnnedgeError(f"cannot move the unpacked CIFAR-10 to {dest} "
-                                   f"({_cause(e)})") from None
+                raise CnnedgeError(f"cannot move the unpacked CIFAR-10 to {dest} ({_cause(e)})") from None
     except OSError as e:  # mkdir, mkstemp, mkdtemp: disk full, read-only home
-        raise CnnedgeError(f"cannot download CIFAR-10 into {base} ({_cause(e)}); "
-                           f"{manual}") from None
+        raise CnnedgeError(f"cannot download CIFAR-10 into {base} ({_cause(e)}); {manual}") from None
     finally:
         if tmp and os.path.exists(tmp):
             os.unlink(tmp)
@@ -229,8 +240,10 @@ def _open_cifar(data_dir, download, kw):
         dest = download_cifar(Path.home() / ".keras" / "datasets")
         return _open_dir(dest, kw, name="cifar10", cifar_only=True)
     bases = ", ".join(str(b) for b in _base_dirs(data_dir))
-    raise CnnedgeError(f"CIFAR-10 not found: none of {', '.join(CIFAR_DIRS)} in {bases}; put "
-                       "one there, set $CNNEDGE_DATA, or pass the folder's path")
+    raise CnnedgeError(
+        f"CIFAR-10 not found: none of {', '.join(CIFAR_DIRS)} in {bases}; put "
+        "one there, set $CNNEDGE_DATA, or pass the folder's path"
+    )
 
 
 def _open_dir(d: Path, kw, *, name=None, cifar_only=False):
@@ -251,23 +264,38 @@ def _open_dir(d: Path, kw, *, name=None, cifar_only=False):
     if is_packed(str(d)):
         return RecordSource(str(d), name=name, **kw)
     if looks_partial(str(d)):
-        raise CnnedgeError(f"{d}: TFRecord files without dataset.json (an interrupted pack?); "
-                           "pack it again")
+        raise CnnedgeError(f"{d}: TFRecord files without dataset.json (an interrupted pack?); pack it again")
     if idx.has_idx(d):
         return idx.open_idx(d, fashion="fashion" in d.name.lower(), name=name, **folder_kw)
     return FolderSource(d, name=name, **kw)
 
 
-def open_dataset(spec, *, data_dir=None, val_fraction: float = 0.0, seed: int = 0,
-                 image_size=None, keep_size: bool = False, batch_mode: str = "pad",
-                 download: bool = True, val_split: str = "random"):
+def open_dataset(
+    spec,
+    *,
+    data_dir=None,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+    image_size=None,
+    keep_size: bool = False,
+    batch_mode: str = "pad",
+    download: bool = True,
+    val_split: str = "random",
+):
     """Open a dataset by name or path; nothing is read beyond headers and labels.
     ``val_split``: how ``val_fraction`` is carved from train, "random" or "stratified"."""
     if val_split not in ("random", "stratified"):
         raise CnnedgeError(f"val_split must be 'random' or 'stratified', got {val_split!r}")
     if val_split == "stratified" and val_fraction:
-        src = open_dataset(spec, data_dir=data_dir, seed=seed, image_size=image_size,
-                           keep_size=keep_size, batch_mode=batch_mode, download=download)
+        src = open_dataset(
+            spec,
+            data_dir=data_dir,
+            seed=seed,
+            image_size=image_size,
+            keep_size=keep_size,
+            batch_mode=batch_mode,
+            download=download,
+        )
         try:
             return src.carve_val(float(val_fraction), int(seed))
         except CnnedgeError as e:  # the split's message does not know which data it is
@@ -284,8 +312,13 @@ def open_dataset(spec, *, data_dir=None, val_fraction: float = 0.0, seed: int = 
             ok = False
         if not ok:
             raise CnnedgeError(f"image_size must be (height, width) > 0, got {image_size!r}")
-    kw = {"val_fraction": float(val_fraction), "seed": int(seed), "resize": image_size,
-          "keep_size": bool(keep_size), "batch_mode": batch_mode}
+    kw = {
+        "val_fraction": float(val_fraction),
+        "seed": int(seed),
+        "resize": image_size,
+        "keep_size": bool(keep_size),
+        "batch_mode": batch_mode,
+    }
     spec = str(spec)
     key = spec.strip().lower()
     if key in FASHION_NAMES:
@@ -306,5 +339,7 @@ def open_dataset(spec, *, data_dir=None, val_fraction: float = 0.0, seed: int = 
             return _open_dir(p.resolve(), kw)
         if p.is_file():
             raise CnnedgeError(f"{p}: is a file; pass the folder that holds the dataset")
-    raise CnnedgeError(f"dataset {spec!r} not found: not a known name ({FASHION_NAMES[0]}, "
-                       f"{CIFAR_NAMES[0]}) and no such directory")
+    raise CnnedgeError(
+        f"dataset {spec!r} not found: not a known name ({FASHION_NAMES[0]}, "
+        f"{CIFAR_NAMES[0]}) and no such directory"
+    )

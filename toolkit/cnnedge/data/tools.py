@@ -29,8 +29,10 @@ def check(source: Source) -> int:
             for _, y in source.pipeline(split, batch_size=256):
                 got += int(y.shape[0])
         if got != source.num_examples(split):
-            raise CnnedgeError(f"{source.info.source}: split {split} yields {got} images, its "
-                               f"index {source.num_examples(split)} (a file changed since?)")
+            raise CnnedgeError(
+                f"{source.info.source}: split {split} yields {got} images, its "
+                f"index {source.num_examples(split)} (a file changed since?)"
+            )
         n += got
     return n
 
@@ -52,10 +54,14 @@ def describe(source: Source, check_files: bool = False) -> dict:
         else:
             tally = Counter(map(tuple, idx.shapes.tolist()))
             sizes = {f"{h}x{w}x{c}": int(n) for (h, w, c), n in tally.most_common()}
-        splits[split] = {"count": len(idx.labels),
-                         "class_counts": [int(c) for c in counts], "sizes": sizes}
-    return {"name": info.name, "format": info.format, "source": info.source,
-            "class_names": list(info.class_names), "splits": splits}
+        splits[split] = {"count": len(idx.labels), "class_counts": [int(c) for c in counts], "sizes": sizes}
+    return {
+        "name": info.name,
+        "format": info.format,
+        "source": info.source,
+        "class_names": list(info.class_names),
+        "splits": splits,
+    }
 
 
 def sample(source: Source, split: str, n: int, seed: int = 0):
@@ -91,8 +97,7 @@ def preview(source: Source, out, *, split: str = "train", n: int = 36, seed: int
             ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         else:
             ax.imshow(image, interpolation="nearest")
-        ax.set_title(names[int(label)] if 0 <= int(label) < len(names) else str(label),
-                     fontsize=7)
+        ax.set_title(names[int(label)] if 0 <= int(label) < len(names) else str(label), fontsize=7)
         ax.axis("off")
     fig.suptitle(f"{source.info.name} / {split}", fontsize=9)
     fig.tight_layout()
@@ -114,15 +119,16 @@ def preview(source: Source, out, *, split: str = "train", n: int = 36, seed: int
     return out
 
 
-def benchmark(source: Source, *, split: str = "train", batch_size: int = 128, epochs: int = 2,
-              shuffle: bool = True) -> dict:
+def benchmark(
+    source: Source, *, split: str = "train", batch_size: int = 128, epochs: int = 2, shuffle: bool = True
+) -> dict:
     """Images/s of ``pipeline(split)`` consumed inside TensorFlow (no Python per batch)."""
     if int(epochs) < 1:
         raise CnnedgeError(f"epochs must be >= 1, got {epochs}")
     ds = source.pipeline(split, batch_size=batch_size, shuffle=shuffle, seed=0)
-    count = tf.function(lambda: ds.reduce(tf.constant(0, tf.int64),
-                                          lambda acc, b: acc + tf.cast(tf.shape(b[0])[0],
-                                                                       tf.int64)))
+    count = tf.function(
+        lambda: ds.reduce(tf.constant(0, tf.int64), lambda acc, b: acc + tf.cast(tf.shape(b[0])[0], tf.int64))
+    )
     per_epoch, cpu, images = [], [], 0
     with source.guard(split):
         for _ in range(int(epochs)):
@@ -132,7 +138,15 @@ def benchmark(source: Source, *, split: str = "train", batch_size: int = 128, ep
             cpu.append(round(time.process_time() - c0, 3))
     # cpu_s: CPU seconds this process spent per epoch -- on a busy machine, images / cpu_s x
     # cores estimates what the pipeline would reach with the cores to itself
-    return {"dataset": source.info.name, "format": source.info.format, "split": split,
-            "batch_size": int(batch_size), "shuffle": bool(shuffle), "images": images,
-            "per_epoch": per_epoch, "cpu_s": cpu, "cores": os.cpu_count(),
-            "images_per_s": max(per_epoch)}
+    return {
+        "dataset": source.info.name,
+        "format": source.info.format,
+        "split": split,
+        "batch_size": int(batch_size),
+        "shuffle": bool(shuffle),
+        "images": images,
+        "per_epoch": per_epoch,
+        "cpu_s": cpu,
+        "cores": os.cpu_count(),
+        "images_per_s": max(per_epoch),
+    }

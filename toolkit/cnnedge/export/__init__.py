@@ -43,10 +43,12 @@ WRITERS = {"tflite": _tflite.writers, "onnx": _onnx.writers, "tflm": _tflm.write
 OPT_IN = ("tflm",)  # written on request only: "all" means every other format
 QUICK_VERIFY_IMAGES = 512
 STAGE_PREFIX = ".export."  # the staging folder inside the output folder
-NO_VNNI_NOTE = ("this CPU lacks VNNI, where onnxruntime adds int8-weight products into "
-                "saturating int16 sums: model_int8.onnx (int8 weights, right for VNNI CPUs, ARM, "
-                "TensorRT, OpenVINO) may differ from model_int8.tflite here; --onnx-weights uint8 "
-                "writes one that is exact on this CPU too")
+NO_VNNI_NOTE = (
+    "this CPU lacks VNNI, where onnxruntime adds int8-weight products into "
+    "saturating int16 sums: model_int8.onnx (int8 weights, right for VNNI CPUs, ARM, "
+    "TensorRT, OpenVINO) may differ from model_int8.tflite here; --onnx-weights uint8 "
+    "writes one that is exact on this CPU too"
+)
 
 
 @dataclass
@@ -66,9 +68,14 @@ class ExportResult:
         self.passed = self.verify is None or bool(self.verify.passed)
 
     def to_dict(self) -> dict:
-        return {"artifacts": self.artifacts, "out_dir": str(self.out_dir),
-                "verify": self.verify.to_dict() if self.verify is not None else None,
-                "verify_error": self.verify_error, "notes": self.notes, "passed": self.passed}
+        return {
+            "artifacts": self.artifacts,
+            "out_dir": str(self.out_dir),
+            "verify": self.verify.to_dict() if self.verify is not None else None,
+            "verify_error": self.verify_error,
+            "notes": self.notes,
+            "passed": self.passed,
+        }
 
     def __iter__(self):
         return iter(self.artifacts)
@@ -109,11 +116,21 @@ def _names(values, valid: Sequence[str], what: str, opt_in=()) -> list[str]:
     return out
 
 
-def export(run_or_model, *, formats: Sequence[str] | str = ("tflite", "onnx"),
-           precisions: Sequence[str] | str = PRECISIONS, out_dir=None, calibration=None,
-           opset: int = 17, int8_method: str = "tflite", calibration_images: int | None = None,
-           verify: int = QUICK_VERIFY_IMAGES, threads: int = 0,
-           onnx_weights: str | None = None, image_size=None) -> ExportResult:
+def export(
+    run_or_model,
+    *,
+    formats: Sequence[str] | str = ("tflite", "onnx"),
+    precisions: Sequence[str] | str = PRECISIONS,
+    out_dir=None,
+    calibration=None,
+    opset: int = 17,
+    int8_method: str = "tflite",
+    calibration_images: int | None = None,
+    verify: int = QUICK_VERIFY_IMAGES,
+    threads: int = 0,
+    onnx_weights: str | None = None,
+    image_size=None,
+) -> ExportResult:
     """Export a run directory or a .keras/.h5 model (see the module docstring).
 
     Unsupported format×precision pairs are skipped (ONNX has no fp16); a precision no requested
@@ -151,20 +168,13 @@ def export(run_or_model, *, formats: Sequence[str] | str = ("tflite", "onnx"),
     if onnx_weights is None:
         onnx_weights = ONNX_WEIGHTS[0]
     fmts = _names(formats, list_formats(), "export format", OPT_IN)
-    precs = _names(precisions, PRECISIONS, "precision")
+    precs = _precisions(precisions, fmts)
     if int8_method not in INT8_METHODS:
         raise unknown("int8_method", int8_method, INT8_METHODS)
     if onnx_weights not in ONNX_WEIGHTS:
         raise unknown("onnx_weights", onnx_weights, ONNX_WEIGHTS)
     if onnx_weights != "int8" and int8_method != "tflite":  # quantize_static writes int8 only
         raise CnnedgeError("onnx_weights uint8 needs int8_method tflite")
-    if tuple(precisions) == PRECISIONS or "all" in [x.lower() for x in split_list(precisions)]:
-        precs = [p for p in precs if any(p in format_precisions(f) for f in fmts)]  # tflm: int8
-    for p in precs:
-        if not any(p in format_precisions(f) for f in fmts):
-            raise CnnedgeError(f"precision {p} is not supported by {', '.join(fmts)}; "
-                               + "; ".join(f"{f}: {', '.join(format_precisions(f))}"
-                                           for f in fmts))
     if not 7 <= int(opset) <= 21:
         raise CnnedgeError(f"ONNX opset must be between 7 and 21, got {opset}")
     if int(verify) < 0:
@@ -176,8 +186,9 @@ def export(run_or_model, *, formats: Sequence[str] | str = ("tflite", "onnx"),
         if image_size == "keep":
             raise CnnedgeError("--format tflm needs a fixed --image-size HxW, not keep")
     if image_size is not None and "tflm" not in fmts:
-        raise CnnedgeError("--image-size sets the fixed input of --format tflm; the other "
-                           "formats keep the dynamic H×W input")
+        raise CnnedgeError(
+            "--image-size sets the fixed input of --format tflm; the other formats keep the dynamic H×W input"
+        )
     if "tflm" in fmts:
         from cnnedge.runtime import tflm as runtime_tflm
 
@@ -189,24 +200,44 @@ def export(run_or_model, *, formats: Sequence[str] | str = ("tflite", "onnx"),
         _tflm.static_size(job)  # a model with no size recorded fails before any conversion
     job.cache["onnx_weights"] = onnx_weights  # read by the ONNX writer (_onnx.onnx_weights)
     if "int8" in precs and job.calibration is None:
-        raise CnnedgeError("int8 export needs calibration data: pass --data <dataset name or "
-                           "path> (calibration=...) or export a run directory")
+        raise CnnedgeError(
+            "int8 export needs calibration data: pass --data <dataset name or "
+            "path> (calibration=...) or export a run directory"
+        )
     out_dir = _out_dir(job, out_dir)
     with Run.lock_of(out_dir, "cnnedge export"):  # one command at a time writes a run
-        results = _write(job, [(f, p) for f in fmts for p in precs if p in format_precisions(f)],
-                         out_dir)
+        results = _write(job, [(f, p) for f in fmts for p in precs if p in format_precisions(f)], out_dir)
     res = ExportResult(results, out_dir, notes=_notes(results, onnx_weights))
     if verify and job.run is not None and Run.is_run(job.run.path):
         from cnnedge.verify import verify as parity
 
         try:  # the files are in place: a check that cannot run must not lose them
-            res.verify = parity(job.run.path, n=int(verify), threads=threads, write=False,
-                                artifacts=[r["path"] for r in results
-                                           if Path(r["path"]).is_file()])
+            res.verify = parity(
+                job.run.path,
+                n=int(verify),
+                threads=threads,
+                write=False,
+                artifacts=[r["path"] for r in results if Path(r["path"]).is_file()],
+            )
             res.passed = bool(res.verify.passed)
         except CnnedgeError as e:
             res.verify_error = str(e)
     return res
+
+
+def _precisions(precisions, fmts: list[str]) -> list[str]:
+    """The precisions asked for; every one must be one some format writes, except under "all"
+    (the default), which keeps those the formats have (tflm alone: int8)."""
+    precs = _names(precisions, PRECISIONS, "precision")
+    if tuple(precisions) == PRECISIONS or "all" in [x.lower() for x in split_list(precisions)]:
+        precs = [p for p in precs if any(p in format_precisions(f) for f in fmts)]
+    for p in precs:
+        if not any(p in format_precisions(f) for f in fmts):
+            raise CnnedgeError(
+                f"precision {p} is not supported by {', '.join(fmts)}; "
+                + "; ".join(f"{f}: {', '.join(format_precisions(f))}" for f in fmts)
+            )
+    return precs
 
 
 def _notes(results: list[dict], onnx_weights: str) -> list[str]:
@@ -258,8 +289,7 @@ def _write(job: Job, plan, out_dir: Path) -> list[dict]:
             with contextlib.suppress(OSError):
                 out_dir.rmdir()
         if isinstance(e, OSError):  # a full disk, a folder made read-only meanwhile
-            raise CnnedgeError(f"cannot write to {out_dir}: {e.strerror or e}; nothing was "
-                               f"written") from e
+            raise CnnedgeError(f"cannot write to {out_dir}: {e.strerror or e}; nothing was written") from e
         raise
     finally:
         if held is not None:
@@ -276,17 +306,32 @@ def _stage_all(job: Job, plan, stage: Path, out_dir: Path, results: list, ctrl_c
             tmp = stage / row.filename
             meta = write(tmp)
             ctrl_c.check()  # converters (tf2onnx) swallow a Ctrl-C in their bare excepts
-            results.append({"path": out_dir / row.filename, "format": f, "precision": p,
-                            "bytes": tmp.stat().st_size, "source": meta["source"],
-                            "seconds": round(time.time() - t0, 2), "_tmp": tmp})
+            results.append(
+                {
+                    "path": out_dir / row.filename,
+                    "format": f,
+                    "precision": p,
+                    "bytes": tmp.stat().st_size,
+                    "source": meta["source"],
+                    "seconds": round(time.time() - t0, 2),
+                    "_tmp": tmp,
+                }
+            )
             if meta.get("tflm_arena_bytes"):
                 results[-1]["arena_bytes"] = meta["tflm_arena_bytes"]
             for extra in meta.get("_extra", ()):  # a folder beside the file (tflm/)
                 files = [q for q in (stage / extra).rglob("*") if q.is_file()]
-                results.append({"path": out_dir / extra, "format": f, "precision": p,
-                                "bytes": sum(q.stat().st_size for q in files),
-                                "source": meta["source"], "seconds": 0.0,
-                                "_tmp": stage / extra})
+                results.append(
+                    {
+                        "path": out_dir / extra,
+                        "format": f,
+                        "precision": p,
+                        "bytes": sum(q.stat().st_size for q in files),
+                        "source": meta["source"],
+                        "seconds": 0.0,
+                        "_tmp": stage / extra,
+                    }
+                )
 
 
 def clear_stale(out_dir: Path) -> None:

@@ -51,29 +51,43 @@ class Job:
 
         meta = {
             "cnnedge_version": cnnedge.__version__,
-            "format": fmt, "precision": precision, "source": source,
-            "class_names": list(self.class_names), "input_layout": "NHWC",
-            "channels": self.channels, "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
-            "input_dtype": "float32", "input_scale": None, "input_zero_point": None,
-            "output_dtype": "float32", "output_scale": None, "output_zero_point": None,
+            "format": fmt,
+            "precision": precision,
+            "source": source,
+            "class_names": list(self.class_names),
+            "input_layout": "NHWC",
+            "channels": self.channels,
+            "input_name": INPUT_NAME,
+            "output_name": OUTPUT_NAME,
+            "input_dtype": "float32",
+            "input_scale": None,
+            "input_zero_point": None,
+            "output_dtype": "float32",
+            "output_scale": None,
+            "output_zero_point": None,
             "pixel_range": [0, 255],
-            "dynamic_hw": self.dynamic_hw, "min_input_size": self.min_input_size,
+            "dynamic_hw": self.dynamic_hw,
+            "min_input_size": self.min_input_size,
             **self.preprocessing(),
-            "recipe": self.recipe, "source_run": str(self.run.path) if self.run else None,
+            "recipe": self.recipe,
+            "source_run": str(self.run.path) if self.run else None,
             "source_model": str(self.float_path if source != "qat" else self.qat_path),
-            "params": self.params, "macs_per_image": self.macs,
+            "params": self.params,
+            "macs_per_image": self.macs,
         }
         meta.update(io)
         return meta
 
     def preprocessing(self) -> dict:
         """Size policy, resize, colour order, background: the run's, else plain defaults."""
-        pre = {"size_policy": "fixed", "resize": "stretch",
-               "background": "dark" if self.channels == 1 else None}
+        pre = {
+            "size_policy": "fixed",
+            "resize": "stretch",
+            "background": "dark" if self.channels == 1 else None,
+        }
         if self.run is not None:
             pre = self.run.preprocessing()
-        return {**pre, "image_size": self.image_size,
-                "color_order": "GRAY" if self.channels == 1 else "RGB"}
+        return {**pre, "image_size": self.image_size, "color_order": "GRAY" if self.channels == 1 else "RGB"}
 
     # ---------------------------------------------------------------- calibration
     def calib(self) -> list[np.ndarray]:
@@ -82,24 +96,30 @@ class Job:
             return self.cache["calib"]
         spec = self.calibration
         if spec is None:
-            raise CnnedgeError("int8 export needs calibration data: pass --data <dataset name "
-                               "or path> (calibration=...) or export a run directory")
+            raise CnnedgeError(
+                "int8 export needs calibration data: pass --data <dataset name "
+                "or path> (calibration=...) or export a run directory"
+            )
         from cnnedge.quantize import representative_images
 
         if isinstance(spec, (str, Path)):
             from cnnedge import data
 
-            src = data.open_dataset(str(spec), image_size=self.image_size
-                                    if self.image_size and not self.dynamic_hw else None)
+            src = data.open_dataset(
+                str(spec), image_size=self.image_size if self.image_size and not self.dynamic_hw else None
+            )
             if src.info.channels != self.channels:
-                raise CnnedgeError(f"calibration data {spec} has {src.info.channels} channel(s) "
-                                   f"but the model expects {self.channels}")
+                raise CnnedgeError(
+                    f"calibration data {spec} has {src.info.channels} channel(s) "
+                    f"but the model expects {self.channels}"
+                )
             split = "train" if "train" in src.info.split_sizes else src.splits[0]
             images = representative_images(src, self.calibration_images, seed=0, split=split)
         elif isinstance(spec, Run):  # a run's recipe: the train split of its dataset
             recipe = spec.recipe
-            images = representative_images(spec.open_data(), recipe.qat.calibration_images,
-                                           seed=recipe.train.seed)
+            images = representative_images(
+                spec.open_data(), recipe.qat.calibration_images, seed=recipe.train.seed
+            )
         elif hasattr(spec, "pipeline") and hasattr(spec, "info"):  # an opened Source
             images = representative_images(spec, self.calibration_images, seed=0)
         else:
@@ -130,8 +150,7 @@ def _as_image(x: np.ndarray, channels: int) -> np.ndarray:
     if x.ndim == 2 and channels == 1:
         x = x[..., None]
     if x.ndim != 3 or x.shape[-1] != channels:
-        raise CnnedgeError(f"calibration images must be (H, W, {channels}) uint8, got shape "
-                           f"{x.shape}")
+        raise CnnedgeError(f"calibration images must be (H, W, {channels}) uint8, got shape {x.shape}")
     if x.dtype != np.uint8:
         if x.size and (np.nanmin(x) < 0 or np.nanmax(x) > 255):
             raise CnnedgeError("calibration images must hold pixels 0..255")
@@ -141,6 +160,23 @@ def _as_image(x: np.ndarray, channels: int) -> np.ndarray:
 
 def is_qat(model) -> bool:
     return any(type(layer).__name__ == "QuantizeLayer" for layer in model.layers)
+
+
+def _training_size(summary: dict, recipe, fixed) -> list[int] | None:
+    """[H, W] the model was trained at: the run's summary, its recipe, the model's own fixed
+    input, Fashion-MNIST's 28×28; None where nothing says (a dynamic model file alone)."""
+    if summary.get("input_size"):
+        return [int(v) for v in summary["input_size"][:2]]
+    if recipe is not None and recipe.data.image_size:
+        return [int(v) for v in recipe.data.image_size]
+    if None not in fixed:
+        return [int(v) for v in fixed]
+    if recipe is not None and recipe.data.dataset.replace("_", "-").lower() in FASHION_NAMES:
+        return [28, 28]
+    return None
+
+
+FASHION_NAMES = ("fashion-mnist", "fashion", "fmnist")
 
 
 def resolve(run_or_model, calibration, opset, int8_method, calibration_images) -> Job:
@@ -154,8 +190,7 @@ def resolve(run_or_model, calibration, opset, int8_method, calibration_images) -
     summary: dict = {}
     class_names = None
     if path.is_dir():
-        run = Run(path).require("float", hint="is it a finished cnnedge run? train it with "
-                                              "cnnedge train")
+        run = Run(path).require("float", hint="is it a finished cnnedge run? train it with cnnedge train")
         float_path = run.model_path("float")
         qat_path = run.model_path("qat") if run.has("qat") else None
         recipe = run.recipe if Run.is_run(path) else None
@@ -184,24 +219,17 @@ def resolve(run_or_model, calibration, opset, int8_method, calibration_images) -
 
     model = models.load_model(float_path, compile=False)
     if is_qat(model):
-        raise CnnedgeError(f"{float_path} is a QAT model; export the run directory (its QAT "
-                           f"model is picked up from it) or the float model")
+        raise CnnedgeError(
+            f"{float_path} is a QAT model; export the run directory (its QAT "
+            f"model is picked up from it) or the float model"
+        )
     k = int(model.output_shape[-1])
     if not class_names or len(class_names) != k:
         class_names = [str(i) for i in range(k)]
     channels = int(model.input_shape[-1])
     fixed = model.input_shape[1:3]
     dynamic = None in fixed
-    image_size = None
-    if summary.get("input_size"):
-        image_size = [int(v) for v in summary["input_size"][:2]]
-    elif recipe is not None and recipe.data.image_size:
-        image_size = [int(v) for v in recipe.data.image_size]
-    elif not dynamic:
-        image_size = [int(v) for v in fixed]
-    elif recipe is not None and recipe.data.dataset.replace("_", "-").lower() in (
-            "fashion-mnist", "fashion", "fmnist"):
-        image_size = [28, 28]
+    image_size = _training_size(summary, recipe, fixed)
     params = summary.get("params") or models.count_params(model)
     macs = summary.get("macs_per_image")
     if macs is None and image_size:
@@ -212,11 +240,20 @@ def resolve(run_or_model, calibration, opset, int8_method, calibration_images) -
     if calibration is None and recipe is not None:
         calibration = run
     n_cal = calibration_images or (recipe.qat.calibration_images if recipe is not None else 500)
-    job = Job(float_path=float_path, qat_path=qat_path, run=run, class_names=list(class_names),
-              image_size=image_size, recipe=recipe.name if recipe is not None else None,
-              params=int(params), macs=int(macs) if macs is not None else None,
-              calibration=calibration, opset=int(opset), int8_method=int8_method,
-              calibration_images=int(n_cal))
+    job = Job(
+        float_path=float_path,
+        qat_path=qat_path,
+        run=run,
+        class_names=list(class_names),
+        image_size=image_size,
+        recipe=recipe.name if recipe is not None else None,
+        params=int(params),
+        macs=int(macs) if macs is not None else None,
+        calibration=calibration,
+        opset=int(opset),
+        int8_method=int8_method,
+        calibration_images=int(n_cal),
+    )
     job.float_model = model
     job.channels, job.dynamic_hw = channels, dynamic
     job.min_input_size = int(models.min_input_size(model))

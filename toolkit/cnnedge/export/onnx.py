@@ -50,8 +50,10 @@ def onnx_fp32(job: Job):
     try:
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=job.opset)
     except Exception as e:  # noqa: BLE001
-        raise CnnedgeError(f"ONNX conversion of model '{model.name}' failed: "
-                           f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
+        raise CnnedgeError(
+            f"ONNX conversion of model '{model.name}' failed: "
+            f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+        ) from e
     rename_io(proto, INPUT_NAME, OUTPUT_NAME)
     job.cache["onnx_fp32"] = proto
     return proto
@@ -68,8 +70,7 @@ def check_onnx(path: Path, meta: dict) -> None:
         x = np.zeros((2, hh, ww, meta["channels"]), np.uint8)
         y = r.predict(x)
         if y.shape != (2, len(meta["class_names"])) or not np.all(np.isfinite(y)):
-            raise CnnedgeError(f"{path.name}: onnxruntime output at {hh}×{ww} is {y.shape} "
-                               f"or not finite")
+            raise CnnedgeError(f"{path.name}: onnxruntime output at {hh}×{ww} is {y.shape} or not finite")
 
 
 def onnx_weights(job: Job) -> str:
@@ -89,8 +90,10 @@ def onnx_int8_tflite(job: Job, tflite_buf: bytes):
             try:
                 proto, _ = tf2onnx.convert.from_tflite(str(src), opset=job.opset)
             except Exception as e:  # noqa: BLE001
-                raise CnnedgeError(f"tf2onnx cannot convert the int8 TFLite model: "
-                                   f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
+                raise CnnedgeError(
+                    f"tf2onnx cannot convert the int8 TFLite model: "
+                    f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+                ) from e
     return requantize(proto, onnx_weights(job))
 
 
@@ -124,15 +127,21 @@ def onnx_int8_qdq(job: Job):
         except Exception:  # noqa: BLE001 - pre-processing is an optimisation only
             shutil.copy(src, pre)
         try:
-            quantize_static(str(pre), str(dst), Reader(job.calib()), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QInt8,
-                            weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax,
-                            extra_options={"ActivationSymmetric": False,
-                                           "WeightSymmetric": True})
+            quantize_static(
+                str(pre),
+                str(dst),
+                Reader(job.calib()),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            )
         except Exception as e:  # noqa: BLE001
-            raise CnnedgeError(f"onnxruntime quantize_static failed: {type(e).__name__}: "
-                               f"{' '.join(str(e).split())[:300]}") from e
+            raise CnnedgeError(
+                f"onnxruntime quantize_static failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}"
+            ) from e
         return onnx.load(str(dst))
 
 
@@ -154,16 +163,26 @@ def writers(job: Job, precision: str):
             source = job.int8_source
             buf, tmeta = tflite_artifact(job, "int8", source)
             proto = onnx_int8_tflite(job, buf)
-            io = {"input_dtype": "uint8", "input_scale": 1.0,
-                  "input_zero_point": int(tmeta["input_zero_point"] or 0) + 128}
+            io = {
+                "input_dtype": "uint8",
+                "input_scale": 1.0,
+                "input_zero_point": int(tmeta["input_zero_point"] or 0) + 128,
+            }
             if (tmeta["input_scale"], tmeta["input_zero_point"]) != (1.0, -128):
                 io["input_scale"] = tmeta["input_scale"]
         else:
             source = "ptq"
             proto = onnx_int8_qdq(job)
             io = {"input_dtype": "float32", "input_scale": None, "input_zero_point": None}
-        meta = job.metadata("onnx", "int8", source, opset=job.opset, int8_method=job.int8_method,
-                            onnx_weights=onnx_weights(job), **io)
+        meta = job.metadata(
+            "onnx",
+            "int8",
+            source,
+            opset=job.opset,
+            int8_method=job.int8_method,
+            onnx_weights=onnx_weights(job),
+            **io,
+        )
         set_onnx_metadata(proto, meta)
         onnx.save(proto, str(tmp))
         check_onnx(Path(tmp), meta)
@@ -171,5 +190,3 @@ def writers(job: Job, precision: str):
 
     write = write_fp32 if precision == "fp32" else write_int8
     return [(artifacts.get(f"onnx-{precision}"), write)]
-
-

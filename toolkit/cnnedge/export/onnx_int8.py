@@ -136,8 +136,7 @@ def _clip_relus(g) -> list:
             n.input[0] = relu_q[id(n)].input[0]
             y = n.output[0]
             n.output[0] = f"{y}__prerelu"
-            nodes.append(helper.make_node("Clip", [n.output[0], n.input[2]], [y],
-                                          name=f"{y}__relu_q"))
+            nodes.append(helper.make_node("Clip", [n.output[0], n.input[2]], [y], name=f"{y}__relu_q"))
     return nodes
 
 
@@ -149,8 +148,14 @@ def _float_output(g, nodes: list) -> None:
     q_out = next(n for n in nodes if old_out in n.output)
     if q_out.op_type != "QuantizeLinear":
         raise CnnedgeError("int8 TFLite -> ONNX: expected a quantized output")
-    nodes.append(helper.make_node("DequantizeLinear", [old_out, q_out.input[1], q_out.input[2]],
-                                  [OUTPUT_NAME], name="logits_dequantize"))
+    nodes.append(
+        helper.make_node(
+            "DequantizeLinear",
+            [old_out, q_out.input[1], q_out.input[2]],
+            [OUTPUT_NAME],
+            name="logits_dequantize",
+        )
+    )
     del g.node[:]
     g.node.extend(nodes)
     g.output[0].name = OUTPUT_NAME

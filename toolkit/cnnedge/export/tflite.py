@@ -29,14 +29,14 @@ def _concrete(model, channels: int, dynamic: bool, size=None):
     return fn.get_concrete_function()
 
 
-def convert_tflite(model, precision: str, calib=None, *, channels: int, dynamic: bool,
-                   size=None) -> bytes:
+def convert_tflite(model, precision: str, calib=None, *, channels: int, dynamic: bool, size=None) -> bytes:
     """A tf_keras model -> TFLite bytes (fp32, fp16 weights, or full-integer int8 I/O);
     ``size``: (H, W) of a fixed batch-1 input instead of the model's own input shape."""
     from cnnedge.backend import tf
 
     conv = tf.lite.TFLiteConverter.from_concrete_functions(
-        [_concrete(model, channels, dynamic and size is None, size)], model)
+        [_concrete(model, channels, dynamic and size is None, size)], model
+    )
     if precision == "fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
@@ -57,8 +57,10 @@ def convert_tflite(model, precision: str, calib=None, *, channels: int, dynamic:
             return bytes(conv.convert())
     except Exception as e:  # noqa: BLE001 - converter errors are long MLIR dumps
         lines = [ln for ln in str(e).splitlines() if "error" in ln.lower()] or str(e).splitlines()
-        raise CnnedgeError(f"TFLite {precision} conversion of model '{model.name}' failed: "
-                           f"{(lines or [type(e).__name__])[0].strip()[:300]}") from e
+        raise CnnedgeError(
+            f"TFLite {precision} conversion of model '{model.name}' failed: "
+            f"{(lines or [type(e).__name__])[0].strip()[:300]}"
+        ) from e
 
 
 def tflite_io(buf: bytes) -> tuple[dict, dict]:
@@ -70,10 +72,12 @@ def tflite_io(buf: bytes) -> tuple[dict, dict]:
 
     def d(t):
         scale, zp = t["quantization"]
-        return {"dtype": np.dtype(t["dtype"]).name,
-                "shape_signature": [int(v) for v in t["shape_signature"]],
-                "scale": float(scale) if scale else None,
-                "zero_point": int(zp) if scale else None}
+        return {
+            "dtype": np.dtype(t["dtype"]).name,
+            "shape_signature": [int(v) for v in t["shape_signature"]],
+            "scale": float(scale) if scale else None,
+            "zero_point": int(zp) if scale else None,
+        }
 
     return d(i), d(o)
 
@@ -88,18 +92,29 @@ def tflite_artifact(job: Job, precision: str, source: str) -> tuple[bytes, dict]
     i, o = tflite_io(buf)
     want = [-1, -1, -1, job.channels] if job.dynamic_hw else None
     if want and i["shape_signature"] != want:
-        raise CnnedgeError(f"TFLite {precision} model lost the dynamic input shape: "
-                           f"{i['shape_signature']} (expected {want})")
+        raise CnnedgeError(
+            f"TFLite {precision} model lost the dynamic input shape: {i['shape_signature']} (expected {want})"
+        )
     if precision == "int8" and (i["scale"], i["zero_point"]) != (1.0, -128):
         import warnings
 
-        warnings.warn(f"int8 TFLite input quantization is scale {i['scale']} / zero point "
-                      f"{i['zero_point']}, not 1.0 / -128: uint8 pixels do not map exactly "
-                      f"(recorded in the metadata)", stacklevel=2)
-    meta = job.metadata("tflite", precision, source, input_dtype=i["dtype"],
-                        input_scale=i["scale"], input_zero_point=i["zero_point"],
-                        output_dtype=o["dtype"], output_scale=o["scale"],
-                        output_zero_point=o["zero_point"])
+        warnings.warn(
+            f"int8 TFLite input quantization is scale {i['scale']} / zero point "
+            f"{i['zero_point']}, not 1.0 / -128: uint8 pixels do not map exactly "
+            f"(recorded in the metadata)",
+            stacklevel=2,
+        )
+    meta = job.metadata(
+        "tflite",
+        precision,
+        source,
+        input_dtype=i["dtype"],
+        input_scale=i["scale"],
+        input_zero_point=i["zero_point"],
+        output_dtype=o["dtype"],
+        output_scale=o["scale"],
+        output_zero_point=o["zero_point"],
+    )
     job.cache[key] = (buf, meta)
     return job.cache[key]
 
@@ -115,6 +130,7 @@ def writers(job: Job, precision: str):
         keys = [("tflite-int8", "ptq")]
     out = []
     for key, source in keys:
+
         def write(tmp, source=source):
             buf, meta = tflite_artifact(job, precision, source)
             Path(tmp).write_bytes(embed_tflite_metadata(buf, meta))

@@ -30,12 +30,13 @@ def static_size(job: Job) -> list[int]:
     """H, W of the fixed-size file: ``--image-size``, else the size the model was trained at."""
     size = job.cache.get("tflm_size") or job.image_size
     if not size:
-        raise CnnedgeError(f"{job.float_path}: --format tflm needs a fixed input size and this "
-                           f"model has none recorded; pass --image-size HxW")
+        raise CnnedgeError(
+            f"{job.float_path}: --format tflm needs a fixed input size and this "
+            f"model has none recorded; pass --image-size HxW"
+        )
     k = job.min_input_size
     if min(size) < k:
-        raise CnnedgeError(f"--image-size {size[0]}x{size[1]} is smaller than this model's "
-                           f"minimum {k}×{k}")
+        raise CnnedgeError(f"--image-size {size[0]}x{size[1]} is smaller than this model's minimum {k}×{k}")
     size = [int(v) for v in size]
     if job.cache.get("tflm_checked") != size:
         check_memory(job, size)
@@ -53,21 +54,24 @@ def check_memory(job: Job, size) -> None:
 
     h, w = size
     peak, total = activation_sizes(job.float_model, (h, w, job.channels))
-    convert = (job.calibration_images * h * w * job.channels * BYTES_PER_INPUT_VALUE
-               + 2 * 4 * total)
-    what = (f"--image-size {h}x{w}" if job.cache.get("tflm_size") else f"the training size "
-            f"{h}x{w}")
-    estimate = (f"{what}: the fixed-size int8 model needs a tensor arena of at least "
-                f"{peak / 2**20:,.1f} MiB (its largest layer's input and output) and converting "
-                f"it about {gb(convert)}")
+    convert = job.calibration_images * h * w * job.channels * BYTES_PER_INPUT_VALUE + 2 * 4 * total
+    what = f"--image-size {h}x{w}" if job.cache.get("tflm_size") else f"the training size {h}x{w}"
+    estimate = (
+        f"{what}: the fixed-size int8 model needs a tensor arena of at least "
+        f"{peak / 2**20:,.1f} MiB (its largest layer's input and output) and converting "
+        f"it about {gb(convert)}"
+    )
     avail = available_memory()
     if peak > runtime_tflm.ARENA_LIMIT:
-        raise CnnedgeError(f"{estimate}; TFLite Micro is given at most "
-                           f"{runtime_tflm.ARENA_LIMIT >> 20} MiB (no microcontroller has more); "
-                           f"choose a smaller --image-size")
+        raise CnnedgeError(
+            f"{estimate}; TFLite Micro is given at most "
+            f"{runtime_tflm.ARENA_LIMIT >> 20} MiB (no microcontroller has more); "
+            f"choose a smaller --image-size"
+        )
     if avail is not None and convert > avail:
-        raise CnnedgeError(f"{estimate}, more than the {gb(avail)} of memory available; choose "
-                           f"a smaller --image-size")
+        raise CnnedgeError(
+            f"{estimate}, more than the {gb(avail)} of memory available; choose a smaller --image-size"
+        )
 
 
 def _sized(images, size) -> list[np.ndarray]:
@@ -101,16 +105,21 @@ def tflm_artifact(job: Job) -> tuple[bytes, dict, dict]:
     source = job.int8_source
     model = job.qat() if source == "qat" else job.float_model
     calib = _sized(job.calib(), size)
-    buf = convert_tflite(model, "int8", calib, channels=job.channels, dynamic=False,
-                         size=size)
+    buf = convert_tflite(model, "int8", calib, channels=job.channels, dynamic=False, size=size)
     i, o = tflite_io(buf)
     arena = runtime_tflm.measure_arena(buf, f"the fixed-size {size[0]}×{size[1]} int8 model")
-    meta = job.metadata("tflite", "int8", source, input_dtype=i["dtype"],
-                        input_scale=i["scale"], input_zero_point=i["zero_point"],
-                        output_dtype=o["dtype"], output_scale=o["scale"],
-                        output_zero_point=o["zero_point"])
-    meta.update(dynamic_hw=False, image_size=size, target="tflm",
-                tflm_arena_bytes=arena["arena_bytes"])
+    meta = job.metadata(
+        "tflite",
+        "int8",
+        source,
+        input_dtype=i["dtype"],
+        input_scale=i["scale"],
+        input_zero_point=i["zero_point"],
+        output_dtype=o["dtype"],
+        output_scale=o["scale"],
+        output_zero_point=o["zero_point"],
+    )
+    meta.update(dynamic_hw=False, image_size=size, target="tflm", tflm_arena_bytes=arena["arena_bytes"])
     buf = embed_tflite_metadata(buf, meta)
     image, label = _test_image(job, size)
     q = np.rint(image.astype(np.float32) / float(i["scale"] or 1.0)) + int(i["zero_point"] or 0)
@@ -121,9 +130,16 @@ def tflm_artifact(job: Job) -> tuple[bytes, dict, dict]:
     it.set_input(x, 0)
     it.invoke()
     expected = np.array(it.get_output(0)).reshape(-1)
-    facts = {"arena": arena, "test_input": x.reshape(-1), "test_label": label,
-             "test_output": expected, "ops": op_names(buf), "size": size,
-             "input": i, "output": o}
+    facts = {
+        "arena": arena,
+        "test_input": x.reshape(-1),
+        "test_label": label,
+        "test_output": expected,
+        "ops": op_names(buf),
+        "size": size,
+        "input": i,
+        "output": o,
+    }
     return buf, meta, facts
 
 
@@ -153,6 +169,7 @@ def op_names(buf: bytes) -> list[str]:
 def writers(job: Job, precision: str):
     """[(artifact row, writer(tmp_path) -> metadata)]: the fixed-size file; the bundle goes to
     ``tflm/`` beside it (named in the metadata's ``_extra`` for the caller to move)."""
+
     def write(tmp):
         buf, meta, facts = tflm_artifact(job)
         tmp = Path(tmp)

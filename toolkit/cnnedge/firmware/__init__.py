@@ -31,11 +31,21 @@ target_names = _targets.names
 RUN_TIMEOUT = 600.0  # seconds one emulated run may take; a crashed core loops, never exits
 
 
-def build_firmware(source, target: str = "cortex-m4", *, tflm_dir=None, kernels=None,
-                   out=None, parity_images: int = 300, data: str | None = None,
-                   max_flash: int | None = None, max_ram: int | None = None,
-                   timeout: float = RUN_TIMEOUT, jobs: int | None = None,
-                   log=None) -> FirmwareReport:
+def build_firmware(
+    source,
+    target: str = "cortex-m4",
+    *,
+    tflm_dir=None,
+    kernels=None,
+    out=None,
+    parity_images: int = 300,
+    data: str | None = None,
+    max_flash: int | None = None,
+    max_ram: int | None = None,
+    timeout: float = RUN_TIMEOUT,
+    jobs: int | None = None,
+    log=None,
+) -> FirmwareReport:
     """Build, run and measure the firmware of ``source`` for ``target``.
 
     Args:
@@ -61,22 +71,32 @@ def build_firmware(source, target: str = "cortex-m4", *, tflm_dir=None, kernels=
     tree = tflm_tree.source_dir(tflm_dir)
     src = resolve_source(source, out, log=log)
     if parity_images and src.run is None and not (data or src.dataset):
-        raise CnnedgeError(f"{src.bundle}: on-device parity needs test images: give the run, "
-                           f"or --data with the model's dataset (or --parity 0)")
+        raise CnnedgeError(
+            f"{src.bundle}: on-device parity needs test images: give the run, "
+            f"or --data with the model's dataset (or --parity 0)"
+        )
     from cnnedge.files import check_output
 
-    check_output(src.out / t.name, "firmware folder", folder=True,
-                 replaces=lambda p: (p / REPORT).is_file())
+    check_output(src.out / t.name, "firmware folder", folder=True, replaces=lambda p: (p / REPORT).is_file())
     stamp = tflm_tree.library(tree, t, kern, jobs=jobs, log=log)
     lock = src.run.lock("cnnedge firmware") if src.run is not None else contextlib.nullcontext()
     with lock:
-        report = _build(src, t, kern, stamp, tflm_tree.work_tree(tree), parity_images, data,
-                        (max_flash, max_ram), timeout, log)
+        report = _build(
+            src,
+            t,
+            kern,
+            stamp,
+            tflm_tree.work_tree(tree),
+            parity_images,
+            data,
+            (max_flash, max_ram),
+            timeout,
+            log,
+        )
     return report
 
 
-def _build(src: Source, t, kern, stamp, tree, parity_images, data, limits, timeout,
-           log) -> FirmwareReport:
+def _build(src: Source, t, kern, stamp, tree, parity_images, data, limits, timeout, log) -> FirmwareReport:
     """Everything in a temporary folder beside ``<out>/<target>``, which it replaces at the
     end; on any failure nothing stays (not even ``<out>`` when this call made it)."""
     made_out = not src.out.exists()
@@ -107,8 +127,7 @@ def _measure(src: Source, t, kern, stamp, tree, tmp: Path, timeout, log) -> Firm
     res = emulate.run(exe, t, timeout)
     if "self-check: passed" not in res.text or res.returncode != 0:
         tail = " | ".join(res.text.strip().splitlines()[-4:]) or "no output"
-        raise CnnedgeError(f"the firmware for {t.name} failed its self-check (exit "
-                           f"{res.returncode}): {tail}")
+        raise CnnedgeError(f"the firmware for {t.name} failed its self-check (exit {res.returncode}): {tail}")
     report = FirmwareReport.from_run(src, t, kern, stamp, exe, res)
     if not t.is_host:
         report.flash, report.ram = _split(tmp / "firmware.map", exe, res)
@@ -119,17 +138,23 @@ def _split(map_file: Path, exe: Path, res) -> tuple[dict, dict]:
     s = memory.split(map_file, res.value(r"stack: (\d+) of"), res.value(r"heap: (\d+) bytes"))
     sizes = memory.size_tool(exe)
     if s["flash"]["total"] != sizes["flash"]:
-        raise CnnedgeError(f"{map_file}: the map's flash ({s['flash']['total']:,} B) differs "
-                           f"from the ELF's loaded sections ({sizes['flash']:,} B)")
+        raise CnnedgeError(
+            f"{map_file}: the map's flash ({s['flash']['total']:,} B) differs "
+            f"from the ELF's loaded sections ({sizes['flash']:,} B)"
+        )
     return s["flash"], s["ram"]
 
 
 def _check_limits(report: FirmwareReport, max_flash, max_ram) -> None:
-    for what, limit, used in (("flash", max_flash, report.flash.get("total")),
-                              ("RAM", max_ram, report.ram.get("total"))):
+    for what, limit, used in (
+        ("flash", max_flash, report.flash.get("total")),
+        ("RAM", max_ram, report.ram.get("total")),
+    ):
         if limit and used and used > limit:
-            raise CnnedgeError(f"the firmware for {report.target} needs {used:,} bytes of "
-                               f"{what}, over --max-{what.lower()} {int(limit):,}")
+            raise CnnedgeError(
+                f"the firmware for {report.target} needs {used:,} bytes of "
+                f"{what}, over --max-{what.lower()} {int(limit):,}"
+            )
 
 
 def _parity(src: Source, t, stamp, tree, tmp: Path, n: int, data, timeout, log) -> dict:

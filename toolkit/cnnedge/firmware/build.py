@@ -34,9 +34,14 @@ def linker_script(tree: Path, target: Target, dest: Path) -> Path:
     """The DFP's GCC linker script for the core with the board's memories, stack and heap."""
     src = _dfp(tree, target) / "Config" / f"{target.device}_gcc.ld"
     text = src.read_text()
-    values = {"__ROM_BASE": target.flash[0], "__ROM_SIZE": target.flash[1],
-              "__RAM_BASE": target.ram[0], "__RAM_SIZE": target.ram[1],
-              "__STACK_SIZE": STACK_BYTES, "__HEAP_SIZE": HEAP_BYTES}
+    values = {
+        "__ROM_BASE": target.flash[0],
+        "__ROM_SIZE": target.flash[1],
+        "__RAM_BASE": target.ram[0],
+        "__RAM_SIZE": target.ram[1],
+        "__STACK_SIZE": STACK_BYTES,
+        "__HEAP_SIZE": HEAP_BYTES,
+    }
     for name, value in values.items():
         text, n = re.subn(rf"^{name}\s*=\s*[^;]+;", f"{name} = 0x{value:08X};", text, flags=re.M)
         if n != 1:
@@ -48,13 +53,18 @@ def linker_script(tree: Path, target: Target, dest: Path) -> Path:
 def _sources(bundle: Path, tree: Path, target: Target) -> list[Path]:
     missing = [n for n in BUNDLE_SOURCES if not (bundle / n).is_file()]
     if missing:
-        raise CnnedgeError(f"{bundle}: not a TFLM bundle (missing {', '.join(missing)}); "
-                           f"write one with cnnedge export RUN --format tflm")
+        raise CnnedgeError(
+            f"{bundle}: not a TFLM bundle (missing {', '.join(missing)}); "
+            f"write one with cnnedge export RUN --format tflm"
+        )
     srcs = [bundle / n for n in BUNDLE_SOURCES]
     if not target.is_host:
         dev = _dfp(tree, target) / "Source"
-        srcs += [dev / f"startup_{target.device}.c", dev / f"system_{target.device}.c",
-                 CSRC / "cnnedge_start.c"]
+        srcs += [
+            dev / f"startup_{target.device}.c",
+            dev / f"system_{target.device}.c",
+            CSRC / "cnnedge_start.c",
+        ]
     return srcs
 
 
@@ -80,31 +90,51 @@ def missing_op(tflite: Path, method: str) -> tuple[str, str | None]:
 
 def _compile(src: Path, obj: Path, flags: dict, defines: list[str], extra_inc: list[str]):
     cxx = src.suffix == ".cc"
-    cmd = ([flags["CXX" if cxx else "CC"]] + shlex.split(flags["CXXFLAGS" if cxx else "CCFLAGS"])
-           + defines + shlex.split(flags["INCLUDES"]) + extra_inc + ["-c", str(src), "-o", str(obj)])
+    cmd = (
+        [flags["CXX" if cxx else "CC"]]
+        + shlex.split(flags["CXXFLAGS" if cxx else "CCFLAGS"])
+        + defines
+        + shlex.split(flags["INCLUDES"])
+        + extra_inc
+        + ["-c", str(src), "-o", str(obj)]
+    )
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         missing = re.search(r"has no member named '?‘?(Add\w+)", r.stderr)
         if missing:  # model_ops.h registers an op this TFLM has no kernel for
-            op, layer = missing_op(src.parent.parent / "model_int8_static.tflite",
-                                   missing.group(1))
-            raise CnnedgeError(f"{src.parent / 'model_ops.h'}: TFLite Micro "
-                               f"({tflm_tree.COMMIT[:12]}) has no kernel for the model's op "
-                               f"{op} ({missing.group(1)}"
-                               + (f", layer {layer}" if layer else "") + "); replace that layer "
-                               "or use a newer TFLite Micro")
+            op, layer = missing_op(src.parent.parent / "model_int8_static.tflite", missing.group(1))
+            raise CnnedgeError(
+                f"{src.parent / 'model_ops.h'}: TFLite Micro "
+                f"({tflm_tree.COMMIT[:12]}) has no kernel for the model's op "
+                f"{op} ({missing.group(1)}" + (f", layer {layer}" if layer else "") + "); replace that layer "
+                "or use a newer TFLite Micro"
+            )
         raise CnnedgeError(f"compiling {src} failed: {_first_error(r.stderr)}")
     return obj
 
 
 def _first_error(text: str) -> str:
-    lines = [ln for ln in text.splitlines() if ("error" in ln or "undefined reference" in ln)
-             and "collect2" not in ln] or text.splitlines() or ["?"]
+    lines = (
+        [
+            ln
+            for ln in text.splitlines()
+            if ("error" in ln or "undefined reference" in ln) and "collect2" not in ln
+        ]
+        or text.splitlines()
+        or ["?"]
+    )
     return lines[0].strip()[:400]
 
 
-def link(bundle: Path, out: Path, target: Target, stamp: dict, tree: Path, name: str = "firmware",
-         images: str | None = None) -> Path:
+def link(
+    bundle: Path,
+    out: Path,
+    target: Target,
+    stamp: dict,
+    tree: Path,
+    name: str = "firmware",
+    images: str | None = None,
+) -> Path:
     """Build ``out/<name>`` (``.elf`` on Arm) from ``bundle``; ``images``: the image file the
     parity build reads (``-DCNNEDGE_IMAGES``). Returns the executable."""
     flags = stamp["flags"]
@@ -116,8 +146,7 @@ def link(bundle: Path, out: Path, target: Target, stamp: dict, tree: Path, name:
         inc += [f"-I{_dfp(tree, target) / 'Include'}", f"-D{target.device}"]
     srcs = _sources(bundle, tree, target)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        objs = list(pool.map(lambda s: _compile(s, obj_dir / (s.name + ".o"), flags, defines,
-                                                inc), srcs))
+        objs = list(pool.map(lambda s: _compile(s, obj_dir / (s.name + ".o"), flags, defines, inc), srcs))
     exe = out / (name if target.is_host else f"{name}.elf")
     cmd = [flags["CXX"]] + shlex.split(flags["CXXFLAGS"]) + [str(o) for o in objs]
     if not target.is_host:
@@ -135,6 +164,5 @@ def _link_error(text: str, target: Target) -> str:
     m = re.search(r"region `(\w+)' overflowed by (\d+) bytes", text)
     if m:
         mem = "code memory (flash)" if m.group(1) == "FLASH" else "data memory (RAM)"
-        return (f"the firmware does not fit {target.board}'s {mem}: {int(m.group(2)):,} bytes "
-                f"over")
+        return f"the firmware does not fit {target.board}'s {mem}: {int(m.group(2)):,} bytes over"
     return _first_error(text)

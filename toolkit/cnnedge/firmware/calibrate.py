@@ -28,10 +28,16 @@ from cnnedge.firmware.report import CALIBRATION
 # Published ResNet-8 latencies (ms) and clocks (MHz): MLPerf Tiny image classification, as the
 # issue and docs/microcontrollers.md cite them.
 PUBLISHED = {
-    "cortex-m4": {"ms": 168.0, "mhz": 120, "source": "MLPerf Tiny image classification "
-                  "(ResNet-8), a Cortex-M4 board at 120 MHz: about 168 ms"},
-    "cortex-m7": {"ms": 47.0, "mhz": 280, "source": "MLPerf Tiny image classification "
-                  "(ResNet-8), a Cortex-M7 board at 280 MHz: about 47 ms"},
+    "cortex-m4": {
+        "ms": 168.0,
+        "mhz": 120,
+        "source": "MLPerf Tiny image classification (ResNet-8), a Cortex-M4 board at 120 MHz: about 168 ms",
+    },
+    "cortex-m7": {
+        "ms": 47.0,
+        "mhz": 280,
+        "source": "MLPerf Tiny image classification (ResNet-8), a Cortex-M7 board at 280 MHz: about 47 ms",
+    },
 }
 
 
@@ -74,14 +80,28 @@ def resnet8_bundle(folder: Path) -> Path:
     it = tflm.Interpreter.from_bytes(buf, arena_size=arena["arena_bytes"])
     it.set_input(x, 0)
     it.invoke()
-    meta = {"cnnedge_version": "calibration", "source_model": "resnet8", "channels": 3,
-            "class_names": [str(k) for k in range(10)], "image_size": [32, 32],
-            "input_scale": i["scale"], "input_zero_point": i["zero_point"], "source": "ptq",
-            "macs_per_image": int(models.count_macs(model, (32, 32, 3))),
-            "tflm_arena_bytes": arena["arena_bytes"]}
-    facts = {"arena": arena, "test_input": x.reshape(-1), "test_label": None,
-             "test_output": np.array(it.get_output(0)).reshape(-1), "ops": op_names(buf),
-             "size": [32, 32], "input": i, "output": o}
+    meta = {
+        "cnnedge_version": "calibration",
+        "source_model": "resnet8",
+        "channels": 3,
+        "class_names": [str(k) for k in range(10)],
+        "image_size": [32, 32],
+        "input_scale": i["scale"],
+        "input_zero_point": i["zero_point"],
+        "source": "ptq",
+        "macs_per_image": int(models.count_macs(model, (32, 32, 3))),
+        "tflm_arena_bytes": arena["arena_bytes"],
+    }
+    facts = {
+        "arena": arena,
+        "test_input": x.reshape(-1),
+        "test_label": None,
+        "test_output": np.array(it.get_output(0)).reshape(-1),
+        "ops": op_names(buf),
+        "size": [32, 32],
+        "input": i,
+        "output": o,
+    }
     from cnnedge.artifacts import embed_tflite_metadata
 
     (folder / "model_int8_static.tflite").write_bytes(embed_tflite_metadata(buf, meta))
@@ -100,20 +120,23 @@ def calibrate(tflm_dir=None, log=print) -> dict:
         for target, pub in PUBLISHED.items():
             r = build_firmware(folder, target, tflm_dir=tflm_dir, parity_images=0, log=log)
             if not r.instructions:
-                raise CnnedgeError(f"no instruction count for {target} (the QEMU plugin "
-                                   f"reported nothing)")
+                raise CnnedgeError(f"no instruction count for {target} (the QEMU plugin reported nothing)")
             cycles = pub["ms"] * pub["mhz"] * 1e3
             out[target] = {
                 "cycles_per_instruction": round(cycles / r.instructions, 4),
-                "resnet8_instructions": r.instructions, "resnet8_macs": r.macs_per_image,
-                "resnet8_flash_bytes": r.flash["total"], "resnet8_ram_bytes": r.ram["total"],
+                "resnet8_instructions": r.instructions,
+                "resnet8_macs": r.macs_per_image,
+                "resnet8_flash_bytes": r.flash["total"],
+                "resnet8_ram_bytes": r.ram["total"],
                 "resnet8_arena_used_bytes": r.arena_used,
                 "published": pub["source"],
                 "method": f"instructions × {cycles / r.instructions:.3f} cycles per instruction "
-                          f"(ResNet-8's published {pub['ms']:g} ms at {pub['mhz']} MHz ÷ its "
-                          f"{r.instructions:,} counted instructions) at the stated clock",
+                f"(ResNet-8's published {pub['ms']:g} ms at {pub['mhz']} MHz ÷ its "
+                f"{r.instructions:,} counted instructions) at the stated clock",
                 "command": "python -m cnnedge.firmware.calibrate",
-                "date": datetime.date.today().isoformat(), "host_cpu": r.host_cpu}
+                "date": datetime.date.today().isoformat(),
+                "host_cpu": r.host_cpu,
+            }
     atomic_write_json(CALIBRATION, out)
     return out
 

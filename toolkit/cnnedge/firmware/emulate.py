@@ -25,7 +25,7 @@ class RunOutput:
     returncode: int
     text: str
     seconds: float
-    icount: dict = field(default_factory=dict)   # total, windows, window_insns
+    icount: dict = field(default_factory=dict)  # total, windows, window_insns
 
     def value(self, pattern: str, cast=int):
         m = re.search(pattern, self.text)
@@ -44,8 +44,11 @@ def plugin() -> Path:
     so.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".icount.", suffix=".so", dir=so.parent)
     os.close(fd)
-    r = subprocess.run([toolchain.need("gcc"), "-shared", "-fPIC", "-O2", "-o", tmp,
-                        str(PLUGIN_SRC)], capture_output=True, text=True)
+    r = subprocess.run(
+        [toolchain.need("gcc"), "-shared", "-fPIC", "-O2", "-o", tmp, str(PLUGIN_SRC)],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         os.unlink(tmp)
         raise CnnedgeError(f"compiling the QEMU plugin {PLUGIN_SRC} failed: {r.stderr[:300]}")
@@ -54,8 +57,7 @@ def plugin() -> Path:
 
 
 def symbol_addresses(elf: Path, names=MARKERS) -> dict[str, int]:
-    r = subprocess.run([toolchain.need("arm-none-eabi-nm"), str(elf)], capture_output=True,
-                       text=True)
+    r = subprocess.run([toolchain.need("arm-none-eabi-nm"), str(elf)], capture_output=True, text=True)
     found = {}
     for line in r.stdout.splitlines():
         parts = line.split()
@@ -63,8 +65,7 @@ def symbol_addresses(elf: Path, names=MARKERS) -> dict[str, int]:
             found[parts[2]] = int(parts[0], 16)
     missing = [n for n in names if n not in found]
     if missing:
-        raise CnnedgeError(f"{elf}: no symbol {', '.join(missing)} (not a cnnedge bundle's "
-                           f"main.cc?)")
+        raise CnnedgeError(f"{elf}: no symbol {', '.join(missing)} (not a cnnedge bundle's main.cc?)")
     return found
 
 
@@ -73,11 +74,26 @@ def command(exe: Path, target: Target, log: Path | None = None) -> list[str]:
     if target.is_host:
         return [str(exe)]
     marks = symbol_addresses(exe)
-    return [toolchain.need("qemu-system-arm"), "-M", target.board, "-nographic",
-            "-monitor", "none", "-serial", "none",
-            "-semihosting-config", "enable=on,target=native", "-kernel", str(exe),
-            "-plugin", f"{plugin()},begin={hex(marks[MARKERS[0]])},end={hex(marks[MARKERS[1]])}",
-            "-d", "plugin", "-D", str(log or exe.with_suffix(".plugin.log"))]
+    return [
+        toolchain.need("qemu-system-arm"),
+        "-M",
+        target.board,
+        "-nographic",
+        "-monitor",
+        "none",
+        "-serial",
+        "none",
+        "-semihosting-config",
+        "enable=on,target=native",
+        "-kernel",
+        str(exe),
+        "-plugin",
+        f"{plugin()},begin={hex(marks[MARKERS[0]])},end={hex(marks[MARKERS[1]])}",
+        "-d",
+        "plugin",
+        "-D",
+        str(log or exe.with_suffix(".plugin.log")),
+    ]
 
 
 def run(exe: Path, target: Target, timeout: float, cwd: Path | None = None) -> RunOutput:
@@ -89,19 +105,31 @@ def run(exe: Path, target: Target, timeout: float, cwd: Path | None = None) -> R
     cmd = command(exe, target, log)
     t0 = time.monotonic()
     try:
-        r = subprocess.run(cmd, cwd=cwd or exe.parent, stdin=subprocess.DEVNULL,
-                           capture_output=True, text=True, errors="replace", timeout=timeout)
+        r = subprocess.run(
+            cmd,
+            cwd=cwd or exe.parent,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"")
+        out = e.stdout or b""
         out = out.decode(errors="replace") if isinstance(out, bytes) else out
         tail = " | ".join(out.strip().splitlines()[-3:]) or "no output"
-        raise CnnedgeError(f"{exe} did not finish on {target.name} within {timeout:.0f} s "
-                           f"(killed; a crashed core loops in its fault handler); its output: "
-                           f"{tail}") from None
+        raise CnnedgeError(
+            f"{exe} did not finish on {target.name} within {timeout:.0f} s "
+            f"(killed; a crashed core loops in its fault handler); its output: "
+            f"{tail}"
+        ) from None
     res = RunOutput(r.returncode, r.stdout + r.stderr, time.monotonic() - t0)
     if log.is_file():
         m = re.search(r"icount total=(\d+) windows=(\d+) window_insns=(\d+)", log.read_text())
         if m:
-            res.icount = {"total": int(m.group(1)), "windows": int(m.group(2)),
-                          "window_insns": int(m.group(3))}
+            res.icount = {
+                "total": int(m.group(1)),
+                "windows": int(m.group(2)),
+                "window_insns": int(m.group(3)),
+            }
     return res

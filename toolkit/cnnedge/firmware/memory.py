@@ -15,11 +15,20 @@ import re
 from pathlib import Path
 
 OWNERS = ("model", "tflm", "app", "runtime")
-FLASH_SECTIONS = (".text", ".ARM.extab", ".ARM.exidx", ".copy.table", ".zero.table",
-                  ".gnu.sgstubs", ".rodata")
+FLASH_SECTIONS = (
+    ".text",
+    ".ARM.extab",
+    ".ARM.exidx",
+    ".copy.table",
+    ".zero.table",
+    ".gnu.sgstubs",
+    ".rodata",
+)
 RAM_SECTIONS = (".data", ".bss")
-_RUNTIME = re.compile(r"/(libc|libc_nano|libg|libg_nano|libm|librdimon|librdimon_nano|libgcc|"
-                      r"libstdc\+\+|libstdc\+\+_nano|libsupc\+\+|libnosys)\.a\(|/crt\w*\.o$")
+_RUNTIME = re.compile(
+    r"/(libc|libc_nano|libg|libg_nano|libm|librdimon|librdimon_nano|libgcc|"
+    r"libstdc\+\+|libstdc\+\+_nano|libsupc\+\+|libnosys)\.a\(|/crt\w*\.o$"
+)
 _HEADER = re.compile(r"^\.\S+\s+0x[0-9a-fA-F]+\s+0x([0-9a-fA-F]+)")
 _INPUT = re.compile(r"^ (\S+)?\s+0x([0-9a-fA-F]+)\s+0x([0-9a-fA-F]+)(?:\s+(\S.*))?\s*$")
 
@@ -48,8 +57,9 @@ def _entries(text: str) -> dict[str, list]:
             name = line.split()[0]
             current = name if name.startswith(".") and not name.startswith(".debug") else None
             pending = None
-            head = _HEADER.match(line + ("" if len(line.split()) > 1 or k + 1 == len(lines)
-                                          else " " + lines[k + 1].strip()))
+            head = _HEADER.match(
+                line + ("" if len(line.split()) > 1 or k + 1 == len(lines) else " " + lines[k + 1].strip())
+            )
             if current and head:
                 out.setdefault(current, []).append((-1, int(head.group(1), 16), "total"))
             continue
@@ -63,8 +73,7 @@ def _entries(text: str) -> dict[str, list]:
         if size == 0 or what.startswith("load address"):
             continue
         entries = out.setdefault(current, [])
-        who = (entries[-1][2] if entries else "app") if section == "*fill*" \
-            else owner(what, section)
+        who = (entries[-1][2] if entries else "app") if section == "*fill*" else owner(what, section)
         entries.append((addr, size, who))
     return out
 
@@ -115,8 +124,9 @@ def size_tool(elf: Path) -> dict[str, int]:
     from cnnedge.errors import CnnedgeError
     from cnnedge.firmware import toolchain
 
-    r = subprocess.run([toolchain.need("arm-none-eabi-readelf"), "-S", "-W", str(elf)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [toolchain.need("arm-none-eabi-readelf"), "-S", "-W", str(elf)], capture_output=True, text=True
+    )
     if r.returncode != 0:
         raise CnnedgeError(f"cannot read the sections of {elf}: {r.stderr.strip()[:200]}")
     out = {"flash": 0, "data": 0, "bss": 0}

@@ -32,15 +32,18 @@ def sample(meta: dict, n: int, run=None, dataset: str | None = None):
 
         images, labels, _ = test_images(open_dataset(dataset, image_size=(h, w)), n)
     else:
-        raise CnnedgeError("on-device parity needs test images: give a run, or --data with the "
-                           "model's dataset (or --parity 0)")
+        raise CnnedgeError(
+            "on-device parity needs test images: give a run, or --data with the "
+            "model's dataset (or --parity 0)"
+        )
     if images.shape[1:3] != (h, w):
         from cnnedge.preprocess import resize
 
         images = np.stack([resize(x, (h, w)) for x in images])
     if images.shape[-1] != int(meta["channels"]):
-        raise CnnedgeError(f"the test images have {images.shape[-1]} channel(s), the model "
-                           f"takes {meta['channels']}")
+        raise CnnedgeError(
+            f"the test images have {images.shape[-1]} channel(s), the model takes {meta['channels']}"
+        )
     return images, labels
 
 
@@ -60,8 +63,7 @@ def read_outputs(folder: Path, n: int, classes: int) -> np.ndarray:
     path = folder / (IMAGE_FILE + ".out")
     data = np.frombuffer(path.read_bytes(), np.int8) if path.is_file() else np.zeros(0, np.int8)
     if data.size != n * classes:
-        raise CnnedgeError(f"the firmware wrote {data.size // max(classes, 1)} of {n} outputs "
-                           f"to {path}")
+        raise CnnedgeError(f"the firmware wrote {data.size // max(classes, 1)} of {n} outputs to {path}")
     return data.reshape(n, classes)
 
 
@@ -69,8 +71,9 @@ def litert(tflite: Path, x: np.ndarray) -> np.ndarray:
     """int8 outputs [N, K] of LiteRT's reference kernels on the fixed-size file."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    it = Interpreter(model_path=str(tflite), num_threads=1,
-                     experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    it = Interpreter(
+        model_path=str(tflite), num_threads=1, experimental_op_resolver_type=OpResolverType.BUILTIN_REF
+    )
     it.allocate_tensors()
     i, o = it.get_input_details()[0], it.get_output_details()[0]
     out = []
@@ -91,10 +94,14 @@ def compare(device: np.ndarray, host: np.ndarray, labels: np.ndarray) -> dict:
     flips = np.flatnonzero(top_d != top_h)
     h = host.astype(np.int16)
     near = int(sum(h[i].max() - h[i, top_d[i]] <= TOLERANCE for i in flips))
-    return {"images": int(len(device)), "flips": int(len(flips)), "flips_near_tie": near,
-            "passed": steps <= TOLERANCE and near == len(flips),
-            "top1_agreement": agree,
-            "max_step_diff": steps,
-            "within_tolerance": steps <= TOLERANCE,
-            "accuracy_device": float((top_d == labels).mean()),
-            "accuracy_litert": float((top_h == labels).mean())}
+    return {
+        "images": int(len(device)),
+        "flips": int(len(flips)),
+        "flips_near_tie": near,
+        "passed": steps <= TOLERANCE and near == len(flips),
+        "top1_agreement": agree,
+        "max_step_diff": steps,
+        "within_tolerance": steps <= TOLERANCE,
+        "accuracy_device": float((top_d == labels).mean()),
+        "accuracy_litert": float((top_h == labels).mean()),
+    }

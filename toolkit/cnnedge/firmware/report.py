@@ -40,11 +40,11 @@ class FirmwareReport:
     macs_per_image: int | None
     tflm_commit: str
     compiler: str
-    model_sha256: str = ""                # of the .tflite the firmware holds
-    arena_used: int | None = None         # arena_used_bytes() on the target
-    arena_declared: int | None = None     # kTensorArenaSize
-    arena_host: int | None = None         # the bundle's x86-64 reference measurement
-    instructions: int | None = None       # per inference, between the markers
+    model_sha256: str = ""  # of the .tflite the firmware holds
+    arena_used: int | None = None  # arena_used_bytes() on the target
+    arena_declared: int | None = None  # kTensorArenaSize
+    arena_host: int | None = None  # the bundle's x86-64 reference measurement
+    instructions: int | None = None  # per inference, between the markers
     instructions_total: int | None = None  # the whole run: start-up, allocation, printing
     clock_mhz: int | None = None
     estimate_ms: float | None = None
@@ -61,17 +61,26 @@ class FirmwareReport:
     def from_run(cls, src, t, kernels: str, stamp: dict, exe, res) -> "FirmwareReport":
         meta = src.meta
         windows = res.icount.get("windows") or 0
-        r = cls(target=t.name, board=t.board, kernels=kernels, model=src.tflite.name,
-                image_size=list(meta["image_size"]), macs_per_image=meta.get("macs_per_image"),
-                tflm_commit=stamp["commit"], compiler=stamp["compiler"],
-                model_sha256=sha256(src.tflite),
-                arena_used=res.value(r"arena: (\d+) of"),
-                arena_declared=res.value(r"arena: \d+ of (\d+) bytes"),
-                arena_host=meta.get("tflm_arena_bytes"),
-                instructions=res.icount["window_insns"] // windows if windows else None,
-                instructions_total=res.icount.get("total"), clock_mhz=t.clock_mhz,
-                run_seconds=round(res.seconds, 2),
-                date=datetime.date.today().isoformat(), host_cpu=cpu_model())
+        r = cls(
+            target=t.name,
+            board=t.board,
+            kernels=kernels,
+            model=src.tflite.name,
+            image_size=list(meta["image_size"]),
+            macs_per_image=meta.get("macs_per_image"),
+            tflm_commit=stamp["commit"],
+            compiler=stamp["compiler"],
+            model_sha256=sha256(src.tflite),
+            arena_used=res.value(r"arena: (\d+) of"),
+            arena_declared=res.value(r"arena: \d+ of (\d+) bytes"),
+            arena_host=meta.get("tflm_arena_bytes"),
+            instructions=res.icount["window_insns"] // windows if windows else None,
+            instructions_total=res.icount.get("total"),
+            clock_mhz=t.clock_mhz,
+            run_seconds=round(res.seconds, 2),
+            date=datetime.date.today().isoformat(),
+            host_cpu=cpu_model(),
+        )
         r._estimate()
         return r
 
@@ -132,6 +141,7 @@ def parity_rows(run_dir) -> list[dict]:
         p = r.parity
         ok = p.get("passed", p["top1_agreement"] == 1.0 and p["within_tolerance"])
         gate = "stale" if r.model_sha256 != current else "pass" if ok else "fail"
-        rows.append({"target": r.target, "board": r.board, "kernels": r.kernels, **p,
-                     "date": r.date, "gate": gate})
+        rows.append(
+            {"target": r.target, "board": r.board, "kernels": r.kernels, **p, "date": r.date, "gate": gate}
+        )
     return rows

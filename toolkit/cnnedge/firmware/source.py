@@ -66,25 +66,37 @@ def resolve_source(source, out=None, log=None) -> Source:
         if not _is_bundle(bundle) or not _exported_from(bundle.parent / STATIC, model):
             _export(str(source), bundle.parent, log)
     elif path.is_dir():
-        raise CnnedgeError(f"{path}: no TFLM bundle (main.cc, model_data.cc) and not a run; "
-                           f"export one: cnnedge export RUN --format tflm")
+        raise CnnedgeError(
+            f"{path}: no TFLM bundle (main.cc, model_data.cc) and not a run; "
+            f"export one: cnnedge export RUN --format tflm"
+        )
     else:
         close = weights.names()
-        raise CnnedgeError(f"no run, bundle, model file or reference checkpoint at {source} "
-                           f"(checkpoints: {', '.join(close)})")
+        raise CnnedgeError(
+            f"no run, bundle, model file or reference checkpoint at {source} "
+            f"(checkpoints: {', '.join(close)})"
+        )
     tflite = bundle.parent / STATIC
     if not tflite.is_file():
-        raise CnnedgeError(f"{tflite}: missing beside the bundle {bundle} (the bundle's model, "
-                           f"needed for the parity check); export again with --format tflm")
+        raise CnnedgeError(
+            f"{tflite}: missing beside the bundle {bundle} (the bundle's model, "
+            f"needed for the parity check); export again with --format tflm"
+        )
     meta = artifacts.tflite_metadata(tflite.read_bytes(), tflite) or {}
     if "input_scale" not in meta or "image_size" not in meta:
         raise CnnedgeError(f"{tflite}: no cnnedge metadata (input quantization, size)")
     if run is None:
         run = _run_of(bundle)
     # absolute: the builds and runs happen in other working directories
-    return Source(name=path.name or str(source), bundle=bundle.absolute(),
-                  tflite=tflite.absolute(), meta=meta,
-                  out=Path(out or _default_out(bundle)).absolute(), run=run, dataset=dataset)
+    return Source(
+        name=path.name or str(source),
+        bundle=bundle.absolute(),
+        tflite=tflite.absolute(),
+        meta=meta,
+        out=Path(out or _default_out(bundle)).absolute(),
+        run=run,
+        dataset=dataset,
+    )
 
 
 def _exported_from(tflite: Path, model: Path) -> bool:

@@ -29,21 +29,18 @@ COMMIT = "90b983c2b3f1480642e040bbd2ddb37b998f3424"
 ENV = "CNNEDGE_TFLM"
 MAKEFILE = "tensorflow/lite/micro/tools/make/Makefile"
 DOWNLOADS = "tensorflow/lite/micro/tools/make/downloads"
-THIRD_PARTY = ("flatbuffers", "gemmlowp", "ruy", "kissfft", "cmsis", "cmsis_nn",
-               "cmsis/Cortex_DFP")
+THIRD_PARTY = ("flatbuffers", "gemmlowp", "ruy", "kissfft", "cmsis", "cmsis_nn", "cmsis/Cortex_DFP")
 # sha256 of files that change with the commit: a tree without .git is checked by these.
 FINGERPRINT = {
-    "tensorflow/lite/micro/tools/make/third_party_downloads.inc":
-        "745adf15bf6dbc1248806676d9ed6142b0255ef314f5e18ee913a75eacbf085a",
-    "tensorflow/lite/micro/micro_interpreter.cc":
-        "b5ff9c9dc0d589b4dca51176b6e38175ba737c951a340836c554e07e884a39ff",
-    "tensorflow/lite/micro/micro_allocator.cc":
-        "73f7eecb3fcdd45629240b9840e715847a053f99318c70b81f5c6c4884a285e6",
-    "tensorflow/lite/micro/tools/make/ext_libs/cmsis_nn_download.sh":
-        "154cb284af81ce5b05fea8aa0669f5a852e37a4366f4e041b63eb4c0b5757a9e",
+    "tensorflow/lite/micro/tools/make/third_party_downloads.inc": "745adf15bf6dbc1248806676d9ed6142b0255ef314f5e18ee913a75eacbf085a",  # noqa: E501
+    "tensorflow/lite/micro/micro_interpreter.cc": "b5ff9c9dc0d589b4dca51176b6e38175ba737c951a340836c554e07e884a39ff",  # noqa: E501
+    "tensorflow/lite/micro/micro_allocator.cc": "73f7eecb3fcdd45629240b9840e715847a053f99318c70b81f5c6c4884a285e6",  # noqa: E501
+    "tensorflow/lite/micro/tools/make/ext_libs/cmsis_nn_download.sh": "154cb284af81ce5b05fea8aa0669f5a852e37a4366f4e041b63eb4c0b5757a9e",  # noqa: E501
 }
-_FETCH = (f"git clone https://github.com/tensorflow/tflite-micro DIR && git -C DIR checkout "
-          f"{COMMIT[:12]} (its Makefile downloads the third-party code on the first build)")
+_FETCH = (
+    f"git clone https://github.com/tensorflow/tflite-micro DIR && git -C DIR checkout "
+    f"{COMMIT[:12]} (its Makefile downloads the third-party code on the first build)"
+)
 BUILD_TIMEOUT = 3 * 3600
 
 
@@ -59,8 +56,10 @@ def source_dir(tflm_dir=None) -> Path:
     """The TFLM tree given by ``tflm_dir`` or ``$CNNEDGE_TFLM``, checked (:func:`check_tree`)."""
     given = tflm_dir or os.environ.get(ENV)
     if not given:
-        raise CnnedgeError(f"no TFLite Micro source tree: pass --tflm-dir DIR or set ${ENV} "
-                           f"(tflite-micro at commit {COMMIT[:12]}: {_FETCH})")
+        raise CnnedgeError(
+            f"no TFLite Micro source tree: pass --tflm-dir DIR or set ${ENV} "
+            f"(tflite-micro at commit {COMMIT[:12]}: {_FETCH})"
+        )
     return check_tree(Path(given).expanduser())
 
 
@@ -70,28 +69,33 @@ def check_tree(tree: Path) -> Path:
         raise CnnedgeError(f"{tree}: not a TFLite Micro source tree (no {MAKEFILE})")
     missing = [d for d in THIRD_PARTY if not (tree / DOWNLOADS / d).is_dir()]
     if missing:
-        raise CnnedgeError(f"{tree}: third-party code missing in {DOWNLOADS}/: "
-                           f"{', '.join(missing)} (build TFLM once where online, e.g. make -f "
-                           f"{MAKEFILE} third_party_downloads, to fetch them)")
+        raise CnnedgeError(
+            f"{tree}: third-party code missing in {DOWNLOADS}/: "
+            f"{', '.join(missing)} (build TFLM once where online, e.g. make -f "
+            f"{MAKEFILE} third_party_downloads, to fetch them)"
+        )
     head = _git_head(tree)
     if head is not None and head != COMMIT:
-        raise CnnedgeError(f"{tree}: TFLite Micro at commit {head[:12]}; cnnedge builds with "
-                           f"{COMMIT[:12]} (git -C {tree} checkout {COMMIT[:12]})")
+        raise CnnedgeError(
+            f"{tree}: TFLite Micro at commit {head[:12]}; cnnedge builds with "
+            f"{COMMIT[:12]} (git -C {tree} checkout {COMMIT[:12]})"
+        )
     if head is None:
         for rel, digest in FINGERPRINT.items():
             f = tree / rel
             if not f.is_file() or hashlib.sha256(f.read_bytes()).hexdigest() != digest:
-                raise CnnedgeError(f"{f}: {'missing' if not f.is_file() else 'differs from'} "
-                                   f"TFLite Micro commit {COMMIT[:12]}; use the tree at that "
-                                   f"commit")
+                raise CnnedgeError(
+                    f"{f}: {'missing' if not f.is_file() else 'differs from'} "
+                    f"TFLite Micro commit {COMMIT[:12]}; use the tree at that "
+                    f"commit"
+                )
     return tree
 
 
 def _git_head(tree: Path) -> str | None:
     if not (tree / ".git").exists() or shutil.which("git") is None:
         return None
-    r = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True,
-                       text=True)
+    r = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True)
     return r.stdout.strip() if r.returncode == 0 else None
 
 
@@ -105,8 +109,9 @@ def work_tree(source: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tree.", dir=root))
     try:
-        shutil.copytree(source, tmp, dirs_exist_ok=True, symlinks=True,
-                        ignore=shutil.ignore_patterns(".git", "gen"))
+        shutil.copytree(
+            source, tmp, dirs_exist_ok=True, symlinks=True, ignore=shutil.ignore_patterns(".git", "gen")
+        )
         for p in [tmp, *tmp.rglob("*")]:
             if not p.is_symlink():
                 p.chmod(p.stat().st_mode | 0o200)
@@ -119,8 +124,9 @@ def work_tree(source: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         if (tree / MAKEFILE).is_file():  # another process finished the same copy first
             return tree
-        raise CnnedgeError(f"cannot copy the TFLite Micro tree {source} into {root}: "
-                           f"{e.strerror or e}") from e
+        raise CnnedgeError(
+            f"cannot copy the TFLite Micro tree {source} into {root}: {e.strerror or e}"
+        ) from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -128,8 +134,7 @@ def work_tree(source: Path) -> Path:
 
 
 def _make(tree: Path, target: Target, kernels: str, gen: Path, *extra) -> list[str]:
-    return ["make", "-s", "-f", MAKEFILE, *extra, *target.make_args(kernels),
-            f"BASE_GENDIR={gen}"]
+    return ["make", "-s", "-f", MAKEFILE, *extra, *target.make_args(kernels), f"BASE_GENDIR={gen}"]
 
 
 def _env() -> dict:
@@ -145,8 +150,7 @@ def build_dir(target: Target, kernels: str) -> Path:
     return cache_root() / "tflm" / COMMIT[:12] / "build" / f"{target.name}-{kernels}"
 
 
-def library(source: Path, target: Target, kernels: str, jobs: int | None = None,
-            log=None) -> dict:
+def library(source: Path, target: Target, kernels: str, jobs: int | None = None, log=None) -> dict:
     """Build (or find in the cache) TFLM's library for ``target``; returns the stamp: make
     arguments, compiler, library path and the flags to compile the firmware's own sources."""
     import fcntl
@@ -154,28 +158,31 @@ def library(source: Path, target: Target, kernels: str, jobs: int | None = None,
     tree = work_tree(source)
     out = build_dir(target, kernels)
     out.mkdir(parents=True, exist_ok=True)
-    want = {"commit": COMMIT, "make": target.make_args(kernels),
-            "compiler": toolchain.version(target)}
+    want = {"commit": COMMIT, "make": target.make_args(kernels), "compiler": toolchain.version(target)}
     with open(out / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent build of the same library: wait for it
         stamp = _read_stamp(out)
-        if stamp and all(stamp.get(k) == v for k, v in want.items()) \
-                and Path(stamp["flags"]["LIB"]).is_file():
+        if (
+            stamp
+            and all(stamp.get(k) == v for k, v in want.items())
+            and Path(stamp["flags"]["LIB"]).is_file()
+        ):
             return stamp
         if log:
-            log(f"building TFLite Micro for {target.name} ({kernels} kernels) into {out}: "
-                f"minutes, once")
+            log(f"building TFLite Micro for {target.name} ({kernels} kernels) into {out}: minutes, once")
         gen = out / "gen"
         shutil.rmtree(gen, ignore_errors=True)
-        cmd = _make(tree, target, kernels, gen) + [f"-j{jobs or os.cpu_count() or 1}",
-                                                  "microlite"]
+        cmd = _make(tree, target, kernels, gen) + [f"-j{jobs or os.cpu_count() or 1}", "microlite"]
         with open(out / "build.log", "w") as f:
-            r = subprocess.run(cmd, cwd=tree, env=_env(), stdout=f, stderr=subprocess.STDOUT,
-                               timeout=BUILD_TIMEOUT)
+            r = subprocess.run(
+                cmd, cwd=tree, env=_env(), stdout=f, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT
+            )
         if r.returncode != 0:
             tail = (out / "build.log").read_text(errors="replace").strip().splitlines()[-3:]
-            raise CnnedgeError(f"building TFLite Micro for {target.name} failed (log: "
-                               f"{out / 'build.log'}): {' | '.join(tail)}")
+            raise CnnedgeError(
+                f"building TFLite Micro for {target.name} failed (log: "
+                f"{out / 'build.log'}): {' | '.join(tail)}"
+            )
         stamp = {**want, "flags": flags(tree, target, kernels, gen)}
         from cnnedge.files import atomic_write_json
 
@@ -194,13 +201,21 @@ def flags(tree: Path, target: Target, kernels: str, gen: Path) -> dict:
     """What TFLM compiled its library with (CXX, CXXFLAGS, INCLUDES, LDFLAGS, LIBS, LIB), read
     from its Makefile; relative include paths made absolute."""
     extra = ["-f", str(Path(__file__).parent / "csrc" / "flags.mk")]
-    r = subprocess.run(_make(tree, target, kernels, gen, *extra) + ["cnnedge_flags"], cwd=tree,
-                       env=_env(), capture_output=True, text=True)
+    r = subprocess.run(
+        _make(tree, target, kernels, gen, *extra) + ["cnnedge_flags"],
+        cwd=tree,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
     out = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
     if r.returncode != 0 or "LIB" not in out:
-        raise CnnedgeError(f"cannot read TFLite Micro's build flags for {target.name}: "
-                           f"{(r.stderr or r.stdout).strip()[-300:]}")
+        raise CnnedgeError(
+            f"cannot read TFLite Micro's build flags for {target.name}: "
+            f"{(r.stderr or r.stdout).strip()[-300:]}"
+        )
     out["INCLUDES"] = " ".join(
-        f"-I{(tree / i[2:]).resolve()}" if i.startswith("-I") and not i[2:].startswith("/")
-        else i for i in out["INCLUDES"].split())
+        f"-I{(tree / i[2:]).resolve()}" if i.startswith("-I") and not i[2:].startswith("/") else i
+        for i in out["INCLUDES"].split()
+    )
     return out

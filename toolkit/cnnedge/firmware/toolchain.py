@@ -19,14 +19,20 @@ from cnnedge.firmware.targets import Target
 ARM_PREFIX = "arm-none-eabi-"
 ARM_TOOLS = ("gcc", "g++", "ar", "as", "ld", "objcopy", "objdump", "size", "nm", "readelf")
 # program -> Debian package
-_PACKAGES = {"make": "make", "gcc": "gcc", "g++": "g++",
-             "arm-none-eabi-gcc": "gcc-arm-none-eabi", "arm-none-eabi-g++": "gcc-arm-none-eabi",
-             "arm-none-eabi-size": "binutils-arm-none-eabi",
-             "arm-none-eabi-nm": "binutils-arm-none-eabi",
-             "arm-none-eabi-readelf": "binutils-arm-none-eabi",
-             "qemu-system-arm": "qemu-system-arm"}
-INSTALL = ("apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
-           "libstdc++-arm-none-eabi-newlib qemu-system-arm")
+_PACKAGES = {
+    "make": "make",
+    "gcc": "gcc",
+    "g++": "g++",
+    "arm-none-eabi-gcc": "gcc-arm-none-eabi",
+    "arm-none-eabi-g++": "gcc-arm-none-eabi",
+    "arm-none-eabi-size": "binutils-arm-none-eabi",
+    "arm-none-eabi-nm": "binutils-arm-none-eabi",
+    "arm-none-eabi-readelf": "binutils-arm-none-eabi",
+    "qemu-system-arm": "qemu-system-arm",
+}
+INSTALL = (
+    "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm"
+)
 
 
 def need(program: str) -> str:
@@ -34,8 +40,7 @@ def need(program: str) -> str:
     path = shutil.which(program)
     if path is None:
         pkg = _PACKAGES.get(program, program)
-        raise CnnedgeError(f"{program} not found: install the Debian package {pkg} "
-                           f"({INSTALL})")
+        raise CnnedgeError(f"{program} not found: install the Debian package {pkg} ({INSTALL})")
     return path
 
 
@@ -45,19 +50,28 @@ def require(target: Target) -> None:
         need(p)
     if target.is_host:
         return
-    for p in ("arm-none-eabi-gcc", "arm-none-eabi-g++", "arm-none-eabi-size",
-              "arm-none-eabi-nm", "arm-none-eabi-readelf", "qemu-system-arm"):
+    for p in (
+        "arm-none-eabi-gcc",
+        "arm-none-eabi-g++",
+        "arm-none-eabi-size",
+        "arm-none-eabi-nm",
+        "arm-none-eabi-readelf",
+        "qemu-system-arm",
+    ):
         need(p)
     if not _has_newlib():
-        raise CnnedgeError("newlib for arm-none-eabi not found (rdimon.specs): install the "
-                           f"Debian packages libnewlib-arm-none-eabi and "
-                           f"libstdc++-arm-none-eabi-newlib ({INSTALL})")
+        raise CnnedgeError(
+            "newlib for arm-none-eabi not found (rdimon.specs): install the "
+            f"Debian packages libnewlib-arm-none-eabi and "
+            f"libstdc++-arm-none-eabi-newlib ({INSTALL})"
+        )
 
 
 @lru_cache(maxsize=None)
 def _has_newlib() -> bool:
-    r = subprocess.run([need("arm-none-eabi-gcc"), "-print-file-name=rdimon.specs"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [need("arm-none-eabi-gcc"), "-print-file-name=rdimon.specs"], capture_output=True, text=True
+    )
     return r.returncode == 0 and Path(r.stdout.strip()).is_file()
 
 

@@ -35,7 +35,19 @@ from cnnedge.models.graph import (
 )
 from cnnedge.models.saving import load_model, quantize_scope
 
-__all__ = ["check_input_size", "count_macs", "count_params", "create_model", "gmp_cnn",
-           "gmp_resnet", "list_models", "load_model", "min_input_size",
-           "model_help", "quantize_scope", "register_model", "summary_dict",
-           "total_stride"]
+__all__ = [
+    "check_input_size",
+    "count_macs",
+    "count_params",
+    "create_model",
+    "gmp_cnn",
+    "gmp_resnet",
+    "list_models",
+    "load_model",
+    "min_input_size",
+    "model_help",
+    "quantize_scope",
+    "register_model",
+    "summary_dict",
+    "total_stride",
+]

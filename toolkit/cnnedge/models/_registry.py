@@ -42,8 +42,9 @@ def create_model(name: str, *, num_classes: int, channels: int, **kwargs):
     valid = [p for p in inspect.signature(fn).parameters if p not in ("num_classes", "channels")]
     bad = sorted(set(kwargs) - set(valid))
     if bad:
-        raise CnnedgeError(f"model '{name}' has no option(s) {', '.join(bad)}; "
-                           f"valid: {', '.join(valid) or '(none)'}")
+        raise CnnedgeError(
+            f"model '{name}' has no option(s) {', '.join(bad)}; valid: {', '.join(valid) or '(none)'}"
+        )
     if int(num_classes) < 2:
         raise CnnedgeError(f"num_classes must be >= 2, got {num_classes}")
     if int(channels) not in (1, 3):

@@ -32,8 +32,9 @@ def _pw(x, filters: int, name: str, relu: bool = True):
 
 def _dw(x, kernel: int, stride: int, name: str, relu: bool = True):
     """Depthwise k×k conv-BN[-ReLU]."""
-    x = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
-                                     name=f"{name}_conv")(x)
+    x = keras.layers.DepthwiseConv2D(
+        kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv"
+    )(x)
     x = _bn(x, name)
     return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
@@ -55,10 +56,20 @@ def _dw_block(x, kernel: int, expand: int, name: str):
     return keras.layers.ReLU(name=f"{name}_relu")(y)
 
 
-def gmp_dwnet(num_classes: int, channels: int, widths: Sequence[int] = (64, 128),
-              blocks: Sequence[int] = (3, 3), stem: int = 0, kernel: int = 3, expand: int = 1,
-              conv_stages: int = 0, pool: str = "max", dropout: float = 0.0, hidden: int = 0,
-              name: str = "gmp_dwnet"):
+def gmp_dwnet(
+    num_classes: int,
+    channels: int,
+    widths: Sequence[int] = (64, 128),
+    blocks: Sequence[int] = (3, 3),
+    stem: int = 0,
+    kernel: int = 3,
+    expand: int = 1,
+    conv_stages: int = 0,
+    pool: str = "max",
+    dropout: float = 0.0,
+    hidden: int = 0,
+    name: str = "gmp_dwnet",
+):
     """Generic depthwise GMP CNN: 3×3 stem conv -> stages of depthwise residual blocks -> head.
 
     Stage 1 keeps the input resolution; every later stage starts with a stride-2 depthwise 3×3
@@ -73,11 +84,12 @@ def gmp_dwnet(num_classes: int, channels: int, widths: Sequence[int] = (64, 128)
     """
     widths, blocks = tuple(int(w) for w in widths), tuple(int(b) for b in blocks)
     if not widths or len(blocks) != len(widths) or min(blocks) < 0:
-        raise CnnedgeError(f"widths {widths} and blocks {blocks} must be non-empty, same length, "
-                           "blocks >= 0")
+        raise CnnedgeError(f"widths {widths} and blocks {blocks} must be non-empty, same length, blocks >= 0")
     if kernel < 1 or expand < 1 or not 0 <= conv_stages <= len(widths):
-        raise CnnedgeError(f"kernel, expand must be >= 1 and conv_stages in 0..{len(widths)}, "
-                           f"got {kernel}, {expand}, {conv_stages}")
+        raise CnnedgeError(
+            f"kernel, expand must be >= 1 and conv_stages in 0..{len(widths)}, "
+            f"got {kernel}, {expand}, {conv_stages}"
+        )
     if pool not in ("max", "avg", "concat"):
         raise CnnedgeError(f"pool must be 'max', 'avg' or 'concat', got {pool!r}")
     _check_head("max" if pool == "concat" else pool, dropout)
@@ -108,9 +120,20 @@ def gmp_dw_a(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0
     1-ch: 96,811 params, 15.96M MACs at 28×28. 3-ch: 97,101 params, 21.14M MACs at 32×32.
     Two downsamplings (strided depthwise + pointwise), total stride 4 (min input 4×4).
     """
-    return gmp_dwnet(num_classes, channels, scaled((16, 96, 128), width), (2, 3, 2),
-                     scaled(16, width), 3, 1, 1, pool,
-                     dropout, hidden, name="gmp_dw_a")
+    return gmp_dwnet(
+        num_classes,
+        channels,
+        scaled((16, 96, 128), width),
+        (2, 3, 2),
+        scaled(16, width),
+        3,
+        1,
+        1,
+        pool,
+        dropout,
+        hidden,
+        name="gmp_dw_a",
+    )
 
 
 @register_model
@@ -120,9 +143,20 @@ def gmp_dw_b(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0
     1-ch: 96,107 params, 13.39M MACs at 28×28. 3-ch: 96,397 params, 17.78M MACs at 32×32.
     Basic blocks (2, 1) at 16-32, then four depthwise blocks at width 120; total stride 4.
     """
-    return gmp_dwnet(num_classes, channels, scaled((16, 32, 120), width), (2, 1, 4),
-                     scaled(16, width), 3, 1, 2, pool,
-                     dropout, hidden, name="gmp_dw_b")
+    return gmp_dwnet(
+        num_classes,
+        channels,
+        scaled((16, 32, 120), width),
+        (2, 1, 4),
+        scaled(16, width),
+        3,
+        1,
+        2,
+        pool,
+        dropout,
+        hidden,
+        name="gmp_dw_b",
+    )
 
 
 @register_model
@@ -132,6 +166,17 @@ def gmp_dw_c(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0
     1-ch: 88,331 params, 8.50M MACs at 28×28. 3-ch: 88,909 params, 11.69M MACs at 32×32.
     Every block is depthwise 3×3 + pointwise 1×1; total stride 4 (min input 4×4).
     """
-    return gmp_dwnet(num_classes, channels, scaled((32, 64, 128), width), (2, 3, 3),
-                     scaled(32, width), 3, 1, 0, pool,
-                     dropout, hidden, name="gmp_dw_c")
+    return gmp_dwnet(
+        num_classes,
+        channels,
+        scaled((32, 64, 128), width),
+        (2, 3, 3),
+        scaled(32, width),
+        3,
+        1,
+        0,
+        pool,
+        dropout,
+        hidden,
+        name="gmp_dw_c",
+    )

@@ -30,14 +30,19 @@ def _input(channels: int, size: tuple[int, int] | None = None):
     x_in = keras.Input(shape=(h, w, channels), dtype="float32", name="image")
     # Frozen 1×1 depthwise conv = x/255, a layer tfmot's quantize_model accepts (module doc).
     x = keras.layers.DepthwiseConv2D(
-        1, use_bias=False, depthwise_initializer=keras.initializers.Constant(1.0 / 255.0),
-        trainable=False, name="rescale")(x_in)
+        1,
+        use_bias=False,
+        depthwise_initializer=keras.initializers.Constant(1.0 / 255.0),
+        trainable=False,
+        name="rescale",
+    )(x_in)
     return x_in, x
 
 
 def _conv_bn_relu(x, filters: int, stride: int, name: str, residual: bool = False):
-    y = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
-                            name=f"{name}_conv")(x)
+    y = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(
+        x
+    )
     y = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(y)
     if residual:
         y = keras.layers.Add(name=f"{name}_add")([x, y])
@@ -54,8 +59,10 @@ def _check_head(pool: str, dropout: float) -> None:
 def _head(x, num_classes: int, pool: str, dropout: float, hidden: int):
     """Global max, average, or both side by side ("concat") -> [Dropout] -> [Dense+ReLU] ->
     Dense "logits". Builders check ``pool`` (``_check_head``: max and avg for this module)."""
-    pools = {"max": keras.layers.GlobalMaxPooling2D(name="global_max_pool"),
-             "avg": keras.layers.GlobalAvgPool2D(name="global_avg_pool")}
+    pools = {
+        "max": keras.layers.GlobalMaxPooling2D(name="global_max_pool"),
+        "avg": keras.layers.GlobalAvgPool2D(name="global_avg_pool"),
+    }
     if pool == "concat":
         x = keras.layers.Concatenate(name="global_concat_pool")([pools["max"](x), pools["avg"](x)])
     else:
@@ -68,10 +75,18 @@ def _head(x, num_classes: int, pool: str, dropout: float, hidden: int):
     return keras.layers.Dense(num_classes, name="logits")(x)
 
 
-def gmp_cnn(num_classes: int, channels: int, widths: Sequence[int] = (32, 64, 128),
-            extra: Sequence[int] = (0, 0, 0), stem: int = 0, pool: str = "max",
-            dropout: float = 0.0, hidden: int = 0, residual: bool = False,
-            name: str = "gmp_cnn"):
+def gmp_cnn(
+    num_classes: int,
+    channels: int,
+    widths: Sequence[int] = (32, 64, 128),
+    extra: Sequence[int] = (0, 0, 0),
+    stem: int = 0,
+    pool: str = "max",
+    dropout: float = 0.0,
+    hidden: int = 0,
+    residual: bool = False,
+    name: str = "gmp_cnn",
+):
     """Generic GMP CNN: [stem] -> per stage (3×3 s2 conv-BN-ReLU + `extra` s1 blocks) -> head.
 
     widths: filters per stage (each stage halves H and W); extra: stride-1 conv-BN-ReLU blocks
@@ -102,16 +117,23 @@ def _basic_block(x, filters: int, stride: int, name: str):
     y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}b_conv")(y)
     y = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}b_bn")(y)
     if stride != 1 or x.shape[-1] != filters:
-        x = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False,
-                                name=f"{name}_proj_conv")(x)
+        x = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj_conv")(x)
         x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_proj_bn")(x)
     y = keras.layers.Add(name=f"{name}_add")([x, y])
     return keras.layers.ReLU(name=f"{name}_relu")(y)
 
 
-def gmp_resnet(num_classes: int, channels: int, widths: Sequence[int] = (16, 32, 64),
-               blocks: Sequence[int] = (1, 1, 1), stem: int = 0, pool: str = "max",
-               dropout: float = 0.0, hidden: int = 0, name: str = "gmp_resnet"):
+def gmp_resnet(
+    num_classes: int,
+    channels: int,
+    widths: Sequence[int] = (16, 32, 64),
+    blocks: Sequence[int] = (1, 1, 1),
+    stem: int = 0,
+    pool: str = "max",
+    dropout: float = 0.0,
+    hidden: int = 0,
+    name: str = "gmp_resnet",
+):
     """Generic residual GMP CNN: stride-1 stem conv -> stages of basic blocks -> head.
 
     Stage 1 keeps the input resolution; every later stage starts with a stride-2 block, so the
@@ -120,8 +142,7 @@ def gmp_resnet(num_classes: int, channels: int, widths: Sequence[int] = (16, 32,
     """
     widths, blocks = tuple(int(w) for w in widths), tuple(int(b) for b in blocks)
     if not widths or len(blocks) != len(widths) or min(blocks) < 1:
-        raise CnnedgeError(f"widths {widths} and blocks {blocks} must be non-empty, same length, "
-                           "blocks >= 1")
+        raise CnnedgeError(f"widths {widths} and blocks {blocks} must be non-empty, same length, blocks >= 1")
     _check_head(pool, dropout)
     x_in, x = _input(channels)
     x = _conv_bn_relu(x, int(stem) or widths[0], 1, "stem")
@@ -139,9 +160,17 @@ def gmp_xs(num_classes, channels, pool="max", dropout=0.0, hidden=0, width=1.0):
     1-ch: 24,283 params, 0.55M MACs at 28×28. 3-ch: 24,573 params, 0.70M MACs at 32×32.
     For quick experiments and micro-controllers; min input 8×8.
     """
-    return gmp_cnn(num_classes, channels, scaled((16, 32, 64), width), (0, 0, 0),
-                   scaled(0, width), pool, dropout, hidden,
-                   name="gmp_xs")
+    return gmp_cnn(
+        num_classes,
+        channels,
+        scaled((16, 32, 64), width),
+        (0, 0, 0),
+        scaled(0, width),
+        pool,
+        dropout,
+        hidden,
+        name="gmp_xs",
+    )
 
 
 @register_model
@@ -151,9 +180,17 @@ def gmp_s(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0):
     1-ch: 92,059 params, 5.18M MACs at 28×28. 3-ch: 92,349 params, 6.86M MACs at 32×32.
     7 conv layers, total stride 8 (min input 8×8); meant to reach ~93% on Fashion-MNIST.
     """
-    return gmp_cnn(num_classes, channels, scaled((32, 48, 96), width), (1, 1, 0),
-                   scaled(16, width), pool, dropout, hidden,
-                   name="gmp_s")
+    return gmp_cnn(
+        num_classes,
+        channels,
+        scaled((32, 48, 96), width),
+        (1, 1, 0),
+        scaled(16, width),
+        pool,
+        dropout,
+        hidden,
+        name="gmp_s",
+    )
 
 
 @register_model
@@ -163,9 +200,17 @@ def gmp_32_64_128(num_classes, channels, pool="max", dropout=0.0, hidden=0, widt
     1-ch: 94,635 params, 2.14M MACs at 28×28. 3-ch: 95,213 params, 2.58M MACs at 32×32.
     Three conv layers only, stride 8 (min input 8×8): the cheapest ~95k-param member.
     """
-    return gmp_cnn(num_classes, channels, scaled((32, 64, 128), width), (0, 0, 0),
-                   scaled(0, width), pool, dropout, hidden,
-                   name="gmp_32_64_128")
+    return gmp_cnn(
+        num_classes,
+        channels,
+        scaled((32, 64, 128), width),
+        (0, 0, 0),
+        scaled(0, width),
+        pool,
+        dropout,
+        hidden,
+        name="gmp_32_64_128",
+    )
 
 
 @register_model
@@ -175,9 +220,17 @@ def gmp_4stage(num_classes, channels, pool="max", dropout=0.0, hidden=0, width=1
     1-ch: 99,163 params, 0.85M MACs at 28×28. 3-ch: 99,453 params, 1.00M MACs at 32×32.
     Total stride 16 (min input 16×16).
     """
-    return gmp_cnn(num_classes, channels, scaled((16, 32, 64, 128), width), (0, 0, 0, 0),
-                   scaled(0, width), pool, dropout,
-                   hidden, name="gmp_4stage")
+    return gmp_cnn(
+        num_classes,
+        channels,
+        scaled((16, 32, 64, 128), width),
+        (0, 0, 0, 0),
+        scaled(0, width),
+        pool,
+        dropout,
+        hidden,
+        name="gmp_4stage",
+    )
 
 
 @register_model
@@ -188,9 +241,18 @@ def gmp_res8(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0
     1-ch: 97,835 params, 6.93M MACs at 28×28. 3-ch: 98,125 params, 9.16M MACs at 32×32.
     Total stride 8 (min input 8×8).
     """
-    return gmp_cnn(num_classes, channels, scaled((32, 48, 88), width), (2, 1, 0),
-                   scaled(16, width), pool, dropout, hidden,
-                   residual=True, name="gmp_res8")
+    return gmp_cnn(
+        num_classes,
+        channels,
+        scaled((32, 48, 88), width),
+        (2, 1, 0),
+        scaled(16, width),
+        pool,
+        dropout,
+        hidden,
+        residual=True,
+        name="gmp_res8",
+    )
 
 
 @register_model
@@ -201,9 +263,17 @@ def gmp_res10(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.
     1-ch: 95,691 params, 13.56M MACs at 28×28. 3-ch: 95,981 params, 18.01M MACs at 32×32.
     Total stride 4 (min input 4×4).
     """
-    return gmp_resnet(num_classes, channels, scaled((16, 32, 72), width), (2, 1, 1),
-                      scaled(16, width), pool, dropout, hidden,
-                      name="gmp_res10")
+    return gmp_resnet(
+        num_classes,
+        channels,
+        scaled((16, 32, 72), width),
+        (2, 1, 1),
+        scaled(16, width),
+        pool,
+        dropout,
+        hidden,
+        name="gmp_res10",
+    )
 
 
 @register_model
@@ -214,6 +284,14 @@ def gmp_res12(num_classes, channels, pool="max", dropout=0.0, hidden=0, width=1.
     1-ch: 96,019 params, 16.29M MACs at 28×28. 3-ch: 96,309 params, 21.57M MACs at 32×32.
     Total stride 4 (min input 4×4).
     """
-    return gmp_resnet(num_classes, channels, scaled((16, 32, 60), width), (2, 2, 1),
-                      scaled(16, width), pool, dropout, hidden,
-                      name="gmp_res12")
+    return gmp_resnet(
+        num_classes,
+        channels,
+        scaled((16, 32, 60), width),
+        (2, 2, 1),
+        scaled(16, width),
+        pool,
+        dropout,
+        hidden,
+        name="gmp_res12",
+    )

@@ -103,20 +103,23 @@ def check_input_size(model, shape) -> None:
     h, w = shape[0], shape[1]
     want_c = model.input_shape[-1]
     if len(shape) == 3 and shape[2] is not None and want_c is not None and shape[2] != want_c:
-        raise CnnedgeError(f"input has {shape[2]} channel(s) but model {model.name} expects "
-                           f"{want_c}")
+        raise CnnedgeError(f"input has {shape[2]} channel(s) but model {model.name} expects {want_c}")
     fixed = _fixed_size(model)
     if fixed:
         if (h, w) != fixed and None not in (h, w):
-            raise CnnedgeError(f"input {h}×{w} does not match model {model.name}'s fixed input "
-                               f"size {fixed[0]}×{fixed[1]}; resize images to {fixed[0]}×"
-                               f"{fixed[1]} (or rebuild it with input_size=({h}, {w}))")
+            raise CnnedgeError(
+                f"input {h}×{w} does not match model {model.name}'s fixed input "
+                f"size {fixed[0]}×{fixed[1]}; resize images to {fixed[0]}×"
+                f"{fixed[1]} (or rebuild it with input_size=({h}, {w}))"
+            )
         return
     mh, mw = _min_hw(model)
     if (h is not None and h < mh) or (w is not None and w < mw):
-        raise CnnedgeError(f"input {h}×{w} is smaller than this model's minimum {mh}×{mw} "
-                           f"(total stride {total_stride(model)}); resize images to at least "
-                           f"{mh}×{mw}")
+        raise CnnedgeError(
+            f"input {h}×{w} is smaller than this model's minimum {mh}×{mw} "
+            f"(total stride {total_stride(model)}); resize images to at least "
+            f"{mh}×{mw}"
+        )
 
 
 # ------------------------------------------------------------------------------- size metrics
@@ -184,8 +187,11 @@ def count_macs(model, input_shape: Sequence[int] | None = None) -> int:
         elif kind == "SeparableConv2D":
             kh, kw = inner.kernel_size
             cin = ins[0][-1]
-            macs += out[1] * out[2] * (kh * kw * cin * inner.depth_multiplier
-                                       + cin * inner.depth_multiplier * inner.filters)
+            macs += (
+                out[1]
+                * out[2]
+                * (kh * kw * cin * inner.depth_multiplier + cin * inner.depth_multiplier * inner.filters)
+            )
         elif kind == "Dense":
             positions = math.prod(out[1:-1]) if len(out) > 2 else 1
             macs += positions * ins[0][-1] * inner.units
@@ -194,5 +200,8 @@ def count_macs(model, input_shape: Sequence[int] | None = None) -> int:
 
 def summary_dict(model, input_shape: Sequence[int] | None = None) -> dict:
     """{"params", "macs" (per image at input_shape), "min_input_size"}."""
-    return {"params": count_params(model), "macs": count_macs(model, input_shape),
-            "min_input_size": min_input_size(model)}
+    return {
+        "params": count_params(model),
+        "macs": count_macs(model, input_shape),
+        "min_input_size": min_input_size(model),
+    }

@@ -12,8 +12,15 @@ from cnnedge.backend import keras, tf
 class DistillLoss(keras.losses.Loss):
     """Loss on ``y_true = [one-hot labels | teacher logits]`` and student logits."""
 
-    def __init__(self, num_classes: int, temperature: float = 4.0, alpha: float = 0.9,
-                 label_smoothing: float = 0.0, name: str = "distill_loss", **kw):
+    def __init__(
+        self,
+        num_classes: int,
+        temperature: float = 4.0,
+        alpha: float = 0.9,
+        label_smoothing: float = 0.0,
+        name: str = "distill_loss",
+        **kw,
+    ):
         super().__init__(name=name, **kw)
         self.num_classes = int(num_classes)
         self.temperature = float(temperature)
@@ -24,16 +31,20 @@ class DistillLoss(keras.losses.Loss):
         k, t = self.num_classes, self.temperature
         labels, teacher = y_true[:, :k], y_true[:, k:]
         ce = keras.losses.categorical_crossentropy(
-            labels, y_pred, from_logits=True, label_smoothing=self.label_smoothing)
+            labels, y_pred, from_logits=True, label_smoothing=self.label_smoothing
+        )
         p_teacher = tf.nn.softmax(teacher / t)
-        kl = tf.reduce_sum(
-            p_teacher * (tf.nn.log_softmax(teacher / t) - tf.nn.log_softmax(y_pred / t)), -1)
+        kl = tf.reduce_sum(p_teacher * (tf.nn.log_softmax(teacher / t) - tf.nn.log_softmax(y_pred / t)), -1)
         return (1.0 - self.alpha) * ce + self.alpha * (t * t) * kl
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes,
-                "temperature": self.temperature, "alpha": self.alpha,
-                "label_smoothing": self.label_smoothing}
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "temperature": self.temperature,
+            "alpha": self.alpha,
+            "label_smoothing": self.label_smoothing,
+        }
 
 
 @keras.utils.register_keras_serializable(package="cnnedge")
@@ -45,7 +56,7 @@ class LabelAccuracy(keras.metrics.CategoricalAccuracy):
         self.num_classes = int(num_classes)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        return super().update_state(y_true[:, :self.num_classes], y_pred, sample_weight)
+        return super().update_state(y_true[:, : self.num_classes], y_pred, sample_weight)
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}

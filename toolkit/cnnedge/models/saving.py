@@ -41,10 +41,13 @@ def load_model(path, compile: bool = False):
             return keras.models.load_model(path, compile=compile, safe_mode=True)
         except Exception as e:  # noqa: BLE001 - zip/h5py/deserialization errors of a bad file
             if "variables during loading" in str(e):
-                raise CnnedgeError(f"cannot load {path}: QAT models must be saved as .h5, not "
-                                   f".keras ({str(e).splitlines()[0]})") from e
-            raise CnnedgeError(f"cannot load model {path}: {type(e).__name__}: "
-                               f"{' '.join(str(e).split())[:200]}") from e
+                raise CnnedgeError(
+                    f"cannot load {path}: QAT models must be saved as .h5, not "
+                    f".keras ({str(e).splitlines()[0]})"
+                ) from e
+            raise CnnedgeError(
+                f"cannot load model {path}: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
+            ) from e
 
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -58,8 +61,16 @@ def _is_hdf5(path: Path) -> bool:
 
 def _allowed_classes() -> set[str]:
     names = {"Functional", "Sequential", "Model"}
-    for module in (keras.layers, keras.initializers, keras.regularizers, keras.constraints,
-                   keras.losses, keras.metrics, keras.optimizers, keras.optimizers.schedules):
+    for module in (
+        keras.layers,
+        keras.initializers,
+        keras.regularizers,
+        keras.constraints,
+        keras.losses,
+        keras.metrics,
+        keras.optimizers,
+        keras.optimizers.schedules,
+    ):
         names |= {n for n, o in vars(module).items() if isinstance(o, type)}
     with quantize_scope() as scope:
         for objects in scope.custom_objects:
@@ -78,20 +89,21 @@ def _model_config(path: Path) -> dict:
             with h5py.File(path, "r") as f:
                 raw = f.attrs.get("model_config")
             if raw is None:
-                raise CnnedgeError(f"cannot load model {path}: an HDF5 file without a model "
-                                   f"config (weights only?)")
+                raise CnnedgeError(
+                    f"cannot load model {path}: an HDF5 file without a model config (weights only?)"
+                )
         elif zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:
                 raw = z.read("config.json")
         else:
-            raise CnnedgeError(f"cannot load model {path}: neither a .keras (zip) nor an HDF5 "
-                               f"model file")
+            raise CnnedgeError(f"cannot load model {path}: neither a .keras (zip) nor an HDF5 model file")
         return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
     except CnnedgeError:
         raise
     except Exception as e:  # noqa: BLE001 - truncated zip/HDF5, bad JSON, missing member
-        raise CnnedgeError(f"cannot load model {path}: {type(e).__name__}: "
-                           f"{' '.join(str(e).split())[:200]}") from e
+        raise CnnedgeError(
+            f"cannot load model {path}: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
+        ) from e
 
 
 def _keras_version(path: Path) -> str | None:
@@ -121,20 +133,23 @@ def check_no_code(path) -> None:
         raise CnnedgeError(
             f"cannot load {path}: it was saved by Keras {version}; cnnedge reads Keras 2 "
             f"(tf-keras) model files, which QAT needs: rebuild the model with tf_keras and save "
-            f"it there, or train it with cnnedge (model.weights takes a cnnedge checkpoint)")
+            f"it there, or train it with cnnedge (model.weights takes a cnnedge checkpoint)"
+        )
     stack = [config]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
             name = node.get("class_name")
             if isinstance(name, str) and name not in allowed:
-                layer = (node.get("config") or {}).get("name") if isinstance(node.get("config"),
-                                                                              dict) else None
+                layer = (
+                    (node.get("config") or {}).get("name") if isinstance(node.get("config"), dict) else None
+                )
                 raise CnnedgeError(
                     f"refusing to load {path}: it names {name}"
                     + (f" (layer '{layer}')" if layer else "")
                     + ", which is not a built-in Keras layer; cnnedge never runs code stored in a "
-                    "model file")
+                    "model file"
+                )
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)

@@ -36,6 +36,21 @@ from cnnedge.runtime.base import Runner
 
 FAMILIES = (litert, onnxruntime, keras, openvino, tflm)  # importing each registers its runtimes
 
-__all__ = ["FAMILIES", "Runner", "available_runtimes", "check_metadata", "default_runtime",
-           "default_threads", "list_runtimes", "load", "modes", "one_line", "read_metadata",
-           "register_runtime", "runtime_class", "runtime_help", "runtime_status", "runtimes_for"]
+__all__ = [
+    "FAMILIES",
+    "Runner",
+    "available_runtimes",
+    "check_metadata",
+    "default_runtime",
+    "default_threads",
+    "list_runtimes",
+    "load",
+    "modes",
+    "one_line",
+    "read_metadata",
+    "register_runtime",
+    "runtime_class",
+    "runtime_help",
+    "runtime_status",
+    "runtimes_for",
+]

@@ -36,6 +36,7 @@ def register_runtime(name: str, *, check: Callable, help: str = "", modes=None):
     ``check()`` returns (available, reason/install hint); the artifact table says which files it
     runs; ``modes`` maps bench row names to ways of calling it (default: one row, ``name``).
     """
+
     def deco(cls):
         if name in _RUNTIMES:
             raise CnnedgeError(f"runtime '{name}' is already registered")
@@ -96,8 +97,9 @@ def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def load(path, runtime: str | None = None, threads: int | None = None, mode: str | None = None,
-         **opts) -> Runner:
+def load(
+    path, runtime: str | None = None, threads: int | None = None, mode: str | None = None, **opts
+) -> Runner:
     """Open an artifact (or a .keras/.h5 model) with ``runtime`` (default: the artifact table's
     first for the file); ``mode``: how a runtime with modes is called (keras: function, predict)."""
     path = Path(path)
@@ -107,9 +109,14 @@ def load(path, runtime: str | None = None, threads: int | None = None, mode: str
         raise CnnedgeError(f"no model file at {path}")
     ext = path.suffix.lower()
     if name not in runtimes_for(path):
-        raise CnnedgeError(f"runtime '{name}' cannot run {ext} files ({path}); " + (
-            "it needs a fixed input size: cnnedge export RUN --format tflm" if name in
-            artifacts.STATIC_ONLY else f"runtimes for {ext}: {', '.join(runtimes_for(path))}"))
+        raise CnnedgeError(
+            f"runtime '{name}' cannot run {ext} files ({path}); "
+            + (
+                "it needs a fixed input size: cnnedge export RUN --format tflm"
+                if name in artifacts.STATIC_ONLY
+                else f"runtimes for {ext}: {', '.join(runtimes_for(path))}"
+            )
+        )
     ok, reason = runtime_status(name)
     if not ok:
         raise CnnedgeError(f"runtime '{name}' is {reason}")
@@ -121,4 +128,3 @@ def load(path, runtime: str | None = None, threads: int | None = None, mode: str
             raise CnnedgeError(f"runtime '{name}' has no mode {mode!r}")
         opts["mode"] = mode
     return spec.cls(path, threads=threads, **opts)
-

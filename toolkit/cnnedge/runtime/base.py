@@ -41,8 +41,10 @@ class Runner:
 
     def __repr__(self):
         m = self.metadata
-        return (f"<{type(self).__name__} {self.path.name} runtime={self.runtime} "
-                f"{m.get('format')}/{m.get('precision')} threads={self.threads}>")
+        return (
+            f"<{type(self).__name__} {self.path.name} runtime={self.runtime} "
+            f"{m.get('format')}/{m.get('precision')} threads={self.threads}>"
+        )
 
     # ------------------------------------------------------------------ preprocessing
     @property
@@ -54,17 +56,22 @@ class Runner:
         _, h, w, c = shape
         want_c = int(m["channels"])
         if c != want_c:
-            raise CnnedgeError(f"model {self.path.name} expects {want_c} channel"
-                               f"{'s' if want_c != 1 else ''}, got {c}")
+            raise CnnedgeError(
+                f"model {self.path.name} expects {want_c} channel{'s' if want_c != 1 else ''}, got {c}"
+            )
         if m.get("dynamic_hw", True):
             k = int(m.get("min_input_size") or 1)
             if h < k or w < k:
-                raise CnnedgeError(f"input {h}×{w} is smaller than this model's minimum {k}×{k} "
-                                   f"({self.path.name}); resize images to at least {k}×{k}")
+                raise CnnedgeError(
+                    f"input {h}×{w} is smaller than this model's minimum {k}×{k} "
+                    f"({self.path.name}); resize images to at least {k}×{k}"
+                )
         elif m.get("image_size") and (h, w) != tuple(m["image_size"]):
             fh, fw = m["image_size"]
-            raise CnnedgeError(f"input {h}×{w} does not match {self.path.name}'s fixed input "
-                               f"size {fh}×{fw}; resize images to {fh}×{fw}")
+            raise CnnedgeError(
+                f"input {h}×{w} does not match {self.path.name}'s fixed input "
+                f"size {fh}×{fw}; resize images to {fh}×{fw}"
+            )
 
     def _as_images(self, images) -> np.ndarray:
         x = np.asarray(images)
@@ -110,9 +117,12 @@ class Runner:
         x = self.prepare(images)
         if not batch_size or batch_size >= len(x):
             return self.postprocess(self.run_prepared(x))
-        return np.concatenate([self.postprocess(self.run_prepared(x[i:i + batch_size]))
-                               for i in range(0, len(x), int(batch_size))])
+        return np.concatenate(
+            [
+                self.postprocess(self.run_prepared(x[i : i + batch_size]))
+                for i in range(0, len(x), int(batch_size))
+            ]
+        )
 
     def close(self) -> None:
         pass
-

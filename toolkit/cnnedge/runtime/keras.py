@@ -19,10 +19,13 @@ def _check_keras() -> tuple[bool, str]:
     return True, "ok"
 
 
-@register_runtime("keras", check=_check_keras,
-                  help="the training model itself (TensorFlow): the compiled call "
-                       "(keras-tf.function) or model.predict (keras-predict)",
-                  modes={"keras-tf.function": "function", "keras-predict": "predict"})
+@register_runtime(
+    "keras",
+    check=_check_keras,
+    help="the training model itself (TensorFlow): the compiled call "
+    "(keras-tf.function) or model.predict (keras-predict)",
+    modes={"keras-tf.function": "function", "keras-predict": "predict"},
+)
 class KerasRunner(Runner):
     @classmethod
     def import_package(cls, threads: int) -> None:
@@ -57,17 +60,31 @@ class KerasRunner(Runner):
         fixed = self.model.input_shape[1:3]
         dynamic = None in fixed
         self.metadata = {
-            "format": "keras", "precision": "fp32", "class_names": list(class_names),
-            "input_layout": "NHWC", "channels": int(self.model.input_shape[-1]),
-            "input_dtype": "float32", "input_scale": None, "input_zero_point": None,
-            "pixel_range": [0, 255], "image_size": None if dynamic else list(fixed),
-            "dynamic_hw": dynamic, "min_input_size": models.min_input_size(self.model),
+            "format": "keras",
+            "precision": "fp32",
+            "class_names": list(class_names),
+            "input_layout": "NHWC",
+            "channels": int(self.model.input_shape[-1]),
+            "input_dtype": "float32",
+            "input_scale": None,
+            "input_zero_point": None,
+            "pixel_range": [0, 255],
+            "image_size": None if dynamic else list(fixed),
+            "dynamic_hw": dynamic,
+            "min_input_size": models.min_input_size(self.model),
         }
-        self.input_details = {"name": self.model.input_names[0], "dtype": "float32",
-                              "shape": [-1 if d is None else int(d)
-                                        for d in self.model.input_shape]}
-        self.output_details = {"name": self.model.output_names[0], "dtype": "float32",
-                               "shape": [-1, k], "scale": None, "zero_point": None}
+        self.input_details = {
+            "name": self.model.input_names[0],
+            "dtype": "float32",
+            "shape": [-1 if d is None else int(d) for d in self.model.input_shape],
+        }
+        self.output_details = {
+            "name": self.model.output_names[0],
+            "dtype": "float32",
+            "shape": [-1, k],
+            "scale": None,
+            "zero_point": None,
+        }
         model = self.model
 
         @tf.function(reduce_retracing=True)

@@ -19,8 +19,7 @@ _GPU_HINT = "not available: pip install onnxruntime-gpu (and a CUDA GPU)"
 def _ort_check(provider: str | None):
     def check() -> tuple[bool, str]:
         if importlib.util.find_spec("onnxruntime") is None:
-            return False, ("not available: pip install onnxruntime" if provider is None
-                           else _GPU_HINT)
+            return False, ("not available: pip install onnxruntime" if provider is None else _GPU_HINT)
         if provider is None:
             return True, "ok"
         import onnxruntime as ort
@@ -55,17 +54,25 @@ class _OrtRunner(Runner):
             raise CnnedgeError(f"onnxruntime cannot load {self.path}: {one_line(e)}") from e
         i, o = self._sess.get_inputs()[0], self._sess.get_outputs()[0]
         self._in, self._out = i.name, o.name
-        self.input_details = {"name": i.name, "dtype": _ort_type(i.type),
-                              "shape": [d if isinstance(d, int) else -1 for d in i.shape],
-                              "scale": self.metadata.get("input_scale"),
-                              "zero_point": self.metadata.get("input_zero_point")}
-        self.output_details = {"name": o.name, "dtype": _ort_type(o.type),
-                               "shape": [d if isinstance(d, int) else -1 for d in o.shape],
-                               "scale": self.metadata.get("output_scale"),
-                               "zero_point": self.metadata.get("output_zero_point")}
+        self.input_details = {
+            "name": i.name,
+            "dtype": _ort_type(i.type),
+            "shape": [d if isinstance(d, int) else -1 for d in i.shape],
+            "scale": self.metadata.get("input_scale"),
+            "zero_point": self.metadata.get("input_zero_point"),
+        }
+        self.output_details = {
+            "name": o.name,
+            "dtype": _ort_type(o.type),
+            "shape": [d if isinstance(d, int) else -1 for d in o.shape],
+            "scale": self.metadata.get("output_scale"),
+            "zero_point": self.metadata.get("output_zero_point"),
+        }
         if self.input_details["dtype"] != self.metadata["input_dtype"]:
-            raise CnnedgeError(f"{self.path}: metadata says input {self.metadata['input_dtype']}"
-                               f" but the model takes {self.input_details['dtype']}")
+            raise CnnedgeError(
+                f"{self.path}: metadata says input {self.metadata['input_dtype']}"
+                f" but the model takes {self.input_details['dtype']}"
+            )
 
     @property
     def providers(self) -> list[str]:
@@ -79,29 +86,44 @@ class _OrtRunner(Runner):
 
 
 def _ort_type(t: str) -> str:
-    return {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
-            "tensor(uint8)": "uint8"}.get(t, t)
+    return {
+        "tensor(float)": "float32",
+        "tensor(float16)": "float16",
+        "tensor(int8)": "int8",
+        "tensor(uint8)": "uint8",
+    }.get(t, t)
 
 
-@register_runtime("onnxruntime", check=_ort_check(None),
-                  help="onnxruntime CPUExecutionProvider (intra-op threads = threads)")
+@register_runtime(
+    "onnxruntime",
+    check=_ort_check(None),
+    help="onnxruntime CPUExecutionProvider (intra-op threads = threads)",
+)
 class OrtCpuRunner(_OrtRunner):
     pass
 
 
-@register_runtime("onnxruntime-cuda", check=_ort_check("CUDAExecutionProvider"),
-                  help="onnxruntime-gpu CUDAExecutionProvider (CPU fallback for other nodes)")
+@register_runtime(
+    "onnxruntime-cuda",
+    check=_ort_check("CUDAExecutionProvider"),
+    help="onnxruntime-gpu CUDAExecutionProvider (CPU fallback for other nodes)",
+)
 class OrtCudaRunner(_OrtRunner):
     provider = "CUDAExecutionProvider"
+
     def _providers(self, device_id: int = 0, **opts):
         return [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
 
 
-@register_runtime("onnxruntime-tensorrt", check=_ort_check("TensorrtExecutionProvider"),
-                  help="onnxruntime-gpu TensorRT provider (int8 enabled for int8 models, "
-                       "shape profiles from the metadata image size)")
+@register_runtime(
+    "onnxruntime-tensorrt",
+    check=_ort_check("TensorrtExecutionProvider"),
+    help="onnxruntime-gpu TensorRT provider (int8 enabled for int8 models, "
+    "shape profiles from the metadata image size)",
+)
 class OrtTensorRTRunner(_OrtRunner):
     provider = "TensorrtExecutionProvider"
+
     def _providers(self, device_id: int = 0, max_batch: int = 256, cache_dir=None, **opts):
         m = self.metadata
         c = int(m["channels"])
@@ -110,14 +132,18 @@ class OrtTensorRTRunner(_OrtRunner):
         lo_w = lo if m.get("dynamic_hw") else w
         hi_h, hi_w = (4 * h, 4 * w) if m.get("dynamic_hw") else (h, w)
         name = m.get("input_name", "image")
-        trt = {"device_id": device_id,
-               "trt_int8_enable": m["precision"] == "int8",
-               "trt_fp16_enable": m["precision"] in ("fp16", "int8"),
-               "trt_profile_min_shapes": f"{name}:1x{lo}x{lo_w}x{c}",
-               "trt_profile_opt_shapes": f"{name}:1x{h}x{w}x{c}",
-               "trt_profile_max_shapes": f"{name}:{max_batch}x{hi_h}x{hi_w}x{c}"}
+        trt = {
+            "device_id": device_id,
+            "trt_int8_enable": m["precision"] == "int8",
+            "trt_fp16_enable": m["precision"] in ("fp16", "int8"),
+            "trt_profile_min_shapes": f"{name}:1x{lo}x{lo_w}x{c}",
+            "trt_profile_opt_shapes": f"{name}:1x{h}x{w}x{c}",
+            "trt_profile_max_shapes": f"{name}:{max_batch}x{hi_h}x{hi_w}x{c}",
+        }
         if cache_dir:
             trt.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir))
-        return [("TensorrtExecutionProvider", trt),
-                ("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
-
+        return [
+            ("TensorrtExecutionProvider", trt),
+            ("CUDAExecutionProvider", {"device_id": device_id}),
+            "CPUExecutionProvider",
+        ]

@@ -34,8 +34,7 @@ def check() -> tuple[bool, str]:
 
 def _message(e: Exception) -> str:
     """OpenVINO's message without its "Exception from src/...cpp:N:" source-location lines."""
-    lines = [ln for ln in str(e).splitlines()
-             if ln.strip() and not ln.startswith("Exception from src/")]
+    lines = [ln for ln in str(e).splitlines() if ln.strip() and not ln.startswith("Exception from src/")]
     return one_line(" ".join(lines) or e)
 
 
@@ -51,23 +50,37 @@ class _OpenVINORunner(Runner):
 
         self.metadata = artifacts.read_metadata(self.path)
         self._core, self._ov_tensor = ov.Core(), ov.Tensor
-        self._config = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY",
-                        "INFERENCE_PRECISION_HINT": self.precision_hint, **opts}
+        self._config = {
+            "INFERENCE_NUM_THREADS": self.threads,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": self.precision_hint,
+            **opts,
+        }
         try:
             self._model = self._core.read_model(str(self.path))
         except RuntimeError as e:
             raise CnnedgeError(f"OpenVINO cannot read {self.path}: {_message(e)}") from e
         i, o = self._model.inputs[0], self._model.outputs[0]  # before any reshape
         m = self.metadata
-        self.input_details = {"name": i.get_any_name(), "dtype": _dtype(i),
-                              "shape": _shape(i), "scale": m.get("input_scale"),
-                              "zero_point": m.get("input_zero_point")}
-        self.output_details = {"name": o.get_any_name(), "dtype": _dtype(o),
-                               "shape": _shape(o), "scale": m.get("output_scale"),
-                               "zero_point": m.get("output_zero_point")}
+        self.input_details = {
+            "name": i.get_any_name(),
+            "dtype": _dtype(i),
+            "shape": _shape(i),
+            "scale": m.get("input_scale"),
+            "zero_point": m.get("input_zero_point"),
+        }
+        self.output_details = {
+            "name": o.get_any_name(),
+            "dtype": _dtype(o),
+            "shape": _shape(o),
+            "scale": m.get("output_scale"),
+            "zero_point": m.get("output_zero_point"),
+        }
         if self.input_details["dtype"] != m["input_dtype"]:
-            raise CnnedgeError(f"{self.path}: metadata says input {m['input_dtype']} but the "
-                               f"model takes {self.input_details['dtype']}")
+            raise CnnedgeError(
+                f"{self.path}: metadata says input {m['input_dtype']} but the "
+                f"model takes {self.input_details['dtype']}"
+            )
         self._static: dict[tuple, object] = {}
         self._dynamic = self._compiled = None
         # compile now for the metadata's image size at batch 1 (the demo's shape), so load time
@@ -132,15 +145,20 @@ def _shape(port) -> list[int]:
     return [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()]
 
 
-@register_runtime("openvino", check=check,
-                  help="OpenVINO CPU plugin, exact f32 compute (INFERENCE_PRECISION_HINT f32), "
-                       "threads = INFERENCE_NUM_THREADS")
+@register_runtime(
+    "openvino",
+    check=check,
+    help="OpenVINO CPU plugin, exact f32 compute (INFERENCE_PRECISION_HINT f32), "
+    "threads = INFERENCE_NUM_THREADS",
+)
 class OpenVINORunner(_OpenVINORunner):
     precision_hint = "f32"
 
 
-@register_runtime("openvino-bf16", check=check,
-                  help="OpenVINO CPU plugin computing float layers in bf16 (f32 on CPUs "
-                       "without bf16)")
+@register_runtime(
+    "openvino-bf16",
+    check=check,
+    help="OpenVINO CPU plugin computing float layers in bf16 (f32 on CPUs without bf16)",
+)
 class OpenVINOBf16Runner(_OpenVINORunner):
     precision_hint = "bf16"

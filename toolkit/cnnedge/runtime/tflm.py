@@ -50,9 +50,11 @@ def static_shape(buf: bytes, path) -> list[int]:
     sig = t.ShapeSignatureAsNumpy() if t.ShapeSignatureLength() else t.ShapeAsNumpy()
     shape = [int(v) for v in t.ShapeAsNumpy()]
     if any(int(v) < 0 for v in np.atleast_1d(sig)) or len(shape) != 4 or shape[0] != 1:
-        raise CnnedgeError(f"{path} has a dynamic input shape {list(np.atleast_1d(sig))}; TFLite "
-                           f"Micro needs a fixed 1×H×W×C one: cnnedge export RUN --format tflm "
-                           f"[--image-size HxW]")
+        raise CnnedgeError(
+            f"{path} has a dynamic input shape {list(np.atleast_1d(sig))}; TFLite "
+            f"Micro needs a fixed 1×H×W×C one: cnnedge export RUN --format tflm "
+            f"[--image-size HxW]"
+        )
     return shape
 
 
@@ -71,11 +73,15 @@ def _open(buf: bytes, arena: int):
 def _refuse(log: str, path, limit: int = ARENA_LIMIT) -> CnnedgeError:
     op = _MISSING_OP.search(log)
     if op:
-        return CnnedgeError(f"{path}: TFLite Micro has no kernel for op {op.group(1)}; change the "
-                            f"model (cnnedge models lists the members that use supported ops)")
+        return CnnedgeError(
+            f"{path}: TFLite Micro has no kernel for op {op.group(1)}; change the "
+            f"model (cnnedge models lists the members that use supported ops)"
+        )
     lines = [ln for ln in log.splitlines() if ln.strip()]
-    return CnnedgeError(f"{path}: TFLite Micro cannot allocate this model in {limit:,} bytes: "
-                        f"{one_line(lines[-1] if lines else 'no reason given')}")
+    return CnnedgeError(
+        f"{path}: TFLite Micro cannot allocate this model in {limit:,} bytes: "
+        f"{one_line(lines[-1] if lines else 'no reason given')}"
+    )
 
 
 def measure_arena(buf: bytes, path="<model>", limit: int = ARENA_LIMIT) -> dict:
@@ -100,14 +106,15 @@ def measure_arena(buf: bytes, path="<model>", limit: int = ARENA_LIMIT) -> dict:
         it.set_input(np.zeros(d["shape"], d["dtype"]), 0)
         it.invoke()
     except (AttributeError, RuntimeError) as e:  # it is None, or the inference failed
-        raise CnnedgeError(f"{path}: TFLite Micro cannot run this model in {hi:,} bytes: "
-                           f"{one_line(log or e)}") from e
+        raise CnnedgeError(
+            f"{path}: TFLite Micro cannot run this model in {hi:,} bytes: {one_line(log or e)}"
+        ) from e
     with captured_stderr() as log:
         it.print_allocations()
-    report = "\n".join(ln.replace("[RecordingMicroAllocator] ", "")
-                       for ln in log[0].splitlines() if ln.strip())
-    allocations = {m.group(1): int(m.group(2))
-                   for m in re.finditer(r"'([^']+)' used (\d+) bytes", report)}
+    report = "\n".join(
+        ln.replace("[RecordingMicroAllocator] ", "") for ln in log[0].splitlines() if ln.strip()
+    )
+    allocations = {m.group(1): int(m.group(2)) for m in re.finditer(r"'([^']+)' used (\d+) bytes", report)}
     for part in ("total", "head", "tail"):
         m = re.search(rf"Arena allocation {part} (\d+) bytes", report)
         if m:
@@ -115,9 +122,12 @@ def measure_arena(buf: bytes, path="<model>", limit: int = ARENA_LIMIT) -> dict:
     return {"arena_bytes": int(hi), "allocations": allocations, "report": report}
 
 
-@register_runtime("tflm", check=lambda: check(),  # looked up when called (tests replace it)
-                  help="TFLite Micro interpreter (x86 reference kernels, batch 1, "
-                       "single-threaded) for the fixed-size int8 file of --format tflm")
+@register_runtime(
+    "tflm",
+    check=lambda: check(),  # looked up when called (tests replace it)
+    help="TFLite Micro interpreter (x86 reference kernels, batch 1, "
+    "single-threaded) for the fixed-size int8 file of --format tflm",
+)
 class TFLMRunner(Runner):
     """The fixed-size int8 file on TFLM's interpreter, in the arena its metadata names."""
 
@@ -133,14 +143,23 @@ class TFLMRunner(Runner):
         if self._it is None:
             raise _refuse(log, self.path)
         i, o = self._it.get_input_details(0), self._it.get_output_details(0)
-        self.input_details = {"name": artifacts.INPUT_NAME, "dtype": np.dtype(i["dtype"]).name,
-                              "shape": shape, **_quant(i)}
-        self.output_details = {"name": artifacts.OUTPUT_NAME,
-                               "dtype": np.dtype(o["dtype"]).name,
-                               "shape": [int(v) for v in o["shape"]], **_quant(o)}
+        self.input_details = {
+            "name": artifacts.INPUT_NAME,
+            "dtype": np.dtype(i["dtype"]).name,
+            "shape": shape,
+            **_quant(i),
+        }
+        self.output_details = {
+            "name": artifacts.OUTPUT_NAME,
+            "dtype": np.dtype(o["dtype"]).name,
+            "shape": [int(v) for v in o["shape"]],
+            **_quant(o),
+        }
         if self.input_details["dtype"] != self.metadata["input_dtype"]:
-            raise CnnedgeError(f"{self.path}: metadata says input {self.metadata['input_dtype']}"
-                               f" but the model takes {self.input_details['dtype']}")
+            raise CnnedgeError(
+                f"{self.path}: metadata says input {self.metadata['input_dtype']}"
+                f" but the model takes {self.input_details['dtype']}"
+            )
 
     @property
     def providers(self) -> list[str]:

@@ -25,5 +25,15 @@ from cnnedge.train.optim import build_optimizer, compile_model
 from cnnedge.train.qat import fine_tune_qat
 from cnnedge.train.session import TrainResult, run_phases, train
 
-__all__ = ["TrainResult", "build_optimizer", "class_weights", "compile_model", "datasets",
-           "fine_tune_qat", "finish_run", "resolve_recipe", "run_phases", "train"]
+__all__ = [
+    "TrainResult",
+    "build_optimizer",
+    "class_weights",
+    "compile_model",
+    "datasets",
+    "fine_tune_qat",
+    "finish_run",
+    "resolve_recipe",
+    "run_phases",
+    "train",
+]

@@ -32,8 +32,11 @@ def run_checkpoint(run: Run, state: dict, stop=None, ema=None, val=None, mixed=F
                 return
             state["train_seconds"] = self.spent + time.time() - self.fit_t0
             logs = dict(logs or {})
-            row = {"epoch": epoch + 1, "seconds": round(time.time() - self.t0, 2),
-                   "lr": current_lr(self.model.optimizer)}
+            row = {
+                "epoch": epoch + 1,
+                "seconds": round(time.time() - self.t0, 2),
+                "lr": current_lr(self.model.optimizer),
+            }
             row.update({k: logs.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")})
             with atomic_path(run.model_path("last")) as tmp:
                 self.model.save(tmp)
@@ -73,8 +76,13 @@ def keep_best(rows: list, best: dict, path):
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
             score = logs.get("val_accuracy", logs.get("accuracy", 0.0))
-            rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
-                         "seconds": round(time.time() - self.t0, 2)})
+            rows.append(
+                {
+                    "epoch": epoch + 1,
+                    **{k: float(v) for k, v in logs.items()},
+                    "seconds": round(time.time() - self.t0, 2),
+                }
+            )
             finite = abs(rows[-1].get("loss", 0.0)) < float("inf")  # False for NaN too
             if finite and score > best["score"]:
                 best.update(score=float(score), epoch=epoch + 1)
@@ -100,8 +108,7 @@ def time_budget(minutes: float, state: dict):
             used = self.spent + time.time() - self.t0
             per_epoch = (time.time() - self.t0) / max(1, done)
             if used + per_epoch > minutes * 60:
-                print(f"time budget of {minutes:g} min: stopping after epoch {epoch + 1}",
-                      flush=True)
+                print(f"time budget of {minutes:g} min: stopping after epoch {epoch + 1}", flush=True)
                 self.model.stop_training = True
 
     return Budget()

@@ -47,8 +47,7 @@ def weight_ema(model, decay: float, path):
 
         def save(self):
             with atomic_path(path) as tmp, open(tmp, "wb") as f:
-                np.savez(f, step=self.step.numpy(),
-                         **{f"w{k}": s.numpy() for k, s in enumerate(self.shadow)})
+                np.savez(f, step=self.step.numpy(), **{f"w{k}": s.numpy() for k, s in enumerate(self.shadow)})
 
     return WeightEMA()
 
@@ -90,12 +89,16 @@ def refresh_best_bn(run, src, recipe, state: dict) -> None:
     model = run.model("float")
 
     def score():
-        return evaluate.evaluate(model, src, split=split, take=t.eval_images).accuracy if split \
-            else None
+        return evaluate.evaluate(model, src, split=split, take=t.eval_images).accuracy if split else None
 
     before = score()
-    batches = src.pipeline("train", batch_size=min(t.batch_size, t.ema_bn_images), shuffle=True,
-                           seed=t.seed, take=t.ema_bn_images)
+    batches = src.pipeline(
+        "train",
+        batch_size=min(t.batch_size, t.ema_bn_images),
+        shuffle=True,
+        seed=t.seed,
+        take=t.ema_bn_images,
+    )
     with src.guard("train"):
         images = recompute_bn(model, (x for x, _ in batches))
     after = score()
@@ -105,9 +108,18 @@ def refresh_best_bn(run, src, recipe, state: dict) -> None:
             model.save(tmp)
         if split:
             state["best_score"] = after  # what best.keras now scores on val
-    state["ema_bn"] = {"images": images, "split": split, "accuracy_before": before,
-                       "accuracy_after": after, "kept": kept, "best_epoch": best_epoch}
+    state["ema_bn"] = {
+        "images": images,
+        "split": split,
+        "accuracy_before": before,
+        "accuracy_after": after,
+        "kept": kept,
+        "best_epoch": best_epoch,
+    }
     run.write_state(state)
-    print(f"BN statistics of {run.model_path('float').name} recomputed on {images:,} train images: "
-          + (f"val {before:.2%} -> {after:.2%}, " if split else "")
-          + ("kept" if kept else "not kept"), flush=True)
+    print(
+        f"BN statistics of {run.model_path('float').name} recomputed on {images:,} train images: "
+        + (f"val {before:.2%} -> {after:.2%}, " if split else "")
+        + ("kept" if kept else "not kept"),
+        flush=True,
+    )

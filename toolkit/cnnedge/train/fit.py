@@ -19,13 +19,17 @@ def resume_point(run: Run, state: dict, from_best: bool) -> dict:
     done = state.get("epoch", 0)
     if from_best:
         if not run.has("float") or not state.get("best_epoch"):
-            raise CnnedgeError(f"cannot resume {run.path} --from-best: it has no best checkpoint "
-                               f"yet; start over with --overwrite")
+            raise CnnedgeError(
+                f"cannot resume {run.path} --from-best: it has no best checkpoint "
+                f"yet; start over with --overwrite"
+            )
         return {**state, "epoch": int(state["best_epoch"]), "float_done": False}
     if done and not state.get("float_done") and not run.has("last"):
-        raise CnnedgeError(f"cannot resume {run.path}: {run.model_path('last').name} is missing "
-                           f"after {done} epochs; continue from the best checkpoint with "
-                           f"--from-best, or start over with --overwrite")
+        raise CnnedgeError(
+            f"cannot resume {run.path}: {run.model_path('last').name} is missing "
+            f"after {done} epochs; continue from the best checkpoint with "
+            f"--from-best, or start over with --overwrite"
+        )
     if not run.has("last") and not state.get("float_done"):
         return {**state, "epoch": 0}  # killed before the first epoch ended: nothing was done
     return state
@@ -42,14 +46,17 @@ def build_model(run, recipe, src, state, steps, teachers, from_best):
         try:
             model = models.load_model(run.model_path(kind), compile=not from_best)
         except CnnedgeError as e:
-            raise CnnedgeError(f"cannot resume {run.path}: {e}; continue from the best "
-                               f"checkpoint with --from-best, or start over with --overwrite")
+            raise CnnedgeError(
+                f"cannot resume {run.path}: {e}; continue from the best "
+                f"checkpoint with --from-best, or start over with --overwrite"
+            )
         if from_best:  # a fresh optimizer that continues the LR schedule where best.keras was
             optim.compile_model(model, recipe, steps, distill=bool(teachers))
             model.optimizer.iterations.assign(state["epoch"] * steps)
         return model
-    model = models.create_model(recipe.model.name, num_classes=len(info.class_names),
-                                channels=info.channels, **recipe.model.kwargs)
+    model = models.create_model(
+        recipe.model.name, num_classes=len(info.class_names), channels=info.channels, **recipe.model.kwargs
+    )
     models.check_input_size(model, (*smallest_image(src), info.channels))
     if recipe.model.weights:
         from cnnedge.weights import init_weights
@@ -68,8 +75,9 @@ def smallest_image(src) -> tuple:
     return tuple(src.info.image_size or (None, None))
 
 
-def fit_float(run: Run, recipe: Recipe, src, state: dict, model, data, *, dist, verbose: int,
-              extra_callbacks=()) -> None:
+def fit_float(
+    run: Run, recipe: Recipe, src, state: dict, model, data, *, dist, verbose: int, extra_callbacks=()
+) -> None:
     """The float epochs still to do, each ending in the run's checkpoint; ``state`` gets the
     time spent. ``extra_callbacks`` (a multi-worker job's backup) run first."""
     from cnnedge.backend import keras
@@ -77,16 +85,19 @@ def fit_float(run: Run, recipe: Recipe, src, state: dict, model, data, *, dist, 
 
     train_ds, val_ds, steps = data
     if verbose and dist.num_replicas_in_sync > 1:
-        print(f"{type(dist).__name__}: {dist.num_replicas_in_sync} replicas "
-              f"({', '.join(devices(dist))})", flush=True)
+        print(
+            f"{type(dist).__name__}: {dist.num_replicas_in_sync} replicas ({', '.join(devices(dist))})",
+            flush=True,
+        )
     ctrl_c = StopOnCtrlC(model)
     ema = weight_ema(model, recipe.train.ema, run / Run.EMA) if recipe.train.ema else None
     callbacks = [
         *extra_callbacks,  # BackupAndRestore first: it sets the epoch a restarted job resumes
         *([ema] if ema else []),
         run_checkpoint(run, state, ctrl_c.stop, ema, val_ds, recipe.augment.mixes),
-        keras.callbacks.TensorBoard(log_dir=str(run / Run.TENSORBOARD), update_freq="epoch",
-                                    profile_batch=0, write_graph=False),
+        keras.callbacks.TensorBoard(
+            log_dir=str(run / Run.TENSORBOARD), update_freq="epoch", profile_batch=0, write_graph=False
+        ),
     ]
     t0, spent = time.time(), state.get("train_seconds", 0.0)  # epochs update it as they end
     if state["epoch"] < recipe.train.epochs:
@@ -94,9 +105,15 @@ def fit_float(run: Run, recipe: Recipe, src, state: dict, model, data, *, dist, 
         if recipe.train.max_minutes:
             callbacks.append(time_budget(recipe.train.max_minutes, state))
         with ctrl_c, src.guard("train"):
-            model.fit(train_ds, epochs=recipe.train.epochs, initial_epoch=first,
-                      steps_per_epoch=steps, validation_data=val_ds, callbacks=callbacks,
-                      verbose=verbose)
+            model.fit(
+                train_ds,
+                epochs=recipe.train.epochs,
+                initial_epoch=first,
+                steps_per_epoch=steps,
+                validation_data=val_ds,
+                callbacks=callbacks,
+                verbose=verbose,
+            )
     state["train_seconds"] = spent + (time.time() - t0)
 
 
@@ -106,8 +123,9 @@ def finish_run(run: Run, recipe: Recipe, src, state: dict) -> dict:
 
     best = run.model("float")
     split = eval_split(src)
-    ev = evaluate.evaluate(best, src, split=split, batch_size=max(256, recipe.train.batch_size),
-                           take=recipe.train.eval_images)
+    ev = evaluate.evaluate(
+        best, src, split=split, batch_size=max(256, recipe.train.batch_size), take=recipe.train.eval_images
+    )
     pre = preprocessing_of(src)
     h, w = pre.pop("image_size")
     stats = models.summary_dict(best, (h, w, src.info.channels))

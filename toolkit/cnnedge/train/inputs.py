@@ -23,16 +23,25 @@ def datasets(src, recipe: Recipe, teachers=None, first_epoch: int = 0, mix: bool
     if n_train == 0:
         raise CnnedgeError(f"dataset {src.info.name} has an empty train split")
     if n_train < t.batch_size:
-        raise CnnedgeError(f"train split has {n_train} images, fewer than batch size "
-                           f"{t.batch_size}; lower train.batch_size")
+        raise CnnedgeError(
+            f"train split has {n_train} images, fewer than batch size {t.batch_size}; lower train.batch_size"
+        )
     steps = t.steps_per_epoch or n_train // t.batch_size
     aug = build_augment(recipe.augment.ops, seed=t.seed) if recipe.augment.ops else None
 
     def onehot(x, y):
         return tf.cast(x, tf.float32), tf.one_hot(y, k)
 
-    train = src.pipeline("train", batch_size=t.batch_size, shuffle=True, seed=t.seed, augment=aug,
-                         cache=recipe.data.cache, repeat=True, drop_remainder=True)
+    train = src.pipeline(
+        "train",
+        batch_size=t.batch_size,
+        shuffle=True,
+        seed=t.seed,
+        augment=aug,
+        cache=recipe.data.cache,
+        repeat=True,
+        drop_remainder=True,
+    )
     train = train.map(onehot, num_parallel_calls=tf.data.AUTOTUNE)
     train = mix_for(train, recipe, steps, first_epoch) if mix else train
     cw = class_weights(src, recipe)
@@ -41,8 +50,7 @@ def datasets(src, recipe: Recipe, teachers=None, first_epoch: int = 0, mix: bool
         train = train.map(lambda x, y: (x, y, tf.linalg.matvec(y, w)))
     val = None
     if "val" in src.info.split_sizes and src.num_examples("val") > 0:
-        val = src.pipeline("val", batch_size=t.batch_size, cache=recipe.data.cache,
-                           take=t.eval_images)
+        val = src.pipeline("val", batch_size=t.batch_size, cache=recipe.data.cache, take=t.eval_images)
         val = val.map(onehot, num_parallel_calls=tf.data.AUTOTUNE)
     if teachers:
         from cnnedge.distill import with_teacher_targets

@@ -53,8 +53,13 @@ def join(dist, run, state, recipe, runs_dir, name, data):
     data = (shard_by_example(train_ds), val_ds and shard_by_example(val_ds), steps)
     job = Job(shared, is_chief(dist), [backup_callback(shared)])
     prev = Run(shared)
-    restarted = run is None and Run.is_run(shared) and (shared / Run.STATE).is_file() \
-        and not prev.state.get("finished") and prev.recipe == recipe
+    restarted = (
+        run is None
+        and Run.is_run(shared)
+        and (shared / Run.STATE).is_file()
+        and not prev.state.get("finished")
+        and prev.recipe == recipe
+    )
     if not job.chief:  # the chief's state, so that every worker saves when it does
         run, state = Run(worker_folder()), dict(prev.state) if restarted else {"epoch": 0}
     elif restarted:  # a restarted job: continue from the backup

@@ -14,7 +14,8 @@ def build_optimizer(recipe: Recipe, steps_per_epoch: int):
     if o.schedule == "cosine":
         if warmup:
             lr = keras.optimizers.schedules.CosineDecay(
-                0.0, max(1, total - warmup), warmup_target=o.lr, warmup_steps=warmup)
+                0.0, max(1, total - warmup), warmup_target=o.lr, warmup_steps=warmup
+            )
         else:
             lr = keras.optimizers.schedules.CosineDecay(o.lr, total)
     else:
@@ -24,12 +25,10 @@ def build_optimizer(recipe: Recipe, steps_per_epoch: int):
         return keras.optimizers.Adam(lr, weight_decay=o.weight_decay or None)
     if o.name == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=o.weight_decay)
-    return keras.optimizers.SGD(lr, momentum=o.momentum, nesterov=True,
-                                weight_decay=o.weight_decay or None)
+    return keras.optimizers.SGD(lr, momentum=o.momentum, nesterov=True, weight_decay=o.weight_decay or None)
 
 
-def compile_model(model, recipe: Recipe, steps_per_epoch: int, optimizer=None,
-                  distill: bool = False):
+def compile_model(model, recipe: Recipe, steps_per_epoch: int, optimizer=None, distill: bool = False):
     """Compile for one-hot targets, or for ``[one-hot | teacher logits]`` when ``distill``."""
     from cnnedge.backend import keras
 
@@ -43,6 +42,7 @@ def compile_model(model, recipe: Recipe, steps_per_epoch: int, optimizer=None,
     else:
         loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=ls)
         metric = keras.metrics.CategoricalAccuracy(name="accuracy")
-    model.compile(optimizer=optimizer or build_optimizer(recipe, steps_per_epoch), loss=loss,
-                  metrics=[metric])
+    model.compile(
+        optimizer=optimizer or build_optimizer(recipe, steps_per_epoch), loss=loss, metrics=[metric]
+    )
     return model

@@ -13,8 +13,9 @@ from cnnedge.train import inputs, optim
 from cnnedge.train.callbacks import keep_best, keras_verbose
 
 
-def fine_tune_qat(run, *, epochs: Optional[int] = None, lr: Optional[float] = None,
-                  verbose: Optional[int] = None) -> dict:
+def fine_tune_qat(
+    run, *, epochs: Optional[int] = None, lr: Optional[float] = None, verbose: Optional[int] = None
+) -> dict:
     """Fine-tune the best float model of a run with quantization-aware training.
 
     Holds the run's lock (one command at a time writes a run); writes ``qat.h5`` (the epoch
@@ -45,8 +46,10 @@ def _fine_tune(run: Run, epochs, lr, verbose) -> dict:
     from cnnedge.distill import teachers_for
     from cnnedge.quantize import apply_qat, calibrate_ranges, input_range, representative_images
 
-    quantize.check_outputs(run.path, [run.model_path("qat"), *(run / name for name in (
-        Run.SUMMARY, Run.QAT_METRICS, Run.CURVES))])
+    quantize.check_outputs(
+        run.path,
+        [run.model_path("qat"), *(run / name for name in (Run.SUMMARY, Run.QAT_METRICS, Run.CURVES))],
+    )
     recipe, summary, curves = run.recipe, run.summary, run.metrics()  # damaged: named now
     epochs = check_field("qat.epochs", recipe.qat.epochs if epochs is None else epochs, "epochs")
     lr = check_field("qat.lr", recipe.qat.lr if lr is None else lr, "lr")
@@ -55,30 +58,41 @@ def _fine_tune(run: Run, epochs, lr, verbose) -> dict:
     train_ds, val_ds, steps = inputs.datasets(src, recipe, teachers, mix=False)
     float_model = run.model("float")
     qat = apply_qat(float_model)
-    calibrate_ranges(qat, float_model, representative_images(
-        src, recipe.qat.calibration_images, seed=recipe.train.seed))
+    calibrate_ranges(
+        qat, float_model, representative_images(src, recipe.qat.calibration_images, seed=recipe.train.seed)
+    )
     sched = keras.optimizers.schedules.CosineDecay(lr, max(1, epochs * steps))
-    optim.compile_model(qat, recipe, steps, optimizer=keras.optimizers.Adam(sched),
-                        distill=teachers is not None)
+    optim.compile_model(
+        qat, recipe, steps, optimizer=keras.optimizers.Adam(sched), distill=teachers is not None
+    )
 
     best, rows = {"score": -1.0}, []
     t0 = time.time()
     with atomic_path(run.model_path("qat")) as staged:  # replaced only by a finite model
-        qat.fit(train_ds, epochs=epochs, steps_per_epoch=steps, validation_data=val_ds,
-                callbacks=[keep_best(rows, best, staged), keras.callbacks.TerminateOnNaN()],
-                verbose=keras_verbose(verbose))
+        qat.fit(
+            train_ds,
+            epochs=epochs,
+            steps_per_epoch=steps,
+            validation_data=val_ds,
+            callbacks=[keep_best(rows, best, staged), keras.callbacks.TerminateOnNaN()],
+            verbose=keras_verbose(verbose),
+        )
         seconds = time.time() - t0
         qat = quantize.load_finite(staged, run.model_path("qat"), rows, lr)
         split = eval_split(src)
-        ev = evaluate.evaluate(qat, src, split=split, batch_size=256,
-                               take=recipe.train.eval_images)
+        ev = evaluate.evaluate(qat, src, split=split, batch_size=256, take=recipe.train.eval_images)
     run.write_qat_metrics(rows)
     evaluate.plot_curves(curves, run / Run.CURVES, rows)  # finish_run drew it before QAT
-    summary.update({
-        "qat_epochs": epochs, "qat_lr": lr, "qat_best_epoch": best.get("epoch"),
-        "qat_best_val_accuracy": best["score"], f"qat_{split}_accuracy": ev.accuracy,
-        "qat_minutes": round(seconds / 60, 2),
-        "qat_input_range": list(input_range(qat)),
-    })
+    summary.update(
+        {
+            "qat_epochs": epochs,
+            "qat_lr": lr,
+            "qat_best_epoch": best.get("epoch"),
+            "qat_best_val_accuracy": best["score"],
+            f"qat_{split}_accuracy": ev.accuracy,
+            "qat_minutes": round(seconds / 60, 2),
+            "qat_input_range": list(input_range(qat)),
+        }
+    )
     run.write_summary(summary)
     return summary

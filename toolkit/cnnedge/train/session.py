@@ -34,11 +34,25 @@ class TrainResult:
         return {"run_dir": str(self.run_dir), "summary": self.summary, "notes": self.notes}
 
 
-def train(recipe: Recipe | str | None = None, *, data=None, weights: Optional[str] = None,
-          minutes: Optional[float] = None, image_size=None, overrides: Sequence[str] = (),
-          runs_dir="runs", name: Optional[str] = None, overwrite: bool = False, resume=None,
-          from_best: bool = False, strategy: str = "none", logical_cpus: int = 0,
-          verbose: Optional[int] = None, on_run_dir=None, check_data: bool = False) -> TrainResult:
+def train(
+    recipe: Recipe | str | None = None,
+    *,
+    data=None,
+    weights: Optional[str] = None,
+    minutes: Optional[float] = None,
+    image_size=None,
+    overrides: Sequence[str] = (),
+    runs_dir="runs",
+    name: Optional[str] = None,
+    overwrite: bool = False,
+    resume=None,
+    from_best: bool = False,
+    strategy: str = "none",
+    logical_cpus: int = 0,
+    verbose: Optional[int] = None,
+    on_run_dir=None,
+    check_data: bool = False,
+) -> TrainResult:
     """Train a recipe, or a folder of class folders, into ``runs_dir/<recipe>/<name>/``; or
     continue the run at ``resume``. What ``cnnedge train`` does, option for option.
 
@@ -84,33 +98,61 @@ def train(recipe: Recipe | str | None = None, *, data=None, weights: Optional[st
     run, notes = None, []
     if resume is not None:
         if any(v is not None for v in (recipe, data, image_size, weights, minutes)) or overrides:
-            raise CnnedgeError("--resume continues a run with its saved recipe; drop --recipe/"
-                               "--set/--data/--image-size/--weights/--minutes")
+            raise CnnedgeError(
+                "--resume continues a run with its saved recipe; drop --recipe/"
+                "--set/--data/--image-size/--weights/--minutes"
+            )
         run = Run(resume)
         state, recipe = run.state, run.recipe
         if state.get("finished"):
-            raise CnnedgeError(f"run {run.path} already finished ({state['epoch']} epochs); "
-                               f"nothing to resume")
+            raise CnnedgeError(
+                f"run {run.path} already finished ({state['epoch']} epochs); nothing to resume"
+            )
         state = resume_point(run, state, from_best)
     else:
         if from_best:
             raise CnnedgeError("--from-best goes with --resume RUN_DIR")
         from cnnedge.auto import resolve_recipe
 
-        recipe, notes = resolve_recipe(recipe, data=data, weights=weights, minutes=minutes,
-                                       image_size=image_size, overrides=overrides)
+        recipe, notes = resolve_recipe(
+            recipe, data=data, weights=weights, minutes=minutes, image_size=image_size, overrides=overrides
+        )
         for line in notes:
             print(f"auto: {line}", flush=True)
         state = {"epoch": 0}
-    res = _session(run, recipe, state, runs_dir=runs_dir, name=name, overwrite=overwrite,
-                   from_best=from_best, strategy=strategy, logical_cpus=logical_cpus,
-                   verbose=verbose, on_run_dir=on_run_dir, check_data=check_data)
+    res = _session(
+        run,
+        recipe,
+        state,
+        runs_dir=runs_dir,
+        name=name,
+        overwrite=overwrite,
+        from_best=from_best,
+        strategy=strategy,
+        logical_cpus=logical_cpus,
+        verbose=verbose,
+        on_run_dir=on_run_dir,
+        check_data=check_data,
+    )
     res.notes = list(notes)
     return res
 
 
-def _session(run, recipe, state, *, runs_dir, name, overwrite, from_best, strategy,
-             logical_cpus, verbose, on_run_dir, check_data) -> TrainResult:
+def _session(
+    run,
+    recipe,
+    state,
+    *,
+    runs_dir,
+    name,
+    overwrite,
+    from_best,
+    strategy,
+    logical_cpus,
+    verbose,
+    on_run_dir,
+    check_data,
+) -> TrainResult:
     """Check the recipe, open the data, build the model, create the run, run the phases."""
     check(recipe)
     from cnnedge.distill import check_config, teachers_for
@@ -141,9 +183,19 @@ def _session(run, recipe, state, *, runs_dir, name, overwrite, from_best, strate
         on_run_dir(run.path)
     try:
         with run.lock("cnnedge train"):  # one command at a time writes a run
-            res = run_phases(run, recipe, src, state, model, data, strategy=strategy, dist=dist,
-                             verbose=verbose, extra_callbacks=job.callbacks if job else [],
-                             report=not private)
+            res = run_phases(
+                run,
+                recipe,
+                src,
+                state,
+                model,
+                data,
+                strategy=strategy,
+                dist=dist,
+                verbose=verbose,
+                extra_callbacks=job.callbacks if job else [],
+                report=not private,
+            )
         if job is not None:
             job.finished()
         return TrainResult(job.shared, res.summary) if private else res
@@ -156,23 +208,43 @@ def _session(run, recipe, state, *, runs_dir, name, overwrite, from_best, strate
             remove_folder(run.path)
 
 
-def run_phases(run: Run, recipe: Recipe, src, state: dict, model, data, *, strategy: str, dist,
-               verbose, extra_callbacks=(), report: bool = True) -> TrainResult:
+def run_phases(
+    run: Run,
+    recipe: Recipe,
+    src,
+    state: dict,
+    model,
+    data,
+    *,
+    strategy: str,
+    dist,
+    verbose,
+    extra_callbacks=(),
+    report: bool = True,
+) -> TrainResult:
     """The phases of a checked run, in order: float epochs, the EMA's BN statistics, evaluation
     and summary, then QAT. ``state["phase"]`` names the one in progress, ``state`` (state.json)
     where a resumed run continues. A multi-worker job's other workers only join the float
     epochs (``report=False``). A new phase is a function of (run, recipe, src, state) here."""
     if state["epoch"] == 0:
         run.save_recipe(recipe)
-        run.write_env({**environment(), "seed": recipe.train.seed, "strategy": strategy,
-                       "replicas": dist.num_replicas_in_sync, "devices": devices(dist)})
+        run.write_env(
+            {
+                **environment(),
+                "seed": recipe.train.seed,
+                "strategy": strategy,
+                "replicas": dist.num_replicas_in_sync,
+                "devices": devices(dist),
+            }
+        )
         run.write_labels(src.info.class_names)
         state.update(recipe=recipe.name, phase="float", finished=False)
         run.write_state(state)
     verbose = keras_verbose(verbose)
     if not state.get("float_done"):
-        fit_float(run, recipe, src, state, model, data, dist=dist, verbose=verbose,
-                  extra_callbacks=extra_callbacks)
+        fit_float(
+            run, recipe, src, state, model, data, dist=dist, verbose=verbose, extra_callbacks=extra_callbacks
+        )
         if not report:
             return TrainResult(run.path, {})
         refresh_best_bn(run, src, recipe, state)

@@ -44,10 +44,14 @@ def _budget(target, board, boards_file, max_ram, max_flash, max_ms, clock_mhz) -
     from cnnedge.firmware import targets
 
     b = boards.get(board, boards_file) if board else None
-    budget = {"board": board, "target": target or (b.core if b else "cortex-m4"),
-              "ram": boards.parse_bytes(max_ram, "--max-ram") or (b.ram if b else None),
-              "flash": boards.parse_bytes(max_flash, "--max-flash") or (b.flash if b else None),
-              "ms": None, "clock_mhz": clock_mhz or (b.clock_mhz if b else None)}
+    budget = {
+        "board": board,
+        "target": target or (b.core if b else "cortex-m4"),
+        "ram": boards.parse_bytes(max_ram, "--max-ram") or (b.ram if b else None),
+        "flash": boards.parse_bytes(max_flash, "--max-flash") or (b.flash if b else None),
+        "ms": None,
+        "clock_mhz": clock_mhz or (b.clock_mhz if b else None),
+    }
     if max_ms is not None:
         from cnnedge.numbers import Range, number
 
@@ -57,9 +61,11 @@ def _budget(target, board, boards_file, max_ram, max_flash, max_ms, clock_mhz) -
         from cnnedge.firmware.report import calibration
 
         if budget["target"] not in calibration():
-            raise CnnedgeError(f"--max-ms needs a latency estimate, which {budget['target']} "
-                               f"has no calibration for (calibrated: "
-                               f"{', '.join(calibration()) or 'none'})")
+            raise CnnedgeError(
+                f"--max-ms needs a latency estimate, which {budget['target']} "
+                f"has no calibration for (calibrated: "
+                f"{', '.join(calibration()) or 'none'})"
+            )
     if not (budget["ram"] or budget["flash"] or budget["ms"]):
         raise CnnedgeError("give a budget: --max-ram, --max-flash, --max-ms or --board")
     return budget
@@ -72,9 +78,11 @@ def _open(base):
     src = open_data(base)
     n_val = src.num_examples("val") if "val" in src.splits else 0
     if n_val < MIN_VAL_IMAGES:
-        raise CnnedgeError(f"{base.data.dataset}: {n_val} validation images; ranking candidates "
-                           f"needs at least {MIN_VAL_IMAGES} (more images, or a larger "
-                           f"data.val_fraction)")
+        raise CnnedgeError(
+            f"{base.data.dataset}: {n_val} validation images; ranking candidates "
+            f"needs at least {MIN_VAL_IMAGES} (more images, or a larger "
+            f"data.val_fraction)"
+        )
     return src.info.channels, len(src.info.class_names), n_val
 
 
@@ -82,20 +90,20 @@ def _state(folder: Path, settings: dict, resume: bool) -> dict:
     path = folder / STATE
     if path.is_file():
         if not resume:
-            raise CnnedgeError(f"{folder} holds a tune already: --resume continues it, or pick "
-                               f"another --out")
+            raise CnnedgeError(f"{folder} holds a tune already: --resume continues it, or pick another --out")
         try:
             state = json.loads(path.read_text())
         except ValueError as e:
             raise CnnedgeError(f"cannot read {path}: {e}") from e
         if state.get("settings") != settings:
-            raise CnnedgeError(f"{path} was searched with other settings (budget, space, data "
-                               f"or steps); --resume needs the same ones, or pick another --out")
+            raise CnnedgeError(
+                f"{path} was searched with other settings (budget, space, data "
+                f"or steps); --resume needs the same ones, or pick another --out"
+            )
         return state
     if resume:
         raise CnnedgeError(f"nothing to resume: no {STATE} in {folder}")
-    return {"settings": settings, "candidates": [], "trials": [], "winner": None,
-            "seconds": 0.0}
+    return {"settings": settings, "candidates": [], "trials": [], "winner": None, "seconds": 0.0}
 
 
 def _save(folder: Path, state: dict, budget: dict) -> None:
@@ -108,10 +116,29 @@ def _save(folder: Path, state: dict, budget: dict) -> None:
     report.plot(table, budget, folder / "tune.png", f"cnnedge tune — {where}")
 
 
-def tune(data=None, recipe=None, *, target=None, board=None, boards_file=None, max_ram=None,
-         max_flash=None, max_ms=None, clock_mhz=None, minutes: float = 30.0, steps: int = 200,
-         models=None, widths=None, sizes=None, pools=None, out=None, resume: bool = False,
-         train_best: bool = False, tflm_dir=None, log=None) -> TuneResult:
+def tune(
+    data=None,
+    recipe=None,
+    *,
+    target=None,
+    board=None,
+    boards_file=None,
+    max_ram=None,
+    max_flash=None,
+    max_ms=None,
+    clock_mhz=None,
+    minutes: float = 30.0,
+    steps: int = 200,
+    models=None,
+    widths=None,
+    sizes=None,
+    pools=None,
+    out=None,
+    resume: bool = False,
+    train_best: bool = False,
+    tflm_dir=None,
+    log=None,
+) -> TuneResult:
     """Search the model that fits the budget and is the most accurate (module docstring).
 
     Args:
@@ -147,11 +174,14 @@ def tune(data=None, recipe=None, *, target=None, board=None, boards_file=None, m
     bases = search.Bases(recipe, data)
     channels, classes, _ = _open(base)
     size = base.data.image_size
-    cands = space.candidates(channels, size, models=models, widths=widths, sizes=sizes,
-                             pools=pools)
+    cands = space.candidates(channels, size, models=models, widths=widths, sizes=sizes, pools=pools)
     folder = Path(out or Path("runs") / "tune" / base.name)
-    settings = {"budget": budget, "candidates": [c.id for c in cands], "steps": int(steps),
-                "recipe": json.loads(json.dumps(to_dict(base), default=str))}
+    settings = {
+        "budget": budget,
+        "candidates": [c.id for c in cands],
+        "steps": int(steps),
+        "recipe": json.loads(json.dumps(to_dict(base), default=str)),
+    }
     state = _state(folder, settings, resume)
     folder.mkdir(parents=True, exist_ok=True)
     from cnnedge.locks import folder_lock
@@ -168,9 +198,14 @@ def tune(data=None, recipe=None, *, target=None, board=None, boards_file=None, m
         _rank(state, fits, bases, int(steps), folder, deadline, t0, spent, budget, log)
         recipe_path = _winner_recipe(state, bases, cands, folder)
         _save(folder, state, budget)
-    res = TuneResult(folder=folder, table=report.rows(state), winner=state["winner"],
-                     recipe_path=recipe_path, minutes=round(state["seconds"] / 60, 2),
-                     budget=budget)
+    res = TuneResult(
+        folder=folder,
+        table=report.rows(state),
+        winner=state["winner"],
+        recipe_path=recipe_path,
+        minutes=round(state["seconds"] / 60, 2),
+        budget=budget,
+    )
     if train_best:
         res.trained = _train_best(recipe_path, budget, folder, tflm_dir, log)
     return res
@@ -203,22 +238,33 @@ def _measure_all(state, cands, base, channels, classes, budget, folder, tflm_dir
     for c in cands:
         if c.id in done:
             continue
-        figures = costs.measure(c, dataset=base.data.dataset, num_classes=classes,
-                                channels=channels, target=budget["target"],
-                                folder=folder / "costs", tflm_dir=tflm_dir, log=log)
-        state["candidates"].append({**c.to_dict(), **figures,
-                                    "over": costs.over_budget(figures, budget)})
+        figures = costs.measure(
+            c,
+            dataset=base.data.dataset,
+            num_classes=classes,
+            channels=channels,
+            target=budget["target"],
+            folder=folder / "costs",
+            tflm_dir=tflm_dir,
+            log=log,
+        )
+        state["candidates"].append({**c.to_dict(), **figures, "over": costs.over_budget(figures, budget)})
         _save(folder, state, budget)
 
 
 def _nothing_fits(state: dict, budget: dict) -> str:
     built = [r for r in state["candidates"] if r.get("ram") is not None] or state["candidates"]
     small = min(built, key=lambda r: (r.get("ram") or 0, r.get("flash") or 0))
-    need = (f"needs {small['ram'] / 1024:.1f} KiB RAM and {small['flash'] / 1024:.1f} KiB flash"
-            if small.get("ram") is not None else "does not fit the board model")
-    return (f"no candidate fits the budget; the smallest, {small['id']}, {need} "
-            f"({'; '.join(small['over'])}); widen the budget or the space (--widths 0.25, "
-            f"--sizes 24)")
+    need = (
+        f"needs {small['ram'] / 1024:.1f} KiB RAM and {small['flash'] / 1024:.1f} KiB flash"
+        if small.get("ram") is not None
+        else "does not fit the board model"
+    )
+    return (
+        f"no candidate fits the budget; the smallest, {small['id']}, {need} "
+        f"({'; '.join(small['over'])}); widen the budget or the space (--widths 0.25, "
+        f"--sizes 24)"
+    )
 
 
 def _trial(state: dict, cid: str, rung: int) -> dict | None:
@@ -241,9 +287,15 @@ def _rank(state, fits, bases, steps, folder, deadline, t0, spent, budget, log) -
                         log("time budget spent: the best trial so far wins")
                     return _choose(state)
                 prev = _trial(state, cid, rung - 1) if rung and not final else None
-                done = search.run_trial(bases(by_id[cid]), by_id[cid], rung,
-                                        None if final else steps * search.ETA ** rung,
-                                        prev["run"] if prev else None, folder / "trials", log)
+                done = search.run_trial(
+                    bases(by_id[cid]),
+                    by_id[cid],
+                    rung,
+                    None if final else steps * search.ETA**rung,
+                    prev["run"] if prev else None,
+                    folder / "trials",
+                    log,
+                )
                 state["trials"].append(done)
                 state["seconds"] = spent + time.monotonic() - t0
                 _choose(state)
@@ -270,10 +322,13 @@ def _winner_recipe(state: dict, bases, cands, folder: Path) -> Path:
     c = next(c for c in cands if c.id == state["winner"])
     base = bases(c)
     r = dataclasses.replace(
-        base, name=f"{base.name}_tuned", description=f"cnnedge tune winner {c.id} "
-        f"({base.description})",
-        model=ModelConfig(name=c.model, kwargs={"width": c.width, "pool": c.pool},
-                          weights=search.start_weights(base, c)))
+        base,
+        name=f"{base.name}_tuned",
+        description=f"cnnedge tune winner {c.id} ({base.description})",
+        model=ModelConfig(
+            name=c.model, kwargs={"width": c.width, "pool": c.pool}, weights=search.start_weights(base, c)
+        ),
+    )
     path = folder / "winner.yaml"
     save_yaml(set_image_size(r, (c.size, c.size)), path)
     return path
@@ -288,10 +343,13 @@ def _train_best(recipe_path: Path, budget: dict, folder: Path, tflm_dir, log) ->
 
     if log:
         log(f"training the winner in full: {recipe_path}")
-    res = train(str(recipe_path), runs_dir=folder / "best", name="exp", overwrite=True,
-                verbose=0)
+    res = train(str(recipe_path), runs_dir=folder / "best", name="exp", overwrite=True, verbose=0)
     export(res.run_dir, formats="tflite,tflm", verify=0)
     rep = verify(res.run_dir)
     fw = build_firmware(res.run_dir, budget["target"], tflm_dir=tflm_dir, log=log)
-    return {"run": str(res.run_dir), "test_accuracy": res.summary.get("test_accuracy"),
-            "verify_passed": rep.passed, "firmware": fw.to_dict()}
+    return {
+        "run": str(res.run_dir),
+        "test_accuracy": res.summary.get("test_accuracy"),
+        "verify_passed": rep.passed,
+        "firmware": fw.to_dict(),
+    }

@@ -16,31 +16,69 @@ from cnnedge.errors import CnnedgeError
 @dataclass(frozen=True)
 class Board:
     name: str
-    core: str | None           # a cnnedge firmware target, or None: not measurable here
+    core: str | None  # a cnnedge firmware target, or None: not measurable here
     clock_mhz: int
-    ram: int                   # bytes
-    flash: int                 # bytes
+    ram: int  # bytes
+    flash: int  # bytes
     note: str = ""
 
 
 _K, _M = 1 << 10, 1 << 20
-BOARDS = {b.name: b for b in [
-    Board("nano33ble", "cortex-m4", 64, 256 * _K, 1 * _M,
-          "Arduino Nano 33 BLE (nRF52840, Cortex-M4F)"),
-    Board("nucleo-l4r5zi", "cortex-m4", 120, 640 * _K, 2 * _M,
-          "STM32L4R5 (Cortex-M4F), MLPerf Tiny's reference board"),
-    Board("stm32f746-disco", "cortex-m7", 216, 320 * _K, 1 * _M,
-          "STM32F746 Discovery (Cortex-M7), MCUNet's board"),
-    Board("stm32h747-disco", "cortex-m7", 400, 1 * _M, 2 * _M,
-          "STM32H747 Discovery (Cortex-M7 core), the STM32 model zoo's board"),
-    Board("nrf5340", "cortex-m33", 128, 512 * _K, 1 * _M, "nRF5340 application core (M33)"),
-    Board("alif-e7-he", "cortex-m55", 160, 256 * _K, 2 * _M,
-          "Alif Ensemble E7 high-efficiency core (Cortex-M55)"),
-    Board("esp32-s3", None, 240, 512 * _K, 8 * _M,
-          "Xtensa LX7: no Arm build, no QEMU board model here — not measurable"),
-    Board("rp2040", None, 133, 264 * _K, 2 * _M,
-          "Cortex-M0+: TFLM builds for it, but QEMU 7.2 has no M0+ board — not measurable"),
-]}
+BOARDS = {
+    b.name: b
+    for b in [
+        Board("nano33ble", "cortex-m4", 64, 256 * _K, 1 * _M, "Arduino Nano 33 BLE (nRF52840, Cortex-M4F)"),
+        Board(
+            "nucleo-l4r5zi",
+            "cortex-m4",
+            120,
+            640 * _K,
+            2 * _M,
+            "STM32L4R5 (Cortex-M4F), MLPerf Tiny's reference board",
+        ),
+        Board(
+            "stm32f746-disco",
+            "cortex-m7",
+            216,
+            320 * _K,
+            1 * _M,
+            "STM32F746 Discovery (Cortex-M7), MCUNet's board",
+        ),
+        Board(
+            "stm32h747-disco",
+            "cortex-m7",
+            400,
+            1 * _M,
+            2 * _M,
+            "STM32H747 Discovery (Cortex-M7 core), the STM32 model zoo's board",
+        ),
+        Board("nrf5340", "cortex-m33", 128, 512 * _K, 1 * _M, "nRF5340 application core (M33)"),
+        Board(
+            "alif-e7-he",
+            "cortex-m55",
+            160,
+            256 * _K,
+            2 * _M,
+            "Alif Ensemble E7 high-efficiency core (Cortex-M55)",
+        ),
+        Board(
+            "esp32-s3",
+            None,
+            240,
+            512 * _K,
+            8 * _M,
+            "Xtensa LX7: no Arm build, no QEMU board model here — not measurable",
+        ),
+        Board(
+            "rp2040",
+            None,
+            133,
+            264 * _K,
+            2 * _M,
+            "Cortex-M0+: TFLM builds for it, but QEMU 7.2 has no M0+ board — not measurable",
+        ),
+    ]
+}
 
 
 def parse_bytes(text, flag: str) -> int | None:
@@ -82,11 +120,15 @@ def _board(path: Path, name: str, d) -> Board:
         targets.get(str(core))
     from cnnedge.numbers import Range, number
 
-    clock = number(d.get("clock_mhz") or 0, f"{path}: {name}.clock_mhz",
-                   Range(0, 100000, integer=True))
-    return Board(name, core, clock,
-                 parse_bytes(d["ram"], f"{path}: {name}.ram"),
-                 parse_bytes(d["flash"], f"{path}: {name}.flash"), str(d.get("note", "")))
+    clock = number(d.get("clock_mhz") or 0, f"{path}: {name}.clock_mhz", Range(0, 100000, integer=True))
+    return Board(
+        name,
+        core,
+        clock,
+        parse_bytes(d["ram"], f"{path}: {name}.ram"),
+        parse_bytes(d["flash"], f"{path}: {name}.flash"),
+        str(d.get("note", "")),
+    )
 
 
 def get(name: str, path=None) -> Board:

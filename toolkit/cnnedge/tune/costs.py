@@ -30,8 +30,17 @@ def calibration_images(dataset: str, size: int):
     return list(representative_images(src, CALIBRATION_IMAGES, seed=0, split=split))
 
 
-def measure(c: Candidate, *, dataset: str, num_classes: int, channels: int, target: str,
-            folder: Path, tflm_dir=None, log=None) -> dict:
+def measure(
+    c: Candidate,
+    *,
+    dataset: str,
+    num_classes: int,
+    channels: int,
+    target: str,
+    folder: Path,
+    tflm_dir=None,
+    log=None,
+) -> dict:
     """{"params", "macs", "ram", "flash", "arena", "instructions", "estimate_ms", "source"} of
     candidate ``c`` (cached in ``folder/<id>/costs.json``)."""
     from cnnedge.files import atomic_write_json
@@ -39,8 +48,13 @@ def measure(c: Candidate, *, dataset: str, num_classes: int, channels: int, targ
 
     out = folder / c.id
     cached = out / "costs.json"
-    key = {"target": target, "classes": int(num_classes), "channels": int(channels),
-           "dataset": str(dataset), "tflm": COMMIT}
+    key = {
+        "target": target,
+        "classes": int(num_classes),
+        "channels": int(channels),
+        "dataset": str(dataset),
+        "tflm": COMMIT,
+    }
     if cached.is_file():
         try:
             figures = json.loads(cached.read_text())
@@ -66,26 +80,42 @@ def _measure(c, dataset, num_classes, channels, target, out: Path, tflm_dir, log
     from cnnedge.export import export
     from cnnedge.firmware import build_firmware
 
-    model = models.create_model(c.model, num_classes=num_classes, channels=channels,
-                                width=c.width, pool=c.pool)
+    model = models.create_model(
+        c.model, num_classes=num_classes, channels=channels, width=c.width, pool=c.pool
+    )
     path = out / "untrained.keras"
     model.save(path)
     if log:
         log(f"costs of {c.id}")
-    export(path, formats="tflm", precisions="int8", out_dir=out / "export",
-           calibration=calibration_images(dataset, c.size), image_size=f"{c.size}x{c.size}",
-           verify=0)
-    costs = {"params": int(model.count_params()),
-             "macs": int(models.count_macs(model, (c.size, c.size, channels)))}
+    export(
+        path,
+        formats="tflm",
+        precisions="int8",
+        out_dir=out / "export",
+        calibration=calibration_images(dataset, c.size),
+        image_size=f"{c.size}x{c.size}",
+        verify=0,
+    )
+    costs = {
+        "params": int(model.count_params()),
+        "macs": int(models.count_macs(model, (c.size, c.size, channels))),
+    }
     try:
-        r = build_firmware(out / "export", target, tflm_dir=tflm_dir, parity_images=0,
-                           out=out / "firmware")
+        r = build_firmware(out / "export", target, tflm_dir=tflm_dir, parity_images=0, out=out / "firmware")
     except CnnedgeError as e:
         if "does not fit" not in str(e):
             raise
         # bigger than the emulated board's memory: over any budget that board allows
-        costs.update(ram=None, flash=None, arena=None, instructions=None, estimate_ms=None,
-                     clock_mhz=None, source=f"firmware {target}", no_fit=str(e).split(": ", 1)[-1])
+        costs.update(
+            ram=None,
+            flash=None,
+            arena=None,
+            instructions=None,
+            estimate_ms=None,
+            clock_mhz=None,
+            source=f"firmware {target}",
+            no_fit=str(e).split(": ", 1)[-1],
+        )
         shutil.rmtree(out / "export", ignore_errors=True)
         path.unlink()
         return costs
@@ -94,8 +124,9 @@ def _measure(c, dataset, num_classes, channels, target, out: Path, tflm_dir, log
         costs.update(ram=r.arena_declared, flash=static.stat().st_size, source="host TFLM")
     else:
         costs.update(ram=r.ram["total"], flash=r.flash["total"], source=f"firmware {target}")
-    costs.update(arena=r.arena_used, instructions=r.instructions, estimate_ms=r.estimate_ms,
-                 clock_mhz=r.clock_mhz)
+    costs.update(
+        arena=r.arena_used, instructions=r.instructions, estimate_ms=r.estimate_ms, clock_mhz=r.clock_mhz
+    )
     for sub in ("firmware", "export"):  # keep the figures, not the build products
         shutil.rmtree(out / sub, ignore_errors=True)
     path.unlink()
@@ -113,8 +144,10 @@ def over_budget(costs: dict, budget: dict) -> list[str]:
     if budget.get("ms"):
         ms = latency_ms(costs, budget)
         if ms is None:
-            raise CnnedgeError("--max-ms needs a latency estimate, which this core has no "
-                               "calibration for (cortex-m4 and cortex-m7 have one)")
+            raise CnnedgeError(
+                "--max-ms needs a latency estimate, which this core has no "
+                "calibration for (cortex-m4 and cortex-m7 have one)"
+            )
         if ms > budget["ms"]:
             out.append(f"{ms:.1f} ms > {budget['ms']:g} ms (estimate)")
     return out

@@ -7,8 +7,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-COLUMNS = ["id", "model", "width", "size", "pool", "params", "macs", "ram", "flash", "arena",
-           "instructions", "estimate_ms", "source", "status", "reason", "rung", "val_accuracy"]
+COLUMNS = [
+    "id",
+    "model",
+    "width",
+    "size",
+    "pool",
+    "params",
+    "macs",
+    "ram",
+    "flash",
+    "arena",
+    "instructions",
+    "estimate_ms",
+    "source",
+    "status",
+    "reason",
+    "rung",
+    "val_accuracy",
+]
 
 
 def rows(state: dict) -> list[dict]:
@@ -22,14 +39,28 @@ def rows(state: dict) -> list[dict]:
     out = []
     for c in state["candidates"]:
         t = best.get(c["id"])
-        status = ("over budget" if c.get("over") else f"same network as {c['same_as']}"
-                  if c.get("same_as") else "winner" if c["id"] == state.get("winner")
-                  else "finalist" if t and t.get("final") else
-                  f"trained (rung {t['rung']})" if t else "fits, not trained")
-        out.append({**{k: c.get(k) for k in COLUMNS}, "status": status,
-                    "reason": "; ".join(c.get("over") or []) or None,
-                    "rung": t["rung"] if t else None,
-                    "val_accuracy": t["val_accuracy"] if t else None})
+        status = (
+            "over budget"
+            if c.get("over")
+            else f"same network as {c['same_as']}"
+            if c.get("same_as")
+            else "winner"
+            if c["id"] == state.get("winner")
+            else "finalist"
+            if t and t.get("final")
+            else f"trained (rung {t['rung']})"
+            if t
+            else "fits, not trained"
+        )
+        out.append(
+            {
+                **{k: c.get(k) for k in COLUMNS},
+                "status": status,
+                "reason": "; ".join(c.get("over") or []) or None,
+                "rung": t["rung"] if t else None,
+                "val_accuracy": t["val_accuracy"] if t else None,
+            }
+        )
     return out
 
 
@@ -46,8 +77,9 @@ def to_csv(table: list[dict]) -> str:
 
 def pareto(points: list[tuple[float, float, str]]) -> list[str]:
     """Ids of the (cost, accuracy, id) points no other beats on both (cheaper and better)."""
-    return [i for c, a, i in points
-            if not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for c2, a2, _ in points)]
+    return [
+        i for c, a, i in points if not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for c2, a2, _ in points)
+    ]
 
 
 def plot(table: list[dict], budget: dict, out: Path, title: str) -> Path:
@@ -57,11 +89,16 @@ def plot(table: list[dict], budget: dict, out: Path, title: str) -> Path:
 
     fig = Figure(figsize=(12, 5.2))
     axes = fig.subplots(1, 2)
-    panels = (("ram", 1024, "RAM (KiB, measured)", budget.get("ram")),
-              ("instructions", 1e6, "instructions per inference (millions, counted)", None))
+    panels = (
+        ("ram", 1024, "RAM (KiB, measured)", budget.get("ram")),
+        ("instructions", 1e6, "instructions per inference (millions, counted)", None),
+    )
     for ax, (key, scale, label, limit) in zip(axes, panels):
-        pts = [(r[key] / scale, r["val_accuracy"], r["id"]) for r in table
-               if r["val_accuracy"] is not None and r.get(key)]
+        pts = [
+            (r[key] / scale, r["val_accuracy"], r["id"])
+            for r in table
+            if r["val_accuracy"] is not None and r.get(key)
+        ]
         for x, y, i in pts:
             ax.plot([x], [y], "o", color="C0" if i != table_winner(table) else "C3", ms=7)
         front = set(pareto(pts))

@@ -29,18 +29,18 @@ def trial_recipe(base: Recipe, c: Candidate, steps: int | None, weights: str | N
     """The base recipe training candidate ``c`` for ``steps`` steps from ``weights``; ``steps``
     None: the base recipe's whole schedule (the final rung), QAT off either way."""
     r = dataclasses.replace(
-        base, name=f"{base.name}-{c.id}",
-        model=ModelConfig(name=c.model, kwargs={"width": c.width, "pool": c.pool},
-                          weights=weights),
-        qat=dataclasses.replace(base.qat, enabled=False))
+        base,
+        name=f"{base.name}-{c.id}",
+        model=ModelConfig(name=c.model, kwargs={"width": c.width, "pool": c.pool}, weights=weights),
+        qat=dataclasses.replace(base.qat, enabled=False),
+    )
     if steps is not None:  # one short epoch: a brief warm-up, then the schedule; no mixing
         r = dataclasses.replace(
-            r, train=dataclasses.replace(base.train, epochs=1, steps_per_epoch=int(steps),
-                                         max_minutes=None),
-            optim=dataclasses.replace(base.optim, warmup_epochs=min(base.optim.warmup_epochs,
-                                                                    0.1)),
-            augment=dataclasses.replace(base.augment, mixup=0.0, cutmix=0.0,
-                                        mix_ramp=(0.0, 0.0)))
+            r,
+            train=dataclasses.replace(base.train, epochs=1, steps_per_epoch=int(steps), max_minutes=None),
+            optim=dataclasses.replace(base.optim, warmup_epochs=min(base.optim.warmup_epochs, 0.1)),
+            augment=dataclasses.replace(base.augment, mixup=0.0, cutmix=0.0, mix_ramp=(0.0, 0.0)),
+        )
     return set_image_size(r, (c.size, c.size))
 
 
@@ -50,8 +50,13 @@ def start_weights(base: Recipe, c: Candidate) -> str | None:
     from cnnedge import weights
 
     w = base.model.weights
-    if w and weights.is_reference(w) and c.model == weights.info(w)["model"] \
-            and c.width == 1.0 and c.pool == "max":
+    if (
+        w
+        and weights.is_reference(w)
+        and c.model == weights.info(w)["model"]
+        and c.width == 1.0
+        and c.pool == "max"
+    ):
         return w
     return None
 
@@ -75,9 +80,11 @@ class Bases:
             ref = self._auto(c.size, None)
             key = (c.size, "ref" if start_weights(ref, c) else "none")
         if key not in self._cache:
-            self._cache[key] = check(resolve_recipe(self.recipe, data=self.data)[0]) \
-                if self.recipe is not None else \
-                self._auto(c.size, None if key[1] == "ref" else "none")
+            self._cache[key] = (
+                check(resolve_recipe(self.recipe, data=self.data)[0])
+                if self.recipe is not None
+                else self._auto(c.size, None if key[1] == "ref" else "none")
+            )
         return self._cache[key]
 
     def _auto(self, size: int, weights):
@@ -86,8 +93,9 @@ class Bases:
 
         key = (size, weights or "auto")
         if key not in self._cache:
-            self._cache[key] = check(resolve_recipe(None, data=self.data, weights=weights,
-                                                    image_size=f"{size}x{size}")[0])
+            self._cache[key] = check(
+                resolve_recipe(None, data=self.data, weights=weights, image_size=f"{size}x{size}")[0]
+            )
         return self._cache[key]
 
 
@@ -102,8 +110,9 @@ def halve(scored: list[tuple[str, float]]) -> list[str]:
     return [i for i, _ in sorted(scored, key=lambda t: (-t[1], t[0]))[:keep]]
 
 
-def run_trial(base: Recipe, c: Candidate, rung: int, steps: int | None, prev_run, trials_dir,
-              log=None) -> dict:
+def run_trial(
+    base: Recipe, c: Candidate, rung: int, steps: int | None, prev_run, trials_dir, log=None
+) -> dict:
     """Train one trial (overwriting a half-finished run of the same name); its record.
     ``steps`` None: the final rung, the base recipe's whole schedule from the candidate's own
     start (what ``winner.yaml`` retrains, QAT aside)."""
@@ -124,7 +133,13 @@ def run_trial(base: Recipe, c: Candidate, rung: int, steps: int | None, prev_run
     t0 = time.monotonic()
     res = train(recipe, runs_dir=trials_dir, name=name, verbose=0)
     acc = res.summary.get("best_val_accuracy")
-    return {"id": c.id, "rung": rung, "steps": steps, "run": str(Path(res.run_dir).resolve()),
-            "final": steps is None,
-            "val_accuracy": None if acc is None else float(acc),
-            "seconds": round(time.monotonic() - t0, 1), "start": weights}
+    return {
+        "id": c.id,
+        "rung": rung,
+        "steps": steps,
+        "run": str(Path(res.run_dir).resolve()),
+        "final": steps is None,
+        "val_accuracy": None if acc is None else float(acc),
+        "seconds": round(time.monotonic() - t0, 1),
+        "start": weights,
+    }

@@ -23,7 +23,7 @@ WIDTHS = (0.5, 1.0)
 class Candidate:
     model: str
     width: float
-    size: int     # square input side
+    size: int  # square input side
     pool: str = "max"
 
     @property
@@ -50,8 +50,9 @@ def default_space(channels: int, source_size) -> dict:
     return {"models": RGB_MEMBERS, "widths": WIDTHS, "sizes": (32, 48, 64), "pools": ("max",)}
 
 
-def candidates(channels: int, source_size, *, models=None, widths=None, sizes=None,
-               pools=None) -> list[Candidate]:
+def candidates(
+    channels: int, source_size, *, models=None, widths=None, sizes=None, pools=None
+) -> list[Candidate]:
     """Every combination of the given (else default) choices, checked: known members, sizes
     at least the member's total stride, pools max or avg."""
     from cnnedge import models as registry
@@ -71,13 +72,13 @@ def candidates(channels: int, source_size, *, models=None, widths=None, sizes=No
         raise CnnedgeError(f"--pools {','.join(bad)}: pooling is max or avg")
     out = []
     for n in names:
-        stride = registry.min_input_size(registry.create_model(n, num_classes=2,
-                                                               channels=channels))
+        stride = registry.min_input_size(registry.create_model(n, num_classes=2, channels=channels))
         for s in ss:
             if s < stride:
                 continue  # below the member's total stride: no such model
             out += [Candidate(n, float(w), int(s), p) for w in ws for p in ps]
     if not out:
-        raise CnnedgeError(f"the search space is empty: every size in {ss} is under the total "
-                           f"stride of {', '.join(names)}")
+        raise CnnedgeError(
+            f"the search space is empty: every size in {ss} is under the total stride of {', '.join(names)}"
+        )
     return out

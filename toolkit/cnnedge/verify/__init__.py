@@ -45,10 +45,27 @@ from cnnedge.verify.report import (
     title,
 )
 
-__all__ = ["CONFIDENCE", "DEFAULT_THRESHOLDS", "GATE_ICONS", "HARD_GATE_IMAGES", "VerifyReport",
-           "agreement_interval", "agreement_lines", "ci_text", "flips_text", "gate", "gate_lines",
-           "gate_text", "markdown", "more_images", "pct", "row_cells", "title", "verify",
-           "x86_without_vnni"]
+__all__ = [
+    "CONFIDENCE",
+    "DEFAULT_THRESHOLDS",
+    "GATE_ICONS",
+    "HARD_GATE_IMAGES",
+    "VerifyReport",
+    "agreement_interval",
+    "agreement_lines",
+    "ci_text",
+    "flips_text",
+    "gate",
+    "gate_lines",
+    "gate_text",
+    "markdown",
+    "more_images",
+    "pct",
+    "row_cells",
+    "title",
+    "verify",
+    "x86_without_vnni",
+]
 
 # int8-ptq: post-training quantization of the float model, held against the float model; it is
 # the comparison point for QAT, so its bar is lower.
@@ -69,8 +86,14 @@ def _keras_logits(path: Path, images: np.ndarray) -> np.ndarray:
     return runtime.load(path, runtime="keras").predict(images, batch_size=512).astype(np.float32)
 
 
-def _compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray, float_pred, k: int,
-             output_step: Optional[float] = None) -> dict:
+def _compare(
+    logits: np.ndarray,
+    ref: np.ndarray,
+    labels: np.ndarray,
+    float_pred,
+    k: int,
+    output_step: Optional[float] = None,
+) -> dict:
     """Agreement and logit differences of ``logits`` against ``ref``. ``output_step``: the
     artifact's output quantization step (int8 scale); flips where the reference itself ranks the
     two classes within one step are counted as ``flips_within_one_step`` (a diagnostic only)."""
@@ -96,14 +119,24 @@ def _compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray, float_pred
         "per_class_accuracy_change_vs_float": per_class,
         "flips": int(len(flips)),
         "flips_within_one_step": near,
-        "flipped": [{"index": int(i), "label": int(labels[i]), "pred": int(pred[i]),
-                     "ref_pred": int(ref_pred[i])} for i in flips[:MAX_FLIPS_LISTED]],
+        "flipped": [
+            {"index": int(i), "label": int(labels[i]), "pred": int(pred[i]), "ref_pred": int(ref_pred[i])}
+            for i in flips[:MAX_FLIPS_LISTED]
+        ],
     }
 
 
-def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
-           thresholds: Optional[Dict[str, float]] = None, threads: int = 0,
-           gate_ptq: bool = False, write: bool = True, runtimes=()) -> VerifyReport:
+def verify(
+    run_dir,
+    *,
+    n: Optional[int] = None,
+    artifacts=None,
+    thresholds: Optional[Dict[str, float]] = None,
+    threads: int = 0,
+    gate_ptq: bool = False,
+    write: bool = True,
+    runtimes=(),
+) -> VerifyReport:
     """Compare every artifact of ``run_dir/export`` (or ``artifacts``) with the Keras models.
 
     Args:
@@ -132,8 +165,16 @@ def verify(run_dir, *, n: Optional[int] = None, artifacts=None,
     import contextlib
 
     with Run(run_dir).lock("cnnedge verify") if write else contextlib.nullcontext():
-        return _verify(run_dir, n=n, artifacts=artifacts, thresholds=thresholds, threads=threads,
-                       gate_ptq=gate_ptq, write=write, runtimes=runtimes)
+        return _verify(
+            run_dir,
+            n=n,
+            artifacts=artifacts,
+            thresholds=thresholds,
+            threads=threads,
+            gate_ptq=gate_ptq,
+            write=write,
+            runtimes=runtimes,
+        )
 
 
 def _checked(run_dir, n, artifacts, thresholds, write, runtimes):
@@ -148,20 +189,20 @@ def _checked(run_dir, n, artifacts, thresholds, write, runtimes):
     run = Run(run_dir).require("float", hint="verify takes a trained run directory")
     if write:
         check_writable(run.path, "parity report")
-    th = {k: number(v, f"threshold {k}", Range(0, 1))  # fractions; the CLI's --min-* are %
-          for k, v in dict(DEFAULT_THRESHOLDS, **(thresholds or {})).items()}
+    th = {
+        k: number(v, f"threshold {k}", Range(0, 1))  # fractions; the CLI's --min-* are %
+        for k, v in dict(DEFAULT_THRESHOLDS, **(thresholds or {})).items()
+    }
     n = None if n is None else number(n, "n", Range(1, None, integer=True))
     if artifacts is None:
         artifacts = run.artifacts()
         if not artifacts:
-            raise CnnedgeError(f"no exported models in {run.export_dir}; run: cnnedge export "
-                               f"{run.path}")
+            raise CnnedgeError(f"no exported models in {run.export_dir}; run: cnnedge export {run.path}")
     _require_qat(run, artifacts)
     return run, th, n, artifacts
 
 
-def _verify(run_dir, *, n, artifacts, thresholds, threads, gate_ptq, write,
-            runtimes) -> VerifyReport:
+def _verify(run_dir, *, n, artifacts, thresholds, threads, gate_ptq, write, runtimes) -> VerifyReport:
     from cnnedge import runtime
 
     run, th, n, artifacts = _checked(run_dir, n, artifacts, thresholds, write, runtimes)
@@ -179,27 +220,38 @@ def _verify(run_dir, *, n, artifacts, thresholds, threads, gate_ptq, write,
     tflite_int8 = None
     resized: dict = {}  # fixed-size files (tflm) at another size: images and references there
     notes: list = []
-    jobs = [(Path(p), rt) for p in artifacts
-            for rt in dict.fromkeys([_runtime_of(p, notes), *[
-                r for r in runtimes if r in runtime.runtimes_for(p)]])]
+    jobs = [
+        (Path(p), rt)
+        for p in artifacts
+        for rt in dict.fromkeys(
+            [_runtime_of(p, notes), *[r for r in runtimes if r in runtime.runtimes_for(p)]]
+        )
+    ]
     for path, rt in jobs:
         meta = runtime.read_metadata(path)
         runner = runtime.load(path, runtime=rt, threads=threads or None)
         x, row_refs = _at_size(meta, images, refs, resized, run)
         logits = np.asarray(runner.predict(x), dtype=np.float32)
         prec = meta.get("precision", "fp32")
-        ref = row_refs["keras-qat"] if prec == "int8" and "keras-qat" in row_refs \
-            else row_refs["keras-float"]
+        ref = row_refs["keras-qat"] if prec == "int8" and "keras-qat" in row_refs else row_refs["keras-float"]
         key = prec
         if prec == "int8" and meta.get("source") == "ptq":
             ref, key = row_refs["keras-float"], "int8-ptq"
-        row = {"artifact": path.name, "format": meta.get("format"), "precision": prec,
-               "runtime": runner.runtime, "reference": ref.name}
+        row = {
+            "artifact": path.name,
+            "format": meta.get("format"),
+            "precision": prec,
+            "runtime": runner.runtime,
+            "reference": ref.name,
+        }
         if x is not images:  # a fixed-size file at another size: its own images and references
             row["image_size"] = [int(v) for v in x.shape[1:3]]
         step = runner.output_details.get("scale") if prec == "int8" else None
-        row.update(_compare(logits, ref.logits, labels, row_refs["keras-float"].logits.argmax(1),
-                            k, output_step=step))
+        row.update(
+            _compare(
+                logits, ref.logits, labels, row_refs["keras-float"].logits.argmax(1), k, output_step=step
+            )
+        )
         if meta.get("target") == "tflm":
             row.update(_vs_litert(path, x, logits, step, artifacts, run))
         row.update(_gated(row, count, th.get(key), gated=key != "int8-ptq" or gate_ptq))
@@ -212,10 +264,18 @@ def _verify(run_dir, *, n, artifacts, thresholds, threads, gate_ptq, write,
     _vs_tflite_int8(rows, tflite_int8)
     from cnnedge.firmware.report import parity_rows
 
-    report = VerifyReport(run=str(run.path), split=split, images=count,
-                          split_images=int(src.num_examples(split)), class_names=class_names,
-                          thresholds=th, gate_ptq=bool(gate_ptq), rows=rows, notes=notes,
-                          firmware=parity_rows(run.path))
+    report = VerifyReport(
+        run=str(run.path),
+        split=split,
+        images=count,
+        split_images=int(src.num_examples(split)),
+        class_names=class_names,
+        thresholds=th,
+        gate_ptq=bool(gate_ptq),
+        rows=rows,
+        notes=notes,
+        firmware=parity_rows(run.path),
+    )
     if write:
         atomic_write_json(run.report(Run.VERIFY_JSON), report.to_dict())
         atomic_write_text(run.report(Run.VERIFY_MD), markdown(report))
@@ -225,8 +285,13 @@ def _verify(run_dir, *, n, artifacts, thresholds, threads, gate_ptq, write,
 def _keras_row(ref: Reference, float_logits, labels, k: int, count: int) -> dict:
     """The row of a Keras reference model (float or QAT) against the float model: not gated."""
     name = ref.name
-    row = {"artifact": name, "format": "keras", "precision": "qat" if "qat" in name else "fp32",
-           "runtime": "keras", "reference": "keras-float"}
+    row = {
+        "artifact": name,
+        "format": "keras",
+        "precision": "qat" if "qat" in name else "fp32",
+        "runtime": "keras",
+        "reference": "keras-float",
+    }
     row.update(_compare(ref.logits, float_logits, labels, float_logits.argmax(1), k))
     row.update(_gated(row, count, None, gated=False))
     return row
@@ -237,14 +302,24 @@ def _vs_tflite_int8(rows: list, tflite_int8) -> None:
     (``tflite_int8``: its name and logits, or None); every row's logits are dropped."""
     for row in rows:
         logits = row.pop("_logits", None)
-        if logits is not None and row["format"] == "onnx" and row["precision"] == "int8" \
-                and tflite_int8 is not None:
+        if (
+            logits is not None
+            and row["format"] == "onnx"
+            and row["precision"] == "int8"
+            and tflite_int8 is not None
+        ):
             row["agreement_with_" + tflite_int8[0]] = float(
-                (logits.argmax(1) == tflite_int8[1].argmax(1)).mean())
-            if row["agreement_with_" + tflite_int8[0]] < 1 and row.get("onnx_weights") == "int8" \
-                    and x86_without_vnni():
-                row["note"] = ("this x86 CPU lacks VNNI: onnxruntime's U8S8 kernels saturate "
-                               "int16 sums with int8 weights; export with --onnx-weights uint8")
+                (logits.argmax(1) == tflite_int8[1].argmax(1)).mean()
+            )
+            if (
+                row["agreement_with_" + tflite_int8[0]] < 1
+                and row.get("onnx_weights") == "int8"
+                and x86_without_vnni()
+            ):
+                row["note"] = (
+                    "this x86 CPU lacks VNNI: onnxruntime's U8S8 kernels saturate "
+                    "int16 sums with int8 weights; export with --onnx-weights uint8"
+                )
 
 
 def _require_qat(run: Run, artifacts) -> None:
@@ -263,7 +338,8 @@ def _require_qat(run: Run, artifacts) -> None:
             raise CnnedgeError(
                 f"{run.model_path('qat')} is missing, but {Path(path).name} was exported from "
                 f"it (int8 files are checked against the QAT model they came from); restore it, "
-                f"or rerun: cnnedge quantize {run.path} && cnnedge export {run.path}")
+                f"or rerun: cnnedge quantize {run.path} && cnnedge export {run.path}"
+            )
 
 
 def _runtime_of(path, notes: list) -> str:
@@ -291,8 +367,15 @@ def _at_size(meta: dict, images, refs: dict, cache: dict, run: Run):
         from cnnedge.preprocess import resize
 
         x = np.stack([resize(im, size) for im in images])
-        cache[size] = (x, {name: Reference(name, _keras_logits(
-            run.model_path("qat" if name == "keras-qat" else "float"), x)) for name in refs})
+        cache[size] = (
+            x,
+            {
+                name: Reference(
+                    name, _keras_logits(run.model_path("qat" if name == "keras-qat" else "float"), x)
+                )
+                for name in refs
+            },
+        )
     return cache[size]
 
 
@@ -315,8 +398,7 @@ def _vs_litert(path: Path, x, logits, step, artifacts, run: Run) -> dict:
         other = np.asarray(other, dtype=np.float32)
         key = f"{name} on {label}"
         out[f"agreement_with_{key}"] = float((logits.argmax(1) == other.argmax(1)).mean())
-        out[f"max_steps_vs_{key}"] = int(np.rint(np.abs(logits - other).max() / step)) \
-            if step else None
+        out[f"max_steps_vs_{key}"] = int(np.rint(np.abs(logits - other).max() / step)) if step else None
     return out
 
 
@@ -343,8 +425,10 @@ def _gated(row: dict, n: int, threshold: Optional[float], *, gated: bool) -> dic
     earlier reports) is on every row with a threshold and means "does not fail the report":
     True for pass, inconclusive and info."""
     agreed = n - row["flips"]
-    out = {"agreement_ci95": list(agreement_interval(agreed, n)),
-           "gate": gate(agreed, n, threshold, gated=gated)}
+    out = {
+        "agreement_ci95": list(agreement_interval(agreed, n)),
+        "gate": gate(agreed, n, threshold, gated=gated),
+    }
     if threshold is not None:
         out.update(threshold=threshold, passed=out["gate"] != "fail")
     return out
@@ -362,4 +446,3 @@ def x86_without_vnni() -> bool:
     except OSError:
         return False
     return "vnni" not in flags
-

@@ -19,8 +19,9 @@ def _lower_bound(agreed: int, n: int, alpha: float) -> float:
     if agreed <= 0:
         return 0.0
     i = np.arange(agreed, n + 1)
-    log_comb = np.concatenate([[0.0], np.cumsum(np.log(np.arange(n, 0, -1)) -
-                                                np.log(np.arange(1, n + 1)))])[agreed:]
+    log_comb = np.concatenate([[0.0], np.cumsum(np.log(np.arange(n, 0, -1)) - np.log(np.arange(1, n + 1)))])[
+        agreed:
+    ]
     lo, hi = 0.0, 1.0
     for _ in range(64):  # the tail grows with p; 64 halvings reach float precision
         p = (lo + hi) / 2
@@ -63,4 +64,3 @@ def gate(agreed: int, n: int, threshold: Optional[float], *, gated: bool = True)
     if n < HARD_GATE_IMAGES and agreement_interval(agreed, n)[1] >= threshold:
         return "inconclusive"
     return "fail"
-

@@ -36,8 +36,9 @@ class VerifyReport:
 
     def __post_init__(self):
         if self.passed is None:
-            self.passed = all(r.get("passed", True) for r in self.rows) and \
-                all(r["gate"] != "fail" for r in self.firmware)
+            self.passed = all(r.get("passed", True) for r in self.rows) and all(
+                r["gate"] != "fail" for r in self.firmware
+            )
         if self.inconclusive is None:
             self.inconclusive = [r["artifact"] for r in self.rows if r["gate"] == "inconclusive"]
 
@@ -55,8 +56,7 @@ def flips_text(row: dict) -> str:
     """The flips cell: "59", or for int8 artifacts "59 (46 ≤ 1 step)", counting the flips the
     reference itself ranks within one output quantization step."""
     near = row.get("flips_within_one_step")
-    return f"{row['flips']}" if near is None or not row["flips"] else \
-        f"{row['flips']} ({near} ≤ 1 step)"
+    return f"{row['flips']}" if near is None or not row["flips"] else f"{row['flips']} ({near} ≤ 1 step)"
 
 
 def pct(x: float) -> str:
@@ -79,10 +79,18 @@ def gate_text(row: dict) -> str:
 def row_cells(row: dict) -> list:
     """One report row as table cells, shared by verify.md and the CLI table."""
     size = "×".join(map(str, row["image_size"])) if row.get("image_size") else None
-    return [row["artifact"] + (f" at {size}" if size else ""), row["runtime"],
-            f"{row['accuracy']:.4f}", row["reference"],
-            f"{100 * row['agreement']:.2f} %", ci_text(row), f"{row['max_abs_logit_diff']:.4f}",
-            f"{row['mean_abs_logit_diff']:.4f}", flips_text(row), gate_text(row)]
+    return [
+        row["artifact"] + (f" at {size}" if size else ""),
+        row["runtime"],
+        f"{row['accuracy']:.4f}",
+        row["reference"],
+        f"{100 * row['agreement']:.2f} %",
+        ci_text(row),
+        f"{row['max_abs_logit_diff']:.4f}",
+        f"{row['mean_abs_logit_diff']:.4f}",
+        flips_text(row),
+        gate_text(row),
+    ]
 
 
 def more_images(report: VerifyReport) -> str:
@@ -92,8 +100,7 @@ def more_images(report: VerifyReport) -> str:
         return f"rerun on more images: cnnedge verify {run} -n 2000"
     if n < total:
         return f"rerun on the whole {report.split} split: cnnedge verify {run}"
-    return (f"the {report.split} split holds only {total:,} images; more evidence needs a "
-            "larger one")
+    return f"the {report.split} split holds only {total:,} images; more evidence needs a larger one"
 
 
 def gate_lines(report: VerifyReport) -> list:
@@ -101,56 +108,69 @@ def gate_lines(report: VerifyReport) -> list:
     that has a threshold (the PTQ model: how it fares against its bar)."""
     n, lines = report.images, []
     for r in report.rows:
-        head = (f"{r['artifact']}: {100 * r['agreement']:.2f} % agreement on {n:,} images "
-                f"(95 % CI {ci_text(r)})")
+        head = (
+            f"{r['artifact']}: {100 * r['agreement']:.2f} % agreement on {n:,} images (95 % CI {ci_text(r)})"
+        )
         thr = r.get("threshold")
         if r["gate"] == "inconclusive":
-            lines.append(f"{head} is under its {100 * thr:g} % bar, but the interval reaches it: "
-                         f"inconclusive, not a failure; {more_images(report)}")
+            lines.append(
+                f"{head} is under its {100 * thr:g} % bar, but the interval reaches it: "
+                f"inconclusive, not a failure; {more_images(report)}"
+            )
         elif r["gate"] == "info" and thr is not None:
             would = gate(n - r["flips"], n, thr)
-            lines.append(f"{head}: PTQ, a comparison point for QAT, reported but not gated "
-                         f"(against its {100 * thr:g} % bar: {would}; --gate-ptq gates it)")
+            lines.append(
+                f"{head}: PTQ, a comparison point for QAT, reported but not gated "
+                f"(against its {100 * thr:g} % bar: {would}; --gate-ptq gates it)"
+            )
     return lines
 
 
 def agreement_lines(report: VerifyReport) -> list:
-    """"<artifact> vs <other>: 100.00 % top-1 agreement" for the extra agreements (int8 ONNX and
+    """ "<artifact> vs <other>: 100.00 % top-1 agreement" for the extra agreements (int8 ONNX and
     TFLite Micro against the int8 TFLite; TFLite Micro with its largest output difference in
     steps), with the row's note (an int8-weight ONNX that drifts on a CPU without VNNI)."""
-    return [f"{r['artifact']} vs {k[len('agreement_with_'):]}: {100 * v:.2f} % top-1 agreement"
-            + (f", outputs within {r[steps]} int8 step(s)" if r.get(steps) is not None else "")
-            + (f" -- {r['note']}" if r.get("note") else "")
-            for r in report.rows for k, v in r.items() if k.startswith("agreement_with_")
-            for steps in ["max_steps_vs_" + k[len("agreement_with_"):]]]
+    return [
+        f"{r['artifact']} vs {k[len('agreement_with_') :]}: {100 * v:.2f} % top-1 agreement"
+        + (f", outputs within {r[steps]} int8 step(s)" if r.get(steps) is not None else "")
+        + (f" -- {r['note']}" if r.get("note") else "")
+        for r in report.rows
+        for k, v in r.items()
+        if k.startswith("agreement_with_")
+        for steps in ["max_steps_vs_" + k[len("agreement_with_") :]]
+    ]
 
 
 def title(report: VerifyReport) -> str:
-    """"parity on 120 of 10,000 test images": every report names its split and image count."""
+    """ "parity on 120 of 10,000 test images": every report names its split and image count."""
     n, total = report.images, report.split_images
     of = f"{n:,} of {total:,}" if total and total > n else f"{n:,}"
     return f"parity on {of} {report.split} images"
 
 
 def markdown(report: VerifyReport) -> str:
-    lines = [f"P{title(report)[1:]} of {report.run}",
-             "",
-             "| artifact | runtime | accuracy | reference | top-1 agreement | 95 % CI | max abs "
-             "logit diff | mean abs logit diff | flips | gate |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"P{title(report)[1:]} of {report.run}",
+        "",
+        "| artifact | runtime | accuracy | reference | top-1 agreement | 95 % CI | max abs "
+        "logit diff | mean abs logit diff | flips | gate |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     lines += ["| " + " | ".join(row_cells(r)) + " |" for r in report.rows]
-    lines += ["\n" + line for line in agreement_lines(report) + gate_lines(report)
-              + report.notes]
-    lines.append(f"\ngate: pass = agreement at or over its bar; under it, fail, except on fewer "
-                 f"than {HARD_GATE_IMAGES:,} images while the 95 % Clopper–Pearson interval still "
-                 "reaches the bar: inconclusive (rerun on more images); info = reported, not gated.")
+    lines += ["\n" + line for line in agreement_lines(report) + gate_lines(report) + report.notes]
+    lines.append(
+        f"\ngate: pass = agreement at or over its bar; under it, fail, except on fewer "
+        f"than {HARD_GATE_IMAGES:,} images while the 95 % Clopper–Pearson interval still "
+        "reaches the bar: inconclusive (rerun on more images); info = reported, not gated."
+    )
     lines += firmware_lines(report.firmware)
     if any(r.get("flips_within_one_step") for r in report.rows):
-        lines.append("\n≤ 1 step: flips where the reference's own top-2 logits are within one "
-                     "int8 output quantization step of each other (near-ties, not counted as "
-                     "agreement).")
+        lines.append(
+            "\n≤ 1 step: flips where the reference's own top-2 logits are within one "
+            "int8 output quantization step of each other (near-ties, not counted as "
+            "agreement)."
+        )
     return "\n".join(lines) + "\n"
-
 
 
 def firmware_lines(rows: list) -> list[str]:
@@ -158,13 +178,20 @@ def firmware_lines(rows: list) -> list[str]:
     when every output is within one step and every flip a near-tie (see cnnedge.firmware.parity)."""
     if not rows:
         return []
-    out = ["", "On-device parity: model_int8_static.tflite as firmware on emulated cores "
-           "(cnnedge firmware) against LiteRT on the same int8 inputs", "",
-           "| target | board | kernels | images | top-1 agreement | max step diff | accuracy "
-           "(device / LiteRT) | date | gate |", "|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "",
+        "On-device parity: model_int8_static.tflite as firmware on emulated cores "
+        "(cnnedge firmware) against LiteRT on the same int8 inputs",
+        "",
+        "| target | board | kernels | images | top-1 agreement | max step diff | accuracy "
+        "(device / LiteRT) | date | gate |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        out.append(f"| {r['target']} | {r['board'] or 'native'} | {r['kernels']} | "
-                   f"{r['images']} | {pct(r['top1_agreement'])} | {r['max_step_diff']} | "
-                   f"{pct(r['accuracy_device'])} / {pct(r['accuracy_litert'])} | {r['date']} | "
-                   f"{GATE_ICONS.get(r['gate'], '➖')} {r['gate']} |")
+        out.append(
+            f"| {r['target']} | {r['board'] or 'native'} | {r['kernels']} | "
+            f"{r['images']} | {pct(r['top1_agreement'])} | {r['max_step_diff']} | "
+            f"{pct(r['accuracy_device'])} / {pct(r['accuracy_litert'])} | {r['date']} | "
+            f"{GATE_ICONS.get(r['gate'], '➖')} {r['gate']} |"
+        )
     return out

@@ -57,9 +57,13 @@ def preprocessing(name: str) -> dict:
     training size and class names (images were resized to that size, as ``eval`` feeds them;
     grayscale ones had a plain dark background, as a run records it)."""
     i = info(name)
-    return {"image_size": [int(v) for v in i["image_size"]], "size_policy": "fixed",
-            "resize": "stretch", "class_names": [str(c) for c in i["class_names"]],
-            "background": "dark" if int(i.get("channels", 3)) == 1 else None}
+    return {
+        "image_size": [int(v) for v in i["image_size"]],
+        "size_policy": "fixed",
+        "resize": "stretch",
+        "class_names": [str(c) for c in i["class_names"]],
+        "background": "dark" if int(i.get("channels", 3)) == 1 else None,
+    }
 
 
 def weights_file(source, what: str = "model.weights") -> Path:
@@ -85,14 +89,18 @@ def init_weights(model, source) -> str:
     theirs = {layer.name: layer for layer in src.layers}
     mine = [layer for layer in model.layers if layer.weights]
     if len(mine) != len([layer for layer in src.layers if layer.weights]):
-        raise CnnedgeError(f"model.weights {source}: {src.name} does not match {model.name} "
-                           f"(different layers); set model.name to {src.name}")
+        raise CnnedgeError(
+            f"model.weights {source}: {src.name} does not match {model.name} "
+            f"(different layers); set model.name to {src.name}"
+        )
     notes = []
     for layer in mine:
         other = theirs.get(layer.name)
         if other is None:
-            raise CnnedgeError(f"model.weights {source}: {src.name} has no layer {layer.name} "
-                               f"of {model.name}; set model.name to {src.name}")
+            raise CnnedgeError(
+                f"model.weights {source}: {src.name} has no layer {layer.name} "
+                f"of {model.name}; set model.name to {src.name}"
+            )
         ws, ours = other.get_weights(), layer.get_weights()
         if not layer.trainable:  # constants the builder sets (the in-graph 1/255 rescale)
             continue
@@ -100,13 +108,20 @@ def init_weights(model, source) -> str:
             layer.set_weights(ws)
         elif layer.name == "logits":
             notes.append(f"new head: {ws[0].shape[-1]} -> {ours[0].shape[-1]} classes")
-        elif (len(ws) == len(ours) and ws[0].ndim == 4 and ws[0].shape[2] == 3
-              and ours[0].shape[2] == 1 and ws[0].shape[:2] == ours[0].shape[:2]
-              and ws[0].shape[3] == ours[0].shape[3]):
+        elif (
+            len(ws) == len(ours)
+            and ws[0].ndim == 4
+            and ws[0].shape[2] == 3
+            and ours[0].shape[2] == 1
+            and ws[0].shape[:2] == ours[0].shape[:2]
+            and ws[0].shape[3] == ours[0].shape[3]
+        ):
             layer.set_weights([ws[0].sum(axis=2, keepdims=True), *ws[1:]])
             notes.append(f"{layer.name}: RGB filters summed to grayscale")
         else:
-            raise CnnedgeError(f"model.weights {source}: layer {layer.name} is "
-                               f"{[w.shape for w in ws]} there but {[w.shape for w in ours]} "
-                               f"here; set model.name/model.kwargs like {src.name}'s")
+            raise CnnedgeError(
+                f"model.weights {source}: layer {layer.name} is "
+                f"{[w.shape for w in ws]} there but {[w.shape for w in ours]} "
+                f"here; set model.name/model.kwargs like {src.name}'s"
+            )
     return "; ".join(notes) or "all layers"

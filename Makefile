@@ -53,12 +53,14 @@ firmware-libs: $(STAMP) firmware-tools
 # test (what CI runs): all but the heavy real-data runs marked `full`; its budget is 8 minutes on
 # 2 cores (past that it prints a warning line, never a failure) and it lists the 15 slowest tests.
 # test-fast: also without the real-data tests marked `slow`. test-full: every test, the `full`
-# runs included (run it before closing a change to training, export or verify). They run in one
-# process; TEST_WORKERS=N spreads the test files over N pytest-xdist processes (each builds the
-# session's shared runs it needs), faster where the cores allow. CI stays serial: on 2 cores a
-# lost xdist worker has been seen to leave the whole run waiting.
-TEST_WORKERS ?= 0
-PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+# runs included (run it before closing a change to training, export or verify). The test files are
+# spread over TEST_WORKERS pytest-xdist processes (a file's fixtures built once, in one process;
+# each process builds the session's shared runs it needs; TEST_WORKERS=0: one process). A worker
+# that crashes ends the run with its test named, as a crash does in one process, instead of being
+# replaced: pytest-xdist 3.8's loadfile scheduler can wait forever after replacing a crashed
+# worker (pytest-xdist issues 784 and 1378).
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --max-worker-restart 0
 test: setup
 	$(PYTEST) --durations=15 -m "not full" tests
 

@@ -97,3 +97,22 @@ def test_quantize_from_python_takes_the_run_lock(tmp_path):
         holder.wait()
     with pytest.raises(CnnedgeError, match="no best.keras"):  # released: the run itself is checked
         fine_tune_qat(tmp_path)
+
+
+def test_quantize_without_the_float_summary_changes_nothing(tiny_run, tmp_path, capsys):
+    """A run whose summary.json is gone: quantize refuses before training (one line, exit 2)
+    instead of fine-tuning, writing qat.h5 and the curves, and failing at the end."""
+    import shutil
+    from pathlib import Path
+
+    from helpers import one_error, tree
+
+    from cnnedge.run import Run
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run["run"], run, ignore=shutil.ignore_patterns("tb"))
+    (run / Run.SUMMARY).unlink()
+    files = lambda: {k: v for k, v in tree(run).items() if Path(k).name != ".lock"}  # noqa: E731
+    before = files()
+    one_error(capsys, main(["quantize", str(run), "--epochs", "1"]), "summary.json: missing")
+    assert files() == before

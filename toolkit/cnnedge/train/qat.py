@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Optional
 
+from cnnedge.errors import CnnedgeError
 from cnnedge.files import atomic_path
 from cnnedge.recipe import check_field
 from cnnedge.run import Run, eval_split, open_data
@@ -51,6 +52,11 @@ def _fine_tune(run: Run, epochs, lr, verbose) -> dict:
         [run.model_path("qat"), *(run / name for name in (Run.SUMMARY, Run.QAT_METRICS, Run.CURVES))],
     )
     recipe, summary, curves = run.recipe, run.summary, run.metrics()  # damaged: named now
+    if "eval_split" not in summary:  # QAT adds to the float phase's results: refused before training
+        raise CnnedgeError(
+            f"{run.path / Run.SUMMARY}: missing or without the float phase's results; "
+            "quantize fine-tunes a finished run (train it again, or --resume it)"
+        )
     epochs = check_field("qat.epochs", recipe.qat.epochs if epochs is None else epochs, "epochs")
     lr = check_field("qat.lr", recipe.qat.lr if lr is None else lr, "lr")
     src = open_data(recipe)

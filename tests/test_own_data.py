@@ -364,3 +364,54 @@ def test_rgb_data_starts_from_the_shipped_cifar10_checkpoint(photos):
     assert "new head: 10 -> 3 classes" in init_weights(three, "cifar10")
     with pytest.raises(CnnedgeError, match="reference checkpoint"):
         weights.path("imagenet")
+
+
+# ------------------------------------------------------------------------- grey from colour
+def test_colour_data_decodes_as_grey_and_grey_as_rgb(photos, easy_idx):
+    """``channels=1``: each colour image becomes its luma (OpenCV's grey within a step);
+    ``channels=3``: a grey image becomes three equal channels; the data's info says so."""
+    from cnnedge import data
+
+    colour = data.open_dataset(str(photos / "train"), keep_size=True)
+    grey = data.open_dataset(str(photos / "train"), keep_size=True, channels=1)
+    assert (colour.info.channels, grey.info.channels) == (3, 1)
+    for (x3, y3), (x1, y1) in zip(colour.examples("train").take(4), grey.examples("train").take(4)):
+        x3, x1 = x3.numpy(), x1.numpy()
+        assert x1.shape == (*x3.shape[:2], 1) and int(y1) == int(y3)
+        luma = cv2.cvtColor(x3, cv2.COLOR_RGB2GRAY).astype(int)
+        assert np.abs(x1[..., 0].astype(int) - luma).max() <= 1
+    rgb = data.open_dataset(str(easy_idx), channels=3, val_fraction=0.2, val_split="stratified")
+    x, _ = next(iter(rgb.pipeline("train", batch_size=4)))
+    assert rgb.info.channels == 3 and x.shape[-1] == 3
+    assert (x[..., 0] == x[..., 1]).numpy().all() and (x[..., 1] == x[..., 2]).numpy().all()
+    with pytest.raises(CnnedgeError, match="channels must be 1"):
+        data.open_dataset(str(easy_idx), channels=2)
+
+
+def test_a_grey_model_of_colour_photos_end_to_end(photos, tmp_path, capsys):
+    """``--set data.channels=1`` trains a one-channel model on colour photos; its int8 file
+    says GRAY and passes the quick parity check on the converted test images, and predict feeds
+    it a colour photo as grey."""
+    from cnnedge.export import export
+    from cnnedge.run import Run
+    from cnnedge.runtime import read_metadata
+
+    runs = tmp_path / "runs"
+    args = ["--weights", "none", "--runs-dir", str(runs), "--name", "grey"]
+    sets = ["data.channels=1", "train.epochs=1", "qat.enabled=false", "train.batch_size=16"]
+    assert (
+        main(["train", "--data", str(photos / "train"), *args, *[a for s in sets for a in ("--set", s)]]) == 0
+    )
+    run = Run(runs / "photos" / "grey")
+    assert run.recipe.data.channels == 1 and run.summary["input_size"][2] == 1
+    images, _, _ = run.test_images(8)
+    assert images.shape[-1] == 1
+    res = export(run.path, formats="tflite", precisions="int8", verify=16)
+    meta = read_metadata(res.artifacts[0]["path"])
+    assert meta["channels"] == 1 and meta["color_order"] == "GRAY"
+    assert res.passed
+    photo = next((photos / "test" / "red").iterdir())
+    out = tmp_path / "p.json"
+    assert main(["predict", str(photo), "-m", str(run.path), "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["predictions"][0]
+    assert row["error"] is None and row["top"][0]["class"] in ("blue", "green", "red")

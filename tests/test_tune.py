@@ -15,6 +15,7 @@ import pytest
 from helpers import one_error, small_recipe
 
 from cnnedge.cli import main
+from cnnedge.errors import CnnedgeError
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("CNNEDGE_TFLM"), reason="CNNEDGE_TFLM not set (make test passes ../shared/tflm)"
@@ -251,3 +252,52 @@ def test_budget_units_and_boards_file(tmp_path):
     f.write_text("- just a list\n")
     with pytest.raises(CnnedgeError, match="expected"):
         boards.load_boards(f)
+
+
+def test_grey_is_a_dimension_of_colour_data(tmp_path):
+    """--colors rgb,grey: each colour candidate also as a one-channel model whose trials and
+    winner convert the data to grey (data.channels=1) and still start from the shipped
+    checkpoint; its costs are measured on a grey model fed grey calibration images."""
+    from helpers import write_folder
+
+    from cnnedge import models
+    from cnnedge.tune import costs, search, space
+
+    cands = space.candidates(3, None, models="gmp_xs", widths="1", sizes="32", colors="rgb,grey")
+    assert [c.id for c in cands] == ["gmp_xs-w1-32px-max", "gmp_xs-w1-32px-max-grey"]
+    assert [c.channels(3) for c in cands] == [3, 1]
+    assert [c.grey for c in space.candidates(3, None, models="gmp_xs", sizes="32")] == [False, False]
+    with pytest.raises(CnnedgeError, match="the data is grey"):
+        space.candidates(1, (28, 28), colors="rgb")
+    with pytest.raises(CnnedgeError, match="unknown colour 'sepia'"):
+        space.candidates(3, None, colors="sepia")
+
+    write_folder(tmp_path / "photos", per_class=6, size=(32, 32))
+    base = small_recipe(tmp_path / "photos")
+    base.model.weights = "cifar10"
+    grey = space.Candidate("gmp_dw_a", 1.0, 32, grey=True)
+    trial = search.trial_recipe(base, grey, 10, search.start_weights(base, grey))
+    assert trial.data.channels == 1 and trial.model.weights == "cifar10"
+    assert search.trial_recipe(base, cands[0], 10, None).data.channels is None
+    figures = costs.measure(
+        cands[1],
+        dataset=str(tmp_path / "photos"),
+        num_classes=3,
+        channels=3,
+        target="host",
+        folder=tmp_path / "c",
+    )
+    one = models.create_model("gmp_xs", num_classes=3, channels=1)
+    assert figures["macs"] == models.count_macs(one, (32, 32, 1)) and figures["source"] == "host TFLM"
+    assert figures["params"] == one.count_params() and figures["ram"] > 0
+
+
+def test_heads_are_a_dimension_where_the_member_builds_them():
+    """--pools max,concat: the concat head (global max and average side by side) for the
+    members that build it (gmp_dw_*), max for all; an unknown head is one line."""
+    from cnnedge.tune import space
+
+    cands = space.candidates(3, None, models="gmp_xs,gmp_dw_c", widths="1", sizes="32", pools="max,concat")
+    assert [c.id for c in cands] == ["gmp_xs-w1-32px-max", "gmp_dw_c-w1-32px-max", "gmp_dw_c-w1-32px-concat"]
+    with pytest.raises(CnnedgeError, match="--pools sum: pooling is max, avg, concat"):
+        space.candidates(3, None, pools="max,sum")

@@ -38,6 +38,9 @@ class DataConfig:
     # random batch to its largest image
     batch_mode: Literal["pad", "bucket"] = "pad"
     cache: bool = False  # cache decoded images in memory after the first epoch
+    # 1: colour images become one grey channel (luma, as the exported model's GRAY colour order
+    # tells predict and the demo); 3: grey images become RGB; None: the data's own channels
+    channels: Optional[Literal[1, 3]] = None
 
 
 @dataclass

@@ -68,6 +68,7 @@ def open_data(recipe):
         keep_size=d.keep_size,
         batch_mode=d.batch_mode,
         val_split=d.val_split,
+        channels=d.channels,
     )
 
 

@@ -48,7 +48,12 @@ def tune_cmd(
     models: Optional[str] = typer.Option(None, "--models", help="GMP members, comma list."),
     widths: Optional[str] = typer.Option(None, "--widths", help="Width multipliers, e.g. 0.5,1."),
     sizes: Optional[str] = typer.Option(None, "--sizes", help="Input sides, e.g. 32,48."),
-    pools: Optional[str] = typer.Option(None, "--pools", help="max, avg."),
+    pools: Optional[str] = typer.Option(
+        None, "--pools", help="Heads: max, avg, concat (both; the gmp_dw members)."
+    ),
+    colors: Optional[str] = typer.Option(
+        None, "--colors", help="rgb, grey: colour data as it is and/or as one grey channel (default rgb)."
+    ),
     out: Optional[Path] = typer.Option(
         None, "-o", "--out", help="Search folder (default runs/tune/<recipe>)."
     ),
@@ -82,6 +87,7 @@ def tune_cmd(
         widths=widths,
         sizes=sizes,
         pools=pools,
+        colors=colors,
         out=out,
         resume=resume,
         train_best=train_best,

@@ -151,6 +151,7 @@ class Source:
         self.keep_size = keep_size
         self.batch_mode = batch_mode
         self._resize = tuple(int(v) for v in resize) if resize else None
+        self._channels: tuple[int, int] | None = None  # (decoded, delivered): with_channels
         self.info = DatasetInfo(
             name=name,
             source=str(source),
@@ -207,7 +208,33 @@ class Source:
             ds = select_positions(ds, self._base_counts[idx.base], idx.select)
         return ds
 
+    def with_channels(self, channels: int) -> Source:
+        """Decode to ``channels`` (1: colour to grey luma, 3: grey to RGB); the data's own when
+        it already has them."""
+        import dataclasses
+
+        if int(channels) not in (1, 3):
+            raise CnnedgeError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
+        decoded = self.decoded_channels
+        self._channels = None if int(channels) == decoded else (decoded, int(channels))
+        self.info = dataclasses.replace(self.info, channels=int(channels))
+        return self
+
+    @property
+    def decoded_channels(self) -> int:
+        """The channels the files decode to (``info.channels`` is what :meth:`with_channels`
+        converts them to)."""
+        return self._channels[0] if self._channels else self.info.channels
+
+    def _convert_channels(self, images):
+        if self._channels is None:
+            return images
+        if self._channels == (3, 1):  # ITU-R 601 luma, what OpenCV's BGR2GRAY computes too
+            return tf.image.rgb_to_grayscale(images)
+        return tf.image.grayscale_to_rgb(images)
+
     def _resize_images(self, images):
+        images = self._convert_channels(images)
         if self._resize is None:
             return images
         # antialiased: shrinking a photo averages its pixels (what cnnedge.preprocess does too)

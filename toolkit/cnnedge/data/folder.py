@@ -189,7 +189,7 @@ class FolderSource(Source):
 
     def _decode_one(self, path, label):
         data = tf.io.read_file(path)
-        c = self.info.channels
+        c = self.decoded_channels
         if self._kind == "jpeg":
             image = tf.io.decode_jpeg(data, channels=c)
         elif self._kind == "png":

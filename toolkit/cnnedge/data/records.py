@@ -141,7 +141,7 @@ class RecordSource(Source):
     def _decode_batch(self, serialized):
         ex = tf.io.parse_example(serialized, self._features())
         h, w = self._stored_size
-        images = tf.reshape(tf.io.decode_raw(ex["image"], tf.uint8), [-1, h, w, self.info.channels])
+        images = tf.reshape(tf.io.decode_raw(ex["image"], tf.uint8), [-1, h, w, self.decoded_channels])
         return images, tf.cast(ex["label"], tf.int32)
 
     def _decode_one(self, serialized):

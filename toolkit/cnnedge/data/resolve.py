@@ -270,6 +270,19 @@ def _open_dir(d: Path, kw, *, name=None, cifar_only=False):
     return FolderSource(d, name=name, **kw)
 
 
+def _checked_size(image_size):
+    if image_size is None:
+        return None
+    try:
+        out = (int(image_size[0]), int(image_size[1]))
+        ok = min(out) > 0
+    except (TypeError, ValueError, IndexError):
+        ok = False
+    if not ok:
+        raise CnnedgeError(f"image_size must be (height, width) > 0, got {image_size!r}")
+    return out
+
+
 def open_dataset(
     spec,
     *,
@@ -281,9 +294,24 @@ def open_dataset(
     batch_mode: str = "pad",
     download: bool = True,
     val_split: str = "random",
+    channels: int | None = None,
 ):
     """Open a dataset by name or path; nothing is read beyond headers and labels.
-    ``val_split``: how ``val_fraction`` is carved from train, "random" or "stratified"."""
+    ``val_split``: how ``val_fraction`` is carved from train, "random" or "stratified";
+    ``channels``: 1 or 3 converts colour to grey or grey to RGB as images are decoded."""
+    if channels is not None:
+        src = open_dataset(
+            spec,
+            data_dir=data_dir,
+            val_fraction=val_fraction,
+            seed=seed,
+            image_size=image_size,
+            keep_size=keep_size,
+            batch_mode=batch_mode,
+            download=download,
+            val_split=val_split,
+        )
+        return src.with_channels(channels)
     if val_split not in ("random", "stratified"):
         raise CnnedgeError(f"val_split must be 'random' or 'stratified', got {val_split!r}")
     if val_split == "stratified" and val_fraction:
@@ -304,18 +332,10 @@ def open_dataset(
         raise CnnedgeError(f"batch_mode must be 'pad' or 'bucket', got {batch_mode!r}")
     if data_dir and not Path(data_dir).expanduser().is_dir():  # never fall back silently
         raise CnnedgeError(f"--data-dir {data_dir}: no such folder")
-    if image_size is not None:
-        try:
-            image_size = (int(image_size[0]), int(image_size[1]))
-            ok = len(image_size) == 2 and min(image_size) > 0
-        except (TypeError, ValueError, IndexError):
-            ok = False
-        if not ok:
-            raise CnnedgeError(f"image_size must be (height, width) > 0, got {image_size!r}")
     kw = {
         "val_fraction": float(val_fraction),
         "seed": int(seed),
-        "resize": image_size,
+        "resize": _checked_size(image_size),
         "keep_size": bool(keep_size),
         "batch_mode": batch_mode,
     }

@@ -30,7 +30,8 @@ def sample(meta: dict, n: int, run=None, dataset: str | None = None):
     elif dataset:
         from cnnedge.data import open_dataset
 
-        images, labels, _ = test_images(open_dataset(dataset, image_size=(h, w)), n)
+        src = open_dataset(dataset, image_size=(h, w), channels=int(meta["channels"]))
+        images, labels, _ = test_images(src, n)
     else:
         raise CnnedgeError(
             "on-device parity needs test images: give a run, or --data with the "

@@ -133,6 +133,7 @@ def tune(
     widths=None,
     sizes=None,
     pools=None,
+    colors=None,
     out=None,
     resume: bool = False,
     train_best: bool = False,
@@ -153,7 +154,8 @@ def tune(
         clock_mhz: The clock the latency budget is stated at (default: the board's).
         minutes: Time budget of the search (costs and trainings).
         steps: Training steps of rung 0 (each later rung trains 3× the steps).
-        models, widths, sizes, pools: The search space (comma lists; default by the data).
+        models, widths, sizes, pools, colors: The search space (comma lists; default by the
+            data; colors: rgb and/or grey for colour data).
         out: The search folder (default ``runs/tune/<recipe>``).
         resume: Continue the search in ``out``.
         train_best: Then train the winner in full, export, verify and build its firmware.
@@ -174,7 +176,9 @@ def tune(
     bases = search.Bases(recipe, data)
     channels, classes, _ = _open(base)
     size = base.data.image_size
-    cands = space.candidates(channels, size, models=models, widths=widths, sizes=sizes, pools=pools)
+    cands = space.candidates(
+        channels, size, models=models, widths=widths, sizes=sizes, pools=pools, colors=colors
+    )
     folder = Path(out or Path("runs") / "tune" / base.name)
     settings = {
         "budget": budget,
@@ -224,7 +228,7 @@ def _distinct(fits: list, state: dict) -> list:
     out = []
     for c in fits:
         r = _record(state, c)
-        key = (r["params"], r["macs"], r["ram"], r["instructions"], c.size, c.pool)
+        key = (r["params"], r["macs"], r["ram"], r["instructions"], c.size, c.pool, c.grey)
         if key in seen:
             r["same_as"] = seen[key]
         else:
@@ -328,6 +332,7 @@ def _winner_recipe(state: dict, bases, cands, folder: Path) -> Path:
         model=ModelConfig(
             name=c.model, kwargs={"width": c.width, "pool": c.pool}, weights=search.start_weights(base, c)
         ),
+        data=search.with_color(base.data, c),
     )
     path = folder / "winner.yaml"
     save_yaml(set_image_size(r, (c.size, c.size)), path)

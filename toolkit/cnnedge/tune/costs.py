@@ -20,12 +20,13 @@ from cnnedge.tune.space import Candidate
 CALIBRATION_IMAGES = 16
 
 
-def calibration_images(dataset: str, size: int):
-    """A few uint8 images of ``dataset``'s train split at ``size``×``size``."""
+def calibration_images(dataset: str, size: int, channels: int | None = None):
+    """A few uint8 images of ``dataset``'s train split at ``size``×``size`` (converted to
+    ``channels`` where given)."""
     from cnnedge import data
     from cnnedge.quantize import representative_images
 
-    src = data.open_dataset(str(dataset), image_size=(size, size))
+    src = data.open_dataset(str(dataset), image_size=(size, size), channels=channels)
     split = "train" if "train" in src.info.split_sizes else src.splits[0]
     return list(representative_images(src, CALIBRATION_IMAGES, seed=0, split=split))
 
@@ -80,6 +81,7 @@ def _measure(c, dataset, num_classes, channels, target, out: Path, tflm_dir, log
     from cnnedge.export import export
     from cnnedge.firmware import build_firmware
 
+    channels = c.channels(channels)
     model = models.create_model(
         c.model, num_classes=num_classes, channels=channels, width=c.width, pool=c.pool
     )
@@ -92,7 +94,7 @@ def _measure(c, dataset, num_classes, channels, target, out: Path, tflm_dir, log
         formats="tflm",
         precisions="int8",
         out_dir=out / "export",
-        calibration=calibration_images(dataset, c.size),
+        calibration=calibration_images(dataset, c.size, channels),
         image_size=f"{c.size}x{c.size}",
         verify=0,
     )

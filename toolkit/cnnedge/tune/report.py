@@ -13,6 +13,7 @@ COLUMNS = [
     "width",
     "size",
     "pool",
+    "grey",
     "params",
     "macs",
     "ram",

@@ -33,6 +33,7 @@ def trial_recipe(base: Recipe, c: Candidate, steps: int | None, weights: str | N
         name=f"{base.name}-{c.id}",
         model=ModelConfig(name=c.model, kwargs={"width": c.width, "pool": c.pool}, weights=weights),
         qat=dataclasses.replace(base.qat, enabled=False),
+        data=with_color(base.data, c),
     )
     if steps is not None:  # one short epoch: a brief warm-up, then the schedule; no mixing
         r = dataclasses.replace(
@@ -44,9 +45,15 @@ def trial_recipe(base: Recipe, c: Candidate, steps: int | None, weights: str | N
     return set_image_size(r, (c.size, c.size))
 
 
+def with_color(data, c: Candidate):
+    """The base recipe's data section, converted to grey for a grey candidate."""
+    return dataclasses.replace(data, channels=1) if c.grey else data
+
+
 def start_weights(base: Recipe, c: Candidate) -> str | None:
     """The shipped checkpoint a candidate starts from: the base recipe's, when the candidate
-    is that checkpoint's member at full width (new classes get a new head)."""
+    is that checkpoint's member at full width (new classes get a new head; a grey candidate
+    gets the first layer's colour filters summed, as for any grey model)."""
     from cnnedge import weights
 
     w = base.model.weights

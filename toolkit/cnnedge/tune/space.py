@@ -1,11 +1,14 @@
-"""The candidates a tune searches: GMP family member × width multiplier × input size × pooling.
+"""The candidates a tune searches: GMP family member × width multiplier × input size × head
+(global max, average or both) × colour (colour photos as they are or as grey).
 
 Every candidate is a model the registry builds (``create_model(member, width=…, pool=…)``) at
 an input size the data is resized to; GMP models take any size ≥ their total stride, so the size
 is a free choice. The defaults follow the data: small grey images (Fashion-MNIST-like) at their
-own size, colour photos at 32, 48 and 64 pixels; the members that reach good accuracy under 100k
-parameters at full width and half width. A candidate at the shipped checkpoint's member, width
-and channels starts from that checkpoint (as ``train --data`` does).
+own size, colour photos at 32, 48 and 64 pixels in colour (``colors="rgb,grey"`` adds each as a
+one-channel grey model: a third of the input tensor and of the first layer's MACs); the members
+that reach good accuracy under 100k parameters at full width and half width, with the global
+max head. A candidate at the shipped checkpoint's member and width starts from that checkpoint
+(as ``train --data`` does; a grey one with its first filters summed over RGB).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from cnnedge.errors import CnnedgeError
 GREY_MEMBERS = ("gmp_xs", "gmp_32_64_128", "gmp_s")
 RGB_MEMBERS = ("gmp_xs", "gmp_32_64_128", "gmp_s", "gmp_dw_c", "gmp_dw_a")
 WIDTHS = (0.5, 1.0)
+POOLS = ("max", "avg", "concat")  # concat: max and average side by side (the gmp_dw members)
 
 
 @dataclass(frozen=True)
@@ -25,10 +29,15 @@ class Candidate:
     width: float
     size: int  # square input side
     pool: str = "max"
+    grey: bool = False  # colour data converted to one grey channel (recipe data.channels=1)
 
     @property
     def id(self) -> str:
-        return f"{self.model}-w{self.width:g}-{self.size}px-{self.pool}"
+        return f"{self.model}-w{self.width:g}-{self.size}px-{self.pool}" + ("-grey" if self.grey else "")
+
+    def channels(self, data_channels: int) -> int:
+        """The model's input channels on data of ``data_channels``."""
+        return 1 if self.grey else int(data_channels)
 
     def to_dict(self) -> dict:
         return {"id": self.id, **asdict(self)}
@@ -43,18 +52,31 @@ def _numbers(values, flag: str, cast) -> list:
 
 
 def default_space(channels: int, source_size) -> dict:
-    """{"models", "widths", "sizes", "pools"} that suit the data."""
+    """{"models", "widths", "sizes", "pools", "colors"} that suit the data."""
     if channels == 1:
         side = int(min(source_size)) if source_size else 28
-        return {"models": GREY_MEMBERS, "widths": WIDTHS, "sizes": (side,), "pools": ("max",)}
-    return {"models": RGB_MEMBERS, "widths": WIDTHS, "sizes": (32, 48, 64), "pools": ("max",)}
+        return {
+            "models": GREY_MEMBERS,
+            "widths": WIDTHS,
+            "sizes": (side,),
+            "pools": ("max",),
+            "colors": ("grey",),
+        }
+    return {
+        "models": RGB_MEMBERS,
+        "widths": WIDTHS,
+        "sizes": (32, 48, 64),
+        "pools": ("max",),
+        "colors": ("rgb",),
+    }
 
 
 def candidates(
-    channels: int, source_size, *, models=None, widths=None, sizes=None, pools=None
+    channels: int, source_size, *, models=None, widths=None, sizes=None, pools=None, colors=None
 ) -> list[Candidate]:
     """Every combination of the given (else default) choices, checked: known members, sizes
-    at least the member's total stride, pools max or avg."""
+    at least the member's total stride, pools max, avg or concat (for the members that build
+    it), colours rgb (colour data only) or grey."""
     from cnnedge import models as registry
     from cnnedge.utils import split_list, unknown
 
@@ -63,22 +85,52 @@ def candidates(
     ws = _numbers(widths, "--widths", float) if widths else list(space["widths"])
     ss = _numbers(sizes, "--sizes", int) if sizes else list(space["sizes"])
     ps = split_list(pools) if pools else list(space["pools"])
+    greys = _colors(colors, channels) if colors else [c == "grey" and channels == 3 for c in space["colors"]]
     known = registry.list_models()
     for n in names:
         if n not in known or not n.startswith("gmp_"):
             raise unknown("GMP family member", n, [m for m in known if m.startswith("gmp_")])
-    bad = [p for p in ps if p not in ("max", "avg")]
+    bad = [p for p in ps if p not in POOLS]
     if bad:
-        raise CnnedgeError(f"--pools {','.join(bad)}: pooling is max or avg")
+        raise CnnedgeError(f"--pools {','.join(bad)}: pooling is {', '.join(POOLS)}")
     out = []
     for n in names:
         stride = registry.min_input_size(registry.create_model(n, num_classes=2, channels=channels))
+        heads = [p for p in ps if p != "concat" or _has_concat(n, channels)]
         for s in ss:
             if s < stride:
                 continue  # below the member's total stride: no such model
-            out += [Candidate(n, float(w), int(s), p) for w in ws for p in ps]
+            out += [Candidate(n, float(w), int(s), p, g) for w in ws for p in heads for g in greys]
     if not out:
         raise CnnedgeError(
             f"the search space is empty: every size in {ss} is under the total stride of {', '.join(names)}"
         )
     return out
+
+
+def _colors(values, channels: int) -> list[bool]:
+    """--colors rgb,grey as the candidates' ``grey`` flags (grey data: grey only)."""
+    from cnnedge.utils import split_list, unknown
+
+    out = []
+    for v in split_list(values):
+        key = {"gray": "grey", "color": "rgb", "colour": "rgb"}.get(v.lower(), v.lower())
+        if key not in ("rgb", "grey"):
+            raise unknown("colour", v, ["rgb", "grey"])
+        if key == "rgb" and channels == 1:
+            raise CnnedgeError(
+                "--colors rgb: the data is grey (one channel); a grey model is the only choice"
+            )
+        out.append(key == "grey" and channels == 3)
+    return list(dict.fromkeys(out))
+
+
+def _has_concat(member: str, channels: int) -> bool:
+    """Whether ``member`` builds the concat head (the members that do not are left out of it)."""
+    from cnnedge import models as registry
+
+    try:
+        registry.create_model(member, num_classes=2, channels=channels, pool="concat")
+    except CnnedgeError:
+        return False
+    return True

@@ -390,8 +390,8 @@ def test_colour_data_decodes_as_grey_and_grey_as_rgb(photos, easy_idx):
 
 def test_a_grey_model_of_colour_photos_end_to_end(photos, tmp_path, capsys):
     """``--set data.channels=1`` trains a one-channel model on colour photos; its int8 file
-    says GRAY and passes the quick parity check on the converted test images, and predict feeds
-    it a colour photo as grey."""
+    says GRAY and passes the quick parity check on the converted test images, predict feeds it a
+    colour photo as grey, and its model file exports and evaluates on colour data."""
     from cnnedge.export import export
     from cnnedge.run import Run
     from cnnedge.runtime import read_metadata
@@ -415,3 +415,22 @@ def test_a_grey_model_of_colour_photos_end_to_end(photos, tmp_path, capsys):
     assert main(["predict", str(photo), "-m", str(run.path), "--json", str(out)]) == 0
     row = json.loads(out.read_text())["predictions"][0]
     assert row["error"] is None and row["top"][0]["class"] in ("blue", "green", "red")
+    # the model file alone: colour data is converted for its calibration and its evaluation,
+    # and its metadata is its run's (photos: no dark background to invert frames against)
+    from helpers import write_folder
+
+    write_folder(tmp_path / "calib", classes=("blue", "green", "red"), size=(24, 24))  # one size
+    alone = export(
+        run.path / "best.keras",
+        formats="tflite",
+        precisions="int8",
+        calibration=str(tmp_path / "calib"),
+        out_dir=tmp_path / "alone",
+        verify=0,
+    )
+    meta = read_metadata(alone.artifacts[0]["path"])
+    assert meta["channels"] == 1 and meta["background"] == run.preprocessing()["background"] != "dark"
+    capsys.readouterr()
+    args = ["eval", str(run.path / "best.keras"), "--data", str(photos / "test"), "--image-size", "24x24"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert "accuracy" in capsys.readouterr().out

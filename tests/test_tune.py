@@ -290,6 +290,22 @@ def test_grey_is_a_dimension_of_colour_data(tmp_path):
     one = models.create_model("gmp_xs", num_classes=3, channels=1)
     assert figures["macs"] == models.count_macs(one, (32, 32, 1)) and figures["source"] == "host TFLM"
     assert figures["params"] == one.count_params() and figures["ram"] > 0
+    # a recipe distilling from colour teachers cannot train grey students: refused before costs
+    from cnnedge.recipe import save_yaml
+    from cnnedge.tune import tune
+
+    teacher = tmp_path / "teacher.keras"
+    models.create_model("gmp_xs", num_classes=3, channels=3).save(teacher)
+    save_yaml(small_recipe(tmp_path / "photos", **{"distill.teachers": f"[{teacher}]"}), tmp_path / "kd.yaml")
+    with pytest.raises(CnnedgeError, match="--colors grey: recipe .* distils from teachers"):
+        tune(
+            recipe=str(tmp_path / "kd.yaml"),
+            target="host",
+            max_ram="1M",
+            colors="rgb,grey",
+            out=tmp_path / "t",
+        )
+    assert not (tmp_path / "t").exists()
 
 
 def test_heads_are_a_dimension_where_the_member_builds_them():

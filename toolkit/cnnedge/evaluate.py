@@ -179,6 +179,8 @@ def evaluate_run(
     if dataset and src.splits == ("train",) and split in ("train", "test", "all"):
         split, label = "train", "all"  # a flat class folder: all of it is the split to score
     model = models.load_model(model_path, compile=False)
+    if not path.is_dir():  # a model file scores any data as the channels it takes (grey / RGB)
+        src.with_channels(int(model.input_shape[-1]))
     ev = evaluate(model, src, split=split, batch_size=batch_size, take=take, tta=tta)
     if label:
         ev.split = label

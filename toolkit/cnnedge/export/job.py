@@ -85,8 +85,9 @@ class Job:
             "resize": "stretch",
             "background": "dark" if self.channels == 1 else None,
         }
-        if self.run is not None:
-            pre = self.run.preprocessing()
+        owner = self.run if self.run is not None else self.cache.get("owner")
+        if owner is not None:  # the run's, also for one of its model files exported alone
+            pre = owner.preprocessing()
         return {**pre, "image_size": self.image_size, "color_order": "GRAY" if self.channels == 1 else "RGB"}
 
     # ---------------------------------------------------------------- calibration
@@ -106,7 +107,9 @@ class Job:
             from cnnedge import data
 
             src = data.open_dataset(
-                str(spec), image_size=self.image_size if self.image_size and not self.dynamic_hw else None
+                str(spec),
+                image_size=self.image_size if self.image_size and not self.dynamic_hw else None,
+                channels=self.channels,  # colour data calibrates a grey model as grey
             )
             if src.info.channels != self.channels:
                 raise CnnedgeError(
@@ -255,6 +258,8 @@ def resolve(run_or_model, calibration, opset, int8_method, calibration_images) -
         calibration_images=int(n_cal),
     )
     job.float_model = model
+    if path.is_file() and Run.of_model(path) is not None:
+        job.cache["owner"] = Run.of_model(path)
     job.channels, job.dynamic_hw = channels, dynamic
     job.min_input_size = int(models.min_input_size(model))
     return job

@@ -174,6 +174,11 @@ def tune(
     tflm_tree.source_dir(tflm_dir)
     base = check(resolve_recipe(recipe, data=data)[0])
     bases = search.Bases(recipe, data)
+    if base.distill.teachers and space.asks_grey(colors):
+        raise CnnedgeError(
+            f"--colors grey: recipe {base.name} distils from teachers that take the data's "
+            "colour images; search colour only, or a recipe without distill.teachers"
+        )
     channels, classes, _ = _open(base)
     size = base.data.image_size
     cands = space.candidates(

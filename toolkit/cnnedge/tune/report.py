@@ -85,6 +85,7 @@ def pareto(points: list[tuple[float, float, str]]) -> list[str]:
 
 def plot(table: list[dict], budget: dict, out: Path, title: str) -> Path:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     from cnnedge.files import atomic_path
 
@@ -95,23 +96,32 @@ def plot(table: list[dict], budget: dict, out: Path, title: str) -> Path:
         ("instructions", 1e6, "instructions per inference (millions, counted)", None),
     )
     for ax, (key, scale, label, limit) in zip(axes, panels):
-        pts = [
-            (r[key] / scale, r["val_accuracy"], r["id"])
-            for r in table
-            if r["val_accuracy"] is not None and r.get(key)
-        ]
-        for x, y, i in pts:
-            ax.plot([x], [y], "o", color="C0" if i != table_winner(table) else "C3", ms=7)
+        trained = [r for r in table if r["val_accuracy"] is not None and r.get(key)]
+        pts = [(r[key] / scale, r["val_accuracy"], r["id"]) for r in trained]
+        for r, (x, y, i) in zip(trained, pts):
+            colour = "C0" if i != table_winner(table) else "C3"
+            if r.get("grey"):  # hollow squares: the one-channel models of --colors grey
+                ax.plot([x], [y], "s", mec=colour, mfc="none", ms=7, mew=1.5)
+            else:
+                ax.plot([x], [y], "o", color=colour, ms=7)
+        if any(r.get("grey") for r in trained):
+            ax.plot([], [], "o", color="C0", label="colour input")
+            ax.plot([], [], "s", mec="C0", mfc="none", mew=1.5, label="grey input")
         front = set(pareto(pts))
-        for x, y, i in pts:
-            if i in front:
-                ax.annotate(i, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7)
+        on_front = sorted(p for p in pts if p[2] in front)
+        for k, (x, y, i) in enumerate(on_front):  # alternate above/below: close points stay legible
+            ax.annotate(
+                i, (x, y), xytext=(4, 4 if k % 2 == 0 else -11), textcoords="offset points", fontsize=7
+            )
         over = [r[key] / scale for r in table if r["status"] == "over budget" and r.get(key)]
         if over:
             ax.plot(over, [0] * len(over), "x", color="0.5", label="over budget (not trained)")
         if limit:
             ax.axvline(limit / scale, color="C3", ls="--", label="budget")
         ax.set_xscale("log")  # over-budget candidates reach 10-100× the budget
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())  # labels on minor ticks overlap
         ax.set(xlabel=label + ", log scale", ylabel="validation accuracy (best rung)")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

@@ -101,11 +101,22 @@ def candidates(
             if s < stride:
                 continue  # below the member's total stride: no such model
             out += [Candidate(n, float(w), int(s), p, g) for w in ws for p in heads for g in greys]
+    if not out and ps == ["concat"]:
+        raise CnnedgeError(
+            f"--pools concat: none of {', '.join(names)} builds the concat head (the gmp_dw members do)"
+        )
     if not out:
         raise CnnedgeError(
             f"the search space is empty: every size in {ss} is under the total stride of {', '.join(names)}"
         )
     return out
+
+
+def asks_grey(values) -> bool:
+    """Whether --colors asks for grey models."""
+    from cnnedge.utils import split_list
+
+    return bool(values) and any(v.lower() in ("grey", "gray") for v in split_list(values))
 
 
 def _colors(values, channels: int) -> list[bool]:

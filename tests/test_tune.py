@@ -28,7 +28,7 @@ def searched(easy_idx, tmp_path_factory):
     from cnnedge.tune import tune
 
     out = tmp_path_factory.mktemp("tune") / "search"
-    res = tune(recipe=small_recipe(easy_idx), out=out, minutes=20, **SPACE)
+    res = tune(recipe=small_recipe(easy_idx), out=out, minutes=20, jobs=2, **SPACE)  # 2 processes
     return res
 
 
@@ -55,7 +55,8 @@ def test_costs_come_first_and_over_budget_is_never_trained(searched):
 
 def test_finalists_train_the_whole_schedule_and_outputs(searched):
     """Two candidates fit: too few to halve, so both are finalists trained with the base
-    recipe's whole schedule from their own start; the better one wins."""
+    recipe's whole schedule from their own start (at once: ``jobs=2``, a process each, both
+    recorded); the better one wins."""
     trials = json.loads((searched.folder / "tune.json").read_text())["trials"]
     assert [(t["rung"], t["steps"], t["final"], t["start"]) for t in trials] == [(0, None, True, None)] * 2
     best = max(trials, key=lambda t: t["val_accuracy"])

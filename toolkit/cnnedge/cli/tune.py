@@ -10,57 +10,81 @@ import typer
 from cnnedge.cli.app import TflmDir, app, checked, console
 from cnnedge.numbers import Range
 
+_TUNE_DATA = typer.Option(
+    None, "--data", help="Folder of class folders (an automatic recipe), or the dataset for --recipe."
+)
+_TUNE_RECIPE = typer.Option(None, "--recipe", help="Base recipe: a name or a .py/.yaml file.")
+_TUNE_TARGET = typer.Option(
+    None, "--target", "-t", help="Core (cnnedge firmware targets); default the board's, else cortex-m4."
+)
+_TUNE_BOARD = typer.Option(
+    None,
+    "--board",
+    help="A board (sets core, clock, RAM, flash): nano33ble, stm32h747-disco, … or --boards.",
+)
+_TUNE_BOARDS_FILE = typer.Option(
+    None, "--boards", help="More boards: a JSON or YAML file {name: {core, clock_mhz, ram, flash}}."
+)
+_TUNE_MAX_RAM = typer.Option(None, "--max-ram", help="RAM budget: 64K, 0.5M, bytes.")
+_TUNE_MAX_FLASH = typer.Option(None, "--max-flash", help="Flash budget.")
+_TUNE_MAX_MS = typer.Option(
+    None, "--max-ms", help="Latency budget (estimated at --clock; calibrated cores only)."
+)
+_TUNE_CLOCK = typer.Option(
+    None, "--clock", help="MHz the latency budget is at.", callback=checked(Range(1, 10000, integer=True))
+)
+_TUNE_MINUTES = typer.Option(
+    30.0, "--minutes", help="Time budget of the search.", callback=checked(Range(0.1, 100000))
+)
+_TUNE_STEPS = typer.Option(
+    200,
+    "--steps",
+    help="Training steps of rung 0 (later rungs: 3×).",
+    callback=checked(Range(1, 10**7, integer=True)),
+)
+_TUNE_MODELS = typer.Option(None, "--models", help="GMP members, comma list.")
+_TUNE_WIDTHS = typer.Option(None, "--widths", help="Width multipliers, e.g. 0.5,1.")
+_TUNE_SIZES = typer.Option(None, "--sizes", help="Input sides, e.g. 32,48.")
+_TUNE_POOLS = typer.Option(None, "--pools", help="Heads: max, avg, concat (both; the gmp_dw members).")
+_TUNE_COLORS = typer.Option(
+    None, "--colors", help="rgb, grey: colour data as it is and/or as one grey channel (default rgb)."
+)
+_TUNE_JOBS = typer.Option(
+    1,
+    "--jobs",
+    "-j",
+    help="Trials trained at once, each in its own process with its share of the cores.",
+    callback=checked(Range(1, 256, integer=True)),
+)
+_TUNE_OUT = typer.Option(None, "-o", "--out", help="Search folder (default runs/tune/<recipe>).")
+_TUNE_RESUME = typer.Option(False, "--resume", help="Continue the search in --out.")
+_TUNE_TRAIN_BEST = typer.Option(
+    False, "--train-best", help="Then train the winner in full, export, verify and build its firmware."
+)
+
 
 @app.command("tune")
 def tune_cmd(
-    data: Optional[str] = typer.Option(
-        None, "--data", help="Folder of class folders (an automatic recipe), or the dataset for --recipe."
-    ),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="Base recipe: a name or a .py/.yaml file."),
-    target: Optional[str] = typer.Option(
-        None, "--target", "-t", help="Core (cnnedge firmware targets); default the board's, else cortex-m4."
-    ),
-    board: Optional[str] = typer.Option(
-        None,
-        "--board",
-        help="A board (sets core, clock, RAM, flash): nano33ble, stm32h747-disco, … or --boards.",
-    ),
-    boards_file: Optional[Path] = typer.Option(
-        None, "--boards", help="More boards: a JSON or YAML file {name: {core, clock_mhz, ram, flash}}."
-    ),
-    max_ram: Optional[str] = typer.Option(None, "--max-ram", help="RAM budget: 64K, 0.5M, bytes."),
-    max_flash: Optional[str] = typer.Option(None, "--max-flash", help="Flash budget."),
-    max_ms: Optional[float] = typer.Option(
-        None, "--max-ms", help="Latency budget (estimated at --clock; calibrated cores only)."
-    ),
-    clock: Optional[int] = typer.Option(
-        None, "--clock", help="MHz the latency budget is at.", callback=checked(Range(1, 10000, integer=True))
-    ),
-    minutes: float = typer.Option(
-        30.0, "--minutes", help="Time budget of the search.", callback=checked(Range(0.1, 100000))
-    ),
-    steps: int = typer.Option(
-        200,
-        "--steps",
-        help="Training steps of rung 0 (later rungs: 3×).",
-        callback=checked(Range(1, 10**7, integer=True)),
-    ),
-    models: Optional[str] = typer.Option(None, "--models", help="GMP members, comma list."),
-    widths: Optional[str] = typer.Option(None, "--widths", help="Width multipliers, e.g. 0.5,1."),
-    sizes: Optional[str] = typer.Option(None, "--sizes", help="Input sides, e.g. 32,48."),
-    pools: Optional[str] = typer.Option(
-        None, "--pools", help="Heads: max, avg, concat (both; the gmp_dw members)."
-    ),
-    colors: Optional[str] = typer.Option(
-        None, "--colors", help="rgb, grey: colour data as it is and/or as one grey channel (default rgb)."
-    ),
-    out: Optional[Path] = typer.Option(
-        None, "-o", "--out", help="Search folder (default runs/tune/<recipe>)."
-    ),
-    resume: bool = typer.Option(False, "--resume", help="Continue the search in --out."),
-    train_best: bool = typer.Option(
-        False, "--train-best", help="Then train the winner in full, export, verify and build its firmware."
-    ),
+    data: Optional[str] = _TUNE_DATA,
+    recipe: Optional[str] = _TUNE_RECIPE,
+    target: Optional[str] = _TUNE_TARGET,
+    board: Optional[str] = _TUNE_BOARD,
+    boards_file: Optional[Path] = _TUNE_BOARDS_FILE,
+    max_ram: Optional[str] = _TUNE_MAX_RAM,
+    max_flash: Optional[str] = _TUNE_MAX_FLASH,
+    max_ms: Optional[float] = _TUNE_MAX_MS,
+    clock: Optional[int] = _TUNE_CLOCK,
+    minutes: float = _TUNE_MINUTES,
+    steps: int = _TUNE_STEPS,
+    models: Optional[str] = _TUNE_MODELS,
+    widths: Optional[str] = _TUNE_WIDTHS,
+    sizes: Optional[str] = _TUNE_SIZES,
+    pools: Optional[str] = _TUNE_POOLS,
+    colors: Optional[str] = _TUNE_COLORS,
+    jobs: int = _TUNE_JOBS,
+    out: Optional[Path] = _TUNE_OUT,
+    resume: bool = _TUNE_RESUME,
+    train_best: bool = _TUNE_TRAIN_BEST,
     tflm_dir: Optional[Path] = TflmDir,
 ):
     """Search the most accurate model that fits a board.
@@ -88,6 +112,7 @@ def tune_cmd(
         sizes=sizes,
         pools=pools,
         colors=colors,
+        jobs=jobs,
         out=out,
         resume=resume,
         train_best=train_best,

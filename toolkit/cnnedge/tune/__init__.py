@@ -134,6 +134,7 @@ def tune(
     sizes=None,
     pools=None,
     colors=None,
+    jobs: int = 1,
     out=None,
     resume: bool = False,
     train_best: bool = False,
@@ -154,6 +155,7 @@ def tune(
         clock_mhz: The clock the latency budget is stated at (default: the board's).
         minutes: Time budget of the search (costs and trainings).
         steps: Training steps of rung 0 (each later rung trains 3× the steps).
+        jobs: Trials trained at once, each in its own process with its share of the cores.
         models, widths, sizes, pools, colors: The search space (comma lists; default by the
             data; colors: rgb and/or grey for colour data).
         out: The search folder (default ``runs/tune/<recipe>``).
@@ -165,20 +167,16 @@ def tune(
     Returns:
         A :class:`TuneResult`.
     """
-    from cnnedge.auto import resolve_recipe
     from cnnedge.firmware import targets, tflm_tree, toolchain
-    from cnnedge.recipe import check, to_dict
+    from cnnedge.numbers import Range, number
+    from cnnedge.recipe import to_dict
 
+    jobs = number(jobs, "--jobs", Range(1, 256, integer=True))
     budget = _budget(target, board, boards_file, max_ram, max_flash, max_ms, clock_mhz)
     toolchain.require(targets.get(budget["target"]))
     tflm_tree.source_dir(tflm_dir)
-    base = check(resolve_recipe(recipe, data=data)[0])
+    base = _base(recipe, data, colors)
     bases = search.Bases(recipe, data)
-    if base.distill.teachers and space.asks_grey(colors):
-        raise CnnedgeError(
-            f"--colors grey: recipe {base.name} distils from teachers that take the data's "
-            "colour images; search colour only, or a recipe without distill.teachers"
-        )
     channels, classes, _ = _open(base)
     size = base.data.image_size
     cands = space.candidates(
@@ -204,7 +202,7 @@ def tune(
         fits = _distinct([c for c in cands if not _record(state, c)["over"]], state)
         if not fits:
             raise CnnedgeError(_nothing_fits(state, budget))
-        _rank(state, fits, bases, int(steps), folder, deadline, t0, spent, budget, log)
+        _rank(state, fits, bases, int(steps), folder, deadline, t0, spent, budget, log, int(jobs))
         recipe_path = _winner_recipe(state, bases, cands, folder)
         _save(folder, state, budget)
     res = TuneResult(
@@ -218,6 +216,20 @@ def tune(
     if train_best:
         res.trained = _train_best(recipe_path, budget, folder, tflm_dir, log)
     return res
+
+
+def _base(recipe, data, colors):
+    """The recipe every trial starts from (``--recipe`` or ``train --data``'s), checked."""
+    from cnnedge.auto import resolve_recipe
+    from cnnedge.recipe import check
+
+    base = check(resolve_recipe(recipe, data=data)[0])
+    if base.distill.teachers and space.asks_grey(colors):
+        raise CnnedgeError(
+            f"--colors grey: recipe {base.name} distils from teachers that take the data's "
+            "colour images; search colour only, or a recipe without distill.teachers"
+        )
+    return base
 
 
 def _record(state: dict, c) -> dict:
@@ -280,36 +292,40 @@ def _trial(state: dict, cid: str, rung: int) -> dict | None:
     return next((t for t in state["trials"] if t["id"] == cid and t["rung"] == rung), None)
 
 
-def _rank(state, fits, bases, steps, folder, deadline, t0, spent, budget, log) -> None:
-    """Successive halving (:mod:`.search`) over ``fits``; the state is saved after each trial
-    and the search stops at the deadline once a trial has run."""
+def _rank(state, fits, bases, steps, folder, deadline, t0, spent, budget, log, jobs=1) -> None:
+    """Successive halving (:mod:`.search`) over ``fits``, ``jobs`` trials at a time; the state
+    is saved after each trial and no trial starts past the deadline once one has run."""
     by_id = {c.id: c for c in fits}
     alive, rung = [c.id for c in fits], 0
+
+    def record(done: dict) -> None:
+        state["trials"].append(done)
+        state["seconds"] = spent + time.monotonic() - t0
+        _choose(state)
+        _save(folder, state, budget)
+
     while True:
         final = len(alive) <= search.ETA  # the last few: the whole schedule decides
-        scored = []
-        for cid in alive:
-            done = _trial(state, cid, rung)
-            if done is None:
-                if time.monotonic() > deadline and state["trials"]:
-                    if log:
-                        log("time budget spent: the best trial so far wins")
-                    return _choose(state)
-                prev = _trial(state, cid, rung - 1) if rung and not final else None
-                done = search.run_trial(
+        specs = []
+        for cid in (cid for cid in alive if _trial(state, cid, rung) is None):
+            prev = _trial(state, cid, rung - 1) if rung and not final else None
+            steps_now = None if final else steps * search.ETA**rung
+            specs.append(
+                (
                     bases(by_id[cid]),
                     by_id[cid],
                     rung,
-                    None if final else steps * search.ETA**rung,
+                    steps_now,
                     prev["run"] if prev else None,
                     folder / "trials",
-                    log,
                 )
-                state["trials"].append(done)
-                state["seconds"] = spent + time.monotonic() - t0
-                _choose(state)
-                _save(folder, state, budget)
-            scored.append((cid, done["val_accuracy"] or 0.0))
+            )
+        late = lambda: time.monotonic() > deadline and bool(state["trials"])  # noqa: E731
+        if not search.run_trials(specs, jobs, record, late, log):
+            if log:
+                log("time budget spent: the best trial so far wins")
+            return _choose(state)
+        scored = [(cid, _trial(state, cid, rung)["val_accuracy"] or 0.0) for cid in alive]
         if final:
             return _choose(state)
         alive, rung = search.halve(scored), rung + 1

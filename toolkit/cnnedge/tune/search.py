@@ -127,9 +127,8 @@ def run_trial(
 
     weights = str(prev_run) if prev_run else start_weights(base, c)
     name = f"{c.id}-r{rung}"
-    what = "the full schedule" if steps is None else f"{steps} steps"
     if log:
-        log(f"rung {rung}: {c.id}, {what}" + (f" from {weights}" if weights else ""))
+        log(announce(base, c, rung, steps, prev_run))
     import shutil
     from pathlib import Path
 
@@ -150,3 +149,58 @@ def run_trial(
         "seconds": round(time.monotonic() - t0, 1),
         "start": weights,
     }
+
+
+def announce(base: Recipe, c: Candidate, rung: int, steps: int | None, prev_run) -> str:
+    """The progress line of a trial."""
+    weights = str(prev_run) if prev_run else start_weights(base, c)
+    what = "the full schedule" if steps is None else f"{steps} steps"
+    return f"rung {rung}: {c.id}, {what}" + (f" from {weights}" if weights else "")
+
+
+def run_trials(specs: list, jobs: int, on_done, past_deadline, log=None) -> bool:
+    """Train the trials ``specs`` (:func:`run_trial`'s arguments but ``log``, a tuple each),
+    one at a time or ``jobs`` at once in fresh processes that share the cores between them;
+    ``on_done(record)`` as each finishes. No trial starts once ``past_deadline()``; those
+    running finish. False when the deadline stopped it."""
+    if jobs <= 1:
+        for spec in specs:
+            if past_deadline():
+                return False
+            on_done(run_trial(*spec, log))
+        return True
+    import concurrent.futures as cf
+    import multiprocessing
+    import os
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    pending, running, stopped = list(specs), set(), False
+    ctx = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
+    with cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker, initargs=(threads,)) as pool:
+        try:
+            while pending or running:
+                while pending and len(running) < jobs and not (stopped := stopped or past_deadline()):
+                    spec = pending.pop(0)
+                    if log:
+                        log(announce(*spec[:5]))
+                    running.add(pool.submit(run_trial, *spec))
+                if not running:
+                    break
+                done, running = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for f in done:
+                    on_done(f.result())
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # the running trials end, none records
+            raise
+    return not stopped
+
+
+def _worker(threads: int) -> None:
+    """A trial process: its share of the cores (set before TensorFlow starts its pools)."""
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    from cnnedge.backend import tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))

@@ -309,10 +309,28 @@ def test_grey_is_a_dimension_of_colour_data(tmp_path):
     assert not (tmp_path / "t").exists()
 
 
-def test_heads_are_a_dimension_where_the_member_builds_them():
+def test_heads_and_kernels_are_dimensions_where_the_member_builds_them():
     """--pools max,concat: the concat head (global max and average side by side) for the
-    members that build it (gmp_dw_*), max for all; an unknown head is one line."""
-    from cnnedge.tune import space
+    members that build it (gmp_dw_*), max for all; --kernels 3,5: the depthwise kernel of the
+    gmp_dw members (a 5×5 candidate builds a bigger model and never starts from the 3×3
+    checkpoint); bad values are one line."""
+    from cnnedge import models
+    from cnnedge.tune import search, space
+
+    cands = space.candidates(3, None, models="gmp_xs,gmp_dw_a", widths="1", sizes="32", kernels="3,5")
+    assert [c.id for c in cands] == ["gmp_xs-w1-32px-max", "gmp_dw_a-w1-32px-max", "gmp_dw_a-w1-32px-max-k5"]
+    k3, k5 = (models.create_model("gmp_dw_a", num_classes=3, channels=3, **c.kwargs()) for c in cands[1:])
+    assert k5.count_params() > k3.count_params()
+    base = small_recipe("photos")
+    base.model.weights = "cifar10"
+    assert search.start_weights(base, cands[1]) == "cifar10" and search.start_weights(base, cands[2]) is None
+    assert search.trial_recipe(base, cands[2], 10, None).model.kwargs == {
+        "width": 1.0,
+        "pool": "max",
+        "kernel": 5,
+    }
+    with pytest.raises(CnnedgeError, match="--kernels"):
+        space.candidates(3, None, kernels="0")
 
     cands = space.candidates(3, None, models="gmp_xs,gmp_dw_c", widths="1", sizes="32", pools="max,concat")
     assert [c.id for c in cands] == ["gmp_xs-w1-32px-max", "gmp_dw_c-w1-32px-max", "gmp_dw_c-w1-32px-concat"]

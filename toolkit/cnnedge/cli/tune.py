@@ -49,6 +49,9 @@ _TUNE_POOLS = typer.Option(None, "--pools", help="Heads: max, avg, concat (both;
 _TUNE_COLORS = typer.Option(
     None, "--colors", help="rgb, grey: colour data as it is and/or as one grey channel (default rgb)."
 )
+_TUNE_KERNELS = typer.Option(
+    None, "--kernels", help="Depthwise kernels of the gmp_dw members, e.g. 3,5 (default 3)."
+)
 _TUNE_JOBS = typer.Option(
     1,
     "--jobs",
@@ -81,6 +84,7 @@ def tune_cmd(
     sizes: Optional[str] = _TUNE_SIZES,
     pools: Optional[str] = _TUNE_POOLS,
     colors: Optional[str] = _TUNE_COLORS,
+    kernels: Optional[str] = _TUNE_KERNELS,
     jobs: int = _TUNE_JOBS,
     out: Optional[Path] = _TUNE_OUT,
     resume: bool = _TUNE_RESUME,
@@ -112,6 +116,7 @@ def tune_cmd(
         sizes=sizes,
         pools=pools,
         colors=colors,
+        kernels=kernels,
         jobs=jobs,
         out=out,
         resume=resume,

@@ -114,7 +114,7 @@ def gmp_dwnet(
 
 # Params are for 10 classes: "1-ch" = 28×28×1, "3-ch" = 32×32×3 (params do not depend on H×W).
 @register_model
-def gmp_dw_a(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0):
+def gmp_dw_a(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0, kernel=3):
     """CIFAR-10 hybrid: 3×3 basic blocks ×2 at 16 (full res), depthwise blocks 96×3 then 128×2.
 
     1-ch: 96,811 params, 15.96M MACs at 28×28. 3-ch: 97,101 params, 21.14M MACs at 32×32.
@@ -126,7 +126,7 @@ def gmp_dw_a(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0
         scaled((16, 96, 128), width),
         (2, 3, 2),
         scaled(16, width),
-        3,
+        kernel,
         1,
         1,
         pool,
@@ -137,7 +137,7 @@ def gmp_dw_a(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0
 
 
 @register_model
-def gmp_dw_b(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0):
+def gmp_dw_b(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0, kernel=3):
     """CIFAR-10 hybrid, cheap to train: gmp_res10-like 3×3 stages 16-32, depthwise 120×4 at 1/4.
 
     1-ch: 96,107 params, 13.39M MACs at 28×28. 3-ch: 96,397 params, 17.78M MACs at 32×32.
@@ -149,7 +149,7 @@ def gmp_dw_b(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0
         scaled((16, 32, 120), width),
         (2, 1, 4),
         scaled(16, width),
-        3,
+        kernel,
         1,
         2,
         pool,
@@ -160,7 +160,7 @@ def gmp_dw_b(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0
 
 
 @register_model
-def gmp_dw_c(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0):
+def gmp_dw_c(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0, kernel=3):
     """All-depthwise CIFAR-10 member: stem 32, depthwise residual blocks 32×2, 64×3, 128×3.
 
     1-ch: 88,331 params, 8.50M MACs at 28×28. 3-ch: 88,909 params, 11.69M MACs at 32×32.
@@ -172,7 +172,7 @@ def gmp_dw_c(num_classes, channels, pool="max", dropout=0.1, hidden=0, width=1.0
         scaled((32, 64, 128), width),
         (2, 3, 3),
         scaled(32, width),
-        3,
+        kernel,
         1,
         0,
         pool,

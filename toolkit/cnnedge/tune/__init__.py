@@ -86,6 +86,18 @@ def _open(base):
     return src.info.channels, len(src.info.class_names), n_val
 
 
+def _settings(budget: dict, cands: list, steps: int, base) -> dict:
+    """What a resumed search must share with the one it continues."""
+    from cnnedge.recipe import to_dict
+
+    return {
+        "budget": budget,
+        "candidates": [c.id for c in cands],
+        "steps": int(steps),
+        "recipe": json.loads(json.dumps(to_dict(base), default=str)),
+    }
+
+
 def _state(folder: Path, settings: dict, resume: bool) -> dict:
     path = folder / STATE
     if path.is_file():
@@ -134,6 +146,7 @@ def tune(
     sizes=None,
     pools=None,
     colors=None,
+    kernels=None,
     jobs: int = 1,
     out=None,
     resume: bool = False,
@@ -156,8 +169,9 @@ def tune(
         minutes: Time budget of the search (costs and trainings).
         steps: Training steps of rung 0 (each later rung trains 3× the steps).
         jobs: Trials trained at once, each in its own process with its share of the cores.
-        models, widths, sizes, pools, colors: The search space (comma lists; default by the
-            data; colors: rgb and/or grey for colour data).
+        models, widths, sizes, pools, colors, kernels: The search space (comma lists; default
+            by the data; colors: rgb and/or grey for colour data; kernels: the depthwise kernel
+            of the gmp_dw members, default 3).
         out: The search folder (default ``runs/tune/<recipe>``).
         resume: Continue the search in ``out``.
         train_best: Then train the winner in full, export, verify and build its firmware.
@@ -169,7 +183,6 @@ def tune(
     """
     from cnnedge.firmware import targets, tflm_tree, toolchain
     from cnnedge.numbers import Range, number
-    from cnnedge.recipe import to_dict
 
     jobs = number(jobs, "--jobs", Range(1, 256, integer=True))
     budget = _budget(target, board, boards_file, max_ram, max_flash, max_ms, clock_mhz)
@@ -180,16 +193,17 @@ def tune(
     channels, classes, _ = _open(base)
     size = base.data.image_size
     cands = space.candidates(
-        channels, size, models=models, widths=widths, sizes=sizes, pools=pools, colors=colors
+        channels,
+        size,
+        models=models,
+        widths=widths,
+        sizes=sizes,
+        pools=pools,
+        colors=colors,
+        kernels=kernels,
     )
     folder = Path(out or Path("runs") / "tune" / base.name)
-    settings = {
-        "budget": budget,
-        "candidates": [c.id for c in cands],
-        "steps": int(steps),
-        "recipe": json.loads(json.dumps(to_dict(base), default=str)),
-    }
-    state = _state(folder, settings, resume)
+    state = _state(folder, _settings(budget, cands, steps, base), resume)
     folder.mkdir(parents=True, exist_ok=True)
     from cnnedge.locks import folder_lock
 
@@ -245,7 +259,7 @@ def _distinct(fits: list, state: dict) -> list:
     out = []
     for c in fits:
         r = _record(state, c)
-        key = (r["params"], r["macs"], r["ram"], r["instructions"], c.size, c.pool, c.grey)
+        key = (r["params"], r["macs"], r["ram"], r["instructions"], c.size, c.pool, c.grey, c.kernel)
         if key in seen:
             r["same_as"] = seen[key]
         else:
@@ -350,9 +364,7 @@ def _winner_recipe(state: dict, bases, cands, folder: Path) -> Path:
         base,
         name=f"{base.name}_tuned",
         description=f"cnnedge tune winner {c.id} ({base.description})",
-        model=ModelConfig(
-            name=c.model, kwargs={"width": c.width, "pool": c.pool}, weights=search.start_weights(base, c)
-        ),
+        model=ModelConfig(name=c.model, kwargs=c.kwargs(), weights=search.start_weights(base, c)),
         data=search.with_color(base.data, c),
     )
     path = folder / "winner.yaml"

@@ -82,9 +82,7 @@ def _measure(c, dataset, num_classes, channels, target, out: Path, tflm_dir, log
     from cnnedge.firmware import build_firmware
 
     channels = c.channels(channels)
-    model = models.create_model(
-        c.model, num_classes=num_classes, channels=channels, width=c.width, pool=c.pool
-    )
+    model = models.create_model(c.model, num_classes=num_classes, channels=channels, **c.kwargs())
     path = out / "untrained.keras"
     model.save(path)
     if log:

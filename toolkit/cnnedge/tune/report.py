@@ -14,6 +14,7 @@ COLUMNS = [
     "size",
     "pool",
     "grey",
+    "kernel",
     "params",
     "macs",
     "ram",

@@ -31,7 +31,7 @@ def trial_recipe(base: Recipe, c: Candidate, steps: int | None, weights: str | N
     r = dataclasses.replace(
         base,
         name=f"{base.name}-{c.id}",
-        model=ModelConfig(name=c.model, kwargs={"width": c.width, "pool": c.pool}, weights=weights),
+        model=ModelConfig(name=c.model, kwargs=c.kwargs(), weights=weights),
         qat=dataclasses.replace(base.qat, enabled=False),
         data=with_color(base.data, c),
     )
@@ -63,6 +63,7 @@ def start_weights(base: Recipe, c: Candidate) -> str | None:
         and c.model == weights.info(w)["model"]
         and c.width == 1.0
         and c.pool == "max"
+        and c.kernel == 3
     ):
         return w
     return None

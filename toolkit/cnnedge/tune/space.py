@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from cnnedge.errors import CnnedgeError
+from cnnedge.numbers import Range
 
 GREY_MEMBERS = ("gmp_xs", "gmp_32_64_128", "gmp_s")
 RGB_MEMBERS = ("gmp_xs", "gmp_32_64_128", "gmp_s", "gmp_dw_c", "gmp_dw_a")
@@ -30,10 +31,20 @@ class Candidate:
     size: int  # square input side
     pool: str = "max"
     grey: bool = False  # colour data converted to one grey channel (recipe data.channels=1)
+    kernel: int = 3  # the depthwise kernel of the gmp_dw members
 
     @property
     def id(self) -> str:
-        return f"{self.model}-w{self.width:g}-{self.size}px-{self.pool}" + ("-grey" if self.grey else "")
+        k = f"-k{self.kernel}" if self.kernel != 3 else ""
+        return f"{self.model}-w{self.width:g}-{self.size}px-{self.pool}{k}" + ("-grey" if self.grey else "")
+
+    def kwargs(self) -> dict:
+        """The builder options of the candidate's model (recipe model.kwargs)."""
+        return {
+            "width": self.width,
+            "pool": self.pool,
+            **({"kernel": self.kernel} if self.kernel != 3 else {}),
+        }
 
     def channels(self, data_channels: int) -> int:
         """The model's input channels on data of ``data_channels``."""
@@ -43,11 +54,11 @@ class Candidate:
         return {"id": self.id, **asdict(self)}
 
 
-def _numbers(values, flag: str, cast) -> list:
+def _numbers(values, flag: str, cast, rng=None) -> list:
     from cnnedge.numbers import Range, number
     from cnnedge.utils import split_list
 
-    rng = Range(0.05, 4) if cast is float else Range(4, 1024, integer=True)
+    rng = rng or (Range(0.05, 4) if cast is float else Range(4, 1024, integer=True))
     return [number(v, flag, rng) for v in split_list(values)]
 
 
@@ -72,7 +83,15 @@ def default_space(channels: int, source_size) -> dict:
 
 
 def candidates(
-    channels: int, source_size, *, models=None, widths=None, sizes=None, pools=None, colors=None
+    channels: int,
+    source_size,
+    *,
+    models=None,
+    widths=None,
+    sizes=None,
+    pools=None,
+    colors=None,
+    kernels=None,
 ) -> list[Candidate]:
     """Every combination of the given (else default) choices, checked: known members, sizes
     at least the member's total stride, pools max, avg or concat (for the members that build
@@ -86,6 +105,7 @@ def candidates(
     ss = _numbers(sizes, "--sizes", int) if sizes else list(space["sizes"])
     ps = split_list(pools) if pools else list(space["pools"])
     greys = _colors(colors, channels) if colors else [c == "grey" and channels == 3 for c in space["colors"]]
+    ks = _numbers(kernels, "--kernels", int, Range(1, 15, integer=True)) if kernels else [3]
     known = registry.list_models()
     for n in names:
         if n not in known or not n.startswith("gmp_"):
@@ -96,11 +116,18 @@ def candidates(
     out = []
     for n in names:
         stride = registry.min_input_size(registry.create_model(n, num_classes=2, channels=channels))
-        heads = [p for p in ps if p != "concat" or _has_concat(n, channels)]
+        heads = [p for p in ps if p != "concat" or _builds(n, channels, pool="concat")]
+        kernels_n = [k for k in ks if k == 3 or _builds(n, channels, kernel=k)]
         for s in ss:
             if s < stride:
                 continue  # below the member's total stride: no such model
-            out += [Candidate(n, float(w), int(s), p, g) for w in ws for p in heads for g in greys]
+            out += [
+                Candidate(n, float(w), int(s), p, g, int(k))
+                for w in ws
+                for p in heads
+                for g in greys
+                for k in kernels_n
+            ]
     if not out and ps == ["concat"]:
         raise CnnedgeError(
             f"--pools concat: none of {', '.join(names)} builds the concat head (the gmp_dw members do)"
@@ -136,12 +163,13 @@ def _colors(values, channels: int) -> list[bool]:
     return list(dict.fromkeys(out))
 
 
-def _has_concat(member: str, channels: int) -> bool:
-    """Whether ``member`` builds the concat head (the members that do not are left out of it)."""
+def _builds(member: str, channels: int, **option) -> bool:
+    """Whether ``member`` builds with ``option`` (the concat head, a depthwise kernel): the
+    members that do not are left out of that choice."""
     from cnnedge import models as registry
 
     try:
-        registry.create_model(member, num_classes=2, channels=channels, pool="concat")
+        registry.create_model(member, num_classes=2, channels=channels, **option)
     except CnnedgeError:
         return False
     return True

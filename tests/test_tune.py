@@ -331,8 +331,27 @@ def test_heads_and_kernels_are_dimensions_where_the_member_builds_them():
     }
     with pytest.raises(CnnedgeError, match="--kernels"):
         space.candidates(3, None, kernels="0")
+    with pytest.raises(CnnedgeError, match="none of gmp_xs takes a kernel"):
+        space.candidates(3, None, models="gmp_xs", kernels="5")
+    assert (
+        len(space.candidates(3, None, models="gmp_dw_c,gmp_dw_c", widths="1,1", sizes="32", kernels="3,3"))
+        == 1
+    )
 
     cands = space.candidates(3, None, models="gmp_xs,gmp_dw_c", widths="1", sizes="32", pools="max,concat")
     assert [c.id for c in cands] == ["gmp_xs-w1-32px-max", "gmp_dw_c-w1-32px-max", "gmp_dw_c-w1-32px-concat"]
     with pytest.raises(CnnedgeError, match="--pools sum: pooling is max, avg, concat"):
         space.candidates(3, None, pools="max,sum")
+
+
+def test_parallel_trials_that_fail_raise_and_record_nothing(tmp_path):
+    """jobs=2: a trial failing in its process raises here (the same error), after the other
+    finished; nothing half-done is recorded."""
+    from cnnedge.tune import search, space
+
+    base = small_recipe(tmp_path / "no-such-data")
+    specs = [(base, space.Candidate("gmp_xs", w, 28), 0, 5, None, tmp_path / "trials") for w in (0.5, 1.0)]
+    done = []
+    with pytest.raises(CnnedgeError, match="no-such-data"):
+        search.run_trials(specs, 2, done.append, lambda running: False)
+    assert done == []

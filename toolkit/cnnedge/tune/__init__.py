@@ -334,7 +334,7 @@ def _rank(state, fits, bases, steps, folder, deadline, t0, spent, budget, log, j
                     folder / "trials",
                 )
             )
-        late = lambda: time.monotonic() > deadline and bool(state["trials"])  # noqa: E731
+        late = lambda running: time.monotonic() > deadline and (bool(state["trials"]) or running)  # noqa: E731
         if not search.run_trials(specs, jobs, record, late, log):
             if log:
                 log("time budget spent: the best trial so far wins")

@@ -162,25 +162,27 @@ def announce(base: Recipe, c: Candidate, rung: int, steps: int | None, prev_run)
 def run_trials(specs: list, jobs: int, on_done, past_deadline, log=None) -> bool:
     """Train the trials ``specs`` (:func:`run_trial`'s arguments but ``log``, a tuple each),
     one at a time or ``jobs`` at once in fresh processes that share the cores between them;
-    ``on_done(record)`` as each finishes. No trial starts once ``past_deadline()``; those
-    running finish. False when the deadline stopped it."""
+    ``on_done(record)`` as each finishes. No trial starts once ``past_deadline(running)`` (a
+    trial running counts as one that ran); those running finish. A failed trial lets the
+    others finish and be recorded, then raises; an interruption stops them, none recorded.
+    False when the deadline stopped it."""
     if jobs <= 1:
         for spec in specs:
-            if past_deadline():
+            if past_deadline(False):
                 return False
             on_done(run_trial(*spec, log))
         return True
     import concurrent.futures as cf
     import multiprocessing
-    import os
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    pending, running, stopped = list(specs), set(), False
+    pending, running, stopped, failed = list(specs), set(), False, None
     ctx = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
-    with cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker, initargs=(threads,)) as pool:
+    with cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker, initargs=(_share(jobs),)) as pool:
         try:
             while pending or running:
-                while pending and len(running) < jobs and not (stopped := stopped or past_deadline()):
+                while pending and len(running) < jobs and not failed:
+                    if stopped := stopped or past_deadline(bool(running)):
+                        break
                     spec = pending.pop(0)
                     if log:
                         log(announce(*spec[:5]))
@@ -189,15 +191,31 @@ def run_trials(specs: list, jobs: int, on_done, past_deadline, log=None) -> bool
                     break
                 done, running = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for f in done:
-                    on_done(f.result())
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # the running trials end, none records
+                    if f.exception() is not None:
+                        failed = failed or f.exception()
+                    else:
+                        on_done(f.result())
+        except BaseException:  # Ctrl-C, SIGTERM: the trials stop too (a rerun starts them over)
+            for child in multiprocessing.active_children():
+                child.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
+    if failed is not None:
+        raise failed
     return not stopped
 
 
+def _share(jobs: int) -> int:
+    """The threads each of ``jobs`` trial processes gets: the cores this process may use."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // jobs)
+
+
 def _worker(threads: int) -> None:
-    """A trial process: its share of the cores (set before TensorFlow starts its pools)."""
+    """A trial process: its share of the cores (set before TensorFlow starts its pools), and
+    GPU memory taken as needed (the first process would otherwise hold nearly all of it)."""
     import os
 
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -205,3 +223,5 @@ def _worker(threads: int) -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)

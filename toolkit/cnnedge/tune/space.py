@@ -59,7 +59,7 @@ def _numbers(values, flag: str, cast, rng=None) -> list:
     from cnnedge.utils import split_list
 
     rng = rng or (Range(0.05, 4) if cast is float else Range(4, 1024, integer=True))
-    return [number(v, flag, rng) for v in split_list(values)]
+    return list(dict.fromkeys(number(v, flag, rng) for v in split_list(values)))  # each once
 
 
 def default_space(channels: int, source_size) -> dict:
@@ -100,10 +100,10 @@ def candidates(
     from cnnedge.utils import split_list, unknown
 
     space = default_space(channels, source_size)
-    names = split_list(models) if models else list(space["models"])
+    names = list(dict.fromkeys(split_list(models))) if models else list(space["models"])
     ws = _numbers(widths, "--widths", float) if widths else list(space["widths"])
     ss = _numbers(sizes, "--sizes", int) if sizes else list(space["sizes"])
-    ps = split_list(pools) if pools else list(space["pools"])
+    ps = list(dict.fromkeys(split_list(pools))) if pools else list(space["pools"])
     greys = _colors(colors, channels) if colors else [c == "grey" and channels == 3 for c in space["colors"]]
     ks = _numbers(kernels, "--kernels", int, Range(1, 15, integer=True)) if kernels else [3]
     known = registry.list_models()
@@ -128,6 +128,10 @@ def candidates(
                 for g in greys
                 for k in kernels_n
             ]
+    if not out and 3 not in ks:
+        raise CnnedgeError(
+            f"--kernels {kernels}: none of {', '.join(names)} takes a kernel (the gmp_dw members do)"
+        )
     if not out and ps == ["concat"]:
         raise CnnedgeError(
             f"--pools concat: none of {', '.join(names)} builds the concat head (the gmp_dw members do)"

@@ -158,6 +158,41 @@ def test_function_length_check_can_fail(tmp_path):
     assert list(_functions(f)) == [("f", MAX_FUNCTION_LINES + 2)]
 
 
+MANY_ARGUMENTS = 8  # from here on a reader needs each argument's meaning spelled out
+
+
+def _undocumented(path: Path):
+    """Public module-level functions of ``path`` with many parameters whose docstring lacks a
+    Google-style ``Args:`` section naming every one of them."""
+    for n in ast.parse(path.read_text()).body:
+        if not isinstance(n, ast.FunctionDef) or n.name.startswith("_"):
+            continue
+        names = [a.arg for a in n.args.posonlyargs + n.args.args + n.args.kwonlyargs]
+        if len(names) < MANY_ARGUMENTS:
+            continue
+        doc = ast.get_docstring(n) or ""
+        args = doc.split("Args:", 1)[1].split("Returns:", 1)[0] if "Args:" in doc else ""
+        named = {x.strip() for line in re.findall(r"^\s+([\w, ]+):", args, re.M) for x in line.split(",")}
+        missing = [a for a in names if a not in named]
+        if missing:
+            yield f"{n.name} ({', '.join(missing)})"
+
+
+@pytest.mark.parametrize("name", sorted(m for m in _code() if not m.startswith("cnnedge.cli")))
+def test_public_functions_document_their_arguments(name):
+    """Google style, one way everywhere; the CLI's commands are documented by their options'
+    help texts instead (their docstrings are the commands' help)."""
+    bad = list(_undocumented(_code()[name]))
+    assert not bad, f"{name}: add an Args: section naming every parameter: {bad}"
+
+
+def test_argument_check_can_fail(tmp_path):
+    f = tmp_path / "m.py"
+    params = ", ".join(f"a{i}" for i in range(MANY_ARGUMENTS))
+    f.write_text(f'def f({params}):\n    """Doc.\n\n    Args:\n        a0: x.\n    """\n')
+    assert list(_undocumented(f)) == [f"f ({', '.join(f'a{i}' for i in range(1, MANY_ARGUMENTS))})"]
+
+
 RUN_FILES = {
     *Run.MODELS.values(),
     Run.RECIPE,

@@ -93,8 +93,19 @@ def mix_batches(
     first_epoch: int = 0,
     seed: int = 0,
 ):
-    """Map :func:`mix_batch` over a repeated dataset of (float images, one-hot labels) batches
-    whose first batch starts epoch ``first_epoch`` (0-based) of a run of ``epochs`` × ``steps``."""
+    """Map :func:`mix_batch` over a repeated dataset of (float images, one-hot labels) batches.
+
+    Args:
+        ds: The batches; the first starts epoch ``first_epoch`` of the run.
+        mixup: Mixup's Beta parameter (0: off).
+        cutmix: CutMix's Beta parameter (0: off).
+        prob: Probability an image is mixed once the ramp is complete.
+        ramp: (start, full): fractions of the run where mixing starts and reaches ``prob``.
+        epochs: Epochs of the run.
+        steps: Batches per epoch.
+        first_epoch: The 0-based epoch the first batch belongs to (a resumed run's).
+        seed: Seed of the stateless random draws.
+    """
     counter = tf.data.Dataset.range(int(first_epoch) * int(steps), 2**62)
 
     def fn(batch, i):

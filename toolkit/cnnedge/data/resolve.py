@@ -297,8 +297,25 @@ def open_dataset(
     channels: int | None = None,
 ):
     """Open a dataset by name or path; nothing is read beyond headers and labels.
-    ``val_split``: how ``val_fraction`` is carved from train, "random" or "stratified";
-    ``channels``: 1 or 3 converts colour to grey or grey to RGB as images are decoded."""
+
+    Args:
+        spec: A dataset name (``fashion-mnist``, ``cifar10``), a folder (class folders, IDX or
+            CIFAR files, a packed dataset) or a packed dataset's URL.
+        data_dir: Folder searched first for the dataset's files.
+        val_fraction: Fraction of train carved out as the "val" split (0: none).
+        seed: Seed of that carve-out.
+        image_size: (H, W) every image is resized to (None: the source's own size).
+        keep_size: Keep each image at its own size (variable-size batches).
+        batch_mode: ``pad`` or ``bucket``: how variable-size images are batched.
+        download: Fetch a named dataset that is not on disk.
+        val_split: How ``val_fraction`` is carved: ``random`` or ``stratified`` (each class
+            its share).
+        channels: 1 or 3 converts colour to grey (luma) or grey to RGB as images are decoded
+            (None: the data's own).
+
+    Returns:
+        A :class:`cnnedge.data.base.Source`.
+    """
     if channels is not None:
         src = open_dataset(
             spec,

@@ -74,13 +74,23 @@ def gmp_dwnet(
 
     Stage 1 keeps the input resolution; every later stage starts with a stride-2 depthwise 3×3
     conv-BN and a pointwise conv-BN-ReLU to its width, so the total stride is
-    2**(len(widths)-1). widths: channels per stage; blocks: residual blocks per stage (0 allowed);
-    stem: stem filters (0 = widths[0], else a pointwise conv widens it to widths[0]); kernel:
-    depthwise kernel size; expand: inverted-bottleneck expansion (1 = plain dw-pw block);
-    conv_stages: the first stages use gmp_resnet's 3×3 basic blocks instead (dense 3×3 convs are
-    cheaper to train on CPUs where the feature maps are large and narrow; a later one starts with
-    a stride-2 basic block);
-    pool: "max", "avg" or "concat" (max and average side by side); dropout/hidden as gmp_cnn.
+    2**(len(widths)-1).
+
+    Args:
+        num_classes: Classes of the "logits" Dense.
+        channels: Input channels (1 grey, 3 RGB).
+        widths: Channels per stage.
+        blocks: Residual blocks per stage (0 allowed).
+        stem: Stem filters (0 = widths[0], else a pointwise conv widens it to widths[0]).
+        kernel: Depthwise kernel size.
+        expand: Inverted-bottleneck expansion (1 = plain depthwise-pointwise block).
+        conv_stages: The first stages use gmp_resnet's 3×3 basic blocks instead (dense 3×3
+            convs are cheaper to train on CPUs where the feature maps are large and narrow; a
+            later one starts with a stride-2 basic block).
+        pool: ``max``, ``avg`` or ``concat`` (max and average side by side).
+        dropout: Dropout before the classifier.
+        hidden: Units of an optional Dense+ReLU before the classifier (0: none).
+        name: The model's name.
     """
     widths, blocks = tuple(int(w) for w in widths), tuple(int(b) for b in blocks)
     if not widths or len(blocks) != len(widths) or min(blocks) < 0:

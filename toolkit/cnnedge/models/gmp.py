@@ -89,10 +89,17 @@ def gmp_cnn(
 ):
     """Generic GMP CNN: [stem] -> per stage (3×3 s2 conv-BN-ReLU + `extra` s1 blocks) -> head.
 
-    widths: filters per stage (each stage halves H and W); extra: stride-1 conv-BN-ReLU blocks
-    per stage (identity-residual if ``residual``); stem: filters of a stride-1 conv before the
-    first stage (0 = none); pool: "max" (GlobalMaxPooling2D) or "avg"; dropout before the
-    classifier; hidden: units of an optional Dense+ReLU before the "logits" Dense.
+    Args:
+        num_classes: Classes of the "logits" Dense.
+        channels: Input channels (1 grey, 3 RGB).
+        widths: Filters per stage (each stage halves H and W).
+        extra: Stride-1 conv-BN-ReLU blocks per stage.
+        stem: Filters of a stride-1 conv before the first stage (0 = none).
+        pool: ``max`` (GlobalMaxPooling2D) or ``avg``.
+        dropout: Dropout before the classifier.
+        hidden: Units of an optional Dense+ReLU before the "logits" Dense (0: none).
+        residual: Make the extra blocks identity-residual.
+        name: The model's name.
     """
     widths, extra = tuple(int(w) for w in widths), tuple(int(e) for e in extra)
     if not widths or len(extra) != len(widths):
@@ -137,8 +144,18 @@ def gmp_resnet(
     """Generic residual GMP CNN: stride-1 stem conv -> stages of basic blocks -> head.
 
     Stage 1 keeps the input resolution; every later stage starts with a stride-2 block, so the
-    total stride is 2**(len(widths)-1). widths: filters per stage; blocks: basic blocks (two 3×3
-    convs each) per stage; stem: stem filters (0 = widths[0]); pool/dropout/hidden as gmp_cnn.
+    total stride is 2**(len(widths)-1).
+
+    Args:
+        num_classes: Classes of the "logits" Dense.
+        channels: Input channels (1 grey, 3 RGB).
+        widths: Filters per stage.
+        blocks: Basic blocks (two 3×3 convs each) per stage.
+        stem: Stem filters (0 = widths[0]).
+        pool: ``max`` or ``avg``, as gmp_cnn.
+        dropout: Dropout before the classifier.
+        hidden: Units of an optional Dense+ReLU before the classifier (0: none).
+        name: The model's name.
     """
     widths, blocks = tuple(int(w) for w in widths), tuple(int(b) for b in blocks)
     if not widths or len(blocks) != len(widths) or min(blocks) < 1:

@@ -78,8 +78,19 @@ def smallest_image(src) -> tuple:
 def fit_float(
     run: Run, recipe: Recipe, src, state: dict, model, data, *, dist, verbose: int, extra_callbacks=()
 ) -> None:
-    """The float epochs still to do, each ending in the run's checkpoint; ``state`` gets the
-    time spent. ``extra_callbacks`` (a multi-worker job's backup) run first."""
+    """The float epochs still to do, each ending in the run's checkpoint.
+
+    Args:
+        run: The run directory (:class:`cnnedge.run.Run`).
+        recipe: The checked recipe.
+        src: The opened dataset.
+        state: The run's state (state.json); gets the time spent.
+        model: The model to train (built or resumed).
+        data: (train, val, steps per epoch) from :func:`cnnedge.train.inputs.datasets`.
+        dist: The tf.distribute wiring (None: one device).
+        verbose: Keras's progress verbosity.
+        extra_callbacks: Callbacks that run first (a multi-worker job's backup).
+    """
     from cnnedge.backend import keras
     from cnnedge.distribute import devices
 

@@ -224,8 +224,21 @@ def run_phases(
 ) -> TrainResult:
     """The phases of a checked run, in order: float epochs, the EMA's BN statistics, evaluation
     and summary, then QAT. ``state["phase"]`` names the one in progress, ``state`` (state.json)
-    where a resumed run continues. A multi-worker job's other workers only join the float
-    epochs (``report=False``). A new phase is a function of (run, recipe, src, state) here."""
+    where a resumed run continues. A new phase is a function of (run, recipe, src, state) here.
+
+    Args:
+        run: The run directory (:class:`cnnedge.run.Run`).
+        recipe: The checked recipe.
+        src: The opened dataset.
+        state: The run's state (state.json).
+        model: The model to train (built or resumed).
+        data: (train, val, steps per epoch) from :func:`cnnedge.train.inputs.datasets`.
+        strategy: ``none``, ``mirrored`` or ``multiworker``.
+        dist: The tf.distribute wiring (None: one device).
+        verbose: Keras's progress verbosity.
+        extra_callbacks: Callbacks of the float epochs that run first (a multi-worker backup).
+        report: False for a multi-worker job's other workers: they only join the float epochs.
+    """
     if state["epoch"] == 0:
         run.save_recipe(recipe)
         run.write_env(

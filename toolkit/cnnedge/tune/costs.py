@@ -42,8 +42,22 @@ def measure(
     tflm_dir=None,
     log=None,
 ) -> dict:
-    """{"params", "macs", "ram", "flash", "arena", "instructions", "estimate_ms", "source"} of
-    candidate ``c`` (cached in ``folder/<id>/costs.json``)."""
+    """The costs of candidate ``c``, measured on its untrained int8 firmware (cached in
+    ``folder/<id>/costs.json``).
+
+    Args:
+        c: The candidate.
+        dataset: The data its 16 calibration images come from.
+        num_classes: Classes of the model.
+        channels: The data's channels (a grey candidate of colour data takes 1).
+        target: The core (``cnnedge firmware`` targets) or ``host``.
+        folder: The search's costs folder.
+        tflm_dir: The TFLite Micro tree.
+        log: Called with a progress line.
+
+    Returns:
+        {"params", "macs", "ram", "flash", "arena", "instructions", "estimate_ms", "source"}.
+    """
     from cnnedge.files import atomic_write_json
     from cnnedge.firmware.tflm_tree import COMMIT
 

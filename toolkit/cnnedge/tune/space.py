@@ -93,9 +93,21 @@ def candidates(
     colors=None,
     kernels=None,
 ) -> list[Candidate]:
-    """Every combination of the given (else default) choices, checked: known members, sizes
-    at least the member's total stride, pools max, avg or concat (for the members that build
-    it), colours rgb (colour data only) or grey."""
+    """Every combination of the given (else default) choices, checked.
+
+    Args:
+        channels: The data's channels.
+        source_size: The data's (H, W), when it has one.
+        models: GMP family members (comma list); known members only.
+        widths: Width multipliers.
+        sizes: Square input sides; those under a member's total stride are left out.
+        pools: Heads: ``max``, ``avg``, ``concat`` (for the members that build it).
+        colors: ``rgb`` (colour data only) and/or ``grey``.
+        kernels: Depthwise kernels (for the members that take one).
+
+    Returns:
+        The :class:`Candidate` list.
+    """
     from cnnedge import models as registry
     from cnnedge.utils import split_list, unknown
 

@@ -39,6 +39,7 @@ class Job:
     channels: int = 1
     dynamic_hw: bool = True
     min_input_size: int = 1
+    owner: Run | None = None  # the run the model comes from: ``run``, or a model file's run
     cache: dict = field(default_factory=dict)
 
     @property
@@ -85,9 +86,8 @@ class Job:
             "resize": "stretch",
             "background": "dark" if self.channels == 1 else None,
         }
-        owner = self.run if self.run is not None else self.cache.get("owner")
-        if owner is not None:  # the run's, also for one of its model files exported alone
-            pre = owner.preprocessing()
+        if self.owner is not None:  # the run's, also for one of its model files exported alone
+            pre = self.owner.preprocessing()
         return {**pre, "image_size": self.image_size, "color_order": "GRAY" if self.channels == 1 else "RGB"}
 
     # ---------------------------------------------------------------- calibration
@@ -189,7 +189,7 @@ def resolve(run_or_model, calibration, opset, int8_method, calibration_images) -
     path = Path(run_or_model)
     if not path.exists() and weights.is_reference(str(run_or_model)):
         path = weights.path(str(run_or_model))  # a shipped checkpoint, by name
-    run = recipe = None
+    run = recipe = owner = None
     summary: dict = {}
     class_names = None
     if path.is_dir():
@@ -256,10 +256,9 @@ def resolve(run_or_model, calibration, opset, int8_method, calibration_images) -
         opset=int(opset),
         int8_method=int8_method,
         calibration_images=int(n_cal),
+        owner=run if run is not None else owner,
     )
     job.float_model = model
-    if path.is_file() and Run.of_model(path) is not None:
-        job.cache["owner"] = Run.of_model(path)
     job.channels, job.dynamic_hw = channels, dynamic
     job.min_input_size = int(models.min_input_size(model))
     return job

@@ -155,28 +155,35 @@ def candidates(
     return out
 
 
-def asks_grey(values) -> bool:
-    """Whether --colors asks for grey models."""
-    from cnnedge.utils import split_list
-
-    return bool(values) and any(v.lower() in ("grey", "gray") for v in split_list(values))
+COLORS = {"rgb": "rgb", "color": "rgb", "colour": "rgb", "grey": "grey", "gray": "grey"}
 
 
-def _colors(values, channels: int) -> list[bool]:
-    """--colors rgb,grey as the candidates' ``grey`` flags (grey data: grey only)."""
+def color_names(values) -> list[str]:
+    """--colors as ``rgb`` / ``grey``, each once; an unknown name is one line."""
     from cnnedge.utils import split_list, unknown
 
     out = []
     for v in split_list(values):
-        key = {"gray": "grey", "color": "rgb", "colour": "rgb"}.get(v.lower(), v.lower())
-        if key not in ("rgb", "grey"):
+        if v.lower() not in COLORS:
             raise unknown("colour", v, ["rgb", "grey"])
-        if key == "rgb" and channels == 1:
-            raise CnnedgeError(
-                "--colors rgb: the data is grey (one channel); a grey model is the only choice"
-            )
-        out.append(key == "grey" and channels == 3)
+        out.append(COLORS[v.lower()])
     return list(dict.fromkeys(out))
+
+
+def asks_grey(values) -> bool:
+    """Whether --colors asks for grey models."""
+    return bool(values) and "grey" in color_names(values)
+
+
+def _colors(values, channels: int) -> list[bool]:
+    """--colors rgb,grey as the candidates' ``grey`` flags (grey data: grey only)."""
+    names = color_names(values)
+    if "rgb" in names and channels == 1:
+        raise CnnedgeError(
+            "--colors rgb: the data is grey (one channel, or data.channels=1 in the recipe); "
+            "a grey model is the only choice"
+        )
+    return list(dict.fromkeys(n == "grey" and channels == 3 for n in names))
 
 
 def _builds(member: str, channels: int, **option) -> bool:

@@ -63,6 +63,13 @@ def convert_tflite(model, precision: str, calib=None, *, channels: int, dynamic:
         ) from e
 
 
+def io_metadata(i: dict, o: dict) -> dict:
+    """The input and output dtype, scale and zero point that every TFLite file's metadata
+    records, from :func:`tflite_io`'s details."""
+    keys = ("dtype", "scale", "zero_point")
+    return {f"{side}_{k}": d[k] for side, d in (("input", i), ("output", o)) for k in keys}
+
+
 def tflite_io(buf: bytes) -> tuple[dict, dict]:
     """(input, output) details of TFLite bytes via LiteRT: dtype, shape_signature, quantization."""
     from ai_edge_litert.interpreter import Interpreter
@@ -104,17 +111,7 @@ def tflite_artifact(job: Job, precision: str, source: str) -> tuple[bytes, dict]
             f"(recorded in the metadata)",
             stacklevel=2,
         )
-    meta = job.metadata(
-        "tflite",
-        precision,
-        source,
-        input_dtype=i["dtype"],
-        input_scale=i["scale"],
-        input_zero_point=i["zero_point"],
-        output_dtype=o["dtype"],
-        output_scale=o["scale"],
-        output_zero_point=o["zero_point"],
-    )
+    meta = job.metadata("tflite", precision, source, **io_metadata(i, o))
     job.cache[key] = (buf, meta)
     return job.cache[key]
 

@@ -20,7 +20,7 @@ from cnnedge.artifacts import embed_tflite_metadata
 from cnnedge.errors import CnnedgeError
 from cnnedge.export import tflm_bundle
 from cnnedge.export.job import Job
-from cnnedge.export.tflite import convert_tflite, tflite_io
+from cnnedge.export.tflite import convert_tflite, io_metadata, tflite_io
 from cnnedge.runtime import tflm as runtime_tflm
 
 BUNDLE_DIR = "tflm"
@@ -108,17 +108,7 @@ def tflm_artifact(job: Job) -> tuple[bytes, dict, dict]:
     buf = convert_tflite(model, "int8", calib, channels=job.channels, dynamic=False, size=size)
     i, o = tflite_io(buf)
     arena = runtime_tflm.measure_arena(buf, f"the fixed-size {size[0]}×{size[1]} int8 model")
-    meta = job.metadata(
-        "tflite",
-        "int8",
-        source,
-        input_dtype=i["dtype"],
-        input_scale=i["scale"],
-        input_zero_point=i["zero_point"],
-        output_dtype=o["dtype"],
-        output_scale=o["scale"],
-        output_zero_point=o["zero_point"],
-    )
+    meta = job.metadata("tflite", "int8", source, **io_metadata(i, o))
     meta.update(dynamic_hw=False, image_size=size, target="tflm", tflm_arena_bytes=arena["arena_bytes"])
     buf = embed_tflite_metadata(buf, meta)
     image, label = _test_image(job, size)

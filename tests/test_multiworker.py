@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+from helpers import cli
 
 EPOCHS = 6
 
@@ -112,24 +113,11 @@ def test_two_workers_and_a_lost_worker(easy_idx, tmp_path):
     assert env["strategy"] == "multiworker"
 
 
+TINY_MULTIWORKER = ("train", "--recipe", "fashion_mnist_tiny", "--strategy", "multiworker", "--runs-dir")
+
+
 def test_bad_tf_config_is_one_line(tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cnnedge",
-            "train",
-            "--recipe",
-            "fashion_mnist_tiny",
-            "--strategy",
-            "multiworker",
-            "--runs-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TF_CONFIG": "{oops"},
-    )
+    r = cli(*TINY_MULTIWORKER, str(tmp_path), env={"TF_CONFIG": "{oops"})
     assert r.returncode == 2 and "TF_CONFIG is not a cluster description" in r.stderr
     assert "Traceback" not in r.stderr and not list(tmp_path.iterdir())
 
@@ -144,23 +132,12 @@ def test_bad_tf_config_is_one_line(tmp_path):
 )
 def test_weight_ema_and_mixing_are_refused_before_anything_is_written(tmp_path, sets, says):
     cfg = {"cluster": {"worker": [f"127.0.0.1:{_ports(1)[0]}"]}, "task": {"type": "worker", "index": 0}}
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cnnedge",
-            "train",
-            "--recipe",
-            "fashion_mnist_tiny",
-            "--strategy",
-            "multiworker",
-            "--runs-dir",
-            str(tmp_path),
-            *[a for s in sets for a in ("--set", s)],
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TF_CONFIG": json.dumps(cfg), "CUDA_VISIBLE_DEVICES": ""},
+    sets = [a for s in sets for a in ("--set", s)]
+    r = cli(
+        *TINY_MULTIWORKER,
+        str(tmp_path),
+        *sets,
+        env={"TF_CONFIG": json.dumps(cfg), "CUDA_VISIBLE_DEVICES": ""},
     )
     assert r.returncode == 2 and says in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not list(tmp_path.iterdir())

@@ -318,6 +318,9 @@ def _rank(state, fits, bases, steps, folder, deadline, t0, spent, budget, log, j
         _choose(state)
         _save(folder, state, budget)
 
+    def late(running: bool) -> bool:  # past the deadline once a trial has run (or is running)
+        return time.monotonic() > deadline and (bool(state["trials"]) or running)
+
     while True:
         final = len(alive) <= search.ETA  # the last few: the whole schedule decides
         specs = []
@@ -334,7 +337,6 @@ def _rank(state, fits, bases, steps, folder, deadline, t0, spent, budget, log, j
                     folder / "trials",
                 )
             )
-        late = lambda running: time.monotonic() > deadline and (bool(state["trials"]) or running)  # noqa: E731
         if not search.run_trials(specs, jobs, record, late, log):
             if log:
                 log("time budget spent: the best trial so far wins")
